@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// droplorad: a Linux daemon that serves a quantized GGUF model and keeps fine-tuning
+// per-task DropLoRA adapters. See README.md and the module table in DESIGN.md.
+import PackageDescription
+
+// C kernels are always optimised: a -O0 kernel makes debug test runs unbearably slow and
+// hides nothing that the scalar reference twins don't already check.
+let kernelCFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
+
+let package = Package(
+  name: "droplorad",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "droplora", targets: ["droplora"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+  ],
+  targets: [
+    // Quant block layouts, fp16/bf16, scalar reference kernels and their AVX2 twins, thread pool.
+    .target(name: "CKernels", cSettings: kernelCFlags),
+    .systemLibrary(
+      name: "COpenBLAS", pkgConfig: "openblas",
+      providers: [.apt(["libopenblas-dev"])]),
+
+    .target(name: "GGUF", dependencies: ["CKernels"]),
+    .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
+    .target(name: "Tokenization", dependencies: ["GGUF"]),
+    .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
+    .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels"]),
+
+    .executableTarget(
+      name: "droplora",
+      dependencies: [
+        "Engine", "Llama", "Tokenization", "GGUF", "Kernels",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+    .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
+    .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+    .testTarget(
+      name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF"]),
+  ]
+)

@@ -1,0 +1,79 @@
+// CKernels: the one place where byte layouts of quantized blocks are declared, plus the
+// numeric kernels that read them. Every SIMD kernel has a scalar reference twin (`_ref`)
+// compared against it in the tests; the dispatching entry points pick AVX2/FMA at run time.
+//
+// Conventions: `n` is a row length in elements and must be a multiple of the type's block
+// size; rows are contiguous; pointers are never NULL for n > 0. Nothing here allocates.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ggml tensor type ids, exactly as stored in GGUF files.
+enum {
+  DQ_TYPE_F32 = 0,
+  DQ_TYPE_F16 = 1,
+  DQ_TYPE_Q4_0 = 2,
+  DQ_TYPE_Q4_1 = 3,
+  DQ_TYPE_Q5_0 = 6,
+  DQ_TYPE_Q5_1 = 7,
+  DQ_TYPE_Q8_0 = 8,
+  DQ_TYPE_Q8_1 = 9,
+  DQ_TYPE_Q2_K = 10,
+  DQ_TYPE_Q3_K = 11,
+  DQ_TYPE_Q4_K = 12,
+  DQ_TYPE_Q5_K = 13,
+  DQ_TYPE_Q6_K = 14,
+  DQ_TYPE_Q8_K = 15,
+  DQ_TYPE_BF16 = 30,
+};
+
+// ---- type table ---------------------------------------------------------------------------
+// Size facts for every ggml type id a GGUF file may name (also the ones we cannot compute
+// with), so a reader can bounds-check any tensor. Returns false for an unknown id.
+bool dq_type_info(uint32_t type, int64_t *block_size, int64_t *type_size);
+// Short name ("Q4_1"), or NULL for an unknown id.
+const char *dq_type_name(uint32_t type);
+// True when this library can dequantize the type and take dot products with it.
+bool dq_type_is_supported(uint32_t type);
+// Bytes of a row of n elements; -1 if the type is unknown or n is not a block multiple.
+int64_t dq_row_size(uint32_t type, int64_t n);
+
+// ---- scalar conversions -------------------------------------------------------------------
+float dq_fp16_to_fp32(uint16_t h);
+uint16_t dq_fp32_to_fp16(float f);  // round to nearest even
+float dq_bf16_to_fp32(uint16_t h);
+uint16_t dq_fp32_to_bf16(float f);  // round to nearest even
+
+// ---- dequantize / quantize rows -----------------------------------------------------------
+// dst[0..n) = value of the n elements stored at src (any supported type).
+void dq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n);
+// Quantize n floats into `type` (supported types; the same rounding as ggml's reference
+// quantizers, so files written here load elsewhere). Used for activations, merges and tests.
+void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+// ---- dot products against quantized activations -------------------------------------------
+// A weight row of type `type` is multiplied with an activation row that was first quantized to
+// dq_vec_dot_type(type) (Q8_0, Q8_1 or Q8_K for quantized weights; F32 for F32/F16/BF16 weights).
+uint32_t dq_vec_dot_type(uint32_t type);
+// Returns sum_i w[i] * x[i] over n elements.
+float dq_vec_dot(uint32_t type, int64_t n, const void *w, const void *x);
+float dq_vec_dot_ref(uint32_t type, int64_t n, const void *w, const void *x);
+
+// y[r - row_begin] = dot(row r of W, x) for r in [row_begin, row_end); rows are `row_stride`
+// bytes apart, each of n elements; x is already in dq_vec_dot_type(type).
+void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                    const void *x, float *y, int64_t row_begin, int64_t row_end);
+
+// Which SIMD path the dispatching functions use ("avx2" or "scalar"); tests can force scalar.
+const char *dq_simd_path(void);
+void dq_force_scalar(bool on);
+
+#ifdef __cplusplus
+}
+#endif

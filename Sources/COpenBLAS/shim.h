@@ -1,0 +1,3 @@
+// OpenBLAS's CBLAS interface (sgemm for batched matmuls).
+#pragma once
+#include <cblas.h>

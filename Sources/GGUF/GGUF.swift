@@ -1,0 +1,1 @@
+// GGUF module (placeholder until its first real file lands).

@@ -1,0 +1,1 @@
+// Kernels module (placeholder until its first real file lands).

@@ -1,0 +1,1 @@
+// Llama module (placeholder until its first real file lands).

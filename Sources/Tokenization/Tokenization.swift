@@ -1,0 +1,1 @@
+// Tokenization module (placeholder until its first real file lands).

@@ -1,0 +1,1 @@
+print("droplora: not built yet")

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install the Debian packages the project builds against. Idempotent; needs root (or sudo).
+set -euo pipefail
+PKGS=(libopenblas-dev libsystemd-dev libyaml-dev pkg-config)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
