@@ -36,8 +36,8 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
-    .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
-    .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"]),
+    .testTarget(name: "CKernelsTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"], resources: [.copy("Fixtures")]),
     .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
     .testTarget(
       name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"],
