@@ -3,7 +3,6 @@
 // W to fp32 and hand them to OpenBLAS sgemm, each thread on its own slice of output rows, so
 // the whole model is never held in fp32.
 import CKernels
-import COpenBLAS
 
 /// Scratch memory for matmuls, sized once for the largest matrix and batch a context will see.
 public final class MatMulWorkspace: @unchecked Sendable {
@@ -36,8 +35,6 @@ public final class MatMulWorkspace: @unchecked Sendable {
 }
 
 public enum MatMul {
-  private static let blasSetup: Void = { openblas_set_num_threads(1) }()
-
   /// out[t * w.rows + r] = sum_c W[r, c] * x[t * w.columns + c] for t in 0..<tokens.
   /// Shapes: out (tokens x rows), x (tokens x columns), both row-major.
   public static func multiply(
@@ -69,7 +66,6 @@ public enum MatMul {
     _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
     tokens: Int, pool: ThreadPool, workspace: MatMulWorkspace
   ) {
-    _ = blasSetup
     let tileRows = MatMulWorkspace.tileRows
     let columns = w.columns
     precondition(pool.threadCount <= workspace.threadCount, "pool larger than its workspace")
@@ -80,9 +76,9 @@ public enum MatMul {
         let count = min(tileRows, rows.upperBound - start)
         for r in 0..<count { w.dequantizeRow(start + r, into: tile + r * columns) }
         // out[:, start..<start+count] = x (tokens x columns) · tileᵀ (columns x count)
-        cblas_sgemm(
-          CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(columns),
-          1, x, Int32(columns), tile, Int32(columns), 0, out + start, Int32(w.rows))
+        Blas.multiply(
+          rows: tokens, columns: count, inner: columns, scale: 1, a: x, lda: columns,
+          transposeB: true, b: tile, ldb: columns, c: out + start, ldc: w.rows)
         start += count
       }
     }
