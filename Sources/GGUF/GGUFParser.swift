@@ -84,7 +84,8 @@ struct GGUFParser {
     // tensor info at least 32 (name length, n_dims, one dimension, type, offset).
     let maxPairs = reader.remaining / 13
     guard keyValueCount <= UInt64(maxPairs) else {
-      throw .countOutOfBounds(context: "metadata key/value count", count: keyValueCount, maximum: maxPairs)
+      throw .countOutOfBounds(
+        context: "metadata key/value count", count: keyValueCount, maximum: maxPairs)
     }
     let maxTensors = reader.remaining / 32
     guard tensorCount <= UInt64(maxTensors) else {
@@ -148,14 +149,17 @@ struct GGUFParser {
 
     result.tensors.reserveCapacity(infos.count)
     for (info, relative) in zip(infos, relativeOffsets) {
-      let sizes = try GGUFFormat.tensorSizes(name: info.name, type: info.type, dimensions: info.dimensions)
+      let sizes = try GGUFFormat.tensorSizes(
+        name: info.name, type: info.type, dimensions: info.dimensions)
       guard relative % UInt64(alignment) == 0 else {
         throw .misalignedTensorOffset(name: info.name, offset: relative, alignment: alignment)
       }
       let outOfBounds = GGUFError.tensorOutOfBounds(
         name: info.name, offset: relative, byteCount: sizes.byteCount, dataStart: dataOffset,
         fileSize: fileSize)
-      guard dataOffset <= fileSize, relative <= UInt64(fileSize - dataOffset) else { throw outOfBounds }
+      guard dataOffset <= fileSize, relative <= UInt64(fileSize - dataOffset) else {
+        throw outOfBounds
+      }
       let start = dataOffset + Int(relative)
       guard sizes.byteCount <= fileSize - start else { throw outOfBounds }
       result.tensors.append(
@@ -166,7 +170,8 @@ struct GGUFParser {
     return result
   }
 
-  private mutating func readValue(_ type: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue {
+  private mutating func readValue(_ type: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue
+  {
     switch type {
     case .uint8: return .uint8(try reader.read(UInt8.self, "value of '\(key)'"))
     case .int8: return .int8(try reader.read(Int8.self, "value of '\(key)'"))
@@ -176,8 +181,10 @@ struct GGUFParser {
     case .int32: return .int32(try reader.read(Int32.self, "value of '\(key)'"))
     case .uint64: return .uint64(try reader.read(UInt64.self, "value of '\(key)'"))
     case .int64: return .int64(try reader.read(Int64.self, "value of '\(key)'"))
-    case .float32: return .float32(Float(bitPattern: try reader.read(UInt32.self, "value of '\(key)'")))
-    case .float64: return .float64(Double(bitPattern: try reader.read(UInt64.self, "value of '\(key)'")))
+    case .float32:
+      return .float32(Float(bitPattern: try reader.read(UInt32.self, "value of '\(key)'")))
+    case .float64:
+      return .float64(Double(bitPattern: try reader.read(UInt64.self, "value of '\(key)'")))
     case .bool: return .bool(try readBool(key: key))
     case .string: return .string(try reader.readString("value of '\(key)'"))
     case .array: return .array(try readArray(key: key, depth: 1))
@@ -226,7 +233,9 @@ struct GGUFParser {
     case .string:
       var values: [String] = []
       values.reserveCapacity(count)
-      for index in 0..<count { values.append(try reader.readString("element \(index) of array '\(key)'")) }
+      for index in 0..<count {
+        values.append(try reader.readString("element \(index) of array '\(key)'"))
+      }
       return .string(values)
     case .array:
       var values: [GGUFArray] = []

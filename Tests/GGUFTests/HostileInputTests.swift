@@ -64,9 +64,12 @@ import Testing
 
   @Test func emptyAndTinyFiles() throws {
     #expect(parseError([]) == .truncated(offset: 0, needed: 4, available: 0, context: "magic"))
-    #expect(parseError(Array("GGU".utf8)) == .truncated(offset: 0, needed: 4, available: 3, context: "magic"))
-    #expect(parseError(Array(RawGGUF(tensorCount: 0, keyValueCount: 0).bytes.prefix(20)))
-      == .truncated(offset: 16, needed: 8, available: 4, context: "metadata key/value count"))
+    #expect(
+      parseError(Array("GGU".utf8))
+        == .truncated(offset: 0, needed: 4, available: 3, context: "magic"))
+    #expect(
+      parseError(Array(RawGGUF(tensorCount: 0, keyValueCount: 0).bytes.prefix(20)))
+        == .truncated(offset: 16, needed: 8, available: 4, context: "metadata key/value count"))
     // a valid empty file
     let empty = try GGUFFile(bytes: RawGGUF(tensorCount: 0, keyValueCount: 0).bytes)
     #expect(empty.metadataKeys.isEmpty && empty.tensors.isEmpty && empty.architecture == nil)
@@ -78,16 +81,24 @@ import Testing
     #expect(throws: GGUFError.truncated(offset: 0, needed: 4, available: 0, context: "magic")) {
       try GGUFFile(path: path)
     }
-    #expect(throws: GGUFError.notARegularFile(path: directory.path)) { try GGUFFile(path: directory.path) }
+    #expect(throws: GGUFError.notARegularFile(path: directory.path)) {
+      try GGUFFile(path: directory.path)
+    }
     let missing = directory.appendingPathComponent("missing.gguf").path
-    #expect(throws: GGUFError.io(path: missing, operation: "open", errno: ENOENT)) { try GGUFFile(path: missing) }
+    #expect(throws: GGUFError.io(path: missing, operation: "open", errno: ENOENT)) {
+      try GGUFFile(path: missing)
+    }
   }
 
   @Test func hugeCounts() {
     let pairs = RawGGUF(tensorCount: 0, keyValueCount: 1 << 40)
-    #expect(parseError(pairs.bytes) == .countOutOfBounds(context: "metadata key/value count", count: 1 << 40, maximum: 0))
+    #expect(
+      parseError(pairs.bytes)
+        == .countOutOfBounds(context: "metadata key/value count", count: 1 << 40, maximum: 0))
     let tensors = RawGGUF(tensorCount: .max, keyValueCount: 0)
-    #expect(parseError(tensors.bytes) == .countOutOfBounds(context: "tensor count", count: .max, maximum: 0))
+    #expect(
+      parseError(tensors.bytes)
+        == .countOutOfBounds(context: "tensor count", count: .max, maximum: 0))
 
     var array = RawGGUF(tensorCount: 0, keyValueCount: 1)
     array.string("a")
@@ -95,7 +106,9 @@ import Testing
     array.u32(4)  // of uint32
     array.u64(1 << 60)  // count, at offset 24 + 9 + 4 + 4 = 41
     array.u64(0)  // 8 bytes remain: at most 2 uint32
-    #expect(parseError(array.bytes) == .arrayCountOutOfBounds(key: "a", offset: 41, count: 1 << 60, maximum: 2))
+    #expect(
+      parseError(array.bytes)
+        == .arrayCountOutOfBounds(key: "a", offset: 41, count: 1 << 60, maximum: 2))
 
     var strings = RawGGUF(tensorCount: 0, keyValueCount: 1)
     strings.string("s")
@@ -104,7 +117,9 @@ import Testing
     strings.u64(3)
     strings.u64(0)
     strings.u64(0)
-    #expect(parseError(strings.bytes) == .arrayCountOutOfBounds(key: "s", offset: 41, count: 3, maximum: 2))
+    #expect(
+      parseError(strings.bytes)
+        == .arrayCountOutOfBounds(key: "s", offset: 41, count: 3, maximum: 2))
   }
 
   @Test func stringLengthBeyondFile() {
@@ -113,7 +128,8 @@ import Testing
     key.bytes += Array("abcdefghijklm".utf8)  // 13 bytes: room for one pair
     #expect(
       parseError(key.bytes)
-        == .stringLengthOutOfBounds(offset: 24, length: 1000, available: 13, context: "key of metadata pair #0"))
+        == .stringLengthOutOfBounds(
+          offset: 24, length: 1000, available: 13, context: "key of metadata pair #0"))
 
     var value = RawGGUF(tensorCount: 0, keyValueCount: 1)
     value.string("k")
@@ -122,7 +138,8 @@ import Testing
     value.u8(0)
     #expect(
       parseError(value.bytes)
-        == .stringLengthOutOfBounds(offset: 37, length: .max, available: 1, context: "value of 'k'"))
+        == .stringLengthOutOfBounds(offset: 37, length: .max, available: 1, context: "value of 'k'")
+    )
   }
 
   @Test func invalidValues() {
@@ -201,11 +218,14 @@ import Testing
         == .elementCountOverflow(name: "t", dimensions: [1 << 32, 1 << 32, 1 << 32]))
     #expect(parseError(oneTensor(dims: [4], type: 99)) == .unknownTensorType(name: "t", type: 99))
     #expect(parseError(oneTensor(dims: [4], type: 4)) == .unknownTensorType(name: "t", type: 4))  // retired Q4_2
-    #expect(parseError(oneTensor(dims: [4], offset: 4)) == .misalignedTensorOffset(name: "t", offset: 4, alignment: 32))
+    #expect(
+      parseError(oneTensor(dims: [4], offset: 4))
+        == .misalignedTensorOffset(name: "t", offset: 4, alignment: 32))
     // header 24 + info 8+1+4+8+4+8 = 57 bytes, data at 64, file of 80 bytes
     #expect(
       parseError(oneTensor(dims: [4], offset: 1 << 40))
-        == .tensorOutOfBounds(name: "t", offset: 1 << 40, byteCount: 16, dataStart: 64, fileSize: 80))
+        == .tensorOutOfBounds(
+          name: "t", offset: 1 << 40, byteCount: 16, dataStart: 64, fileSize: 80))
     #expect(
       parseError(oneTensor(dims: [4], offset: 32))
         == .tensorOutOfBounds(name: "t", offset: 32, byteCount: 16, dataStart: 64, fileSize: 80))
@@ -215,10 +235,13 @@ import Testing
     #expect(
       parseError(oneTensor(dims: [33], type: 8))
         == .rowNotBlockAligned(name: "t", type: "Q8_0", ne0: 33, blockSize: 32))
-    #expect(parseError(oneTensor(dims: [4, 0])) == .invalidDimension(name: "t", index: 1, value: 0))
-    #expect(parseError(oneTensor(dims: [.max])) == .invalidDimension(name: "t", index: 0, value: .max))
+    #expect(
+      parseError(oneTensor(dims: [4, 0])) == .invalidDimension(name: "t", index: 1, value: 0))
+    #expect(
+      parseError(oneTensor(dims: [.max])) == .invalidDimension(name: "t", index: 0, value: .max))
     #expect(parseError(oneTensor(dims: [])) == .invalidDimensionCount(name: "t", count: 0))
-    #expect(parseError(oneTensor(dims: [1, 1, 1, 1, 1])) == .invalidDimensionCount(name: "t", count: 5))
+    #expect(
+      parseError(oneTensor(dims: [1, 1, 1, 1, 1])) == .invalidDimensionCount(name: "t", count: 5))
 
     var duplicate = RawGGUF(tensorCount: 2, keyValueCount: 0)
     duplicate.tensor("t", dims: [4], type: 0, offset: 0)
@@ -230,9 +253,19 @@ import Testing
   @Test func messagesNameWhatFailed() {
     let cases: [(GGUFError, [String])] = [
       (.unknownTensorType(name: "blk.0.attn_q.weight", type: 99), ["blk.0.attn_q.weight", "99"]),
-      (.tensorOutOfBounds(name: "t", offset: 64, byteCount: 16, dataStart: 64, fileSize: 80), ["'t'", "64", "16", "80"]),
-      (.arrayCountOutOfBounds(key: "tokenizer.ggml.tokens", offset: 41, count: 1 << 60, maximum: 2), ["tokenizer.ggml.tokens", "41", "\(1 << 60)"]),
-      (.truncated(offset: 16, needed: 8, available: 4, context: "tensor count"), ["16", "8", "4", "tensor count"]),
+      (
+        .tensorOutOfBounds(name: "t", offset: 64, byteCount: 16, dataStart: 64, fileSize: 80),
+        ["'t'", "64", "16", "80"]
+      ),
+      (
+        .arrayCountOutOfBounds(
+          key: "tokenizer.ggml.tokens", offset: 41, count: 1 << 60, maximum: 2),
+        ["tokenizer.ggml.tokens", "41", "\(1 << 60)"]
+      ),
+      (
+        .truncated(offset: 16, needed: 8, available: 4, context: "tensor count"),
+        ["16", "8", "4", "tensor count"]
+      ),
       (.unsupportedVersion(1), ["version 1"]),
       (.unsupportedVersion(0x0300_0000), ["big-endian"]),
       (.badMagic(found: 0x4C4D_4747), ["0x4c4d4747"]),

@@ -33,7 +33,10 @@ let allValues: [(String, GGUFValue)] = [
   ("a.bool", .array(.bool([false, true]))),
   ("a.string", .array(.string(["a", "", "Ġb"]))),
   ("a.empty", .array(.float32([]))),
-  ("a.nested", .array(.array([.int32([1, 2]), .string(["x"]), .array([.bool([true])]), .uint8([])]))),
+  (
+    "a.nested",
+    .array(.array([.int32([1, 2]), .string(["x"]), .array([.bool([true])]), .uint8([])]))
+  ),
   ("a.emptyNested", .array(.array([]))),
 ]
 
@@ -118,7 +121,8 @@ func makeWriter(alignment: Int?) throws -> GGUFWriter {
   @Test func writerRefusesBadTensors() throws {
     var writer = GGUFWriter()
     #expect(throws: GGUFError.tensorDataSizeMismatch(name: "t", expected: 36, actual: 35)) {
-      try writer.addTensor(name: "t", type: .q4_0, dimensions: [32, 2], data: [UInt8](repeating: 0, count: 35))
+      try writer.addTensor(
+        name: "t", type: .q4_0, dimensions: [32, 2], data: [UInt8](repeating: 0, count: 35))
     }
     #expect(throws: GGUFError.rowNotBlockAligned(name: "t", type: "Q8_0", ne0: 33, blockSize: 32)) {
       try writer.addTensor(name: "t", type: .q8_0, dimensions: [33], data: [])
@@ -139,7 +143,10 @@ func makeWriter(alignment: Int?) throws -> GGUFWriter {
     writer.set("general.alignment", .uint32(24))
     #expect(throws: GGUFError.invalidAlignment(24)) { try writer.serialized() }
     writer.set("general.alignment", .string("32"))
-    #expect(throws: GGUFError.typeMismatch(key: "general.alignment", expected: "an integer", actual: "string")) {
+    #expect(
+      throws: GGUFError.typeMismatch(
+        key: "general.alignment", expected: "an integer", actual: "string")
+    ) {
       try writer.serialized()
     }
     #expect(throws: GGUFError.self) { try writer.write(to: "/nonexistent-dir/x.gguf") }
@@ -153,7 +160,8 @@ func makeWriter(alignment: Int?) throws -> GGUFWriter {
     #expect(!GGMLType(rawValue: 99).isSupported)
     #expect(GGMLType.q8_0.rowSize(64) == 68)
     #expect(GGMLType.q8_0.rowSize(65) == nil)
-    #expect(GGMLType.f32.rawValue == 0 && GGMLType.bf16.rawValue == 30 && GGMLType.q6_K.rawValue == 14)
+    #expect(
+      GGMLType.f32.rawValue == 0 && GGMLType.bf16.rawValue == 30 && GGMLType.q6_K.rawValue == 14)
   }
 }
 
