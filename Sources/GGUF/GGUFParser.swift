@@ -49,6 +49,11 @@ enum GGUFFormat {
     return (dims, elementCount, byteCount)
   }
 
+  /// Capacity to reserve for `count` parsed items: counts are checked against the bytes left,
+  /// but a hostile count could still reserve far more memory than the file holds, so large
+  /// collections grow as they are actually read.
+  static func reservation(_ count: UInt64) -> Int { Int(min(count, 4096)) }
+
   static func isValidAlignment(_ value: Int) -> Bool { value > 0 && value & (value - 1) == 0 }
 }
 
@@ -92,8 +97,8 @@ struct GGUFParser {
       throw .countOutOfBounds(context: "tensor count", count: tensorCount, maximum: maxTensors)
     }
 
-    result.metadata.reserveCapacity(Int(keyValueCount))
-    result.metadataKeys.reserveCapacity(Int(keyValueCount))
+    result.metadata.reserveCapacity(GGUFFormat.reservation(keyValueCount))
+    result.metadataKeys.reserveCapacity(GGUFFormat.reservation(keyValueCount))
     for index in 0..<Int(keyValueCount) {
       let key = try reader.readString("key of metadata pair #\(index)")
       guard result.metadata[key] == nil else { throw .duplicateKey(key) }
@@ -117,9 +122,9 @@ struct GGUFParser {
     // Tensor infos, with offsets relative to the data section (checked once it is known).
     var relativeOffsets: [UInt64] = []
     var infos: [(name: String, type: GGMLType, dimensions: [UInt64])] = []
-    relativeOffsets.reserveCapacity(Int(tensorCount))
-    infos.reserveCapacity(Int(tensorCount))
-    result.tensorIndex.reserveCapacity(Int(tensorCount))
+    relativeOffsets.reserveCapacity(GGUFFormat.reservation(tensorCount))
+    infos.reserveCapacity(GGUFFormat.reservation(tensorCount))
+    result.tensorIndex.reserveCapacity(GGUFFormat.reservation(tensorCount))
     for index in 0..<Int(tensorCount) {
       let name = try reader.readString("name of tensor #\(index)")
       guard result.tensorIndex[name] == nil else { throw .duplicateTensor(name) }
@@ -232,14 +237,14 @@ struct GGUFParser {
       return .bool(values)
     case .string:
       var values: [String] = []
-      values.reserveCapacity(count)
+      values.reserveCapacity(GGUFFormat.reservation(UInt64(count)))
       for index in 0..<count {
         values.append(try reader.readString("element \(index) of array '\(key)'"))
       }
       return .string(values)
     case .array:
       var values: [GGUFArray] = []
-      values.reserveCapacity(count)
+      values.reserveCapacity(GGUFFormat.reservation(UInt64(count)))
       for _ in 0..<count { values.append(try readArray(key: key, depth: depth + 1)) }
       return .array(values)
     }
