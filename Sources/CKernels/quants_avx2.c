@@ -20,7 +20,12 @@ TARGET static inline float hsum_ps(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-TARGET static inline float h2f(dq_half h) { return _cvtsh_ss(h); }
+// movd (zero-extending) rather than _cvtsh_ss: the latter lets the compiler insert the half
+// into whatever register is at hand, often an accumulator, which chains every block's scale
+// conversion behind the previous block's FMA.
+TARGET static inline float h2f(dq_half h) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h)));
+}
 
 // 32 4-bit codes: element j (low nibble of qs[j]) in bytes 0..15, j+16 (high nibble) in 16..31.
 TARGET static inline __m256i unpack_nibbles(const uint8_t *qs) {
@@ -113,6 +118,14 @@ TARGET static float dot_bf16(int64_t n, const void *w, const void *x) {
 
 // ---- 32-element block dots ----------------------------------------------------------------
 
+// Products of the fp16 scales of two weight blocks and two activation blocks, with one F16C
+// conversion: lanes 0 and 1 = wd0*xd0, wd1*xd1.
+TARGET static inline __m128 scale_pair(dq_half w0, dq_half w1, dq_half x0, dq_half x1) {
+  const uint64_t h = (uint64_t)w0 | (uint64_t)w1 << 16 | (uint64_t)x0 << 32 | (uint64_t)x1 << 48;
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)h));
+  return _mm_mul_ps(f, _mm_movehl_ps(f, f));
+}
+
 // q8_0 x q8_0, two blocks per iteration into two accumulators.
 TARGET static float dot_q8_0_q8_0(int64_t n, const void *w, const void *x) {
   const block_q8_0 *a = w;
@@ -126,10 +139,9 @@ TARGET static float dot_q8_0_q8_0(int64_t n, const void *w, const void *x) {
                                  _mm256_loadu_si256((const __m256i *)b[i].qs));
     const __m256i p1 = dot_s8_s8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
                                  _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-    const __m256 d0 = _mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d));
-    const __m256 d1 = _mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d));
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+    const __m128 d = scale_pair(a[i].d, a[i + 1].d, b[i].d, b[i + 1].d);
+    acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)), _mm256_cvtepi32_ps(p1), acc1);
   }
   for (; i < nb; i++) {
     const __m256i p = dot_s8_s8(_mm256_loadu_si256((const __m256i *)a[i].qs),
@@ -148,24 +160,36 @@ TARGET static inline __m128 q41_scales(const void *wd, const void *xd) {
   return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)u)), _mm_cvtph_ps(_mm_cvtsi32_si128((int)v)));
 }
 
+// Two blocks' (d, m) and (dx, s) at once: lanes = d0 dx0, m0 s0, d1 dx1, m1 s1.
+TARGET static inline __m128 q41_scales2(const block_q4_1 *a, const block_q8_1 *b) {
+  uint32_t w0, w1, x0, x1;
+  memcpy(&w0, &a[0].d, 4);
+  memcpy(&w1, &a[1].d, 4);
+  memcpy(&x0, &b[0].d, 4);
+  memcpy(&x1, &b[1].d, 4);
+  const __m128 fw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)w0 | (uint64_t)w1 << 32)));
+  const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+  return _mm_mul_ps(fw, fx);
+}
+
 TARGET static float dot_q4_1_q8_1(int64_t n, const void *w, const void *x) {
   const block_q4_1 *a = w;
   const block_q8_1 *b = x;
   const int64_t nb = n / QK8_1;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  __m128 accm = _mm_setzero_ps();  // lane 1 collects the m s terms
+  __m128 accm = _mm_setzero_ps();  // lanes 1 and 3 collect the m s terms
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     _mm_prefetch((const char *)(a + i + 8), _MM_HINT_T0);
-    const __m128 sc0 = q41_scales(&a[i].d, &b[i].d);
-    const __m128 sc1 = q41_scales(&a[i + 1].d, &b[i + 1].d);
+    const __m128 sc = q41_scales2(a + i, b + i);
     const __m256i p0 = dot_u8_s8(unpack_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs));
     const __m256i p1 =
         dot_u8_s8(unpack_nibbles(a[i + 1].qs), _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc0), _mm256_cvtepi32_ps(p0), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc1), _mm256_cvtepi32_ps(p1), acc1);
-    accm = _mm_add_ps(accm, _mm_add_ps(sc0, sc1));
+    acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(sc, sc)), _mm256_cvtepi32_ps(p1), acc1);
+    accm = _mm_add_ps(accm, sc);
   }
+  accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));  // lane 1 = all m s so far
   for (; i < nb; i++) {
     const __m128 sc = q41_scales(&a[i].d, &b[i].d);
     const __m256i p = dot_u8_s8(unpack_nibbles(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs));
