@@ -3,8 +3,9 @@
 // dispatch.c calls them only when the CPU reports the features. Each kernel computes the same
 // integer sums per block as its reference; only the order of the fp32 accumulation differs.
 //
-// Assumption shared with ggml: int8 activation/weight codes are in [-127, 127] (every quantizer
-// here produces that); a -128 code could saturate the signed-by-sign trick of the q8_0 kernel.
+// Assumption shared with ggml: int8 ACTIVATION codes (q8_0/q8_1/q8_K) are in [-127, 127], which
+// every quantizer here guarantees. Weight codes may be anything a file holds, -128 included: the
+// sign trick turns a -128 weight into the unsigned 128, and 2*128*127 still fits maddubs' int16.
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
 

@@ -161,3 +161,29 @@ func summationTolerance(n: Int, block: Int, _ s: Double) -> Double {
     }
   #endif
 }
+
+/// A Q8_0 weight row from a file may hold any int8 code, -128 included (ggml's quantizer never
+/// writes it, but nothing forbids it); both twins must still agree with the exact dot.
+@Test func q8_0WeightsWithMinus128() {
+  let type = UInt32(DQ_TYPE_Q8_0)
+  var rng = SeededRNG(seed: 77)
+  for nb in [1, 2, 3, 18, 48] {
+    let n = nb * 32
+    var w = [UInt8]()
+    for _ in 0..<nb {
+      let d = dq_fp32_to_fp16(Float.random(in: 1e-3...1e-1, using: &rng))
+      w += [UInt8(d & 0xFF), UInt8(d >> 8)]
+      w += (0..<32).map { j in j % 3 == 0 ? 0x80 : UInt8.random(in: 0...255, using: &rng) }
+    }
+    let x = Quant.activation(for: type, (0..<n).map { _ in rng.gaussian() })
+    let wd = Quant.dequantize(type, w, n: n)
+    let xd = Quant.dequantize(type, x, n: n)
+    #expect(wd.allSatisfy { $0.isFinite })
+    let exact = zip(wd, xd).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+    let tol = summationTolerance(n: n, block: 32, magnitude(wd, xd))
+    for ref in [true, false] {
+      let got = Double(Quant.dot(type, n: n, w, x, ref: ref))
+      #expect(abs(got - exact) <= tol, "nb=\(nb) ref=\(ref): \(got) vs \(exact)")
+    }
+  }
+}
