@@ -200,6 +200,57 @@ TARGET static float dot_q4_1_q8_1(int64_t n, const void *w, const void *x) {
   return hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_shuffle_ps(accm, accm, 1));
 }
 
+// ---- two rows at a time (matvec) -----------------------------------------------------------
+// Two weight rows against one activation row, sharing the activation loads and scale
+// conversions (measured ~8% faster than two one-row calls for q4_1; for q8_0 it gained nothing,
+// so q8_0 has none). Each row's arithmetic is exactly that of the one-row kernel above (same
+// accumulators, same order), so a matvec gives the same bits as dq_vec_dot per row.
+
+TARGET static void dot2_q4_1_q8_1(int64_t n, const void *w0, const void *w1, const void *x, float *y) {
+  const block_q4_1 *a = w0, *c = w1;
+  const block_q8_1 *b = x;
+  const int64_t nb = n / QK8_1;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;
+  __m128 am = _mm_setzero_ps(), cm = am;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    uint32_t x0, x1, u0, u1, v0, v1;
+    memcpy(&x0, &b[i].d, 4);
+    memcpy(&x1, &b[i + 1].d, 4);
+    memcpy(&u0, &a[i].d, 4);
+    memcpy(&u1, &a[i + 1].d, 4);
+    memcpy(&v0, &c[i].d, 4);
+    memcpy(&v1, &c[i + 1].d, 4);
+    const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    const __m128 sa = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)u0 | (uint64_t)u1 << 32))), fx);
+    const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)v0 | (uint64_t)v1 << 32))), fx);
+    const __m256i y0 = _mm256_loadu_si256((const __m256i *)b[i].qs);
+    const __m256i y1 = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
+    const __m256i pa0 = dot_u8_s8(unpack_nibbles(a[i].qs), y0);
+    const __m256i pa1 = dot_u8_s8(unpack_nibbles(a[i + 1].qs), y1);
+    const __m256i pc0 = dot_u8_s8(unpack_nibbles(c[i].qs), y0);
+    const __m256i pc1 = dot_u8_s8(unpack_nibbles(c[i + 1].qs), y1);
+    a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sa), _mm256_cvtepi32_ps(pa0), a0);
+    a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(sa, sa)), _mm256_cvtepi32_ps(pa1), a1);
+    c0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(pc0), c0);
+    c1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(sc, sc)), _mm256_cvtepi32_ps(pc1), c1);
+    am = _mm_add_ps(am, sa);
+    cm = _mm_add_ps(cm, sc);
+  }
+  am = _mm_add_ps(am, _mm_movehl_ps(am, am));
+  cm = _mm_add_ps(cm, _mm_movehl_ps(cm, cm));
+  for (; i < nb; i++) {
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)b[i].qs);
+    const __m128 sa = q41_scales(&a[i].d, &b[i].d), sc = q41_scales(&c[i].d, &b[i].d);
+    a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sa), _mm256_cvtepi32_ps(dot_u8_s8(unpack_nibbles(a[i].qs), yv)), a0);
+    c0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(dot_u8_s8(unpack_nibbles(c[i].qs), yv)), c0);
+    am = _mm_add_ps(am, sa);
+    cm = _mm_add_ps(cm, sc);
+  }
+  y[0] = hsum_ps(_mm256_add_ps(a0, a1)) + _mm_cvtss_f32(_mm_shuffle_ps(am, am, 1));
+  y[1] = hsum_ps(_mm256_add_ps(c0, c1)) + _mm_cvtss_f32(_mm_shuffle_ps(cm, cm, 1));
+}
+
 TARGET static float dot_q4_0_q8_0(int64_t n, const void *w, const void *x) {
   const block_q4_0 *a = w;
   const block_q8_0 *b = x;
@@ -448,6 +499,13 @@ dq_dot_fn dq_avx2_dot_kernel(uint32_t type) {
   }
 }
 
+dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q4_1: return dot2_q4_1_q8_1;
+    default: return NULL;
+  }
+}
+
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) {
   switch (type) {
     case DQ_TYPE_F16: return dequant_f16;
@@ -464,6 +522,8 @@ dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) {
 #else  // not x86-64: no SIMD twins, the dispatcher uses the references
 
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) { (void)type; return NULL; }
+dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type) { (void)type; return NULL; }
+
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) { (void)type; return NULL; }
 
 #endif

@@ -8,6 +8,7 @@
 // (blocks + 16) * 2^-23 * S: twice the bound, still orders of magnitude below what a wrong
 // index or scale would cause (those move the result by about S / sqrt(n) or more).
 import CKernels
+import Foundation
 import Testing
 
 func magnitude(_ w: [Float], _ x: [Float]) -> Double {
@@ -91,7 +92,7 @@ func summationTolerance(n: Int, block: Int, _ s: Double) -> Double {
   @Test(arguments: weightTypeNames) func matvecRowsMatchesPerRowDots(name: String) {
     let (type, block) = weightType(name)
     var rng = SeededRNG(seed: 4000 + UInt64(type))
-    let n = block == 256 ? 512 : 96
+    for n in block == 256 ? [256, 512] : block == 1 ? [33, 96] : [32, 96, 576] {
     let rows = 7
     let rs = Quant.rowSize(type, n)
     let stride = rs + 8  // rows need not be packed
@@ -105,6 +106,9 @@ func summationTolerance(n: Int, block: Int, _ s: Double) -> Double {
     let x = Quant.activation(for: type, (0..<n).map { _ in rng.gaussian() })
     let (begin, end) = (2, 7)
     var y = [Float](repeating: .nan, count: end - begin + 1)  // one sentinel past the end
+    // hold the path steady: the matvec and the one-row dots below must use the same kernels
+    dispatchPathLock.lock()
+    defer { dispatchPathLock.unlock() }
     w.withUnsafeBytes { wp in
       x.withUnsafeBytes { xp in
         y.withUnsafeMutableBufferPointer { yp in
@@ -118,6 +122,11 @@ func summationTolerance(n: Int, block: Int, _ s: Double) -> Double {
       let ref = Quant.dot(type, n: n, rowBytes[r], x, ref: true)
       let s = magnitude(Quant.dequantize(type, rowBytes[r], n: n), Quant.dequantize(dq_vec_dot_type(type), x, n: n))
       #expect(abs(Double(y[r - begin]) - Double(ref)) <= summationTolerance(n: n, block: block, s), "\(name) row \(r)")
+      // the matvec kernels (two rows at a time for q4_1) keep each row's arithmetic, so they
+      // give exactly the dispatching one-row dot
+      let one = Quant.dot(type, n: n, rowBytes[r], x, ref: false)
+      #expect(y[r - begin].bitPattern == one.bitPattern, "\(name) row \(r): \(y[r - begin]) vs \(one)")
+    }
     }
   }
 
@@ -132,10 +141,17 @@ func summationTolerance(n: Int, block: Int, _ s: Double) -> Double {
   }
 }
 
-/// The only test that flips the global scalar switch. Others compare the dispatching kernels
-/// with a tolerance that the scalar path meets too, so running them concurrently is harmless.
+/// Held by the one test that flips the global scalar switch and by tests that need two
+/// dispatching calls to take the same path. All other tests compare the dispatching kernels
+/// with the reference bit-exactly where the scalar path is the reference itself, or with a
+/// tolerance the scalar path meets too, so they may run while the switch is flipped.
+let dispatchPathLock = NSLock()
+
+/// The only test that flips the global scalar switch.
 @Suite(.serialized) struct ScalarSwitchTests {
   @Test func forceScalarUsesTheReferences() {
+    dispatchPathLock.lock()
+    defer { dispatchPathLock.unlock() }
     let before = String(cString: dq_simd_path())
     #expect(before == "avx2" || before == "scalar")
     dq_force_scalar(true)
