@@ -9,13 +9,14 @@ static atomic_bool force_scalar = false;
 
 static bool cpu_has_avx2(void) {
 #if defined(__x86_64__) || defined(_M_X64)
-  static int cached = -1;  // benign race: every thread computes the same answer
-  if (cached < 0) {
+  static atomic_int cached = -1;  // every thread that races here computes the same answer
+  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (c < 0) {
     __builtin_cpu_init();
-    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    atomic_store_explicit(&cached, c, memory_order_relaxed);
   }
-  return cached == 1;
+  return c == 1;
 #else
   return false;
 #endif

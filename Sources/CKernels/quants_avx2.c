@@ -429,16 +429,23 @@ TARGET static void dequant_bf16(const void *src, float *dst, int64_t n) {
   for (; i < n; i++) dst[i] = dq_bf16_to_fp32(h[i]);
 }
 
-// Four vectors of 8 floats from 32 bytes of (u)int8 codes already in element order.
-TARGET static inline void store_codes(float *dst, __m256i q, __m256 d, __m256 m, int has_m) {
+// 32 floats from 32 int8 codes already in element order: d*q (mode 0), d*q + m (mode 1) or
+// d*q - m (mode 2); d_lo scales elements 0..15, d_hi 16..31.
+enum { AFF_NONE, AFF_ADD, AFF_SUB };
+TARGET static inline void store_codes2(float *dst, __m256i q, __m256 d_lo, __m256 d_hi, __m256 m, int mode) {
   const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
   const __m256i v[4] = {_mm256_cvtepi8_epi32(lo), _mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)),
                         _mm256_cvtepi8_epi32(hi), _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))};
   for (int k = 0; k < 4; k++) {
-    __m256 f = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v[k]));
-    if (has_m) f = _mm256_add_ps(f, m);
+    __m256 f = _mm256_mul_ps(k < 2 ? d_lo : d_hi, _mm256_cvtepi32_ps(v[k]));
+    if (mode == AFF_ADD) f = _mm256_add_ps(f, m);
+    if (mode == AFF_SUB) f = _mm256_sub_ps(f, m);
     _mm256_storeu_ps(dst + 8 * k, f);
   }
+}
+
+TARGET static inline void store_codes(float *dst, __m256i q, __m256 d, __m256 m, int has_m) {
+  store_codes2(dst, q, d, d, m, has_m ? AFF_ADD : AFF_NONE);
 }
 
 TARGET static void dequant_q4_0(const void *src, float *dst, int64_t n) {
@@ -482,6 +489,75 @@ TARGET static void dequant_q8_0(const void *src, float *dst, int64_t n) {
   }
 }
 
+// k-quants: scales are formed in scalar fp32 exactly as the reference does ((d*sc), (dmin*m)),
+// then y = (d*sc)*q - dmin*m per lane.
+TARGET static void dequant_q4_K(const void *src, float *dst, int64_t n) {
+  const block_q4_K *b = src;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    for (int j = 0; j < 4; j++, dst += 64) {
+      uint8_t sc0, m0, sc1, m1;
+      dq_get_scale_min_k4(2 * j, b[i].scales, &sc0, &m0);
+      dq_get_scale_min_k4(2 * j + 1, b[i].scales, &sc1, &m1);
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * j));
+      const __m256 d0 = _mm256_set1_ps(d * (float)sc0), d1 = _mm256_set1_ps(d * (float)sc1);
+      store_codes2(dst, _mm256_and_si256(q, m4), d0, d0, _mm256_set1_ps(dmin * (float)m0), AFF_SUB);
+      store_codes2(dst + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), d1, d1,
+                   _mm256_set1_ps(dmin * (float)m1), AFF_SUB);
+    }
+  }
+}
+
+TARGET static void dequant_q5_K(const void *src, float *dst, int64_t n) {
+  const block_q5_K *b = src;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)b[i].qh);
+    for (int j = 0; j < 4; j++, dst += 64) {
+      uint8_t sc0, m0, sc1, m1;
+      dq_get_scale_min_k4(2 * j, b[i].scales, &sc0, &m0);
+      dq_get_scale_min_k4(2 * j + 1, b[i].scales, &sc1, &m1);
+      const __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * j));
+      const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * j), 4), bit);
+      const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * j + 1), 4), bit);
+      const __m256 d0 = _mm256_set1_ps(d * (float)sc0), d1 = _mm256_set1_ps(d * (float)sc1);
+      store_codes2(dst, _mm256_or_si256(_mm256_and_si256(q, m4), h0), d0, d0,
+                   _mm256_set1_ps(dmin * (float)m0), AFF_SUB);
+      store_codes2(dst + 32, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1), d1, d1,
+                   _mm256_set1_ps(dmin * (float)m1), AFF_SUB);
+    }
+  }
+}
+
+TARGET static void dequant_q6_K(const void *src, float *dst, int64_t n) {
+  const block_q6_K *b = src;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03), off = _mm256_set1_epi8(32);
+  for (int64_t i = 0; i < n / QK_K; i++) {
+    const float d = h2f(b[i].d);
+    for (int half = 0; half < 2; half++) {
+      const uint8_t *ql = b[i].ql + 64 * half;
+      const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+      const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+      const __m256i qh = _mm256_loadu_si256((const __m256i *)(b[i].qh + 32 * half));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      for (int k = 0; k < 4; k++, dst += 32) {
+        const int s = 8 * half + 2 * k;
+        store_codes2(dst, _mm256_sub_epi8(q[k], off), _mm256_set1_ps(d * (float)b[i].scales[s]),
+                     _mm256_set1_ps(d * (float)b[i].scales[s + 1]), _mm256_setzero_ps(), AFF_NONE);
+      }
+    }
+  }
+}
+
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) {
   switch (type) {
     case DQ_TYPE_F32: return dot_f32;
@@ -515,7 +591,10 @@ dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) {
     case DQ_TYPE_Q5_0: return dequant_q5_0;
     case DQ_TYPE_Q5_1: return dequant_q5_1;
     case DQ_TYPE_Q8_0: return dequant_q8_0;
-    default: return NULL;  // F32 is a copy; k-quants use the reference
+    case DQ_TYPE_Q4_K: return dequant_q4_K;
+    case DQ_TYPE_Q5_K: return dequant_q5_K;
+    case DQ_TYPE_Q6_K: return dequant_q6_K;
+    default: return NULL;  // F32 is a copy
   }
 }
 
