@@ -9,13 +9,14 @@ static atomic_bool force_scalar = false;
 
 static bool cpu_has_avx2(void) {
 #if defined(__x86_64__) || defined(_M_X64)
-  static int cached = -1;  // benign race: every thread computes the same answer
-  if (cached < 0) {
+  static atomic_int cached = -1;  // every thread that races here computes the same answer
+  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (c < 0) {
     __builtin_cpu_init();
-    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    atomic_store_explicit(&cached, c, memory_order_relaxed);
   }
-  return cached == 1;
+  return c == 1;
 #else
   return false;
 #endif
@@ -71,8 +72,15 @@ float dq_vec_dot_ref(uint32_t type, int64_t n, const void *w, const void *x) {
 void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     float *y, int64_t row_begin, int64_t row_end) {
   dq_dot_fn f = dot_kernel(type);
-  const char *row = (const char *)w + (size_t)row_begin * row_stride;
-  for (int64_t r = row_begin; r < row_end; r++, row += row_stride) {
-    y[r - row_begin] = (f && n > 0) ? f(n, row, x) : 0.0f;
+  if (!f || n <= 0) {
+    for (int64_t r = row_begin; r < row_end; r++) y[r - row_begin] = 0.0f;
+    return;
   }
+  const char *row = (const char *)w + (size_t)row_begin * row_stride;
+  int64_t r = row_begin;
+  dq_dot2_fn f2 = use_simd() ? dq_avx2_dot2_kernel(type) : NULL;
+  if (f2) {
+    for (; r + 2 <= row_end; r += 2, row += 2 * row_stride) f2(n, row, row + row_stride, x, y + (r - row_begin));
+  }
+  for (; r < row_end; r++, row += row_stride) y[r - row_begin] = f(n, row, x);
 }

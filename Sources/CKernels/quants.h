@@ -125,6 +125,8 @@ static inline uint32_t dq_load_u32le(const uint8_t *p) {
 // Kernel signatures shared by the reference and SIMD tables.
 typedef float (*dq_dot_fn)(int64_t n, const void *w, const void *x);
 typedef void (*dq_dequant_fn)(const void *src, float *dst, int64_t n);
+// Two rows at once: y[0] = dot(w0, x), y[1] = dot(w1, x), bit-identical to the one-row kernel.
+typedef void (*dq_dot2_fn)(int64_t n, const void *w0, const void *w1, const void *x, float *y);
 
 // Reference kernels (quants_ref.c); NULL entries mean "not supported".
 dq_dot_fn dq_ref_dot_kernel(uint32_t type);
@@ -132,3 +134,4 @@ dq_dequant_fn dq_ref_dequant_kernel(uint32_t type);
 // AVX2/FMA/F16C kernels (quants_avx2.c); NULL where there is no SIMD twin (the reference is used).
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type);
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type);
+dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type);

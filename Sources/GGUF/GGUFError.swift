@@ -40,7 +40,8 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
   case unknownTensorType(name: String, type: UInt32)
   case rowNotBlockAligned(name: String, type: String, ne0: Int, blockSize: Int)
   case misalignedTensorOffset(name: String, offset: UInt64, alignment: Int)
-  case tensorOutOfBounds(name: String, offset: UInt64, byteCount: Int, dataStart: Int, fileSize: Int)
+  case tensorOutOfBounds(
+    name: String, offset: UInt64, byteCount: Int, dataStart: Int, fileSize: Int)
 
   // ---- writer
   case tensorDataSizeMismatch(name: String, expected: Int, actual: Int)
@@ -48,7 +49,8 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
   public var description: String {
     switch self {
     case .io(let path, let operation, let errno):
-      return "\(operation) failed for '\(path)': \(String(cString: strerror(errno))) (errno \(errno))"
+      return
+        "\(operation) failed for '\(path)': \(String(cString: strerror(errno))) (errno \(errno))"
     case .notARegularFile(let path):
       return "'\(path)' is not a regular file"
     case .badMagic(let found):
@@ -59,23 +61,27 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
         return "GGUF version 1 is not supported (versions 2 and 3 are); re-convert the model"
       }
       if version > 0xFFFF && version.byteSwapped <= 3 {
-        return "GGUF version \(version) looks byte-swapped (a big-endian file?); only little-endian versions 2 and 3 are supported"
+        return
+          "GGUF version \(version) looks byte-swapped (a big-endian file?); only little-endian versions 2 and 3 are supported"
       }
       return "unsupported GGUF version \(version) (versions 2 and 3 are supported)"
     case .truncated(let offset, let needed, let available, let context):
-      return "file truncated: \(context) needs \(needed) bytes at offset \(offset), only \(available) remain"
+      return
+        "file truncated: \(context) needs \(needed) bytes at offset \(offset), only \(available) remain"
     case .countOutOfBounds(let context, let count, let maximum):
       return "\(context) \(count) cannot fit in the file (at most \(maximum))"
     case .invalidValueType(let key, let type):
       return "metadata key '\(key)' has unknown value type id \(type)"
     case .stringLengthOutOfBounds(let offset, let length, let available, let context):
-      return "\(context): string at offset \(offset) claims \(length) bytes, only \(available) remain"
+      return
+        "\(context): string at offset \(offset) claims \(length) bytes, only \(available) remain"
     case .invalidUTF8(let offset, let length, let context):
       return "\(context): string of \(length) bytes at offset \(offset) is not valid UTF-8"
     case .invalidBool(let key, let offset, let byte):
       return "metadata key '\(key)': bool at offset \(offset) is \(byte), must be 0 or 1"
     case .arrayCountOutOfBounds(let key, let offset, let count, let maximum):
-      return "metadata key '\(key)': array at offset \(offset) claims \(count) elements, at most \(maximum) fit in the rest of the file"
+      return
+        "metadata key '\(key)': array at offset \(offset) claims \(count) elements, at most \(maximum) fit in the rest of the file"
     case .arrayNestingTooDeep(let key, let depth):
       return "metadata key '\(key)': arrays nested deeper than \(depth) levels"
     case .duplicateKey(let key):
@@ -91,19 +97,24 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
     case .invalidDimensionCount(let name, let count):
       return "tensor '\(name)' has \(count) dimensions, must be 1 to 4"
     case .invalidDimension(let name, let index, let value):
-      return "tensor '\(name)': dimension \(index) is \(value), must be at least 1 and at most \(Int.max)"
+      return
+        "tensor '\(name)': dimension \(index) is \(value), must be at least 1 and at most \(Int.max)"
     case .elementCountOverflow(let name, let dimensions):
       return "tensor '\(name)': element count of dimensions \(dimensions) overflows"
     case .unknownTensorType(let name, let type):
       return "tensor '\(name)' has unknown ggml type id \(type)"
     case .rowNotBlockAligned(let name, let type, let ne0, let blockSize):
-      return "tensor '\(name)' (\(type)): row length \(ne0) is not a multiple of the block size \(blockSize)"
+      return
+        "tensor '\(name)' (\(type)): row length \(ne0) is not a multiple of the block size \(blockSize)"
     case .misalignedTensorOffset(let name, let offset, let alignment):
-      return "tensor '\(name)': data offset \(offset) is not a multiple of the alignment \(alignment)"
+      return
+        "tensor '\(name)': data offset \(offset) is not a multiple of the alignment \(alignment)"
     case .tensorOutOfBounds(let name, let offset, let byteCount, let dataStart, let fileSize):
-      return "tensor '\(name)': \(byteCount) bytes at data offset \(offset) (data starts at \(dataStart)) run past the end of the file (\(fileSize) bytes)"
+      return
+        "tensor '\(name)': \(byteCount) bytes at data offset \(offset) (data starts at \(dataStart)) run past the end of the file (\(fileSize) bytes)"
     case .tensorDataSizeMismatch(let name, let expected, let actual):
-      return "tensor '\(name)': got \(actual) bytes of data, its type and dimensions need \(expected)"
+      return
+        "tensor '\(name)': got \(actual) bytes of data, its type and dimensions need \(expected)"
     }
   }
 }

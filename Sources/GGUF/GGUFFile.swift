@@ -56,7 +56,8 @@ public final class GGUFFile: Sendable {
       tensor.offset >= 0 && tensor.byteCount >= 0 && tensor.offset <= fileSize
         && tensor.byteCount <= fileSize - tensor.offset,
       "tensor '\(tensor.name)' does not belong to \(path)")
-    return UnsafeRawBufferPointer(rebasing: region.bytes[tensor.offset..<tensor.offset + tensor.byteCount])
+    return UnsafeRawBufferPointer(
+      rebasing: region.bytes[tensor.offset..<tensor.offset + tensor.byteCount])
   }
 
   // ---- typed metadata lookups: nil when absent, a typeMismatch error when of another type
@@ -72,7 +73,9 @@ public final class GGUFFile: Sendable {
   /// Any integer type, range-checked into Int.
   public func int(_ key: String) throws(GGUFError) -> Int? {
     guard let value = metadata[key] else { return nil }
-    guard let int = try Self.integer(value, key: key) else { throw mismatch(key, "an integer", value) }
+    guard let int = try Self.integer(value, key: key) else {
+      throw mismatch(key, "an integer", value)
+    }
     return int
   }
 
@@ -180,14 +183,20 @@ public final class GGUFFile: Sendable {
     case .uint16(let v): return Int(v)
     case .int16(let v): return Int(v)
     case .uint32(let v):
-      guard let int = Int(exactly: v) else { throw .valueOutOfRange(key: key, value: "\(v)", target: "Int") }
+      guard let int = Int(exactly: v) else {
+        throw .valueOutOfRange(key: key, value: "\(v)", target: "Int")
+      }
       return int
     case .int32(let v): return Int(v)
     case .uint64(let v):
-      guard let int = Int(exactly: v) else { throw .valueOutOfRange(key: key, value: "\(v)", target: "Int") }
+      guard let int = Int(exactly: v) else {
+        throw .valueOutOfRange(key: key, value: "\(v)", target: "Int")
+      }
       return int
     case .int64(let v):
-      guard let int = Int(exactly: v) else { throw .valueOutOfRange(key: key, value: "\(v)", target: "Int") }
+      guard let int = Int(exactly: v) else {
+        throw .valueOutOfRange(key: key, value: "\(v)", target: "Int")
+      }
       return int
     default: return nil
     }

@@ -49,6 +49,11 @@ enum GGUFFormat {
     return (dims, elementCount, byteCount)
   }
 
+  /// Capacity to reserve for `count` parsed items: counts are checked against the bytes left,
+  /// but a hostile count could still reserve far more memory than the file holds, so large
+  /// collections grow as they are actually read.
+  static func reservation(_ count: UInt64) -> Int { Int(min(count, 4096)) }
+
   static func isValidAlignment(_ value: Int) -> Bool { value > 0 && value & (value - 1) == 0 }
 }
 
@@ -84,15 +89,16 @@ struct GGUFParser {
     // tensor info at least 32 (name length, n_dims, one dimension, type, offset).
     let maxPairs = reader.remaining / 13
     guard keyValueCount <= UInt64(maxPairs) else {
-      throw .countOutOfBounds(context: "metadata key/value count", count: keyValueCount, maximum: maxPairs)
+      throw .countOutOfBounds(
+        context: "metadata key/value count", count: keyValueCount, maximum: maxPairs)
     }
     let maxTensors = reader.remaining / 32
     guard tensorCount <= UInt64(maxTensors) else {
       throw .countOutOfBounds(context: "tensor count", count: tensorCount, maximum: maxTensors)
     }
 
-    result.metadata.reserveCapacity(Int(keyValueCount))
-    result.metadataKeys.reserveCapacity(Int(keyValueCount))
+    result.metadata.reserveCapacity(GGUFFormat.reservation(keyValueCount))
+    result.metadataKeys.reserveCapacity(GGUFFormat.reservation(keyValueCount))
     for index in 0..<Int(keyValueCount) {
       let key = try reader.readString("key of metadata pair #\(index)")
       guard result.metadata[key] == nil else { throw .duplicateKey(key) }
@@ -116,9 +122,9 @@ struct GGUFParser {
     // Tensor infos, with offsets relative to the data section (checked once it is known).
     var relativeOffsets: [UInt64] = []
     var infos: [(name: String, type: GGMLType, dimensions: [UInt64])] = []
-    relativeOffsets.reserveCapacity(Int(tensorCount))
-    infos.reserveCapacity(Int(tensorCount))
-    result.tensorIndex.reserveCapacity(Int(tensorCount))
+    relativeOffsets.reserveCapacity(GGUFFormat.reservation(tensorCount))
+    infos.reserveCapacity(GGUFFormat.reservation(tensorCount))
+    result.tensorIndex.reserveCapacity(GGUFFormat.reservation(tensorCount))
     for index in 0..<Int(tensorCount) {
       let name = try reader.readString("name of tensor #\(index)")
       guard result.tensorIndex[name] == nil else { throw .duplicateTensor(name) }
@@ -148,14 +154,17 @@ struct GGUFParser {
 
     result.tensors.reserveCapacity(infos.count)
     for (info, relative) in zip(infos, relativeOffsets) {
-      let sizes = try GGUFFormat.tensorSizes(name: info.name, type: info.type, dimensions: info.dimensions)
+      let sizes = try GGUFFormat.tensorSizes(
+        name: info.name, type: info.type, dimensions: info.dimensions)
       guard relative % UInt64(alignment) == 0 else {
         throw .misalignedTensorOffset(name: info.name, offset: relative, alignment: alignment)
       }
       let outOfBounds = GGUFError.tensorOutOfBounds(
         name: info.name, offset: relative, byteCount: sizes.byteCount, dataStart: dataOffset,
         fileSize: fileSize)
-      guard dataOffset <= fileSize, relative <= UInt64(fileSize - dataOffset) else { throw outOfBounds }
+      guard dataOffset <= fileSize, relative <= UInt64(fileSize - dataOffset) else {
+        throw outOfBounds
+      }
       let start = dataOffset + Int(relative)
       guard sizes.byteCount <= fileSize - start else { throw outOfBounds }
       result.tensors.append(
@@ -166,7 +175,8 @@ struct GGUFParser {
     return result
   }
 
-  private mutating func readValue(_ type: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue {
+  private mutating func readValue(_ type: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue
+  {
     switch type {
     case .uint8: return .uint8(try reader.read(UInt8.self, "value of '\(key)'"))
     case .int8: return .int8(try reader.read(Int8.self, "value of '\(key)'"))
@@ -176,8 +186,10 @@ struct GGUFParser {
     case .int32: return .int32(try reader.read(Int32.self, "value of '\(key)'"))
     case .uint64: return .uint64(try reader.read(UInt64.self, "value of '\(key)'"))
     case .int64: return .int64(try reader.read(Int64.self, "value of '\(key)'"))
-    case .float32: return .float32(Float(bitPattern: try reader.read(UInt32.self, "value of '\(key)'")))
-    case .float64: return .float64(Double(bitPattern: try reader.read(UInt64.self, "value of '\(key)'")))
+    case .float32:
+      return .float32(Float(bitPattern: try reader.read(UInt32.self, "value of '\(key)'")))
+    case .float64:
+      return .float64(Double(bitPattern: try reader.read(UInt64.self, "value of '\(key)'")))
     case .bool: return .bool(try readBool(key: key))
     case .string: return .string(try reader.readString("value of '\(key)'"))
     case .array: return .array(try readArray(key: key, depth: 1))
@@ -225,12 +237,14 @@ struct GGUFParser {
       return .bool(values)
     case .string:
       var values: [String] = []
-      values.reserveCapacity(count)
-      for index in 0..<count { values.append(try reader.readString("element \(index) of array '\(key)'")) }
+      values.reserveCapacity(GGUFFormat.reservation(UInt64(count)))
+      for index in 0..<count {
+        values.append(try reader.readString("element \(index) of array '\(key)'"))
+      }
       return .string(values)
     case .array:
       var values: [GGUFArray] = []
-      values.reserveCapacity(count)
+      values.reserveCapacity(GGUFFormat.reservation(UInt64(count)))
       for _ in 0..<count { values.append(try readArray(key: key, depth: depth + 1)) }
       return .array(values)
     }

@@ -42,7 +42,8 @@ public struct GGUFWriter: Sendable {
     var rawDimensions: [UInt64] = []
     for (index, dimension) in dimensions.enumerated() {
       guard dimension >= 1 else {
-        throw .invalidDimension(name: name, index: index, value: UInt64(bitPattern: Int64(dimension)))
+        throw .invalidDimension(
+          name: name, index: index, value: UInt64(bitPattern: Int64(dimension)))
       }
       rawDimensions.append(UInt64(dimension))
     }
@@ -74,10 +75,16 @@ public struct GGUFWriter: Sendable {
   public func write(to path: String) throws(GGUFError) {
     let header = try header()
     let alignment = try alignment()
-    let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."  // contains "/"
+    let directory: String
+    if let slash = path.lastIndex(of: "/") {
+      directory = slash == path.startIndex ? "/" : String(path[..<slash])
+    } else {
+      directory = "."
+    }
     var template = Array((path + ".tmp.XXXXXX").utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // non-empty
-    let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let temporary = String(
+      decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     guard fd >= 0 else { throw .io(path: temporary, operation: "mkstemp", errno: errno) }
     do throws(GGUFError) {
       defer { close(fd) }
@@ -91,7 +98,9 @@ public struct GGUFWriter: Sendable {
         try writeAll(fd, zeros[0..<pad], path: temporary)
         written += pad
       }
-      guard fchmod(fd, 0o644) == 0 else { throw .io(path: temporary, operation: "fchmod", errno: errno) }
+      guard fchmod(fd, 0o644) == 0 else {
+        throw .io(path: temporary, operation: "fchmod", errno: errno)
+      }
       guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
     } catch {
       unlink(temporary)
@@ -105,7 +114,9 @@ public struct GGUFWriter: Sendable {
     let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if directoryFD >= 0 {
       defer { close(directoryFD) }
-      guard fsync(directoryFD) == 0 else { throw .io(path: directory, operation: "fsync", errno: errno) }
+      guard fsync(directoryFD) == 0 else {
+        throw .io(path: directory, operation: "fsync", errno: errno)
+      }
     }
   }
 
@@ -114,7 +125,8 @@ public struct GGUFWriter: Sendable {
   private func alignment() throws(GGUFError) -> Int {
     guard let value = values[GGUFFormat.alignmentKey] else { return GGUFFormat.defaultAlignment }
     guard let alignment = try GGUFFile.integer(value, key: GGUFFormat.alignmentKey) else {
-      throw .typeMismatch(key: GGUFFormat.alignmentKey, expected: "an integer", actual: value.typeDescription)
+      throw .typeMismatch(
+        key: GGUFFormat.alignmentKey, expected: "an integer", actual: value.typeDescription)
     }
     guard GGUFFormat.isValidAlignment(alignment) else { throw .invalidAlignment(alignment) }
     return alignment
@@ -200,7 +212,9 @@ public struct GGUFWriter: Sendable {
     }
   }
 
-  private func writeAll<C: Collection<UInt8>>(_ fd: Int32, _ bytes: C, path: String) throws(GGUFError) {
+  private func writeAll<C: Collection<UInt8>>(_ fd: Int32, _ bytes: C, path: String)
+    throws(GGUFError)
+  {
     let result: Int32? = bytes.withContiguousStorageIfAvailable { buffer in
       var done = 0
       while done < buffer.count {

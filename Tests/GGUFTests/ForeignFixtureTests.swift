@@ -20,7 +20,10 @@ import Testing
     #expect(file.architecture == "fixture")
     #expect(file.metadataKeys.count == 29)
     #expect(file.metadataKeys.first == "general.architecture")
-    #expect(Array(file.metadataKeys.suffix(3)) == ["test.array.string", "test.array.nested", "test.array.nested2"])
+    #expect(
+      Array(file.metadataKeys.suffix(3)) == [
+        "test.array.string", "test.array.nested", "test.array.nested2",
+      ])
   }
 
   @Test func scalars() throws {
@@ -46,7 +49,10 @@ import Testing
     #expect(try file.int("test.int16") == -30000)
     #expect(try file.int("test.uint32") == 4_000_000_000)
     #expect(try file.int("test.int64") == -4_611_686_018_427_387_911)
-    #expect(throws: GGUFError.valueOutOfRange(key: "test.uint64", value: "9223372036854775813", target: "Int")) {
+    #expect(
+      throws: GGUFError.valueOutOfRange(
+        key: "test.uint64", value: "9223372036854775813", target: "Int")
+    ) {
       try file.int("test.uint64")
     }
     #expect(try file.float("test.float32") == 1.5)
@@ -60,28 +66,44 @@ import Testing
     #expect(try file.floatArray("test.array.float32") == [0.5, -1.25, 3.0])
     #expect(try file.float32Array("test.array.float32") == [0.5, -1.25, 3.0])
     #expect(try file.floatArray("test.array.int8") == [-128, 0, 127])
-    #expect(throws: GGUFError.valueOutOfRange(key: "test.array.uint64", value: "18446744073709551615 (element 1)", target: "Int")) {
+    #expect(
+      throws: GGUFError.valueOutOfRange(
+        key: "test.array.uint64", value: "18446744073709551615 (element 1)", target: "Int")
+    ) {
       try file.intArray("test.array.uint64")
     }
     // absent keys are nil, keys of another type throw
     #expect(try file.string("no.such.key") == nil)
     #expect(try file.intArray("no.such.key") == nil)
-    #expect(throws: GGUFError.typeMismatch(key: "test.string", expected: "an integer", actual: "string")) {
+    #expect(
+      throws: GGUFError.typeMismatch(key: "test.string", expected: "an integer", actual: "string")
+    ) {
       try file.int("test.string")
     }
-    #expect(throws: GGUFError.typeMismatch(key: "test.float32", expected: "a string", actual: "float32")) {
+    #expect(
+      throws: GGUFError.typeMismatch(key: "test.float32", expected: "a string", actual: "float32")
+    ) {
       try file.string("test.float32")
     }
-    #expect(throws: GGUFError.typeMismatch(key: "test.uint8", expected: "a bool", actual: "uint8")) {
+    #expect(throws: GGUFError.typeMismatch(key: "test.uint8", expected: "a bool", actual: "uint8"))
+    {
       try file.bool("test.uint8")
     }
-    #expect(throws: GGUFError.typeMismatch(key: "test.array.int32", expected: "an array of string", actual: "array of int32")) {
+    #expect(
+      throws: GGUFError.typeMismatch(
+        key: "test.array.int32", expected: "an array of string", actual: "array of int32")
+    ) {
       try file.stringArray("test.array.int32")
     }
-    #expect(throws: GGUFError.typeMismatch(key: "test.array.string", expected: "an array of integers", actual: "array of string")) {
+    #expect(
+      throws: GGUFError.typeMismatch(
+        key: "test.array.string", expected: "an array of integers", actual: "array of string")
+    ) {
       try file.intArray("test.array.string")
     }
-    #expect(throws: GGUFError.typeMismatch(key: "test.string", expected: "a number", actual: "string")) {
+    #expect(
+      throws: GGUFError.typeMismatch(key: "test.string", expected: "a number", actual: "string")
+    ) {
       try file.float("test.string")
     }
   }
@@ -103,7 +125,8 @@ import Testing
     #expect(m["test.array.nested"] == .array(.array([.int32([1, 2]), .int32([3])])))
     #expect(
       m["test.array.nested2"]
-        == .array(.array([.array([.string(["a"]), .string(["b", "c"])]), .array([.string(["d"])])])))
+        == .array(
+          .array([.array([.string(["a"]), .string(["b", "c"])]), .array([.string(["d"])])])))
   }
 
   @Test func tensorDirectory() throws {
@@ -139,7 +162,9 @@ import Testing
     #expect(try floats("cube") == (0..<24).map { Float($0) })
 
     let norm = try #require(file.tensor(named: "output_norm.weight"))
-    let halves = file.bytes(of: norm).bindMemory(to: UInt16.self).map { Float(Float16(bitPattern: $0)) }
+    let halves = file.bytes(of: norm).bindMemory(to: UInt16.self).map {
+      Float(Float16(bitPattern: $0))
+    }
     #expect(halves == (0..<8).map { Float($0) * 0.5 - 2 })
 
     // Q8_0: blocks of (fp16 scale 0.5, 32 int8 quants); q[i] = 8i - 127, rows [q, -q], [-q, q]
@@ -154,7 +179,9 @@ import Testing
     // raw tensors: byte i is (7 i) mod 256
     for name in ["blk.0.ffn_up.weight", "blk.0.ffn_down.weight", "blk.0.bf16"] {
       let tensor = try #require(file.tensor(named: name))
-      #expect(Array(file.bytes(of: tensor)) == (0..<tensor.byteCount).map { UInt8(truncatingIfNeeded: $0 * 7) })
+      #expect(
+        Array(file.bytes(of: tensor))
+          == (0..<tensor.byteCount).map { UInt8(truncatingIfNeeded: $0 * 7) })
     }
   }
 }

@@ -28,7 +28,9 @@ enum Fixtures {
 let packageRoot: URL? = {
   var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   while directory.path != "/" {
-    if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
+    if FileManager.default.fileExists(
+      atPath: directory.appendingPathComponent("Package.swift").path)
+    {
       return directory
     }
     directory = directory.deletingLastPathComponent()
