@@ -168,51 +168,9 @@ public final class LlamaContext {
     dq_add(s.x, s.projected, Int64(n * d))
   }
 
-  /// Causal grouped-query attention of the n new tokens over the cache.
+  /// Causal grouped-query attention of the n new tokens over the cache: one task per
+  /// (head, block of query rows); query head h reads kv head h / group.
   private func attention(layer: Int, tokens n: Int) {
-    if n >= MatMulWorkspace.batchThreshold {
-      batchedAttention(layer: layer, tokens: n)
-    } else {
-      decodeAttention(layer: layer, tokens: n)
-    }
-  }
-
-  /// Few tokens: one (token, head) pair per task, dot products against the cached keys.
-  private func decodeAttention(layer: Int, tokens n: Int) {
-    let hyper = model.hyper
-    let s = scratch
-    let hd = hyper.headDimension
-    let qDim = hyper.queryDimension
-    let kvDim = hyper.kvDimension
-    let group = hyper.headCount / hyper.kvHeadCount
-    let scale = 1 / Float(hd).squareRoot()
-    let keys = keyCache + layer * capacity * kvDim
-    let values = valueCache + layer * capacity * kvDim
-    let start = position
-
-    pool.parallelFor(n * hyper.headCount) { tasks, thread in
-      let scores = s.scores + thread * s.scoresPerThread
-      for task in tasks {
-        let t = task / hyper.headCount
-        let head = task % hyper.headCount
-        let kvHead = head / group
-        let q = s.q + t * qDim + head * hd
-        let out = s.attention + t * qDim + head * hd
-        let visible = start + t + 1
-        for j in 0..<visible {
-          scores[j] = dq_dot_f32(q, keys + j * kvDim + kvHead * hd, Int64(hd)) * scale
-        }
-        dq_softmax(scores, Int64(visible))
-        out.initialize(repeating: 0, count: hd)
-        for j in 0..<visible {
-          dq_axpy(out, scores[j], values + j * kvDim + kvHead * hd, Int64(hd))
-        }
-      }
-    }
-  }
-
-  /// Many tokens: per (head, block of query rows), S = Q Kᵀ and O = softmax(S) V through sgemm.
-  private func batchedAttention(layer: Int, tokens n: Int) {
     let hyper = model.hyper
     let s = scratch
     let hd = hyper.headDimension
@@ -232,24 +190,10 @@ public final class LlamaContext {
         let head = task % hyper.headCount
         let kvHead = head / group
         let t0 = (task / hyper.headCount) * blockRows
-        let rows = min(blockRows, n - t0)
-        let visible = start + t0 + rows  // keys the block's last row sees
-        // scores (rows x visible) = q[t0..<t0+rows, head] · keys[0..<visible, kvHead]ᵀ
-        Blas.multiply(
-          rows: rows, columns: visible, inner: hd, scale: scale,
-          a: s.q + t0 * qDim + head * hd, lda: qDim, transposeB: true,
-          b: keys + kvHead * hd, ldb: kvDim, c: scores, ldc: visible)
-        for r in 0..<rows {
-          let row = scores + r * visible
-          let seen = start + t0 + r + 1
-          dq_softmax(row, Int64(seen))
-          (row + seen).update(repeating: 0, count: visible - seen)  // causal mask
-        }
-        // out (rows x hd) = scores · values[0..<visible, kvHead]
-        Blas.multiply(
-          rows: rows, columns: hd, inner: visible, scale: 1,
-          a: scores, lda: visible, transposeB: false,
-          b: values + kvHead * hd, ldb: kvDim, c: s.attention + t0 * qDim + head * hd, ldc: qDim)
+        dq_attention_head(
+          s.attention + t0 * qDim + head * hd, Int64(qDim), s.q + t0 * qDim + head * hd,
+          Int64(qDim), keys + kvHead * hd, values + kvHead * hd, Int64(kvDim),
+          Int64(min(blockRows, n - t0)), Int64(hd), Int64(start + t0 + 1), scale, scores)
       }
     }
   }
@@ -283,7 +227,7 @@ final class Scratch {
 
   init(hyper: LlamaHyperParameters, tokens: Int, threads: Int, capacity: Int) {
     let d = hyper.embeddingLength
-    scoresPerThread = Scratch.attentionBlockRows * capacity
+    scoresPerThread = 4 * capacity  // dq_attention_head's scratch for any block
     let sizes = [
       tokens * d, tokens * d, tokens * hyper.queryDimension, tokens * hyper.kvDimension,
       tokens * hyper.kvDimension, tokens * hyper.queryDimension, tokens * d,

@@ -1,0 +1,103 @@
+// Causal single-head attention over a block of query rows; see dq_attention.h.
+// The reference is the textbook loop; the AVX2 twin processes 4 query rows per pass so each
+// key and value vector loaded from the cache serves 4 rows.
+#include "dq_attention.h"
+#include "dq_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+void dq_attention_head_ref(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                           const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
+                           int64_t visible0, float scale, float *scores) {
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t visible = visible0 + r;
+    const float *qr = q + r * ldq;
+    for (int64_t j = 0; j < visible; j++) {
+      float dot = 0;
+      for (int64_t i = 0; i < head_dim; i++) dot += qr[i] * k[j * ldkv + i];
+      scores[j] = dot * scale;
+    }
+    dq_softmax(scores, visible);
+    float *o = out + r * ldo;
+    memset(o, 0, (size_t)head_dim * sizeof(float));
+    for (int64_t j = 0; j < visible; j++)
+      for (int64_t i = 0; i < head_dim; i++) o[i] += scores[j] * v[j * ldkv + i];
+  }
+}
+
+#if defined(__x86_64__)
+static inline float hsum256(__m256 x) __attribute__((target("avx2,fma")));
+static inline float hsum256(__m256 x) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Up to 4 query rows (nr) at a time; head_dim is a multiple of 8.
+__attribute__((target("avx2,fma"))) static void attention_block_avx2(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
+    int64_t ldkv, int nr, int64_t head_dim, int64_t visible_first, float scale, float *scores,
+    int64_t ld_scores) {
+  const int64_t visible_last = visible_first + nr - 1;
+  // scores[r][j] = scale * q_r · k_j, for j < visible_last (entries past a row's own limit
+  // are computed and then ignored: it keeps the inner loop branch-free).
+  for (int64_t j = 0; j < visible_last; j++) {
+    const float *kj = k + j * ldkv;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < head_dim; i += 8) {
+      const __m256 kv = _mm256_loadu_ps(kj + i);
+      for (int r = 0; r < nr; r++)
+        acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + i), kv, acc[r]);
+    }
+    for (int r = 0; r < nr; r++) scores[r * ld_scores + j] = hsum256(acc[r]) * scale;
+  }
+  for (int r = 0; r < nr; r++) dq_softmax(scores + r * ld_scores, visible_first + r);
+
+  // out_r = sum_j p[r][j] v_j, in register tiles of 32 dims (4 rows x 4 vectors).
+  for (int64_t i0 = 0; i0 < head_dim; i0 += 32) {
+    const int width = head_dim - i0 >= 32 ? 4 : (int)((head_dim - i0) / 8);
+    __m256 acc[4][4];
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < visible_last; j++) {
+      const float *vj = v + j * ldkv + i0;
+      __m256 vv[4];
+      for (int c = 0; c < width; c++) vv[c] = _mm256_loadu_ps(vj + 8 * c);
+      for (int r = 0; r < nr; r++) {
+        // A row that may not see key j multiplies it by 0.
+        const float p = j < visible_first + r ? scores[r * ld_scores + j] : 0.0f;
+        const __m256 pv = _mm256_set1_ps(p);
+        for (int c = 0; c < width; c++) acc[r][c] = _mm256_fmadd_ps(pv, vv[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < nr; r++)
+      for (int c = 0; c < width; c++) _mm256_storeu_ps(out + r * ldo + i0 + 8 * c, acc[r][c]);
+  }
+}
+#endif
+
+void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                       const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
+                       int64_t visible0, float scale, float *scores) {
+#if defined(__x86_64__)
+  static int has_avx2 = -1;
+  if (has_avx2 < 0) has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (has_avx2 && head_dim % 8 == 0) {
+    const int64_t ld_scores = visible0 + rows - 1;
+    for (int64_t r = 0; r < rows; r += 4) {
+      const int nr = rows - r >= 4 ? 4 : (int)(rows - r);
+      attention_block_avx2(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, nr, head_dim,
+                           visible0 + r, scale, scores, ld_scores);
+    }
+    return;
+  }
+#endif
+  dq_attention_head_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores);
+}
