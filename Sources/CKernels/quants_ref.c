@@ -341,7 +341,7 @@ static void quant_q8_K(const float *x, void *dst, int64_t n) {
   }
 }
 
-void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
+void dq_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n) {
   switch (type) {
     case DQ_TYPE_F32: quant_f32(src, dst, n); break;
     case DQ_TYPE_F16: quant_f16(src, dst, n); break;

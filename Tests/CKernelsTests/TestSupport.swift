@@ -57,10 +57,16 @@ enum Quant {
     return Int(s)
   }
 
-  static func quantize(_ type: UInt32, _ x: [Float]) -> [UInt8] {
+  static func quantize(_ type: UInt32, _ x: [Float], ref: Bool = false) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: rowSize(type, x.count))
     x.withUnsafeBufferPointer { src in
-      out.withUnsafeMutableBytes { dq_quantize_row(type, src.baseAddress!, $0.baseAddress!, Int64(x.count)) }
+      out.withUnsafeMutableBytes {
+        if ref {
+          dq_quantize_row_ref(type, src.baseAddress!, $0.baseAddress!, Int64(x.count))
+        } else {
+          dq_quantize_row(type, src.baseAddress!, $0.baseAddress!, Int64(x.count))
+        }
+      }
     }
     return out
   }
