@@ -1,7 +1,11 @@
 // AVX2/FMA/F16C twins of the reference kernels in quants_ref.c, compiled for those extensions
 // function by function (target attribute) so the rest of the library stays baseline x86-64;
-// dispatch.c calls them only when the CPU reports the features. Each kernel computes the same
-// integer sums per block as its reference; only the order of the fp32 accumulation differs.
+// dispatch.c calls them only when the CPU reports the features. Each dot kernel computes the
+// same integer sums per block as its reference; only the order of the fp32 accumulation differs.
+// The dequantizers and the activation quantizers give the reference's exact bits.
+//
+// Here: dots for every weight type (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+// Q6_K), a two-row Q4_1 matvec kernel, dequantizers for all but F32, Q8_0/Q8_1 quantizers.
 //
 // Assumption shared with ggml: int8 ACTIVATION codes (q8_0/q8_1/q8_K) are in [-127, 127], which
 // every quantizer here guarantees. Weight codes may be anything a file holds, -128 included: the
