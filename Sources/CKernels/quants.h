@@ -141,5 +141,5 @@ dq_dot_fn dq_avx2_dot_kernel(uint32_t type);
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type);
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type);
 typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
-// Activation quantizers (Q8_0, Q8_1) with the reference's exact bytes; NULL for other types.
+// Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type);

@@ -5,7 +5,7 @@
 // The dequantizers and the activation quantizers give the reference's exact bits.
 //
 // Here: dots for every weight type (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
-// Q6_K), a two-row Q4_1 matvec kernel, dequantizers for all but F32, Q8_0/Q8_1 quantizers.
+// Q6_K), a two-row Q4_1 matvec kernel, dequantizers for all but F32, Q8_0/Q8_1/Q8_K quantizers.
 //
 // Assumption shared with ggml: int8 ACTIVATION codes (q8_0/q8_1/q8_K) are in [-127, 127], which
 // every quantizer here guarantees. Weight codes may be anything a file holds, -128 included: the
@@ -627,10 +627,60 @@ TARGET static void quant_q8_1(const float *x, void *dst, int64_t n) {
   }
 }
 
+// q8_K: iscale = -127/max with max the first element of largest magnitude (signed), q = min(127,
+// round-half-even(iscale*x)), d = 1/iscale, bsums per 16. The scalar scan for max keeps the
+// reference's choice between +a and -a.
+TARGET static void quant_q8_K(const float *x, void *dst, int64_t n) {
+  block_q8_K *b = dst;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int k = 0; k < QK_K; k += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    if (amax == 0.0f) {
+      memset(&b[i], 0, sizeof b[i]);
+      continue;
+    }
+    float max = amax;
+    for (int j = 0; j < QK_K; j++) {
+      if (x[j] == amax || x[j] == -amax) {
+        max = x[j];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 is = _mm256_set1_ps(iscale), hi = _mm256_set1_ps(127.0f);
+    for (int k = 0; k < QK_K; k += 32) {
+      __m256i q[4];
+      for (int u = 0; u < 4; u++) {
+        const __m256 v = _mm256_round_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + k + 8 * u)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[u] = _mm256_cvtps_epi32(_mm256_min_ps(v, hi));
+      }
+      const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+      __m256i bytes = _mm256_packs_epi16(p01, p23);
+      bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256((__m256i *)(b[i].qs + k), bytes);
+      // two sums of 16: elements k..k+15 are q[0], q[1]; k+16..k+31 are q[2], q[3]
+      const __m256i s0 = _mm256_add_epi32(q[0], q[1]), s1 = _mm256_add_epi32(q[2], q[3]);
+      const __m256i h = _mm256_hadd_epi32(s0, s1);  // per lane: s0 pairs, s1 pairs
+      const __m256i h2 = _mm256_hadd_epi32(h, h);
+      const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1));
+      b[i].bsums[k / 16] = (int16_t)_mm_cvtsi128_si32(t);
+      b[i].bsums[k / 16 + 1] = (int16_t)_mm_extract_epi32(t, 1);
+    }
+    b[i].d = 1.0f / iscale;
+  }
+}
+
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type) {
   switch (type) {
     case DQ_TYPE_Q8_0: return quant_q8_0;
     case DQ_TYPE_Q8_1: return quant_q8_1;
+    case DQ_TYPE_Q8_K: return quant_q8_K;
     default: return NULL;
   }
 }

@@ -60,7 +60,7 @@ void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n
 // (no importance matrix); valid files, but not promised bit-identical to a llama.cpp build.
 void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 // The scalar reference of dq_quantize_row (the dispatching one has AVX2 twins for the activation
-// types Q8_0 and Q8_1; both write the same bytes).
+// types Q8_0, Q8_1 and Q8_K; both write the same bytes).
 void dq_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n);
 // True for the types dq_quantize_row can write: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
 // Q8_1, Q8_K, Q4_K, Q5_K, Q6_K.
