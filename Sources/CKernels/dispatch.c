@@ -50,6 +50,15 @@ void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n
   if (f && n > 0) f(src, dst, n);
 }
 
+void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
+  dq_quant_fn f = use_simd() ? dq_avx2_quant_kernel(type) : NULL;
+  if (f) {
+    if (n > 0) f(src, dst, n);
+  } else {
+    dq_quantize_row_ref(type, src, dst, n);
+  }
+}
+
 uint32_t dq_vec_dot_type(uint32_t type) {
   switch (type) {
     case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return DQ_TYPE_Q8_0;

@@ -122,6 +122,11 @@ static inline uint32_t dq_load_u32le(const uint8_t *p) {
 
 #define DQ_H2F(h) dq_fp16_to_fp32(h)
 
+// K-quant reference quantizers (quants_k_ref.c).
+void dq_quantize_row_q4_K(const float *x, void *dst, int64_t n);
+void dq_quantize_row_q5_K(const float *x, void *dst, int64_t n);
+void dq_quantize_row_q6_K(const float *x, void *dst, int64_t n);
+
 // Kernel signatures shared by the reference and SIMD tables.
 typedef float (*dq_dot_fn)(int64_t n, const void *w, const void *x);
 typedef void (*dq_dequant_fn)(const void *src, float *dst, int64_t n);
@@ -135,3 +140,6 @@ dq_dequant_fn dq_ref_dequant_kernel(uint32_t type);
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type);
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type);
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type);
+typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
+// Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.
+dq_quant_fn dq_avx2_quant_kernel(uint32_t type);

@@ -1,7 +1,11 @@
 // AVX2/FMA/F16C twins of the reference kernels in quants_ref.c, compiled for those extensions
 // function by function (target attribute) so the rest of the library stays baseline x86-64;
-// dispatch.c calls them only when the CPU reports the features. Each kernel computes the same
-// integer sums per block as its reference; only the order of the fp32 accumulation differs.
+// dispatch.c calls them only when the CPU reports the features. Each dot kernel computes the
+// same integer sums per block as its reference; only the order of the fp32 accumulation differs.
+// The dequantizers and the activation quantizers give the reference's exact bits.
+//
+// Here: dots for every weight type (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+// Q6_K), a two-row Q4_1 matvec kernel, dequantizers for all but F32, Q8_0/Q8_1/Q8_K quantizers.
 //
 // Assumption shared with ggml: int8 ACTIVATION codes (q8_0/q8_1/q8_K) are in [-127, 127], which
 // every quantizer here guarantees. Weight codes may be anything a file holds, -128 included: the
@@ -558,6 +562,129 @@ TARGET static void dequant_q6_K(const void *src, float *dst, int64_t n) {
   }
 }
 
+// ---- activation quantizers ----------------------------------------------------------------
+// Same bytes as the reference: d = amax/127 and id = 1/d in scalar fp32, v = x*id per lane (one
+// rounding, like the scalar multiply), then roundf's halves-away-from-zero, done exactly as
+// floor(|v|) + (|v| - floor(|v|) >= 0.5) with the sign put back.
+
+TARGET static inline __m256i round_away_epi32(__m256 v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_andnot_ps(sign, v);
+  const __m256 t = _mm256_floor_ps(a);
+  const __m256 up = _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, t), _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                                  _mm256_set1_ps(1.0f));
+  const __m256 r = _mm256_or_ps(_mm256_add_ps(t, up), _mm256_and_ps(sign, v));
+  return _mm256_cvtps_epi32(r);  // r is integral: exact
+}
+
+// One block of 32: writes qs, returns the sum of the codes, *d_out = amax/127.
+TARGET static inline int quant_q8_block_avx2(const float *x, int8_t *qs, float *d_out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 mx = _mm256_setzero_ps();
+  for (int k = 0; k < 4; k++) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[k]));
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float d = _mm_cvtss_f32(m) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m256 idv = _mm256_set1_ps(id);
+  __m256i q[4];
+  for (int k = 0; k < 4; k++) q[k] = round_away_epi32(_mm256_mul_ps(v[k], idv));
+  // pack 32 x int32 -> 32 x int8 in element order (packs interleave 128-bit lanes: fix with a permute)
+  const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+  __m256i b = _mm256_packs_epi16(p01, p23);
+  b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256((__m256i *)qs, b);
+  const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  *d_out = d;
+  return _mm_cvtsi128_si32(s);
+}
+
+TARGET static void quant_q8_0(const float *x, void *dst, int64_t n) {
+  block_q8_0 *b = dst;
+  for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+    float d;
+    quant_q8_block_avx2(x, b[i].qs, &d);
+    b[i].d = (dq_half)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(d), _MM_FROUND_TO_NEAREST_INT), 0);
+  }
+}
+
+TARGET static void quant_q8_1(const float *x, void *dst, int64_t n) {
+  block_q8_1 *b = dst;
+  for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+    float d;
+    const int sum = quant_q8_block_avx2(x, b[i].qs, &d);
+    const __m128i h = _mm_cvtps_ph(_mm_setr_ps(d, (float)sum * d, 0, 0), _MM_FROUND_TO_NEAREST_INT);
+    b[i].d = (dq_half)_mm_extract_epi16(h, 0);
+    b[i].s = (dq_half)_mm_extract_epi16(h, 1);
+  }
+}
+
+// q8_K: iscale = -127/max with max the first element of largest magnitude (signed), q = min(127,
+// round-half-even(iscale*x)), d = 1/iscale, bsums per 16. The scalar scan for max keeps the
+// reference's choice between +a and -a.
+TARGET static void quant_q8_K(const float *x, void *dst, int64_t n) {
+  block_q8_K *b = dst;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int k = 0; k < QK_K; k += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float amax = _mm_cvtss_f32(m);
+    if (amax == 0.0f) {
+      memset(&b[i], 0, sizeof b[i]);
+      continue;
+    }
+    float max = amax;
+    for (int j = 0; j < QK_K; j++) {
+      if (x[j] == amax || x[j] == -amax) {
+        max = x[j];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 is = _mm256_set1_ps(iscale), hi = _mm256_set1_ps(127.0f);
+    for (int k = 0; k < QK_K; k += 32) {
+      __m256i q[4];
+      for (int u = 0; u < 4; u++) {
+        const __m256 v = _mm256_round_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + k + 8 * u)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[u] = _mm256_cvtps_epi32(_mm256_min_ps(v, hi));
+      }
+      const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+      __m256i bytes = _mm256_packs_epi16(p01, p23);
+      bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256((__m256i *)(b[i].qs + k), bytes);
+      // two sums of 16: elements k..k+15 are q[0], q[1]; k+16..k+31 are q[2], q[3]
+      const __m256i s0 = _mm256_add_epi32(q[0], q[1]), s1 = _mm256_add_epi32(q[2], q[3]);
+      const __m256i h = _mm256_hadd_epi32(s0, s1);  // per lane: s0 pairs, s1 pairs
+      const __m256i h2 = _mm256_hadd_epi32(h, h);
+      const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1));
+      b[i].bsums[k / 16] = (int16_t)_mm_cvtsi128_si32(t);
+      b[i].bsums[k / 16 + 1] = (int16_t)_mm_extract_epi32(t, 1);
+    }
+    b[i].d = 1.0f / iscale;
+  }
+}
+
+dq_quant_fn dq_avx2_quant_kernel(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q8_0: return quant_q8_0;
+    case DQ_TYPE_Q8_1: return quant_q8_1;
+    case DQ_TYPE_Q8_K: return quant_q8_K;
+    default: return NULL;
+  }
+}
+
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) {
   switch (type) {
     case DQ_TYPE_F32: return dot_f32;
@@ -602,6 +729,7 @@ dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) {
 
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type) { (void)type; return NULL; }
+dq_quant_fn dq_avx2_quant_kernel(uint32_t type) { (void)type; return NULL; }
 
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) { (void)type; return NULL; }
 

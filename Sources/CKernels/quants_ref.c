@@ -4,8 +4,8 @@
 // matters for bits: dequantized values are `(d*sc)*q - (dmin*m)` in fp32, quantizers use the
 // same float operations as ggml's `quantize_row_*_ref`, so files we write load in llama.cpp.
 //
-// Not here: run-time dispatch (dispatch.c), fp16 conversion (fp16.c), k-quant quantizers
-// (Q4_K/Q5_K/Q6_K are read-only here; they come from files).
+// Not here: run-time dispatch (dispatch.c), fp16 conversion (fp16.c), K-quant quantizers
+// (quants_k_ref.c).
 #pragma STDC FP_CONTRACT OFF
 #include <math.h>
 
@@ -341,7 +341,7 @@ static void quant_q8_K(const float *x, void *dst, int64_t n) {
   }
 }
 
-void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
+void dq_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n) {
   switch (type) {
     case DQ_TYPE_F32: quant_f32(src, dst, n); break;
     case DQ_TYPE_F16: quant_f16(src, dst, n); break;
@@ -353,6 +353,9 @@ void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     case DQ_TYPE_Q8_0: quant_q8_0(src, dst, n); break;
     case DQ_TYPE_Q8_1: quant_q8_1(src, dst, n); break;
     case DQ_TYPE_Q8_K: quant_q8_K(src, dst, n); break;
+    case DQ_TYPE_Q4_K: dq_quantize_row_q4_K(src, dst, n); break;
+    case DQ_TYPE_Q5_K: dq_quantize_row_q5_K(src, dst, n); break;
+    case DQ_TYPE_Q6_K: dq_quantize_row_q6_K(src, dst, n); break;
     default: break;  // unsupported: callers check dq_quantize_supported first
   }
 }
@@ -361,6 +364,7 @@ bool dq_quantize_supported(uint32_t type) {
   switch (type) {
     case DQ_TYPE_F32: case DQ_TYPE_F16: case DQ_TYPE_BF16: case DQ_TYPE_Q4_0: case DQ_TYPE_Q4_1:
     case DQ_TYPE_Q5_0: case DQ_TYPE_Q5_1: case DQ_TYPE_Q8_0: case DQ_TYPE_Q8_1: case DQ_TYPE_Q8_K:
+    case DQ_TYPE_Q4_K: case DQ_TYPE_Q5_K: case DQ_TYPE_Q6_K:
       return true;
     default: return false;
   }

@@ -33,10 +33,12 @@ import Testing
     let want = try Fixtures.bytes("\(name).q.bin")
     let rs = Quant.rowSize(e.type, e.n)
     for r in 0..<e.rows {
-      let got = Quant.quantize(e.type, Array(x[(r * e.n)..<((r + 1) * e.n)]))
-      let wantRow = Array(want[(r * rs)..<((r + 1) * rs)])
-      let bad = (0..<rs).filter { got[$0] != wantRow[$0] }
-      #expect(bad.isEmpty, "\(name) row \(r): \(bad.count) bytes differ, first at \(bad.first ?? -1)")
+      for ref in [true, false] {
+        let got = Quant.quantize(e.type, Array(x[(r * e.n)..<((r + 1) * e.n)]), ref: ref)
+        let wantRow = Array(want[(r * rs)..<((r + 1) * rs)])
+        let bad = (0..<rs).filter { got[$0] != wantRow[$0] }
+        #expect(bad.isEmpty, "\(name) row \(r) ref=\(ref): \(bad.count) bytes differ, first at \(bad.first ?? -1)")
+      }
     }
   }
 

@@ -57,10 +57,16 @@ enum Quant {
     return Int(s)
   }
 
-  static func quantize(_ type: UInt32, _ x: [Float]) -> [UInt8] {
+  static func quantize(_ type: UInt32, _ x: [Float], ref: Bool = false) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: rowSize(type, x.count))
     x.withUnsafeBufferPointer { src in
-      out.withUnsafeMutableBytes { dq_quantize_row(type, src.baseAddress!, $0.baseAddress!, Int64(x.count)) }
+      out.withUnsafeMutableBytes {
+        if ref {
+          dq_quantize_row_ref(type, src.baseAddress!, $0.baseAddress!, Int64(x.count))
+        } else {
+          dq_quantize_row(type, src.baseAddress!, $0.baseAddress!, Int64(x.count))
+        }
+      }
     }
     return out
   }
@@ -93,17 +99,18 @@ enum Quant {
     quantize(dq_vec_dot_type(type), x)
   }
 
-  /// One random weight row of `type`. Quantizable types quantize Gaussian floats (so int8 codes
-  /// stay in [-127, 127] as every real file has); K-quants are random bytes with sane fp16
-  /// super-block scales (random bytes there could be NaN or Inf). This is the one place the
+  /// One random weight row of `type`. Quantizable types quantize Gaussian floats; K-quants are
+  /// also random bytes with sane fp16 super-block scales (random bytes there could be NaN or Inf). This is the one place the
   /// tests know where a K-quant block keeps d / dmin (the ggml layout, asserted in quants.h).
   static func randomRow(_ type: UInt32, n: Int, rng: inout SeededRNG) -> [UInt8] {
-    if dq_quantize_supported(type) {
+    var bs: Int64 = 0, ts: Int64 = 0
+    precondition(dq_type_info(type, &bs, &ts))
+    // K-quants: half the rows from their quantizer (realistic), half random bytes (every code
+    // and scale pattern, including ones a quantizer never writes)
+    if dq_quantize_supported(type) && (bs < 256 || Bool.random(using: &rng)) {
       let scale = Float.random(in: 0.01...2, using: &rng)
       return quantize(type, (0..<n).map { _ in rng.gaussian() * scale })
     }
-    var bs: Int64 = 0, ts: Int64 = 0
-    precondition(dq_type_info(type, &bs, &ts))
     var q = (0..<rowSize(type, n)).map { _ in UInt8.random(in: 0...255, using: &rng) }
     for b in 0..<(n / Int(bs)) {
       let o = b * Int(ts)

@@ -168,12 +168,16 @@ let dispatchPathLock = NSLock()
     #expect(String(cString: dq_simd_path()) == before)
   }
 
-  #if arch(x86_64)
-    @Test func avx2PathIsTakenOnThisMachineWhenAvailable() {
-      // Informative on CPUs without AVX2/FMA/F16C (then "scalar" is right); on the project's
-      // x86-64 build machines the fast path must be live.
-      let path = String(cString: dq_simd_path())
-      #expect(path == "avx2" || path == "scalar")
+  #if arch(x86_64) && os(Linux)
+    /// The dispatcher's CPU check against the kernel's own report of the CPU flags.
+    @Test func avx2PathIsTakenWhenTheCPUHasIt() throws {
+      dispatchPathLock.lock()
+      defer { dispatchPathLock.unlock() }
+      let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+      let flagsLine = try #require(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") })
+      let flags = Set(flagsLine.split(separator: " ").map(String.init))
+      let has = flags.contains("avx2") && flags.contains("fma") && flags.contains("f16c")
+      #expect(String(cString: dq_simd_path()) == (has ? "avx2" : "scalar"))
     }
   #endif
 }
@@ -201,5 +205,24 @@ let dispatchPathLock = NSLock()
       let got = Double(Quant.dot(type, n: n, w, x, ref: ref))
       #expect(abs(got - exact) <= tol, "nb=\(nb) ref=\(ref): \(got) vs \(exact)")
     }
+  }
+}
+
+/// The dispatching quantizers (AVX2 for Q8_0 / Q8_1) write the reference's bytes, including on
+/// exact halves, which roundf sends away from zero (a half-to-even SIMD rounding would not).
+@Test(arguments: ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q8_K", "Q4_K", "Q5_K", "Q6_K"])
+func quantizeTwinsAgree(name: String) {
+  let activationTypes = ["Q8_1": UInt32(DQ_TYPE_Q8_1), "Q8_K": UInt32(DQ_TYPE_Q8_K)]
+  let t = activationTypes[name] ?? weightType(name).type
+  var rng = SeededRNG(seed: 6000 + UInt64(t))
+  for n in [256, 512, 1536] {
+    var x = (0..<n).map { _ in rng.gaussian() * Float.random(in: 0.01...10, using: &rng) }
+    // a block whose scale is exactly 1 (amax 127), filled with exact halves
+    x[0] = 127
+    for i in 1..<32 { x[i] = Float(Int.random(in: -126...125, using: &rng)) + 0.5 }
+    x[32..<64] = ArraySlice(repeating: 0, count: 32)  // an all-zero block
+    let ref = Quant.quantize(t, x, ref: true)
+    let fast = Quant.quantize(t, x, ref: false)
+    #expect(ref == fast, "\(name) n=\(n)")
   }
 }

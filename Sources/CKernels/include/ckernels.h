@@ -56,10 +56,14 @@ void dq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n);
 // Quantize n floats into `type` (supported types; the same rounding as ggml's reference
 // quantizers, so files written here load elsewhere). Used for activations, merges and tests.
-// Q8_1 and Q8_K (activation formats) are accepted too; K-quant weight types are not (read-only).
+// Q8_1 and Q8_K (activation formats) are accepted too. Q4_K/Q5_K/Q6_K use ggml's search
+// (no importance matrix); valid files, but not promised bit-identical to a llama.cpp build.
 void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+// The scalar reference of dq_quantize_row (the dispatching one has AVX2 twins for the activation
+// types Q8_0, Q8_1 and Q8_K; both write the same bytes).
+void dq_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n);
 // True for the types dq_quantize_row can write: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// Q8_1, Q8_K.
+// Q8_1, Q8_K, Q4_K, Q5_K, Q6_K.
 bool dq_quantize_supported(uint32_t type);
 
 // ---- dot products against quantized activations -------------------------------------------
