@@ -148,3 +148,38 @@ void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
   matvec_job job = {type, n, w, row_stride, x, y, rows};
   dq_pool_run(pool, matvec_part, &job);
 }
+
+typedef struct {
+  uint32_t type;
+  int64_t n;
+  const char *w;
+  size_t row_stride;
+  const char *x;
+  size_t x_stride;
+  int64_t tokens;
+  float *y;
+  int64_t ldy;
+  int64_t rows;
+} matmul_job;
+
+enum { MATMUL_BLOCK_ROWS = 16 };
+
+static void matmul_part(void *p, int ith, int nth) {
+  const matmul_job *job = p;
+  int64_t per = ((job->rows + nth - 1) / nth + MATMUL_BLOCK_ROWS - 1) & ~(int64_t)(MATMUL_BLOCK_ROWS - 1);
+  int64_t begin = per * ith;
+  int64_t end = begin + per < job->rows ? begin + per : job->rows;
+  for (int64_t r0 = begin; r0 < end; r0 += MATMUL_BLOCK_ROWS) {
+    int64_t r1 = r0 + MATMUL_BLOCK_ROWS < end ? r0 + MATMUL_BLOCK_ROWS : end;
+    for (int64_t t = 0; t < job->tokens; t++)
+      dq_matvec_rows(job->type, job->n, job->w, job->row_stride, job->x + (size_t)t * job->x_stride,
+                     job->y + t * job->ldy + r0, r0, r1);
+  }
+}
+
+void dq_pool_matmul(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                    const void *x, size_t x_stride, int64_t tokens, float *y, int64_t ldy,
+                    int64_t rows) {
+  matmul_job job = {type, n, w, row_stride, x, x_stride, tokens, y, ldy, rows};
+  dq_pool_run(pool, matmul_part, &job);
+}

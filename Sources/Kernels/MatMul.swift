@@ -21,8 +21,8 @@ public final class MatMulWorkspace: @unchecked Sendable {
   public init(maxColumns: Int, maxTokens: Int, threads: Int) {
     self.maxColumns = maxColumns
     self.maxTokens = maxTokens
-    // One activation row; F32 (4 bytes an element) is the widest activation type.
-    activationCapacity = maxColumns * 4 + 64
+    // A batch of activation rows; F32 (4 bytes an element) is the widest activation type.
+    activationCapacity = maxTokens * maxColumns * 4 + 64
     activations = UnsafeMutableRawPointer.allocate(byteCount: activationCapacity, alignment: 64)
     threadCount = max(1, threads)
     tiles = .allocate(capacity: threadCount * MatMulWorkspace.tileRows * maxColumns)
@@ -42,13 +42,33 @@ public enum MatMul {
     tokens: Int, pool: ThreadPool, workspace: MatMulWorkspace
   ) {
     precondition(w.columns <= workspace.maxColumns, "matmul wider than its workspace")
-    if tokens < MatMulWorkspace.batchThreshold {
-      for t in 0..<tokens {
-        multiplyVector(out + t * w.rows, w, x + t * w.columns, pool: pool, workspace: workspace)
-      }
+    precondition(tokens <= workspace.maxTokens, "batch larger than its workspace")
+    if tokens == 1 {
+      multiplyVector(out, w, x, pool: pool, workspace: workspace)
+    } else if w.isQuantized || tokens < MatMulWorkspace.batchThreshold {
+      multiplyQuantizedBatch(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
     } else {
       multiplyBatch(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
     }
+  }
+
+  /// Quantizes every activation row once, then takes integer dot products row block by row
+  /// block (dq_pool_matmul), so each weight block is read once per batch.
+  static func multiplyQuantizedBatch(
+    _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+    tokens: Int, pool: ThreadPool, workspace: MatMulWorkspace
+  ) {
+    let xq = workspace.activations
+    let stride = w.activationRowSize
+    let columns = w.columns
+    pool.parallelFor(tokens) { rows, _ in
+      for t in rows {
+        dq_quantize_row(w.activationType, x + t * columns, xq + t * stride, Int64(columns))
+      }
+    }
+    dq_pool_matmul(
+      pool.pool, w.type, Int64(columns), w.base, w.rowStride, xq, stride, Int64(tokens), out,
+      Int64(w.rows), Int64(w.rows))
   }
 
   /// out[r] = W[r, :] · x through quantized dot products.

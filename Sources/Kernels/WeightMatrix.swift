@@ -23,6 +23,9 @@ public struct WeightMatrix: @unchecked Sendable {
 
   public var byteCount: Int { rows * rowStride }
 
+  /// Block-quantized (integer dot products) rather than a float type.
+  public var isQuantized: Bool { activationType != UInt32(DQ_TYPE_F32) }
+
   /// The type activations are quantized to before a dot product with this matrix's rows.
   public var activationType: UInt32 { dq_vec_dot_type(type) }
 

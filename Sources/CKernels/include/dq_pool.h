@@ -26,6 +26,14 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx);
 void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
                     const void *x, float *y, int64_t rows);
 
+// y[t * ldy + r] = W[r,:] · x_t for r in [0, rows), t in [0, tokens). x holds `tokens`
+// activation rows, each x_stride bytes, already quantized to dq_vec_dot_type(type). Threads
+// take contiguous row ranges; within one, a block of rows stays in L1 while every token's
+// activation streams past it, so weights are read from memory once per batch.
+void dq_pool_matmul(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                    const void *x, size_t x_stride, int64_t tokens, float *y, int64_t ldy,
+                    int64_t rows);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,9 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_smollm
 STEPS = 24
 TOP = 10
 PROBE = 64
+# The KV cache in f32, as droplorad keeps it (llama.cpp defaults to f16, which alone moves
+# logits by a few tenths over a long prompt).
+KV_F32 = 0  # GGML_TYPE_F32
 
 SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 PROMPTS = [
@@ -34,8 +37,8 @@ PROMPTS = [
     SYSTEM + "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
     SYSTEM + "<|im_start|>user\nList three prime numbers and explain why they are prime.<|im_end|>\n<|im_start|>assistant\n",
     "The quick brown fox jumps over the lazy dog. The quick brown fox",
-    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
-    "Once upon a time, in a small village by the mountains, there lived",
+    "1, 2, 3, 4, 5, 6, 7, 8,",
+    "The capital of France is",
 ]
 
 
@@ -49,7 +52,8 @@ def record(logits, probe_ids):
 
 def main():
     llm = llama_cpp.Llama(model_path=MODEL, n_ctx=1024, n_batch=512, n_threads=2,
-                          logits_all=False, verbose=False, seed=0)
+                          logits_all=True, verbose=False, seed=0,
+                          type_k=KV_F32, type_v=KV_F32)
     vocab = llm.n_vocab()
     probe_ids = sorted(random.Random(1234).sample(range(vocab), PROBE))
     cases = []
