@@ -1,0 +1,100 @@
+// Loading of the golden fixture (Fixtures/golden.json, made by Fixtures/make_golden.py from
+// llama.cpp and jinja2) and of the vocabularies it was made from. Vocabularies live under
+// models/ (git-ignored; scripts/fetch-model.sh and scripts/fetch-test-vocabs.sh fetch them);
+// tests that need a missing one are disabled with a message saying which script to run.
+
+import Foundation
+import Testing
+import Tokenization
+
+struct Golden: Decodable {
+  struct Case: Decodable {
+    var text: String
+    var addSpecial: Bool
+    var parseSpecial: Bool
+    var ids: [Int32]
+    var decoded: String?
+    var decodedSpecial: String?
+  }
+  struct VocabSection: Decodable {
+    var file: String
+    var vocabularySize: Int
+    var bos: Int32
+    var eos: Int32
+    var eog: [Int32]
+    var cases: [Case]
+  }
+  struct Render: Decodable {
+    var conversation: String
+    var addGenerationPrompt: Bool
+    var expected: String
+  }
+  struct ChatEntry: Decodable {
+    var name: String
+    var family: String
+    var template: String
+    var bos: String
+    var eos: String
+    var renders: [Render]
+  }
+  struct ChatIDs: Decodable {
+    var conversation: String
+    var addGenerationPrompt: Bool
+    var ids: [Int32]
+  }
+  var vocabs: [String: VocabSection]
+  var conversations: [String: [ChatMessage]]
+  var chat: [ChatEntry]
+  var smollmChatIDs: [ChatIDs]?
+}
+
+enum Fixtures {
+  static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+  static let golden: Golden = {
+    guard let url = Bundle.module.url(forResource: "golden", withExtension: "json", subdirectory: "Fixtures"),
+      let data = try? Data(contentsOf: url)
+    else { fatalError("Fixtures/golden.json missing from the test bundle") }
+    do { return try JSONDecoder().decode(Golden.self, from: data) } catch {
+      fatalError("Fixtures/golden.json does not decode: \(error)")
+    }
+  }()
+
+  static let vocabFiles: [String: String] = [
+    "smollm": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "gpt-2": "models/vocab/ggml-vocab-gpt-2.gguf",
+    "llama-bpe": "models/vocab/ggml-vocab-llama-bpe.gguf",
+    "qwen2": "models/vocab/ggml-vocab-qwen2.gguf",
+    "llama-spm": "models/vocab/ggml-vocab-llama-spm.gguf",
+    "phi-3": "models/vocab/ggml-vocab-phi-3.gguf",
+  ]
+
+  static func path(_ name: String) -> String {
+    packageRoot.appendingPathComponent(vocabFiles[name]!).path
+  }
+
+  static func has(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+
+  static func missingMessage(_ name: String) -> Comment {
+    name == "smollm"
+      ? "\(vocabFiles[name]!) is missing: run scripts/fetch-model.sh"
+      : "\(vocabFiles[name]!) is missing: run scripts/fetch-test-vocabs.sh"
+  }
+
+  private static let cache = Cache()
+  private final class Cache: @unchecked Sendable {
+    let lock = NSLock()
+    var tokenizers: [String: Tokenizer] = [:]
+  }
+
+  /// The tokenizer of a fixture vocabulary, loaded once per test run.
+  static func tokenizer(_ name: String) throws -> Tokenizer {
+    cache.lock.lock()
+    defer { cache.lock.unlock() }
+    if let t = cache.tokenizers[name] { return t }
+    let t = try Tokenizer(metadata: TestMetadataReader(path: path(name)))
+    cache.tokenizers[name] = t
+    return t
+  }
+}
