@@ -32,8 +32,11 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "${TMP}"' EXIT
 
 echo "fetch-test-vocabs: downloading llama-cpp-python==${VERSION} source distribution"
-python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==${VERSION}" -d "${TMP}"
-SDIST="$(ls "${TMP}"/llama_cpp_python-*.tar.gz "${TMP}"/llama-cpp-python-*.tar.gz 2>/dev/null | head -n 1)"
+# --no-binary for this package only: ":all:" would also force its build dependencies
+# (cmake, ninja) to be compiled from source just to read the sdist metadata.
+python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==${VERSION}" -d "${TMP}"
+SDIST=""
+for f in "${TMP}"/*.tar.gz; do [[ -f "${f}" ]] && SDIST="${f}"; done
 [[ -n "${SDIST}" ]] || { echo "fetch-test-vocabs: sdist not found after download" >&2; exit 1; }
 
 patterns=()

@@ -82,6 +82,11 @@ enum Fixtures {
       : "\(vocabFiles[name]!) is missing: run scripts/fetch-test-vocabs.sh"
   }
 
+  /// Skips (cancels) the running test when a vocabulary file is absent, saying how to get it.
+  static func skipUnlessPresent(_ name: String) throws {
+    if !has(name) { try Test.cancel(missingMessage(name)) }
+  }
+
   private static let cache = Cache()
   private final class Cache: @unchecked Sendable {
     let lock = NSLock()

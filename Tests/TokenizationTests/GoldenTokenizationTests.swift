@@ -12,10 +12,11 @@ import Tokenization
 
   @Test(arguments: names)
   func tokenIDsMatchLlamaCpp(_ name: String) throws {
-    try #require(Fixtures.has(name), Fixtures.missingMessage(name))
+    try Fixtures.skipUnlessPresent(name)
     let section = try #require(Self.section(name), "golden.json has no section for \(name)")
     let tok = try Fixtures.tokenizer(name)
     #expect(tok.vocabularySize == section.vocabularySize)
+    #expect(section.cases.count >= 100)
     var failures = 0
     for c in section.cases {
       let ids = tok.encode(c.text, parseSpecial: c.parseSpecial, addSpecial: c.addSpecial)
@@ -33,7 +34,7 @@ import Tokenization
 
   @Test(arguments: names)
   func decodeMatchesLlamaCpp(_ name: String) throws {
-    try #require(Fixtures.has(name), Fixtures.missingMessage(name))
+    try Fixtures.skipUnlessPresent(name)
     let section = try #require(Self.section(name))
     let tok = try Fixtures.tokenizer(name)
     for c in section.cases {
@@ -48,7 +49,7 @@ import Tokenization
 
   @Test(arguments: names)
   func specialIDsAndEndOfGeneration(_ name: String) throws {
-    try #require(Fixtures.has(name), Fixtures.missingMessage(name))
+    try Fixtures.skipUnlessPresent(name)
     let section = try #require(Self.section(name))
     let tok = try Fixtures.tokenizer(name)
     #expect(tok.bos == section.bos)
@@ -60,8 +61,11 @@ import Tokenization
   @Test(.enabled(if: Fixtures.has("smollm"), Fixtures.missingMessage("smollm")))
   func byteLevelRoundTrip() throws {
     let tok = try Fixtures.tokenizer("smollm")
-    let texts = Set((Self.section("smollm")?.cases ?? []).map(\.text))
-    for text in texts {
+    // Every fixture text that llama.cpp itself round-trips (SmolLM2's vocabulary lacks a few
+    // control bytes, e.g. 0x1D, which both drop).
+    let cases = (Self.section("smollm")?.cases ?? []).filter { $0.decoded == $0.text }
+    #expect(cases.count > 40)
+    for text in Set(cases.map(\.text)) {
       #expect(tok.decode(tok.encode(text, parseSpecial: false, addSpecial: false)) == text, "\(text.debugDescription)")
     }
   }

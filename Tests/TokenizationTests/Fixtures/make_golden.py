@@ -21,6 +21,8 @@ import llama_cpp
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.json")
+# Where the ggml-vocab-* files and templates/ are (scripts/fetch-test-vocabs.sh puts them here).
+VOCAB_DIR = os.environ.get("TOK_VOCAB_DIR", os.path.join(ROOT, "models", "vocab"))
 
 VOCABS = {
     "smollm": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -82,7 +84,7 @@ TEXTS = [
 
 
 def load_inp(name):
-    path = os.path.join(ROOT, "models", "vocab", "ggml-vocab-%s.gguf.inp" % name)
+    path = os.path.join(VOCAB_DIR, "ggml-vocab-%s.gguf.inp" % name)
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
@@ -222,13 +224,19 @@ GEMMA3 = """{{ bos_token }}
 
 
 def read_template_file(name):
-    path = os.path.join(ROOT, "models", "vocab", "templates", name)
+    path = os.path.join(VOCAB_DIR, "templates", name)
     return open(path, encoding="utf-8").read() if os.path.exists(path) else None
+
+
+def resolve(path):
+    if path.startswith("models/vocab/"):
+        return os.path.join(VOCAB_DIR, path[len("models/vocab/"):])
+    return os.path.join(ROOT, path)
 
 
 def gguf_template(path):
     from gguf import GGUFReader
-    full = os.path.join(ROOT, path)
+    full = resolve(path)
     if not os.path.exists(full):
         return None
     r = GGUFReader(full)
@@ -295,7 +303,7 @@ def chat_section():
 def main():
     golden = {"vocabs": {}, "conversations": CONVERSATIONS, "chat": chat_section()}
     for name, path in VOCABS.items():
-        full = os.path.join(ROOT, path)
+        full = resolve(path)
         if not os.path.exists(full):
             print("skipping %s: %s not found" % (name, path), file=sys.stderr)
             continue
