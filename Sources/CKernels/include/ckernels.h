@@ -50,12 +50,17 @@ float dq_bf16_to_fp32(uint16_t h);
 uint16_t dq_fp32_to_bf16(float f);  // round to nearest even
 
 // ---- dequantize / quantize rows -----------------------------------------------------------
-// dst[0..n) = value of the n elements stored at src (any supported type).
+// dst[0..n) = value of the n elements stored at src (any supported type, and also the
+// activation types Q8_1 and Q8_K, which tests and debugging want to read back).
 void dq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n);
 // Quantize n floats into `type` (supported types; the same rounding as ggml's reference
 // quantizers, so files written here load elsewhere). Used for activations, merges and tests.
+// Q8_1 and Q8_K (activation formats) are accepted too; K-quant weight types are not (read-only).
 void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+// True for the types dq_quantize_row can write: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// Q8_1, Q8_K.
+bool dq_quantize_supported(uint32_t type);
 
 // ---- dot products against quantized activations -------------------------------------------
 // A weight row of type `type` is multiplied with an activation row that was first quantized to

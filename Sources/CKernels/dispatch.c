@@ -1,0 +1,86 @@
+// Run-time dispatch: the public dequantize / dot / matvec entry points pick the AVX2/FMA/F16C
+// twin when the CPU has those features (checked once) and fall back to the scalar references
+// otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
+#include <stdatomic.h>
+
+#include "quants.h"
+
+static atomic_bool force_scalar = false;
+
+static bool cpu_has_avx2(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+  static atomic_int cached = -1;  // every thread that races here computes the same answer
+  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (c < 0) {
+    __builtin_cpu_init();
+    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    atomic_store_explicit(&cached, c, memory_order_relaxed);
+  }
+  return c == 1;
+#else
+  return false;
+#endif
+}
+
+static bool use_simd(void) {
+  return !atomic_load_explicit(&force_scalar, memory_order_relaxed) && cpu_has_avx2();
+}
+
+const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
+
+void dq_force_scalar(bool on) { atomic_store(&force_scalar, on); }
+
+static dq_dot_fn dot_kernel(uint32_t type) {
+  dq_dot_fn f = use_simd() ? dq_avx2_dot_kernel(type) : NULL;
+  return f ? f : dq_ref_dot_kernel(type);
+}
+
+static dq_dequant_fn dequant_kernel(uint32_t type) {
+  dq_dequant_fn f = use_simd() ? dq_avx2_dequant_kernel(type) : NULL;
+  return f ? f : dq_ref_dequant_kernel(type);
+}
+
+void dq_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
+  dq_dequant_fn f = dequant_kernel(type);
+  if (f && n > 0) f(src, dst, n);
+}
+
+void dq_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n) {
+  dq_dequant_fn f = dq_ref_dequant_kernel(type);
+  if (f && n > 0) f(src, dst, n);
+}
+
+uint32_t dq_vec_dot_type(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return DQ_TYPE_Q8_0;
+    case DQ_TYPE_Q4_1: case DQ_TYPE_Q5_1: return DQ_TYPE_Q8_1;
+    case DQ_TYPE_Q4_K: case DQ_TYPE_Q5_K: case DQ_TYPE_Q6_K: return DQ_TYPE_Q8_K;
+    default: return DQ_TYPE_F32;  // F32, F16, BF16 (and anything unsupported)
+  }
+}
+
+float dq_vec_dot(uint32_t type, int64_t n, const void *w, const void *x) {
+  dq_dot_fn f = dot_kernel(type);
+  return (f && n > 0) ? f(n, w, x) : 0.0f;
+}
+
+float dq_vec_dot_ref(uint32_t type, int64_t n, const void *w, const void *x) {
+  dq_dot_fn f = dq_ref_dot_kernel(type);
+  return (f && n > 0) ? f(n, w, x) : 0.0f;
+}
+
+void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
+                    float *y, int64_t row_begin, int64_t row_end) {
+  dq_dot_fn f = dot_kernel(type);
+  if (!f || n <= 0) {
+    for (int64_t r = row_begin; r < row_end; r++) y[r - row_begin] = 0.0f;
+    return;
+  }
+  const char *row = (const char *)w + (size_t)row_begin * row_stride;
+  int64_t r = row_begin;
+  dq_dot2_fn f2 = use_simd() ? dq_avx2_dot2_kernel(type) : NULL;
+  if (f2) {
+    for (; r + 2 <= row_end; r += 2, row += 2 * row_stride) f2(n, row, row + row_stride, x, y + (r - row_begin));
+  }
+  for (; r < row_end; r++, row += row_stride) y[r - row_begin] = f(n, row, x);
+}

@@ -1,0 +1,37 @@
+// Elementwise and row-wise float kernels of the transformer forward pass. Plain loops the
+// compiler vectorises; the reductions use a fixed order so results don't depend on threads.
+#pragma once
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], over n elements (out may alias x).
+void dq_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
+
+// Rotary embedding of one vector of n_heads heads of head_dim, in place, at position pos.
+// Rotated are the first rot_dim dims of each head. freq_i = pos * freq_scale * base^(-2i/rot_dim).
+// neox = 0: pairs (2i, 2i+1) (llama.cpp's "normal" layout, GGUF llama q/k are permuted for it);
+// neox = 1: pairs (i, i + rot_dim/2) (Qwen2, GPT-NeoX).
+void dq_rope(float *x, int n_heads, int head_dim, int rot_dim, int64_t pos, float base,
+             float freq_scale, int neox);
+
+// In place: x = softmax(x) over n elements.
+void dq_softmax(float *x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i]
+void dq_swiglu(float *out, const float *gate, const float *up, int64_t n);
+
+// y[i] += a * x[i]
+void dq_axpy(float *y, float a, const float *x, int64_t n);
+
+// y[i] += x[i]
+void dq_add(float *y, const float *x, int64_t n);
+
+// sum_i a[i] * b[i] (AVX2/FMA when available).
+float dq_dot_f32(const float *a, const float *b, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif

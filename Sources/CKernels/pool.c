@@ -1,0 +1,150 @@
+// Thread pool: a generation counter publishes each job; workers spin on it for a short while,
+// then block on a condition variable. Completion is an atomic count the caller spins on.
+#define _GNU_SOURCE
+#include "dq_pool.h"
+#include "ckernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+enum { SPIN_ITERATIONS = 200000 };
+
+struct dq_pool {
+  int n_threads;
+  pthread_t *threads;
+  pthread_mutex_t mutex;
+  pthread_cond_t wake;
+  _Atomic uint64_t generation;  // bumped once per job
+  _Atomic int pending;          // workers still running the current job
+  _Atomic bool stopping;
+  dq_pool_fn fn;
+  void *ctx;
+};
+
+typedef struct {
+  dq_pool *pool;
+  int ith;
+} worker_arg;
+
+static void *worker_main(void *p) {
+  worker_arg arg = *(worker_arg *)p;
+  free(p);
+  dq_pool *pool = arg.pool;
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t gen;
+    int spins = 0;
+    while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
+           !atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
+      if (++spins < SPIN_ITERATIONS) {
+        cpu_relax();
+        continue;
+      }
+      pthread_mutex_lock(&pool->mutex);
+      while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen &&
+             !atomic_load_explicit(&pool->stopping, memory_order_acquire))
+        pthread_cond_wait(&pool->wake, &pool->mutex);
+      pthread_mutex_unlock(&pool->mutex);
+      spins = 0;
+    }
+    if (atomic_load_explicit(&pool->stopping, memory_order_acquire)) return NULL;
+    seen = gen;
+    pool->fn(pool->ctx, arg.ith, pool->n_threads);
+    atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+  }
+}
+
+dq_pool *dq_pool_create(int n_threads) {
+  if (n_threads < 1) n_threads = 1;
+  dq_pool *pool = calloc(1, sizeof(dq_pool));
+  if (!pool) return NULL;
+  pool->n_threads = n_threads;
+  pthread_mutex_init(&pool->mutex, NULL);
+  pthread_cond_init(&pool->wake, NULL);
+  atomic_init(&pool->generation, 0);
+  atomic_init(&pool->pending, 0);
+  atomic_init(&pool->stopping, false);
+  pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+  if (!pool->threads) {
+    free(pool);
+    return NULL;
+  }
+  for (int i = 1; i < n_threads; i++) {
+    worker_arg *arg = malloc(sizeof(worker_arg));
+    if (arg) *arg = (worker_arg){pool, i};
+    if (!arg || pthread_create(&pool->threads[i], NULL, worker_main, arg) != 0) {
+      free(arg);
+      pool->n_threads = i;  // destroy joins only the threads that started
+      dq_pool_destroy(pool);
+      return NULL;
+    }
+  }
+  return pool;
+}
+
+void dq_pool_destroy(dq_pool *pool) {
+  if (!pool) return;
+  pthread_mutex_lock(&pool->mutex);
+  atomic_store_explicit(&pool->stopping, true, memory_order_release);
+  pthread_cond_broadcast(&pool->wake);
+  pthread_mutex_unlock(&pool->mutex);
+  for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->threads[i], NULL);
+  pthread_cond_destroy(&pool->wake);
+  pthread_mutex_destroy(&pool->mutex);
+  free(pool->threads);
+  free(pool);
+}
+
+int dq_pool_threads(const dq_pool *pool) { return pool->n_threads; }
+
+void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
+  if (pool->n_threads == 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  pool->fn = fn;
+  pool->ctx = ctx;
+  atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_release);
+  pthread_mutex_lock(&pool->mutex);
+  atomic_fetch_add_explicit(&pool->generation, 1, memory_order_acq_rel);
+  pthread_cond_broadcast(&pool->wake);
+  pthread_mutex_unlock(&pool->mutex);
+  fn(ctx, 0, pool->n_threads);
+  while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) cpu_relax();
+}
+
+typedef struct {
+  uint32_t type;
+  int64_t n;
+  const void *w;
+  size_t row_stride;
+  const void *x;
+  float *y;
+  int64_t rows;
+} matvec_job;
+
+static void matvec_part(void *p, int ith, int nth) {
+  const matvec_job *job = p;
+  // Chunks in multiples of 16 rows keep each thread's writes to y on their own cache lines.
+  int64_t per = ((job->rows + nth - 1) / nth + 15) & ~(int64_t)15;
+  int64_t begin = per * ith;
+  int64_t end = begin + per < job->rows ? begin + per : job->rows;
+  if (begin >= end) return;
+  dq_matvec_rows(job->type, job->n, job->w, job->row_stride, job->x, job->y + begin, begin, end);
+}
+
+void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                    const void *x, float *y, int64_t rows) {
+  matvec_job job = {type, n, w, row_stride, x, y, rows};
+  dq_pool_run(pool, matvec_part, &job);
+}

@@ -1,0 +1,159 @@
+// Choosing the next token from logits. The chain follows llama.cpp's default order:
+// repetition penalty → top-k → top-p → min-p → temperature → draw. Temperature 0 is greedy
+// (argmax after the penalty). Every stage is a small function over a candidate list.
+import Foundation
+
+public struct SamplingParameters: Sendable, Equatable, Codable {
+  public var temperature: Float
+  public var topK: Int  // 0 = off
+  public var topP: Float  // 1 = off
+  public var minP: Float  // 0 = off
+  public var repeatPenalty: Float  // 1 = off
+  public var repeatLastN: Int  // how many recent tokens the penalty looks at
+  public var seed: UInt64?  // nil = a fresh random seed
+
+  public init(
+    temperature: Float = 0.8, topK: Int = 40, topP: Float = 0.95, minP: Float = 0.05,
+    repeatPenalty: Float = 1.0, repeatLastN: Int = 64, seed: UInt64? = nil
+  ) {
+    self.temperature = temperature
+    self.topK = topK
+    self.topP = topP
+    self.minP = minP
+    self.repeatPenalty = repeatPenalty
+    self.repeatLastN = repeatLastN
+    self.seed = seed
+  }
+
+  public static let greedy = SamplingParameters(temperature: 0)
+
+  /// Describes the first out-of-range value, or nil when all are usable.
+  public var validationError: String? {
+    if !(temperature >= 0 && temperature.isFinite) { return "temperature must be >= 0" }
+    if topK < 0 { return "top_k must be >= 0" }
+    if !(topP > 0 && topP <= 1) { return "top_p must be in (0, 1]" }
+    if !(minP >= 0 && minP <= 1) { return "min_p must be in [0, 1]" }
+    if !(repeatPenalty > 0 && repeatPenalty.isFinite) { return "repeat_penalty must be > 0" }
+    if repeatLastN < 0 { return "repeat_last_n must be >= 0" }
+    return nil
+  }
+}
+
+public struct Sampler: Sendable {
+  public let parameters: SamplingParameters
+  private var random: SeededRandom
+  private var candidates: [(id: Int32, logit: Float)] = []
+
+  public init(_ parameters: SamplingParameters) {
+    self.parameters = parameters
+    random = SeededRandom(seed: parameters.seed ?? UInt64.random(in: .min ... .max))
+  }
+
+  /// Picks the next token. `history` is the sequence so far (prompt and generated).
+  public mutating func sample(logits: UnsafeBufferPointer<Float>, history: ArraySlice<Int32>)
+    -> Int32
+  {
+    let penalized = penalizedTokens(history)
+    func adjusted(_ i: Int) -> Float {
+      let logit = logits[i]
+      guard penalized.contains(Int32(i)) else { return logit }
+      // llama.cpp's rule: shrink positive logits, push negative ones further down.
+      return logit > 0 ? logit / parameters.repeatPenalty : logit * parameters.repeatPenalty
+    }
+
+    if parameters.temperature == 0 {
+      var best = 0
+      var bestLogit = -Float.infinity
+      for i in 0..<logits.count {
+        let l = adjusted(i)
+        if l > bestLogit {
+          best = i
+          bestLogit = l
+        }
+      }
+      return Int32(best)
+    }
+
+    candidates.removeAll(keepingCapacity: true)
+    for i in 0..<logits.count { candidates.append((Int32(i), adjusted(i))) }
+    keepTopK()
+    let probabilities = keepTopPAndMinP()
+    return draw(probabilities)
+  }
+
+  private func penalizedTokens(_ history: ArraySlice<Int32>) -> Set<Int32> {
+    guard parameters.repeatPenalty != 1, parameters.repeatLastN > 0 else { return [] }
+    return Set(history.suffix(parameters.repeatLastN))
+  }
+
+  /// Sorts candidates by logit (descending, ties by id) and keeps the best k.
+  private mutating func keepTopK() {
+    let k = parameters.topK > 0 ? min(parameters.topK, candidates.count) : candidates.count
+    guard k < candidates.count else {
+      candidates.sort(by: Sampler.ranksBefore)
+      return
+    }
+    // One pass keeping the best k in order: most candidates lose to the current k-th at once.
+    var best: [(id: Int32, logit: Float)] = []
+    best.reserveCapacity(k + 1)
+    for candidate in candidates {
+      if best.count == k, !Sampler.ranksBefore(candidate, best[k - 1]) { continue }
+      var low = 0
+      var high = best.count
+      while low < high {
+        let mid = (low + high) / 2
+        if Sampler.ranksBefore(best[mid], candidate) { low = mid + 1 } else { high = mid }
+      }
+      best.insert(candidate, at: low)
+      if best.count > k { best.removeLast() }
+    }
+    candidates = best
+  }
+
+  private static func ranksBefore(_ a: (id: Int32, logit: Float), _ b: (id: Int32, logit: Float))
+    -> Bool
+  {
+    a.logit != b.logit ? a.logit > b.logit : a.id < b.id
+  }
+
+  /// Softmax at the sampling temperature over the sorted candidates, then the nucleus (top-p)
+  /// and min-p cuts. Returns the kept candidates' unnormalised probabilities.
+  private mutating func keepTopPAndMinP() -> [Double] {
+    let maxLogit = Double(candidates[0].logit)
+    let temperature = Double(parameters.temperature)
+    var probabilities = candidates.map { exp((Double($0.logit) - maxLogit) / temperature) }
+    let total = probabilities.reduce(0, +)
+
+    var keep = probabilities.count
+    if parameters.topP < 1 {
+      var cumulative = 0.0
+      for (i, p) in probabilities.enumerated() {
+        cumulative += p / total
+        if cumulative >= Double(parameters.topP) {
+          keep = i + 1
+          break
+        }
+      }
+    }
+    if parameters.minP > 0 {
+      // probabilities[0] is the largest: min-p keeps tokens with p >= minP * p_max.
+      let floor = Double(parameters.minP) * probabilities[0]
+      var minPKeep = 0
+      while minPKeep < keep && probabilities[minPKeep] >= floor { minPKeep += 1 }
+      keep = max(1, minPKeep)
+    }
+    candidates.removeSubrange(keep...)
+    probabilities.removeSubrange(keep...)
+    return probabilities
+  }
+
+  private mutating func draw(_ probabilities: [Double]) -> Int32 {
+    let total = probabilities.reduce(0, +)
+    var target = random.nextUnit() * total
+    for (i, p) in probabilities.enumerated() {
+      target -= p
+      if target < 0 { return candidates[i].id }
+    }
+    return candidates[candidates.count - 1].id
+  }
+}

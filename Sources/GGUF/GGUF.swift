@@ -1,1 +1,0 @@
-// GGUF module (placeholder until its first real file lands).

@@ -1,1 +1,0 @@
-// Kernels module (placeholder until its first real file lands).

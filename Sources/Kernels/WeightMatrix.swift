@@ -1,0 +1,36 @@
+// A weight matrix as the kernels see it: a typed, row-major view (rows = outputs, columns =
+// inputs, GGUF's ne[1] x ne[0]) into memory someone else owns (usually the model's mmap).
+import CKernels
+
+public struct WeightMatrix: @unchecked Sendable {
+  // unchecked: a read-only view; the owner (the mapped file or a merged buffer) outlives it.
+  public let type: UInt32
+  public let rows: Int
+  public let columns: Int
+  public let base: UnsafeRawPointer
+  public let rowStride: Int
+
+  /// Returns nil when the type is not computable or `columns` is not a whole number of blocks.
+  public init?(type: UInt32, rows: Int, columns: Int, base: UnsafeRawPointer) {
+    let stride = dq_row_size(type, Int64(columns))
+    guard dq_type_is_supported(type), stride > 0, rows > 0 else { return nil }
+    self.type = type
+    self.rows = rows
+    self.columns = columns
+    self.base = base
+    self.rowStride = Int(stride)
+  }
+
+  public var byteCount: Int { rows * rowStride }
+
+  /// The type activations are quantized to before a dot product with this matrix's rows.
+  public var activationType: UInt32 { dq_vec_dot_type(type) }
+
+  /// Bytes one activation row of `columns` elements takes in `activationType`.
+  public var activationRowSize: Int { Int(dq_row_size(activationType, Int64(columns))) }
+
+  /// Dequantizes row `row` into `out[0..<columns]`.
+  public func dequantizeRow(_ row: Int, into out: UnsafeMutablePointer<Float>) {
+    dq_dequantize_row(type, base + row * rowStride, out, Int64(columns))
+  }
+}

@@ -1,1 +1,0 @@
-// Llama module (placeholder until its first real file lands).

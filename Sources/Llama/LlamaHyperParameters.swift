@@ -1,0 +1,87 @@
+// Hyper-parameters of a Llama-family model, read from GGUF metadata under the architecture's
+// prefix (`llama.block_count`, ...). Defaults follow llama.cpp where a key is optional.
+import GGUF
+
+public struct LlamaHyperParameters: Sendable, Equatable {
+  /// Architectures whose forward pass is this one (Mistral GGUFs use `llama`).
+  public static let supportedArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
+
+  public var architecture: String
+  public var layerCount: Int
+  public var embeddingLength: Int
+  public var feedForwardLength: Int
+  public var headCount: Int
+  public var kvHeadCount: Int
+  public var headDimension: Int
+  public var ropeDimension: Int
+  public var ropeBase: Float
+  /// Linear RoPE scaling: positions are multiplied by this (1 / scaling factor).
+  public var ropeFrequencyScale: Float
+  /// Qwen2 rotates pairs (i, i + d/2); GGUF Llama q/k rows are permuted for pairs (2i, 2i+1).
+  public var ropeIsNeox: Bool
+  public var rmsEpsilon: Float
+  public var trainedContextLength: Int
+
+  public var queryDimension: Int { headCount * headDimension }
+  public var kvDimension: Int { kvHeadCount * headDimension }
+
+  public init(file: GGUFFile) throws {
+    guard let arch = try file.architecture, Self.supportedArchitectures.contains(arch) else {
+      throw LlamaError.unsupportedArchitecture(try file.architecture)
+    }
+    func required(_ suffix: String) throws -> Int {
+      let key = "\(arch).\(suffix)"
+      guard let value = try file.int(key) else { throw LlamaError.missingMetadata(key: key) }
+      guard value > 0 else {
+        throw LlamaError.invalidMetadata(key: key, reason: "must be positive, is \(value)")
+      }
+      return value
+    }
+    func optional(_ suffix: String) throws -> Int? {
+      let key = "\(arch).\(suffix)"
+      guard let value = try file.int(key) else { return nil }
+      guard value > 0 else {
+        throw LlamaError.invalidMetadata(key: key, reason: "must be positive, is \(value)")
+      }
+      return value
+    }
+    architecture = arch
+    layerCount = try required("block_count")
+    embeddingLength = try required("embedding_length")
+    feedForwardLength = try required("feed_forward_length")
+    headCount = try required("attention.head_count")
+    kvHeadCount = try optional("attention.head_count_kv") ?? headCount
+    headDimension = try optional("attention.key_length") ?? embeddingLength / headCount
+    ropeDimension = try optional("rope.dimension_count") ?? headDimension
+    trainedContextLength = try optional("context_length") ?? 2048
+    ropeBase = Float(try file.float("\(arch).rope.freq_base") ?? 10000)
+    rmsEpsilon = Float(try file.float("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5)
+    ropeIsNeox = arch == "qwen2"
+
+    ropeFrequencyScale = 1
+    if let kind = try file.string("\(arch).rope.scaling.type"), kind != "none" {
+      guard kind == "linear" else {
+        throw LlamaError.invalidMetadata(
+          key: "\(arch).rope.scaling.type", reason: "'\(kind)' is not supported (only linear)")
+      }
+      if let factor = try file.float("\(arch).rope.scaling.factor"), factor > 0 {
+        ropeFrequencyScale = Float(1 / factor)
+      }
+    }
+
+    guard headCount % kvHeadCount == 0 else {
+      throw LlamaError.invalidMetadata(
+        key: "\(arch).attention.head_count_kv",
+        reason: "\(kvHeadCount) does not divide head_count \(headCount)")
+    }
+    guard ropeDimension <= headDimension, ropeDimension % 2 == 0 else {
+      throw LlamaError.invalidMetadata(
+        key: "\(arch).rope.dimension_count",
+        reason: "\(ropeDimension) must be even and at most the head dimension \(headDimension)")
+    }
+    guard ropeBase > 0, rmsEpsilon > 0 else {
+      throw LlamaError.invalidMetadata(
+        key: "\(arch).rope.freq_base", reason: "base \(ropeBase) and epsilon \(rmsEpsilon) must be positive")
+    }
+  }
+}

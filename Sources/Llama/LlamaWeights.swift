@@ -1,0 +1,124 @@
+// The model's weights as views into the mapped GGUF file: nothing is copied. Tensor names and
+// expected shapes are declared once here; loading a tensor is one line.
+import CKernels
+import GGUF
+import Kernels
+
+/// The linear projections of a layer, with their GGUF tensor names. LoRA targets these.
+public enum LlamaProjection: String, CaseIterable, Sendable {
+  case q = "attn_q"
+  case k = "attn_k"
+  case v = "attn_v"
+  case o = "attn_output"
+  case gate = "ffn_gate"
+  case up = "ffn_up"
+  case down = "ffn_down"
+
+  public func tensorName(layer: Int) -> String { "blk.\(layer).\(rawValue).weight" }
+}
+
+/// A dense fp32 vector inside the file (norm weights, biases).
+public struct VectorView: @unchecked Sendable {
+  // unchecked: a read-only view into the mapping, which the model keeps alive.
+  public let base: UnsafePointer<Float>
+  public let count: Int
+}
+
+public struct LlamaLayerWeights: Sendable {
+  public let attentionNorm: VectorView
+  public let feedForwardNorm: VectorView
+  public let projections: [LlamaProjection: WeightMatrix]
+  public let queryBias: VectorView?
+  public let keyBias: VectorView?
+  public let valueBias: VectorView?
+
+  public func matrix(_ projection: LlamaProjection) -> WeightMatrix { projections[projection]! }
+}
+
+public struct LlamaWeights: Sendable {
+  public let tokenEmbedding: WeightMatrix
+  public let outputNorm: VectorView
+  /// The output matrix; the token embedding when the model ties them.
+  public let output: WeightMatrix
+  public let layers: [LlamaLayerWeights]
+
+  public init(file: GGUFFile, hyper: LlamaHyperParameters) throws {
+    let loader = TensorLoader(file: file)
+    let d = hyper.embeddingLength
+    tokenEmbedding = try loader.matrix("token_embd.weight", columns: d, rows: nil)
+    let vocabularySize = tokenEmbedding.rows
+    outputNorm = try loader.vector("output_norm.weight", count: d)
+    if file.tensor(named: "output.weight") != nil {
+      output = try loader.matrix("output.weight", columns: d, rows: vocabularySize)
+    } else {
+      output = tokenEmbedding
+    }
+    let shapes: [LlamaProjection: (columns: Int, rows: Int)] = [
+      .q: (d, hyper.queryDimension), .k: (d, hyper.kvDimension), .v: (d, hyper.kvDimension),
+      .o: (hyper.queryDimension, d), .gate: (d, hyper.feedForwardLength),
+      .up: (d, hyper.feedForwardLength), .down: (hyper.feedForwardLength, d),
+    ]
+    layers = try (0..<hyper.layerCount).map { layer in
+      var projections: [LlamaProjection: WeightMatrix] = [:]
+      for projection in LlamaProjection.allCases {
+        let shape = shapes[projection]!
+        projections[projection] = try loader.matrix(
+          projection.tensorName(layer: layer), columns: shape.columns, rows: shape.rows)
+      }
+      return LlamaLayerWeights(
+        attentionNorm: try loader.vector("blk.\(layer).attn_norm.weight", count: d),
+        feedForwardNorm: try loader.vector("blk.\(layer).ffn_norm.weight", count: d),
+        projections: projections,
+        queryBias: try loader.optionalVector("blk.\(layer).attn_q.bias", count: hyper.queryDimension),
+        keyBias: try loader.optionalVector("blk.\(layer).attn_k.bias", count: hyper.kvDimension),
+        valueBias: try loader.optionalVector("blk.\(layer).attn_v.bias", count: hyper.kvDimension))
+    }
+  }
+}
+
+/// Looks tensors up by name and checks their type and shape before handing out views.
+struct TensorLoader {
+  let file: GGUFFile
+
+  func info(_ name: String) throws -> GGUFTensorInfo {
+    guard let info = file.tensor(named: name) else { throw LlamaError.missingTensor(name: name) }
+    return info
+  }
+
+  /// A matrix of `rows` x `columns` (GGUF dims [columns, rows]); `rows: nil` accepts any.
+  func matrix(_ name: String, columns: Int, rows: Int?) throws -> WeightMatrix {
+    let info = try info(name)
+    let dims = info.dimensions
+    guard dims.count == 2, dims[0] == columns, rows == nil || dims[1] == rows else {
+      throw LlamaError.wrongShape(name: name, expected: [columns, rows ?? -1], found: dims)
+    }
+    let bytes = file.bytes(of: info)
+    guard
+      let matrix = WeightMatrix(
+        type: info.type.rawValue, rows: dims[1], columns: dims[0], base: bytes.baseAddress!),
+      matrix.byteCount <= bytes.count
+    else {
+      throw LlamaError.unsupportedTensorType(name: name, type: info.type.name)
+    }
+    return matrix
+  }
+
+  func vector(_ name: String, count: Int) throws -> VectorView {
+    let info = try info(name)
+    guard info.dimensions == [count] else {
+      throw LlamaError.wrongShape(name: name, expected: [count], found: info.dimensions)
+    }
+    guard info.type == .f32 else {
+      throw LlamaError.unsupportedTensorType(name: name, type: info.type.name)
+    }
+    let bytes = file.bytes(of: info)
+    guard Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 else {
+      throw LlamaError.invalidMetadata(key: "general.alignment", reason: "tensor '\(name)' is not 4-byte aligned")
+    }
+    return VectorView(base: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: count)
+  }
+
+  func optionalVector(_ name: String, count: Int) throws -> VectorView? {
+    file.tensor(named: name) == nil ? nil : try vector(name, count: count)
+  }
+}

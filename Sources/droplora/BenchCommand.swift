@@ -1,0 +1,118 @@
+// `droplora bench`: prefill and decode speed, time to first token and peak RSS on one model,
+// measured the way llama-bench does (pp: one batch on an empty context; tg: single-token
+// decodes). scripts/bench.sh runs it beside llama.cpp and prints the ratios.
+import ArgumentParser
+import Dispatch
+import Engine
+import Foundation
+import Llama
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench", abstract: "Measure prefill/decode tokens per second and peak RSS.")
+
+  @OptionGroup var modelOptions: ModelOptions
+  @Option(help: "Compute threads.") var threads = 2
+  @Option(help: "Prompt length for the prefill measurement.") var promptTokens = 512
+  @Option(help: "Tokens decoded one at a time for the decode measurement.") var genTokens = 128
+  @Option(help: "Repetitions; the best run is reported (the machines are shared and noisy).")
+  var repetitions = 3
+  @Option(help: "Seed of the synthetic prompt's token ids.") var seed: UInt64 = 42
+  @Flag(help: "Print one JSON object.") var json = false
+
+  func run() throws {
+    let file = try modelOptions.open()
+    let model = try LlamaModel(file: file)
+    let capacity = promptTokens + genTokens + 1
+    let context = LlamaContext(
+      model: model, contextLength: capacity, threads: threads, maxBatch: promptTokens)
+    let prompt = BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
+
+    var best = (prefill: Double.infinity, ttft: Double.infinity, decode: Double.infinity)
+    for _ in 0..<max(1, repetitions) {
+      context.reset()
+      let start = now()
+      try context.evaluate(prompt)
+      let prefilled = now()
+      var token = argmax(context.lastLogits)
+      let ttft = now() - start
+      best.prefill = min(best.prefill, prefilled - start)
+      best.ttft = min(best.ttft, ttft)
+
+      context.reset()
+      try context.evaluate([prompt[0]])
+      let decodeStart = now()
+      for _ in 0..<genTokens {
+        try context.evaluate([token])
+        token = argmax(context.lastLogits)
+      }
+      best.decode = min(best.decode, now() - decodeStart)
+    }
+
+    let report = BenchReport(
+      engine: "droplorad", threads: threads, promptTokens: promptTokens, genTokens: genTokens,
+      prefillTokensPerSecond: Double(promptTokens) / best.prefill,
+      decodeTokensPerSecond: Double(genTokens) / best.decode,
+      timeToFirstTokenMs: best.ttft * 1000,
+      peakRSSMiB: Double(peakRSSBytes()) / 1_048_576,
+      modelMiB: Double(fileSize(file.path)) / 1_048_576)
+    if json {
+      try printJSON(report)
+    } else {
+      print(String(format: "threads %d  prefill %.1f tok/s  decode %.1f tok/s  ttft %.1f ms  peak RSS %.1f MiB",
+                   threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
+                   report.timeToFirstTokenMs, report.peakRSSMiB))
+    }
+  }
+
+  /// Token ids drawn uniformly from the vocabulary: the same ids for every engine compared.
+  static func syntheticPrompt(count: Int, vocabulary: Int, seed: UInt64) -> [Int32] {
+    var random = SeededRandom(seed: seed)
+    return (0..<count).map { _ in Int32(random.next() % UInt64(vocabulary)) }
+  }
+}
+
+struct BenchReport: Codable {
+  var engine: String
+  var threads: Int
+  var promptTokens: Int
+  var genTokens: Int
+  var prefillTokensPerSecond: Double
+  var decodeTokensPerSecond: Double
+  var timeToFirstTokenMs: Double
+  var peakRSSMiB: Double
+  var modelMiB: Double
+
+  enum CodingKeys: String, CodingKey {
+    case engine, threads
+    case promptTokens = "prompt_tokens"
+    case genTokens = "gen_tokens"
+    case prefillTokensPerSecond = "prefill_tps"
+    case decodeTokensPerSecond = "decode_tps"
+    case timeToFirstTokenMs = "ttft_ms"
+    case peakRSSMiB = "peak_rss_mib"
+    case modelMiB = "model_mib"
+  }
+}
+
+private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+private func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+  var best = 0
+  for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+  return Int32(best)
+}
+
+/// VmHWM from /proc/self/status: the peak resident set of this process.
+func peakRSSBytes() -> Int {
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+  for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    let kib = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+    return kib * 1024
+  }
+  return 0
+}
+
+private func fileSize(_ path: String) -> Int {
+  ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+}

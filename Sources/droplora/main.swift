@@ -1,1 +1,0 @@
-print("droplora: not built yet")

@@ -1,0 +1,140 @@
+// The forward pass on tiny random models against the plain double-precision reference, and
+// the invariants serving relies on (batched prefill == one token at a time; chunked prompts).
+import Foundation
+import GGUF
+import Llama
+import Testing
+
+/// Largest |ours - reference| over all logits, relative to the largest reference magnitude.
+func relativeError(_ ours: [Float], _ reference: [[Double]]) -> Double {
+  let flat = reference.flatMap { $0 }
+  let scale = max(1e-9, flat.map(abs).max()!)
+  return zip(ours, flat).map { abs(Double($0) - $1) }.max()! / scale
+}
+
+let tinyTokens: [Int32] = [3, 17, 42, 5, 60, 0, 33, 33, 12, 8, 59, 21]
+
+struct TinyModelTests {
+  struct Variant: CustomTestStringConvertible, Sendable {
+    let name: String
+    let architecture: String
+    let matrixType: GGMLType
+    let embeddingType: GGMLType
+    let tied: Bool
+    let biases: Bool
+    /// Bound on the relative logit error. F32/F16 weights see Q8-free float dots, so only
+    /// rounding remains; quantized weights take Q8-quantized activations in decode (about
+    /// 0.4% relative error per dot product, compounding over two layers).
+    let tolerance: Double
+    var testDescription: String { name }
+  }
+
+  static let variants: [Variant] = [
+    .init(name: "llama f32", architecture: "llama", matrixType: .f32, embeddingType: .f32, tied: false, biases: false, tolerance: 1e-4),
+    .init(name: "llama f16 tied", architecture: "llama", matrixType: .f16, embeddingType: .f16, tied: true, biases: false, tolerance: 1e-4),
+    .init(name: "qwen2 f32 biases neox", architecture: "qwen2", matrixType: .f32, embeddingType: .f32, tied: false, biases: true, tolerance: 1e-4),
+    .init(name: "llama q8_0", architecture: "llama", matrixType: .q8_0, embeddingType: .q8_0, tied: true, biases: false, tolerance: 3e-2),
+    .init(name: "llama q4_1", architecture: "llama", matrixType: .q4_1, embeddingType: .q8_0, tied: false, biases: false, tolerance: 3e-2),
+    .init(name: "llama q5_0 bf16", architecture: "llama", matrixType: .q5_0, embeddingType: .bf16, tied: false, biases: false, tolerance: 3e-2),
+  ]
+
+  func makeModel(_ v: Variant) throws -> (TinyModel, LlamaModel) {
+    var spec = TinyModelSpec()
+    spec.architecture = v.architecture
+    spec.matrixType = v.matrixType
+    spec.embeddingType = v.embeddingType
+    spec.tiedOutput = v.tied
+    spec.biases = v.biases
+    let tiny = try TinyModel(spec)
+    return (tiny, try LlamaModel(path: tiny.path))
+  }
+
+  @Test("batched prefill matches the reference", arguments: variants)
+  func batchedMatchesReference(_ v: Variant) throws {
+    let (tiny, model) = try makeModel(v)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let context = LlamaContext(model: model, contextLength: 64, threads: 2)
+    let logits = try context.evaluateAll(tinyTokens)
+    let error = relativeError(logits, tiny.referenceLogits(tinyTokens))
+    #expect(error < v.tolerance, "relative error \(error)")
+  }
+
+  @Test("decode one token at a time matches the reference", arguments: variants)
+  func decodeMatchesReference(_ v: Variant) throws {
+    let (tiny, model) = try makeModel(v)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let context = LlamaContext(model: model, contextLength: 64, threads: 2)
+    var logits: [Float] = []
+    for token in tinyTokens { logits += try context.evaluateAll([token]) }
+    let error = relativeError(logits, tiny.referenceLogits(tinyTokens))
+    #expect(error < v.tolerance, "relative error \(error)")
+    #expect(context.position == tinyTokens.count)
+  }
+
+  @Test("a prompt longer than the batch runs in chunks with the same result")
+  func chunkedPrompt() throws {
+    let (tiny, model) = try makeModel(Self.variants[0])
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let whole = LlamaContext(model: model, contextLength: 64, threads: 1)
+    let chunked = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 5)
+    let a = try whole.evaluateAll(tinyTokens)
+    let b = try chunked.evaluateAll(tinyTokens)
+    #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 })
+    try whole.evaluate([1])
+    try chunked.evaluate([1])
+    #expect(Array(whole.lastLogits) == Array(whole.lastLogits))
+    #expect(zip(whole.lastLogits, chunked.lastLogits).allSatisfy { abs($0 - $1) < 1e-4 })
+  }
+
+  @Test("truncating the cache and re-evaluating gives the same logits")
+  func truncateAndReplay() throws {
+    let (tiny, model) = try makeModel(Self.variants[3])
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let context = LlamaContext(model: model, contextLength: 64, threads: 2)
+    try context.evaluate(tinyTokens)
+    let first = Array(context.lastLogits)
+    context.truncate(to: 4)
+    try context.evaluate(Array(tinyTokens[4...]))
+    #expect(Array(context.lastLogits) == first)
+  }
+
+  @Test("bad input is an error, not a crash")
+  func errors() throws {
+    let (tiny, model) = try makeModel(Self.variants[0])
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let context = LlamaContext(model: model, contextLength: 8, threads: 2)
+    #expect(throws: LlamaError.tokenOutOfRange(token: 61, vocabularySize: 61)) {
+      try context.evaluate([61])
+    }
+    #expect(throws: LlamaError.tokenOutOfRange(token: -1, vocabularySize: 61)) {
+      try context.evaluate([-1])
+    }
+    #expect(throws: LlamaError.emptyInput) { try context.evaluate([]) }
+    #expect(throws: LlamaError.contextFull(needed: 9, capacity: 8)) {
+      try context.evaluate(Array(repeating: 1, count: 9))
+    }
+    #expect(context.position == 0)
+  }
+
+  @Test("a model with a missing or misshapen tensor is refused with its name")
+  func malformedModels() throws {
+    var writer = GGUFWriter()
+    writer.set("general.architecture", .string("llama"))
+    writer.set("llama.block_count", .uint32(1))
+    writer.set("llama.embedding_length", .uint32(32))
+    writer.set("llama.feed_forward_length", .uint32(32))
+    writer.set("llama.attention.head_count", .uint32(2))
+    try writer.addTensor(name: "token_embd.weight", type: .f32, dimensions: [32, 4], data: [UInt8](repeating: 0, count: 512))
+    try writer.addTensor(name: "output_norm.weight", type: .f32, dimensions: [16], data: [UInt8](repeating: 0, count: 64))
+    let file = try GGUFFile(bytes: try writer.serialized())
+    #expect(throws: LlamaError.wrongShape(name: "output_norm.weight", expected: [32], found: [16])) {
+      try LlamaModel(file: file)
+    }
+
+    var unknown = GGUFWriter()
+    unknown.set("general.architecture", .string("mamba"))
+    #expect(throws: LlamaError.unsupportedArchitecture("mamba")) {
+      try LlamaModel(file: try GGUFFile(bytes: try unknown.serialized()))
+    }
+  }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian machine with the Swift toolchain needs: system packages, the
+# default model, and a release build of droplora.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/fetch-model.sh
+swift build -c release --product droplora
+echo "built: .build/release/droplora"
