@@ -4,6 +4,7 @@
 // tests that need a missing one are disabled with a message saying which script to run.
 
 import Foundation
+import GGUF
 import Testing
 import Tokenization
 
@@ -98,7 +99,7 @@ enum Fixtures {
     cache.lock.lock()
     defer { cache.lock.unlock() }
     if let t = cache.tokenizers[name] { return t }
-    let t = try Tokenizer(metadata: TestMetadataReader(path: path(name)))
+    let t = try Tokenizer(gguf: GGUFFile(path: path(name)))
     cache.tokenizers[name] = t
     return t
   }
