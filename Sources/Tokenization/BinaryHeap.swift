@@ -9,32 +9,35 @@ struct BinaryHeap<Element: Comparable> {
   mutating func removeAll() { items.removeAll(keepingCapacity: true) }
 
   mutating func push(_ e: Element) {
+    // Sift up, moving parents down into the hole (no generic swapAt in the hot loop).
+    var i = items.count
     items.append(e)
-    var i = items.count - 1
     while i > 0 {
       let parent = (i - 1) / 2
-      guard items[i] < items[parent] else { break }
-      items.swapAt(i, parent)
+      guard e < items[parent] else { break }
+      items[i] = items[parent]
       i = parent
     }
+    items[i] = e
   }
 
   mutating func pop() -> Element? {
-    guard !items.isEmpty else { return nil }
-    items.swapAt(0, items.count - 1)
-    let top = items.removeLast()
+    guard let last = items.popLast() else { return nil }
+    guard !items.isEmpty else { return last }
+    let top = items[0]
+    // Sift the former last element down from the root.
     var i = 0
     let n = items.count
     while true {
       let l = 2 * i + 1
+      guard l < n else { break }
       let r = l + 1
-      var best = i
-      if l < n && items[l] < items[best] { best = l }
-      if r < n && items[r] < items[best] { best = r }
-      if best == i { break }
-      items.swapAt(i, best)
-      i = best
+      let child = r < n && items[r] < items[l] ? r : l
+      guard items[child] < last else { break }
+      items[i] = items[child]
+      i = child
     }
+    items[i] = last
     return top
   }
 }
