@@ -24,6 +24,7 @@ struct Golden: Decodable {
     var eos: Int32
     var eog: [Int32]
     var cases: [Case]
+    var overrides: [String: String]?
   }
   struct Render: Decodable {
     var conversation: String
@@ -69,7 +70,11 @@ enum Fixtures {
     "qwen2": "models/vocab/ggml-vocab-qwen2.gguf",
     "llama-spm": "models/vocab/ggml-vocab-llama-spm.gguf",
     "phi-3": "models/vocab/ggml-vocab-phi-3.gguf",
+    "gpt-2-default": "models/vocab/ggml-vocab-gpt-2.gguf",
   ]
+  /// String keys replaced when loading (the fixture made the same change with llama.cpp's
+  /// kv_overrides), so one vocabulary also checks llama.cpp's "default" pre-tokenizer.
+  static let overrides: [String: [String: String]] = ["gpt-2-default": [TokenizerKey.pre: "default"]]
 
   static func path(_ name: String) -> String {
     packageRoot.appendingPathComponent(vocabFiles[name]!).path
@@ -99,8 +104,21 @@ enum Fixtures {
     cache.lock.lock()
     defer { cache.lock.unlock() }
     if let t = cache.tokenizers[name] { return t }
-    let t = try Tokenizer(gguf: GGUFFile(path: path(name)))
+    let file = try GGUFFile(path: path(name))
+    let t = try Tokenizer(metadata: OverridingMetadata(base: file, strings: overrides[name] ?? [:]))
     cache.tokenizers[name] = t
     return t
   }
+}
+
+/// Metadata with some string values replaced.
+struct OverridingMetadata<Base: TokenizerMetadata>: TokenizerMetadata {
+  var base: Base
+  var strings: [String: String]
+  func string(_ key: String) throws -> String? { try strings[key] ?? base.string(key) }
+  func int(_ key: String) throws -> Int? { try base.int(key) }
+  func bool(_ key: String) throws -> Bool? { try base.bool(key) }
+  func stringArray(_ key: String) throws -> [String]? { try base.stringArray(key) }
+  func intArray(_ key: String) throws -> [Int]? { try base.intArray(key) }
+  func floatArray(_ key: String) throws -> [Double]? { try base.floatArray(key) }
 }

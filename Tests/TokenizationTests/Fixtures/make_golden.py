@@ -31,7 +31,10 @@ VOCABS = {
     "qwen2": "models/vocab/ggml-vocab-qwen2.gguf",
     "llama-spm": "models/vocab/ggml-vocab-llama-spm.gguf",
     "phi-3": "models/vocab/ggml-vocab-phi-3.gguf",
+    # GPT-2's vocabulary with tokenizer.ggml.pre overridden to llama.cpp's "default" splitter.
+    "gpt-2-default": "models/vocab/ggml-vocab-gpt-2.gguf",
 }
+OVERRIDES = {"gpt-2-default": {"tokenizer.ggml.pre": "default"}}
 
 TEXTS = [
     "",
@@ -77,6 +80,8 @@ TEXTS = [
     "<|user|>\nHello<|end|>\n<|assistant|>\n",
     "'s 're 'S 'RE ''' ' ' '",
     "...!!!???,,,;;; --- ___ *** ~~~ ```",
+    "Symbols $5 + 3 <= 4 ^ 2 ~ | `x` @ # % & * ( ) [ ] { } \\ / §¶©® «»¿¡",
+    "Numbers 1234567 and 12 345 678 and ٣٤٥ and ½²³ and 1,000,000.00",
     "a" * 200,
     " " * 50 + "x",
     "The quick brown fox jumps over the lazy dog. " * 3,
@@ -102,12 +107,13 @@ def detokenize(vocab, ids, special):
 
 
 def vocab_section(name, path):
-    llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False,
+                          kv_overrides=OVERRIDES.get(name))
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     n = llama_cpp.llama_vocab_n_tokens(vocab)
     eog = [i for i in range(n) if llama_cpp.llama_vocab_is_eog(vocab, i)]
     texts = list(TEXTS)
-    for t in load_inp(name):
+    for t in load_inp(name.replace("-default", "")):
         if t not in texts:
             texts.append(t)
     cases = []
@@ -309,6 +315,8 @@ def main():
             continue
         golden["vocabs"][name] = vocab_section(name, full)
         golden["vocabs"][name]["file"] = path
+        if name in OVERRIDES:
+            golden["vocabs"][name]["overrides"] = OVERRIDES[name]
     # Chat prompts tokenized by llama.cpp with special parsing (the whole rendered string).
     smol = os.path.join(ROOT, VOCABS["smollm"])
     if os.path.exists(smol):
