@@ -16,6 +16,10 @@ public enum TokenizationError: Error, Equatable, CustomStringConvertible {
   case emptyVocabulary
   /// The model's chat template matches none of the known families.
   case unrecognizedChatTemplate(excerpt: String)
+  /// The model has no `tokenizer.chat_template` and no template was named.
+  case noChatTemplate
+  /// More tokens than an Int32 id can address.
+  case tooManyTokens(Int)
   /// `ChatTemplate(named:)` got a name it does not know.
   case unknownChatTemplateName(String)
   /// The conversation has a shape the template family cannot express.
@@ -39,6 +43,11 @@ public enum TokenizationError: Error, Equatable, CustomStringConvertible {
       return "the model's chat template is not recognised (it starts with \"\(excerpt)\"); "
         + "choose one with --chat-template NAME, where NAME is one of: "
         + ChatTemplate.names.joined(separator: ", ")
+    case .noChatTemplate:
+      return "the model has no chat template; choose one with --chat-template NAME, where NAME is one of: "
+        + ChatTemplate.names.joined(separator: ", ")
+    case .tooManyTokens(let n):
+      return "the vocabulary has \(n) tokens, more than 32-bit token ids can address"
     case .unknownChatTemplateName(let name):
       return "unknown chat template '\(name)'; known names: " + ChatTemplate.names.joined(separator: ", ")
     case .invalidConversation(let why):

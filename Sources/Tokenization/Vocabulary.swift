@@ -94,6 +94,7 @@ public struct Vocabulary: Sendable, Equatable {
     }
     guard !rawTokens.isEmpty else { throw TokenizationError.emptyVocabulary }
     let n = rawTokens.count
+    guard n < Int(Int32.max) else { throw TokenizationError.tooManyTokens(n) }
     self.kind = kind
     self.preName = pre
     self.tokens = rawTokens.enumerated().map { $0.element.isEmpty ? "[EMPTY_\($0.offset)]" : $0.element }

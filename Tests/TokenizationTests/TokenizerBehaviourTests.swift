@@ -81,6 +81,21 @@ import Tokenization
     for name in ChatTemplate.names { #expect((try? ChatTemplate(named: name)) != nil, "\(name)") }
   }
 
+  @Test(.enabled(if: Fixtures.has("smollm"), Fixtures.missingMessage("smollm")))
+  func defaultModelChatTemplate() throws {
+    let tok = try Fixtures.tokenizer("smollm")
+    let t = try tok.chatTemplate()
+    #expect(t.family == .chatml && t.defaultSystemPrompt != nil)
+    let rendered = t.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: true).renderedText
+    #expect(
+      rendered
+        == "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    #expect(try tok.chatTemplate(named: "zephyr").eosToken == "<|im_end|>")
+    let v = try Vocabulary(model: "gpt2", pre: "gpt-2", tokens: ["a"])
+    #expect(throws: TokenizationError.noChatTemplate) { _ = try Tokenizer(vocabulary: v).chatTemplate() }
+  }
+
   @Test func decodeIgnoresOutOfRangeIDs() throws {
     let v = try Vocabulary(model: "gpt2", pre: "gpt-2", tokens: ["a", "b", "ab"], merges: ["a b"])
     let tok = Tokenizer(vocabulary: v)
