@@ -93,8 +93,25 @@ public final class Tokenizer: Sendable {
         }
       }
     }
+    // A special token's lstrip/rstrip reaches into the neighbouring text even when that
+    // text came from another segment, as it would in the whole prompt (Phi-3's tokens).
+    for i in fragments.indices {
+      guard case .token(let t) = fragments[i] else { continue }
+      let attr = vocabulary.attributes[Int(t)]
+      if attr.contains(.rstrip), i + 1 < fragments.count, case .text(var s, let e) = fragments[i + 1] {
+        while s < e && Self.isCSpace(buf[s]) { s += 1 }
+        fragments[i + 1] = .text(start: s, end: e)
+      }
+      if attr.contains(.lstrip), i > 0, case .text(let s, var e) = fragments[i - 1] {
+        while e > s && Self.isCSpace(buf[e - 1]) { e -= 1 }
+        fragments[i - 1] = .text(start: s, end: e)
+      }
+    }
+    fragments.removeAll { if case .text(let s, let e) = $0 { return s == e } else { return false } }
     return tokenize(buf, fragments, addSpecial: addSpecial, skipDuplicateBOS: true)
   }
+
+  private static func isCSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
 
   private func tokenize(_ buf: [UInt8], _ fragments: [Fragment], addSpecial: Bool, skipDuplicateBOS: Bool)
     -> [Int32]

@@ -40,6 +40,8 @@ struct Golden: Decodable {
     var renders: [Render]
   }
   struct ChatIDs: Decodable {
+    var vocab: String
+    var template: String
     var conversation: String
     var addGenerationPrompt: Bool
     var ids: [Int32]
@@ -47,7 +49,7 @@ struct Golden: Decodable {
   var vocabs: [String: VocabSection]
   var conversations: [String: [ChatMessage]]
   var chat: [ChatEntry]
-  var smollmChatIDs: [ChatIDs]?
+  var chatIDs: [ChatIDs]
 }
 
 enum Fixtures {

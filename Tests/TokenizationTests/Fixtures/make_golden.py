@@ -318,17 +318,22 @@ def main():
         if name in OVERRIDES:
             golden["vocabs"][name]["overrides"] = OVERRIDES[name]
     # Chat prompts tokenized by llama.cpp with special parsing (the whole rendered string).
-    smol = os.path.join(ROOT, VOCABS["smollm"])
-    if os.path.exists(smol):
-        llm = llama_cpp.Llama(model_path=smol, vocab_only=True, verbose=False)
-        prompts = []
-        for entry in golden["chat"]:
-            if entry["name"] != "smollm2":
-                continue
-            for r in entry["renders"]:
-                ids = llm.tokenize(r["expected"].encode("utf-8"), add_bos=True, special=True)
-                prompts.append({"conversation": r["conversation"], "addGenerationPrompt": r["addGenerationPrompt"], "ids": ids})
-        golden["smollmChatIDs"] = prompts
+    pairs = [("smollm", "smollm2"), ("qwen2", "qwen2"), ("llama-bpe", "llama3"),
+             ("llama-bpe", "llama3.1"), ("llama-spm", "llama2"), ("llama-spm", "mistral"),
+             ("phi-3", "phi3-legacy"), ("phi-3", "phi3.5")]
+    chat_ids = []
+    for vocab_name, template_name in pairs:
+        path = resolve(VOCABS[vocab_name])
+        entry = next((e for e in golden["chat"] if e["name"] == template_name), None)
+        if entry is None or not os.path.exists(path):
+            continue
+        llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        for r in entry["renders"]:
+            ids = llm.tokenize(r["expected"].encode("utf-8"), add_bos=True, special=True)
+            chat_ids.append({"vocab": vocab_name, "template": template_name,
+                             "conversation": r["conversation"],
+                             "addGenerationPrompt": r["addGenerationPrompt"], "ids": ids})
+    golden["chatIDs"] = chat_ids
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, indent=0, sort_keys=True)
         f.write("\n")
