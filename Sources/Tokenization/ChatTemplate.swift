@@ -66,21 +66,23 @@ public struct ChatTemplate: Sendable, Equatable {
     func has(_ s: String) -> Bool { jinja.contains(s) }
     let family: Family
     var system: String? = nil
-    if has("<|im_start|>") {
+    // Look-alikes that render differently (Phi-4's <|im_sep|>, SmolVLM, Mistral v3/v7
+    // without the spaces around [/INST]) are refused rather than rendered wrongly.
+    if has("<|im_start|>") && !has("<|im_sep|>") && !has("<end_of_utterance>") {
       family = .chatml
       system = Self.defaultChatMLSystemPrompt(in: jinja)
-    } else if has("[INST]") {
-      family = has("<<SYS>>") ? .llama2 : .mistral
+    } else if has("[INST]") && has("<<SYS>>") {
+      family = .llama2
+    } else if has("'[INST] '") && has("' [/INST]'") && !has("[SYSTEM_PROMPT]") {
+      family = .mistral
     } else if has("<|start_header_id|>") && has("<|end_header_id|>") {
       family = has("Cutting Knowledge Date") ? .llama31 : .llama3
     } else if has("<start_of_turn>") {
       family = .gemma
-    } else if has("<|user|>") || has("<|assistant|>") {
-      if has("<|end|>") {
-        family = has("<|system|>") ? .phi3 : .phi3Legacy
-      } else {
-        family = .zephyr
-      }
+    } else if has("<|user|>") && has("<|end|>") {
+      family = has("<|system|>") ? .phi3 : .phi3Legacy
+    } else if has("<|user|>") && (has("eos_token") || has("</s>")) {
+      family = .zephyr
     } else {
       let excerpt = String(jinja.prefix(60)).replacingNewlines()
       throw TokenizationError.unrecognizedChatTemplate(excerpt: excerpt)

@@ -86,6 +86,12 @@ import Tokenization
       return text.contains("--chat-template") && text.contains("chatml") && text.contains("llama3")
     }
     #expect(throws: TokenizationError.self) { _ = try ChatTemplate(named: "nonsense") }
+    // Look-alike families are refused, not rendered wrongly.
+    let phi4 = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '<|im_sep|>' + m['content'] + '<|im_end|>'}}{% endfor %}"
+    let mistralV3 = "{{ bos_token }}{% for m in messages %}{{ \"[INST] \" + m['content'] + \"[/INST]\" }}{% endfor %}"
+    for t in [phi4, mistralV3] {
+      #expect(throws: TokenizationError.self) { _ = try ChatTemplate(jinja: t) }
+    }
     for name in ChatTemplate.names { #expect((try? ChatTemplate(named: name)) != nil, "\(name)") }
   }
 
