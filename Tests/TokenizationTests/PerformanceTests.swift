@@ -30,7 +30,7 @@ import Tokenization
     #if DEBUG
       #expect(msPerKB < 50)
     #else
-      #expect(msPerKB < 1)
+      #expect(msPerKB < 2)
     #endif
   }
 }
