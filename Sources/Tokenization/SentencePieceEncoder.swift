@@ -6,19 +6,18 @@
 // prefix (Tokenizer.swift).
 
 struct SentencePieceEncoder: Sendable {
-  let textToID: [[UInt8]: Int32]
+  let textToID: ByteStringTable
   let scores: [Float]
   /// Token for each byte: `<0xNN>`, else the one-byte token, else the unknown token, else -1.
   let byteToken: [Int32]
 
   init(vocabulary v: Vocabulary) {
-    var textToID = [[UInt8]: Int32](minimumCapacity: v.count)
-    for (i, t) in v.tokens.enumerated() { textToID[Array(t.utf8)] = Int32(i) }
+    let textToID = ByteStringTable(v.tokens.map { Array($0.utf8) })
     let hex = Array("0123456789ABCDEF".utf8)
     var byteToken = [Int32](repeating: -1, count: 256)
     for b in 0..<256 {
       let name: [UInt8] = Array("<0x".utf8) + [hex[b >> 4], hex[b & 15], UInt8(ascii: ">")]
-      byteToken[b] = textToID[name] ?? textToID[[UInt8(b)]] ?? v.unknown ?? -1
+      byteToken[b] = textToID.find(name) ?? textToID.find([UInt8(b)]) ?? v.unknown ?? -1
     }
     self.textToID = textToID
     self.scores = v.scores
@@ -38,6 +37,10 @@ struct SentencePieceEncoder: Sendable {
   /// Appends the tokens of `text` (spaces already escaped) to `output`.
   func encode(_ text: [UInt8], into output: inout [Int32]) {
     guard !text.isEmpty else { return }
+    text.withUnsafeBufferPointer { encode($0, into: &output) }
+  }
+
+  private func encode(_ text: UnsafeBufferPointer<UInt8>, into output: inout [Int32]) {
     var start = [Int32](), len = [Int32](), prev = [Int32](), next = [Int32]()
     var offs = 0
     while offs < text.count {
@@ -55,7 +58,8 @@ struct SentencePieceEncoder: Sendable {
       guard left >= 0, right >= 0 else { return }
       let s = Int(start[Int(left)])
       let size = Int(len[Int(left)] + len[Int(right)])
-      guard let id = textToID[Array(text[s..<(s + size)])], Int(id) < scores.count else { return }
+      guard let id = textToID.find(UnsafeBufferPointer(rebasing: text[s..<(s + size)])), Int(id) < scores.count
+      else { return }
       queue.push(Bigram(score: scores[Int(id)], left: left, right: right, size: Int32(size)))
     }
     for i in 1..<start.count { tryAdd(Int32(i - 1), Int32(i)) }
@@ -72,7 +76,7 @@ struct SentencePieceEncoder: Sendable {
     var i: Int32 = 0
     while i >= 0 {
       let s = Int(start[Int(i)]), n = Int(len[Int(i)])
-      if let id = textToID[Array(text[s..<(s + n)])] {
+      if let id = textToID.find(UnsafeBufferPointer(rebasing: text[s..<(s + n)])) {
         output.append(id)
       } else {
         for b in text[s..<(s + n)] where byteToken[Int(b)] >= 0 { output.append(byteToken[Int(b)]) }
