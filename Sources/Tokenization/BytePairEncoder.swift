@@ -11,7 +11,7 @@ struct BytePairEncoder: Sendable {
   /// Token id of each single byte's byte-level text (-1 when the vocabulary lacks it).
   let byteToken: [Int32]
   /// (left id << 32 | right id) → (rank << 32 | merged id).
-  let merges: [UInt64: UInt64]
+  let merges: PairTable
   /// Byte-level token text → id, for `ignoreMerges`.
   let textToID: [String: Int32]
   let ignoreMerges: Bool
@@ -23,7 +23,8 @@ struct BytePairEncoder: Sendable {
     for b in 0..<256 {
       byteToken[b] = textToID[String(ByteLevel.scalarForByte[b])] ?? -1
     }
-    var merges = [UInt64: UInt64](minimumCapacity: v.merges.count)
+    var merges = [(key: UInt64, value: UInt64)]()
+    merges.reserveCapacity(v.merges.count)
     for (rank, m) in v.merges.enumerated() {
       // Split at the first space after the first character, as llama.cpp (find(' ', 1)).
       let u = m.utf8
@@ -36,12 +37,10 @@ struct BytePairEncoder: Sendable {
         continue
       }
       let key = UInt64(UInt32(bitPattern: l)) << 32 | UInt64(UInt32(bitPattern: r))
-      if merges[key] == nil {
-        merges[key] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: res))
-      }
+      merges.append((key, UInt64(rank) << 32 | UInt64(UInt32(bitPattern: res))))
     }
     self.byteToken = byteToken
-    self.merges = merges
+    self.merges = PairTable(merges)
     self.textToID = textToID
     self.ignoreMerges = v.ignoreMerges
   }
@@ -118,7 +117,7 @@ struct BytePairEncoder: Sendable {
     let l = s.ids[Int(left)], r = s.ids[Int(right)]
     guard l >= 0, r >= 0 else { return }
     let key = UInt64(UInt32(bitPattern: l)) << 32 | UInt64(UInt32(bitPattern: r))
-    guard let m = merges[key] else { return }
+    guard let m = merges.find(key) else { return }
     s.queue.push(
       Bigram(
         rank: UInt32(m >> 32), left: left, right: right, leftID: l, rightID: r,
