@@ -9,7 +9,8 @@ after scripts/fetch-model.sh and scripts/fetch-test-vocabs.sh:
 
     python3 Tests/TokenizationTests/Fixtures/make_golden.py
 
-Vocab files missing on this machine are skipped (their section is left out).
+Vocab files missing on this machine are skipped (their section is left out). Set
+TOK_VOCAB_DIR to read the ggml-vocab-* files and templates/ from elsewhere.
 """
 import ctypes
 import json
