@@ -1,1 +1,0 @@
-// Tokenization module (placeholder until its first real file lands).
