@@ -17,7 +17,9 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { SPIN_ITERATIONS = 200000 };
+// Spinning keeps a decode step's hundreds of short jobs cheap; yielding now and then keeps a
+// descheduled peer (a loaded machine, more threads than cores) from stalling the spinner.
+enum { SPIN_ITERATIONS = 200000, SPINS_BETWEEN_YIELDS = 2000 };
 
 struct dq_pool {
   int n_threads;
@@ -47,7 +49,8 @@ static void *worker_main(void *p) {
     while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
            !atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
       if (++spins < SPIN_ITERATIONS) {
-        cpu_relax();
+        if (spins % SPINS_BETWEEN_YIELDS == 0) sched_yield();
+        else cpu_relax();
         continue;
       }
       pthread_mutex_lock(&pool->mutex);
@@ -120,7 +123,10 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
   pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
   fn(ctx, 0, pool->n_threads);
-  while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) cpu_relax();
+  for (int spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; spins++) {
+    if (spins % SPINS_BETWEEN_YIELDS == 0) sched_yield();
+    else cpu_relax();
+  }
 }
 
 typedef struct {

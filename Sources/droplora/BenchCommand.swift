@@ -18,15 +18,18 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Repetitions; the best run is reported (the machines are shared and noisy).")
   var repetitions = 3
   @Option(help: "Seed of the synthetic prompt's token ids.") var seed: UInt64 = 42
+  @Option(help: "File of whitespace-separated prompt token ids (instead of --prompt-tokens).")
+  var promptIds: String?
   @Flag(help: "Print one JSON object.") var json = false
 
   func run() throws {
     let file = try modelOptions.open()
     let model = try LlamaModel(file: file)
-    let capacity = promptTokens + genTokens + 1
+    let prompt = try promptIds.map(BenchCommand.readTokenIds)
+      ?? BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
+    let capacity = prompt.count + genTokens + 1
     let context = LlamaContext(
-      model: model, contextLength: capacity, threads: threads, maxBatch: promptTokens)
-    let prompt = BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
+      model: model, contextLength: capacity, threads: threads, maxBatch: prompt.count)
 
     var best = (prefill: Double.infinity, ttft: Double.infinity, decode: Double.infinity)
     for _ in 0..<max(1, repetitions) {
@@ -50,8 +53,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     let report = BenchReport(
-      engine: "droplorad", threads: threads, promptTokens: promptTokens, genTokens: genTokens,
-      prefillTokensPerSecond: Double(promptTokens) / best.prefill,
+      engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
+      prefillTokensPerSecond: Double(prompt.count) / best.prefill,
       decodeTokensPerSecond: Double(genTokens) / best.decode,
       timeToFirstTokenMs: best.ttft * 1000,
       peakRSSMiB: Double(peakRSSBytes()) / 1_048_576,
@@ -63,6 +66,13 @@ struct BenchCommand: ParsableCommand {
                    threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
                    report.timeToFirstTokenMs, report.peakRSSMiB))
     }
+  }
+
+  static func readTokenIds(_ path: String) throws -> [Int32] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    let ids = text.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
+    guard !ids.isEmpty else { throw ValidationError("\(path) holds no token ids") }
+    return ids
   }
 
   /// Token ids drawn uniformly from the vocabulary: the same ids for every engine compared.
