@@ -27,6 +27,7 @@ done
 scripts/install-deps.sh
 scripts/fetch-model.sh >/dev/null
 swift build -c release --product droplora >/dev/null
+python3 -c "import gguf" 2>/dev/null || python3 -m pip install --quiet gguf==0.19.0 >&2
 if ! python3 -c "import llama_cpp" 2>/dev/null; then
   echo "building llama-cpp-python (takes several minutes)..." >&2
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \

@@ -93,3 +93,22 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
   }
   for (; r < row_end; r++, row += row_stride) y[r - row_begin] = f(n, row, x);
 }
+
+void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
+                    size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
+                    int64_t row_end) {
+  static _Atomic int vnni = -1;  // AVX-VNNI: one dpbusd instead of maddubs + madd
+  if (vnni < 0) vnni = __builtin_cpu_supports("avxvnni") ? 1 : 0;
+  dq_tile4_fn tile = use_simd() ? dq_avx2_tile4_kernel(type, vnni == 1) : NULL;
+  const char *xs = x;
+  int64_t t = 0;
+  if (tile) {
+    for (; t + 4 <= tokens; t += 4)
+      for (int64_t r = row_begin; r < row_end; r++)
+        tile(n, (const char *)w + (size_t)r * row_stride, xs + (size_t)t * x_stride, x_stride,
+             y + t * ldy + (r - row_begin), ldy);
+  }
+  for (; t < tokens; t++)
+    dq_matvec_rows(type, n, w, row_stride, xs + (size_t)t * x_stride, y + t * ldy, row_begin,
+                   row_end);
+}

@@ -177,9 +177,8 @@ static void matmul_part(void *p, int ith, int nth) {
   int64_t end = begin + per < job->rows ? begin + per : job->rows;
   for (int64_t r0 = begin; r0 < end; r0 += MATMUL_BLOCK_ROWS) {
     int64_t r1 = r0 + MATMUL_BLOCK_ROWS < end ? r0 + MATMUL_BLOCK_ROWS : end;
-    for (int64_t t = 0; t < job->tokens; t++)
-      dq_matvec_rows(job->type, job->n, job->w, job->row_stride, job->x + (size_t)t * job->x_stride,
-                     job->y + t * job->ldy + r0, r0, r1);
+    dq_matmul_rows(job->type, job->n, job->w, job->row_stride, job->x, job->x_stride,
+                   job->tokens, job->y + r0, job->ldy, r0, r1);
   }
 }
 

@@ -140,6 +140,10 @@ dq_dequant_fn dq_ref_dequant_kernel(uint32_t type);
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type);
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type);
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type);
+// One weight row against 4 activation rows (x_stride bytes apart): y[j * ldy] for j < 4.
+typedef void (*dq_tile4_fn)(int64_t n, const void *w, const void *x, size_t x_stride, float *y,
+                            int64_t ldy);
+dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni);
 typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
 // Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type);

@@ -725,10 +725,84 @@ dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) {
   }
 }
 
+// ---- four tokens at a time (batched matmul) ------------------------------------------------
+// One weight row against four activation rows: the nibbles of each weight block are unpacked
+// once and used four times. Per token the arithmetic is exactly dot_q4_1_q8_1's (same integer
+// sums, same accumulators, same order), so a batch gives the same bits as one token at a time.
+// The integer dot is a parameter: maddubs+madd on AVX2, one dpbusd with AVX-VNNI (exact in
+// both: the u8 x s8 pair sums never reach the int16 limit that maddubs saturates at).
+
+// The (d, m) or (d, s) halves of two consecutive blocks as four floats, as q41_scales2 reads them.
+TARGET static inline __m128 q41_halves2(const void *first, const void *second) {
+  uint32_t u0, u1;
+  memcpy(&u0, first, 4);
+  memcpy(&u1, second, 4);
+  return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)u0 | (uint64_t)u1 << 32)));
+}
+
+#define DEFINE_TILE4_Q4_1(NAME, ATTR, DOT)                                                        \
+  ATTR static void NAME(int64_t n, const void *w, const void *x, size_t x_stride, float *y,      \
+                        int64_t ldy) {                                                          \
+    const block_q4_1 *a = w;                                                                     \
+    const block_q8_1 *b[4];                                                                      \
+    for (int j = 0; j < 4; j++) b[j] = (const block_q8_1 *)((const char *)x + j * x_stride);    \
+    const int64_t nb = n / QK8_1;                                                                \
+    __m256 acc0[4], acc1[4];                                                                     \
+    __m128 accm[4];                                                                              \
+    for (int j = 0; j < 4; j++) {                                                                \
+      acc0[j] = _mm256_setzero_ps();                                                             \
+      acc1[j] = _mm256_setzero_ps();                                                             \
+      accm[j] = _mm_setzero_ps();                                                                \
+    }                                                                                            \
+    int64_t i = 0;                                                                               \
+    for (; i + 2 <= nb; i += 2) {                                                                \
+      const __m256i q0 = unpack_nibbles(a[i].qs), q1 = unpack_nibbles(a[i + 1].qs);             \
+      const __m128 fw = q41_halves2(&a[i].d, &a[i + 1].d);                                       \
+      for (int j = 0; j < 4; j++) {                                                              \
+        const __m128 sc = _mm_mul_ps(fw, q41_halves2(&b[j][i].d, &b[j][i + 1].d));               \
+        const __m256i p0 = DOT(q0, _mm256_loadu_si256((const __m256i *)b[j][i].qs));             \
+        const __m256i p1 = DOT(q1, _mm256_loadu_si256((const __m256i *)b[j][i + 1].qs));         \
+        acc0[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(p0), acc0[j]);   \
+        acc1[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(sc, sc)),                  \
+                                  _mm256_cvtepi32_ps(p1), acc1[j]);                              \
+        accm[j] = _mm_add_ps(accm[j], sc);                                                       \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < 4; j++) accm[j] = _mm_add_ps(accm[j], _mm_movehl_ps(accm[j], accm[j]));  \
+    for (; i < nb; i++) {                                                                        \
+      const __m256i q = unpack_nibbles(a[i].qs);                                                 \
+      for (int j = 0; j < 4; j++) {                                                              \
+        const __m128 sc = q41_scales(&a[i].d, &b[j][i].d);                                       \
+        const __m256i p = DOT(q, _mm256_loadu_si256((const __m256i *)b[j][i].qs));               \
+        acc0[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(sc), _mm256_cvtepi32_ps(p), acc0[j]);    \
+        accm[j] = _mm_add_ps(accm[j], sc);                                                       \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < 4; j++)                                                                  \
+      y[j * ldy] = hsum_ps(_mm256_add_ps(acc0[j], acc1[j])) +                                    \
+                   _mm_cvtss_f32(_mm_shuffle_ps(accm[j], accm[j], 1));                           \
+  }
+
+DEFINE_TILE4_Q4_1(tile4_q4_1_q8_1, TARGET, dot_u8_s8)
+
+#define TARGET_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+TARGET_VNNI static inline __m256i dot_u8_s8_vnni(__m256i u, __m256i s) {
+  return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+}
+DEFINE_TILE4_Q4_1(tile4_q4_1_q8_1_vnni, TARGET_VNNI, dot_u8_s8_vnni)
+
+dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni) {
+  switch (type) {
+    case DQ_TYPE_Q4_1: return vnni ? tile4_q4_1_q8_1_vnni : tile4_q4_1_q8_1;
+    default: return NULL;
+  }
+}
+
 #else  // not x86-64: no SIMD twins, the dispatcher uses the references
 
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type) { (void)type; return NULL; }
+dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type) { (void)type; return NULL; }
 
 dq_dequant_fn dq_avx2_dequant_kernel(uint32_t type) { (void)type; return NULL; }

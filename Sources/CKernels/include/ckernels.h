@@ -79,6 +79,13 @@ float dq_vec_dot_ref(uint32_t type, int64_t n, const void *w, const void *x);
 void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
                     const void *x, float *y, int64_t row_begin, int64_t row_end);
 
+// y[t * ldy + (r - row_begin)] = dot(row r of W, x_t) for r in [row_begin, row_end) and t in
+// [0, tokens); activation rows x_t are x_stride bytes apart, already in dq_vec_dot_type(type).
+// Gives exactly the bits of dq_matvec_rows token by token, faster (weights reused across tokens).
+void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
+                    size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
+                    int64_t row_end);
+
 // Which SIMD path the dispatching functions use ("avx2" or "scalar"); tests can force scalar.
 const char *dq_simd_path(void);
 void dq_force_scalar(bool on);
