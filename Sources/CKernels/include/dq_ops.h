@@ -17,11 +17,13 @@ void dq_rmsnorm(float *out, const float *x, const float *weight, int64_t n, floa
 void dq_rope(float *x, int n_heads, int head_dim, int rot_dim, int64_t pos, float base,
              float freq_scale, int neox);
 
-// In place: x = softmax(x) over n elements.
+// In place: x = softmax(x) over n elements (AVX2 exp when available; _ref is the libm twin).
 void dq_softmax(float *x, int64_t n);
+void dq_softmax_ref(float *x, int64_t n);
 
-// out[i] = silu(gate[i]) * up[i]
+// out[i] = silu(gate[i]) * up[i] (AVX2 exp when available; _ref is the libm twin)
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n);
+void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
 
 // y[i] += a * x[i]
 void dq_axpy(float *y, float a, const float *x, int64_t n);
