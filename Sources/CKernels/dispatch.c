@@ -5,7 +5,8 @@
 
 #include "quants.h"
 
-static atomic_bool force_scalar = false;
+// Per thread, so a test forcing the references cannot change what concurrent work computes.
+static _Thread_local bool force_scalar = false;
 
 static bool cpu_has_avx2(void) {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -23,12 +24,12 @@ static bool cpu_has_avx2(void) {
 }
 
 static bool use_simd(void) {
-  return !atomic_load_explicit(&force_scalar, memory_order_relaxed) && cpu_has_avx2();
+  return !force_scalar && cpu_has_avx2();
 }
 
 const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
 
-void dq_force_scalar(bool on) { atomic_store(&force_scalar, on); }
+void dq_force_scalar(bool on) { force_scalar = on; }
 
 static dq_dot_fn dot_kernel(uint32_t type) {
   dq_dot_fn f = use_simd() ? dq_avx2_dot_kernel(type) : NULL;

@@ -86,7 +86,8 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end);
 
-// Which SIMD path the dispatching functions use ("avx2" or "scalar"); tests can force scalar.
+// Which SIMD path the dispatching functions use ("avx2" or "scalar") on the calling thread;
+// tests can force the scalar references for the calling thread only.
 const char *dq_simd_path(void);
 void dq_force_scalar(bool on);
 
