@@ -15,15 +15,22 @@ void dq_rmsnorm(float *out, const float *x, const float *weight, int64_t n, floa
   for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
 }
 
-void dq_rope(float *x, int n_heads, int head_dim, int rot_dim, int64_t pos, float base,
-             float freq_scale, int neox) {
-  const int half = rot_dim / 2;
-  for (int i = 0; i < half; i++) {
+void dq_rope_angles(float *cos_sin, int64_t pos, int rot_dim, float base, float freq_scale) {
+  for (int i = 0; i < rot_dim / 2; i++) {
     // theta in double: pos up to 1e5 times a frequency must keep its fractional part.
     const double theta = (double)pos * freq_scale * pow((double)base, -2.0 * i / rot_dim);
-    const float c = (float)cos(theta), s = (float)sin(theta);
-    for (int h = 0; h < n_heads; h++) {
-      float *v = x + (int64_t)h * head_dim;
+    cos_sin[2 * i] = (float)cos(theta);
+    cos_sin[2 * i + 1] = (float)sin(theta);
+  }
+}
+
+void dq_rope_apply(float *x, int n_heads, int head_dim, int rot_dim, const float *cos_sin,
+                   int neox) {
+  const int half = rot_dim / 2;
+  for (int h = 0; h < n_heads; h++) {
+    float *v = x + (int64_t)h * head_dim;
+    for (int i = 0; i < half; i++) {
+      const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
       const int a = neox ? i : 2 * i;
       const int b = neox ? i + half : 2 * i + 1;
       const float x0 = v[a], x1 = v[b];

@@ -102,8 +102,14 @@ public final class LlamaContext {
     let d = hyper.embeddingLength
     let s = scratch
 
-    for (t, token) in tokens.enumerated() {
-      weights.tokenEmbedding.dequantizeRow(Int(token), into: s.x + t * d)
+    let start = position
+    pool.parallelFor(n) { range, _ in
+      for t in range {
+        weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: s.x + t * d)
+        dq_rope_angles(
+          s.ropeAngles + t * hyper.ropeDimension, Int64(start + t), Int32(hyper.ropeDimension),
+          hyper.ropeBase, hyper.ropeFrequencyScale)
+      }
     }
     for layer in 0..<hyper.layerCount {
       attentionBlock(layer: layer, tokens: n)
@@ -113,9 +119,7 @@ public final class LlamaContext {
 
     // Only the rows whose logits are wanted go through the (large) output matrix.
     let first = allLogits == nil ? n - 1 : 0
-    for t in first..<n {
-      dq_rmsnorm(s.normed + t * d, s.x + t * d, weights.outputNorm.base, Int64(d), hyper.rmsEpsilon)
-    }
+    rmsnorm(s.normed, s.x, weights.outputNorm, rows: first..<n)
     if let allLogits {
       multiply(allLogits, weights.output, s.normed, tokens: n)
       if wantLast {
@@ -123,6 +127,29 @@ public final class LlamaContext {
       }
     } else if wantLast {
       multiply(logits, weights.output, s.normed + (n - 1) * d, tokens: 1)
+    }
+  }
+
+  /// out[t] = rmsnorm(x[t]) * weight for the rows in `rows`, split across the pool.
+  private func rmsnorm(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: VectorView,
+    rows: Range<Int>
+  ) {
+    let d = model.hyper.embeddingLength
+    let epsilon = model.hyper.rmsEpsilon
+    pool.parallelFor(rows.count) { range, _ in
+      for t in range {
+        let row = rows.lowerBound + t
+        dq_rmsnorm(out + row * d, x + row * d, weight.base, Int64(d), epsilon)
+      }
+    }
+  }
+
+  /// x[t] += delta[t] for the first `tokens` rows (the residual stream).
+  private func addResidual(_ x: UnsafeMutablePointer<Float>, _ delta: UnsafePointer<Float>, tokens: Int) {
+    let d = model.hyper.embeddingLength
+    pool.parallelFor(tokens) { range, _ in
+      dq_add(x + range.lowerBound * d, delta + range.lowerBound * d, Int64(range.count * d))
     }
   }
 
@@ -140,24 +167,24 @@ public final class LlamaContext {
     let qDim = hyper.queryDimension
     let kvDim = hyper.kvDimension
 
-    for t in 0..<n {
-      dq_rmsnorm(s.normed + t * d, s.x + t * d, w.attentionNorm.base, Int64(d), hyper.rmsEpsilon)
-    }
+    rmsnorm(s.normed, s.x, w.attentionNorm, rows: 0..<n)
     multiply(s.q, w.matrix(.q), s.normed, tokens: n)
     multiply(s.k, w.matrix(.k), s.normed, tokens: n)
     multiply(s.v, w.matrix(.v), s.normed, tokens: n)
-    for t in 0..<n {
-      if let b = w.queryBias { dq_add(s.q + t * qDim, b.base, Int64(qDim)) }
-      if let b = w.keyBias { dq_add(s.k + t * kvDim, b.base, Int64(kvDim)) }
-      if let b = w.valueBias { dq_add(s.v + t * kvDim, b.base, Int64(kvDim)) }
-      let pos = Int64(position + t)
-      let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
-      dq_rope(
-        s.q + t * qDim, Int32(hyper.headCount), Int32(hyper.headDimension),
-        Int32(hyper.ropeDimension), pos, hyper.ropeBase, hyper.ropeFrequencyScale, neox)
-      dq_rope(
-        s.k + t * kvDim, Int32(hyper.kvHeadCount), Int32(hyper.headDimension),
-        Int32(hyper.ropeDimension), pos, hyper.ropeBase, hyper.ropeFrequencyScale, neox)
+    let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
+    pool.parallelFor(n) { range, _ in
+      for t in range {
+        if let b = w.queryBias { dq_add(s.q + t * qDim, b.base, Int64(qDim)) }
+        if let b = w.keyBias { dq_add(s.k + t * kvDim, b.base, Int64(kvDim)) }
+        if let b = w.valueBias { dq_add(s.v + t * kvDim, b.base, Int64(kvDim)) }
+        let angles = s.ropeAngles + t * hyper.ropeDimension
+        dq_rope_apply(
+          s.q + t * qDim, Int32(hyper.headCount), Int32(hyper.headDimension),
+          Int32(hyper.ropeDimension), angles, neox)
+        dq_rope_apply(
+          s.k + t * kvDim, Int32(hyper.kvHeadCount), Int32(hyper.headDimension),
+          Int32(hyper.ropeDimension), angles, neox)
+      }
     }
     let layerCache = layer * capacity * kvDim
     (keyCache + layerCache + position * kvDim).update(from: s.k, count: n * kvDim)
@@ -165,7 +192,7 @@ public final class LlamaContext {
 
     attention(layer: layer, tokens: n)
     multiply(s.projected, w.matrix(.o), s.attention, tokens: n)
-    dq_add(s.x, s.projected, Int64(n * d))
+    addResidual(s.x, s.projected, tokens: n)
   }
 
   /// Causal grouped-query attention of the n new tokens over the cache: one task per
@@ -204,14 +231,15 @@ public final class LlamaContext {
     let s = scratch
     let d = hyper.embeddingLength
     let f = hyper.feedForwardLength
-    for t in 0..<n {
-      dq_rmsnorm(s.normed + t * d, s.x + t * d, w.feedForwardNorm.base, Int64(d), hyper.rmsEpsilon)
-    }
+    rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
     multiply(s.gate, w.matrix(.gate), s.normed, tokens: n)
     multiply(s.up, w.matrix(.up), s.normed, tokens: n)
-    dq_swiglu(s.gate, s.gate, s.up, Int64(n * f))
+    pool.parallelFor(n) { range, _ in
+      let offset = range.lowerBound * f
+      dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
+    }
     multiply(s.projected, w.matrix(.down), s.gate, tokens: n)
-    dq_add(s.x, s.projected, Int64(n * d))
+    addResidual(s.x, s.projected, tokens: n)
   }
 }
 
@@ -222,6 +250,8 @@ final class Scratch {
 
   let slab: UnsafeMutablePointer<Float>
   let x, normed, q, k, v, attention, projected, gate, up, scores: UnsafeMutablePointer<Float>
+  /// RoPE cos/sin of each token's position, computed once per forward pass for all layers.
+  let ropeAngles: UnsafeMutablePointer<Float>
   /// Attention scores of one thread: a block of query rows over every cached position.
   let scoresPerThread: Int
 
@@ -232,7 +262,7 @@ final class Scratch {
       tokens * d, tokens * d, tokens * hyper.queryDimension, tokens * hyper.kvDimension,
       tokens * hyper.kvDimension, tokens * hyper.queryDimension, tokens * d,
       tokens * hyper.feedForwardLength, tokens * hyper.feedForwardLength,
-      threads * scoresPerThread,
+      threads * scoresPerThread, tokens * hyper.ropeDimension,
     ]
     slab = .allocate(capacity: sizes.reduce(0, +))
     var offset = 0
@@ -243,6 +273,7 @@ final class Scratch {
     }
     (x, normed, q, k, v, attention) = (views[0], views[1], views[2], views[3], views[4], views[5])
     (projected, gate, up, scores) = (views[6], views[7], views[8], views[9])
+    ropeAngles = views[10]
   }
 
   deinit { slab.deallocate() }

@@ -10,12 +10,15 @@ extern "C" {
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], over n elements (out may alias x).
 void dq_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
 
-// Rotary embedding of one vector of n_heads heads of head_dim, in place, at position pos.
-// Rotated are the first rot_dim dims of each head. freq_i = pos * freq_scale * base^(-2i/rot_dim).
-// neox = 0: pairs (2i, 2i+1) (llama.cpp's "normal" layout, GGUF llama q/k are permuted for it);
+// Rotary embedding. The angles of one position, computed once and shared by every layer:
+// cos_sin[2i] = cos(theta_i), cos_sin[2i+1] = sin(theta_i) for i < rot_dim/2, with
+// theta_i = pos * freq_scale * base^(-2i/rot_dim).
+void dq_rope_angles(float *cos_sin, int64_t pos, int rot_dim, float base, float freq_scale);
+// Rotates, in place, the first rot_dim dims of each of n_heads heads of head_dim in x.
+// neox = 0: pairs (2i, 2i+1) (llama.cpp's "normal" layout; GGUF llama q/k are permuted for it);
 // neox = 1: pairs (i, i + rot_dim/2) (Qwen2, GPT-NeoX).
-void dq_rope(float *x, int n_heads, int head_dim, int rot_dim, int64_t pos, float base,
-             float freq_scale, int neox);
+void dq_rope_apply(float *x, int n_heads, int head_dim, int rot_dim, const float *cos_sin,
+                   int neox);
 
 // In place: x = softmax(x) over n elements (AVX2 exp when available; _ref is the libm twin).
 void dq_softmax(float *x, int64_t n);
