@@ -27,12 +27,13 @@ let package = Package(
     .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
+    .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
     .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels"]),
 
     .executableTarget(
       name: "droplora",
       dependencies: [
-        "Engine", "Llama", "Tokenization", "GGUF", "Kernels",
+        "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -46,5 +47,8 @@ let package = Package(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF"]),
+    .testTarget(
+      name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
+      resources: [.copy("Fixtures")]),
   ]
 )

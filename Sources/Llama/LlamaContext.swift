@@ -21,6 +21,8 @@ public final class LlamaContext {
   /// Largest number of tokens evaluated in one forward pass; longer inputs run in chunks.
   public let maxBatch: Int
   public let pool: ThreadPool
+  /// Called after every layer projection (an unmerged adapter); nil runs the weights as they are.
+  public var projectionHook: (any LlamaProjectionHook)?
 
   let workspace: MatMulWorkspace
   let keyCache: UnsafeMutablePointer<Float>  // [layer][position][kvDimension]
@@ -159,6 +161,18 @@ public final class LlamaContext {
     MatMul.multiply(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
   }
 
+  /// out = x W(layer, projection)ᵀ, plus the hook's update when one is set.
+  private func project(
+    _ out: UnsafeMutablePointer<Float>, _ projection: LlamaProjection, layer: Int,
+    _ x: UnsafePointer<Float>, tokens: Int
+  ) {
+    let w = model.weights.layers[layer].matrix(projection)
+    multiply(out, w, x, tokens: tokens)
+    projectionHook?.apply(
+      layer: layer, projection: projection, out: out, x: x, tokens: tokens, rows: w.rows,
+      columns: w.columns)
+  }
+
   private func attentionBlock(layer: Int, tokens n: Int) {
     let hyper = model.hyper
     let w = model.weights.layers[layer]
@@ -168,9 +182,9 @@ public final class LlamaContext {
     let kvDim = hyper.kvDimension
 
     rmsnorm(s.normed, s.x, w.attentionNorm, rows: 0..<n)
-    multiply(s.q, w.matrix(.q), s.normed, tokens: n)
-    multiply(s.k, w.matrix(.k), s.normed, tokens: n)
-    multiply(s.v, w.matrix(.v), s.normed, tokens: n)
+    project(s.q, .q, layer: layer, s.normed, tokens: n)
+    project(s.k, .k, layer: layer, s.normed, tokens: n)
+    project(s.v, .v, layer: layer, s.normed, tokens: n)
     let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
     pool.parallelFor(n) { range, _ in
       for t in range {
@@ -191,7 +205,7 @@ public final class LlamaContext {
     (valueCache + layerCache + position * kvDim).update(from: s.v, count: n * kvDim)
 
     attention(layer: layer, tokens: n)
-    multiply(s.projected, w.matrix(.o), s.attention, tokens: n)
+    project(s.projected, .o, layer: layer, s.attention, tokens: n)
     addResidual(s.x, s.projected, tokens: n)
   }
 
@@ -232,13 +246,13 @@ public final class LlamaContext {
     let d = hyper.embeddingLength
     let f = hyper.feedForwardLength
     rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
-    multiply(s.gate, w.matrix(.gate), s.normed, tokens: n)
-    multiply(s.up, w.matrix(.up), s.normed, tokens: n)
+    project(s.gate, .gate, layer: layer, s.normed, tokens: n)
+    project(s.up, .up, layer: layer, s.normed, tokens: n)
     pool.parallelFor(n) { range, _ in
       let offset = range.lowerBound * f
       dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
     }
-    multiply(s.projected, w.matrix(.down), s.gate, tokens: n)
+    project(s.projected, .down, layer: layer, s.gate, tokens: n)
     addResidual(s.x, s.projected, tokens: n)
   }
 }

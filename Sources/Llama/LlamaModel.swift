@@ -7,11 +7,27 @@ public final class LlamaModel: Sendable {
   public let file: GGUFFile
   public let hyper: LlamaHyperParameters
   public let weights: LlamaWeights
+  /// Keeps the memory of replaced matrices alive (a merged adapter's buffers); nil for a model
+  /// read straight from its file.
+  public let owner: (any AnyObject & Sendable)?
 
   public init(file: GGUFFile) throws {
     self.file = file
     hyper = try LlamaHyperParameters(file: file)
     weights = try LlamaWeights(file: file, hyper: hyper)
+    owner = nil
+  }
+
+  /// `base` with some projection matrices replaced by views into memory `owner` keeps alive;
+  /// untouched matrices stay views into the base's mapping (kept alive through `file`).
+  public init(
+    base: LlamaModel, replacing replacements: [Int: [LlamaProjection: WeightMatrix]],
+    owner: any AnyObject & Sendable
+  ) {
+    file = base.file
+    hyper = base.hyper
+    weights = base.weights.replacing(replacements)
+    self.owner = owner
   }
 
   public convenience init(path: String) throws {

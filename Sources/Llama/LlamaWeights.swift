@@ -15,6 +15,18 @@ public enum LlamaProjection: String, CaseIterable, Sendable {
   case down = "ffn_down"
 
   public func tensorName(layer: Int) -> String { "blk.\(layer).\(rawValue).weight" }
+
+  /// The projection's matrix shape in a model with `hyper` (rows = outputs, columns = inputs).
+  public func shape(_ hyper: LlamaHyperParameters) -> (rows: Int, columns: Int) {
+    let d = hyper.embeddingLength
+    switch self {
+    case .q: return (hyper.queryDimension, d)
+    case .k, .v: return (hyper.kvDimension, d)
+    case .o: return (d, hyper.queryDimension)
+    case .gate, .up: return (hyper.feedForwardLength, d)
+    case .down: return (d, hyper.feedForwardLength)
+    }
+  }
 }
 
 /// A dense fp32 vector inside the file (norm weights, biases).
@@ -40,7 +52,7 @@ public struct LlamaWeights: Sendable {
   public let outputNorm: VectorView
   /// The output matrix; the token embedding when the model ties them.
   public let output: WeightMatrix
-  public let layers: [LlamaLayerWeights]
+  public private(set) var layers: [LlamaLayerWeights]
 
   public init(file: GGUFFile, hyper: LlamaHyperParameters) throws {
     let loader = TensorLoader(file: file)
@@ -53,15 +65,10 @@ public struct LlamaWeights: Sendable {
     } else {
       output = tokenEmbedding
     }
-    let shapes: [LlamaProjection: (columns: Int, rows: Int)] = [
-      .q: (d, hyper.queryDimension), .k: (d, hyper.kvDimension), .v: (d, hyper.kvDimension),
-      .o: (hyper.queryDimension, d), .gate: (d, hyper.feedForwardLength),
-      .up: (d, hyper.feedForwardLength), .down: (hyper.feedForwardLength, d),
-    ]
     layers = try (0..<hyper.layerCount).map { layer in
       var projections: [LlamaProjection: WeightMatrix] = [:]
       for projection in LlamaProjection.allCases {
-        let shape = shapes[projection]!
+        let shape = projection.shape(hyper)
         projections[projection] = try loader.matrix(
           projection.tensorName(layer: layer), columns: shape.columns, rows: shape.rows)
       }
@@ -73,6 +80,20 @@ public struct LlamaWeights: Sendable {
         keyBias: try loader.optionalVector("blk.\(layer).attn_k.bias", count: hyper.kvDimension),
         valueBias: try loader.optionalVector("blk.\(layer).attn_v.bias", count: hyper.kvDimension))
     }
+  }
+
+  /// The same weights with some projection matrices swapped for others of the same shape
+  /// (merged adapters); everything not named in `replacements` stays the original view.
+  public func replacing(_ replacements: [Int: [LlamaProjection: WeightMatrix]]) -> LlamaWeights {
+    var copy = self
+    copy.layers = layers.enumerated().map { layer, weights in
+      guard let swapped = replacements[layer] else { return weights }
+      return LlamaLayerWeights(
+        attentionNorm: weights.attentionNorm, feedForwardNorm: weights.feedForwardNorm,
+        projections: weights.projections.merging(swapped) { _, new in new },
+        queryBias: weights.queryBias, keyBias: weights.keyBias, valueBias: weights.valueBias)
+    }
+    return copy
   }
 }
 

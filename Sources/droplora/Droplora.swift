@@ -6,5 +6,7 @@ struct Droplora: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "droplora",
     abstract: "Run, inspect and benchmark a quantized GGUF model (the offline tools of droplorad).",
-    subcommands: [TokenizeCommand.self, GenerateCommand.self, BenchCommand.self])
+    subcommands: [
+      TokenizeCommand.self, GenerateCommand.self, BenchCommand.self, AdapterCommand.self,
+    ])
 }

@@ -1,10 +1,12 @@
 // `droplora generate`: one completion on the command line. Without --raw the prompt is a user
 // message rendered through the model's chat template; with --raw it is used verbatim and
 // special-token text in it is parsed, like llama.cpp's raw completion.
+import Adapters
 import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Kernels
 import Llama
 import Tokenization
 
@@ -27,6 +29,8 @@ struct GenerateCommand: ParsableCommand {
   @Option(help: "System message for the chat template.") var system: String?
   @Option(help: "Chat template to use instead of the model's: \(ChatTemplate.names.joined(separator: ", ")).")
   var chatTemplate: String?
+  @Option(help: "LoRA adapter to merge in (PEFT directory or GGUF-LoRA file).") var adapter: String?
+  @Option(help: "Type of the merged matrices: q8_0, f16 or f32.") var adapterType = "q8_0"
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Context length (prompt plus generated tokens).") var ctxSize = 4096
   @Flag(help: "Print {\"prompt_tokens\":[...],\"tokens\":[...],\"text\":\"...\"} when done.")
@@ -49,12 +53,21 @@ struct GenerateCommand: ParsableCommand {
   func run() throws {
     let file = try modelOptions.open()
     let tokenizer: Tokenizer
-    let model: LlamaModel
+    var model: LlamaModel
     do {
       tokenizer = try Tokenizer(gguf: file)
       model = try LlamaModel(file: file)
     } catch {
       throw ValidationError("\(file.path): \(error)")
+    }
+    if let adapter {
+      let lora = try readAdapter(adapter, model: model)
+      do {
+        model = try Merge.merge(
+          lora, into: model, type: MergeType(parsing: adapterType), pool: ThreadPool(threads: threads))
+      } catch {
+        throw ValidationError("cannot merge \(adapter): \(error)")
+      }
     }
     let promptTokens = try encodePrompt(readTextArgument(prompt), tokenizer: tokenizer)
     guard promptTokens.count < ctxSize else {

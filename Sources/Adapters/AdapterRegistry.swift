@@ -1,0 +1,92 @@
+// The adapters a server holds: the loaded LoRA factors by name (a few MB each) and a bounded
+// cache of merged weight sets, least recently used out. `model(for:)` hands out an immutable
+// LlamaModel; a request keeps the one it started with, and Swift's reference counting keeps
+// that set's memory alive until the request drops it, however the registry changes meanwhile
+// (load, unload, eviction, reloading a name). The base model is always available.
+import Foundation
+import Kernels
+import Llama
+
+public final class AdapterRegistry: @unchecked Sendable {
+  // unchecked: every mutable field is guarded by `lock`.
+  public let base: LlamaModel
+  public let cacheCapacity: Int
+  public let mergeType: MergeType
+  /// The name that selects the base model without any adapter.
+  public static let baseName = "base"
+
+  private let lock = NSLock()
+  private let pool: ThreadPool
+  private var adapters: [String: LoRAAdapter] = [:]
+  /// Merged sets, most recently used last.
+  private var cache: [(name: String, model: LlamaModel)] = []
+  private var defaultName: String?
+
+  public init(base: LlamaModel, cacheCapacity: Int = 4, mergeType: MergeType = .q8_0, threads: Int = 1) {
+    self.base = base
+    self.cacheCapacity = max(0, cacheCapacity)
+    self.mergeType = mergeType
+    pool = ThreadPool(threads: threads)
+  }
+
+  /// Adds (or replaces) `name`; a replaced adapter's cached merge is dropped.
+  public func add(_ adapter: LoRAAdapter, name: String) throws(AdapterError) {
+    guard name != Self.baseName, !name.isEmpty else {
+      throw .unsupportedOption(key: "adapter name", value: "'\(name)' (reserved or empty)")
+    }
+    try adapter.validate(against: base.hyper)
+    lock.withLock {
+      adapters[name] = adapter
+      cache.removeAll { $0.name == name }
+    }
+  }
+
+  /// Reads the adapter at `path` (PEFT or GGUF-LoRA) and adds it as `name`.
+  public func load(path: String, name: String) throws(AdapterError) {
+    try add(AdapterFile.read(path: path, base: base.hyper), name: name)
+  }
+
+  public func unload(name: String) {
+    lock.withLock {
+      adapters[name] = nil
+      cache.removeAll { $0.name == name }
+      if defaultName == name { defaultName = nil }
+    }
+  }
+
+  public var names: [String] { lock.withLock { adapters.keys.sorted() } }
+  public var cachedNames: [String] { lock.withLock { cache.map(\.name) } }
+
+  /// The adapter used when a request names none; nil means the base model.
+  public var defaultAdapter: String? {
+    get { lock.withLock { defaultName } }
+  }
+
+  public func setDefault(_ name: String?) throws(AdapterError) {
+    lock.lock()
+    defer { lock.unlock() }
+    if let name, name != Self.baseName, adapters[name] == nil { throw .unknownAdapter(name) }
+    defaultName = name == Self.baseName ? nil : name
+  }
+
+  /// The weights for a request: `name` nil → the default, "base" → the base model, otherwise
+  /// the named adapter merged (from the cache, or merged now and cached).
+  public func model(for name: String?) throws(AdapterError) -> LlamaModel {
+    lock.lock()
+    defer { lock.unlock() }
+    guard let chosen = name ?? defaultName, chosen != Self.baseName else { return base }
+    if let index = cache.firstIndex(where: { $0.name == chosen }) {
+      let entry = cache.remove(at: index)
+      cache.append(entry)
+      return entry.model
+    }
+    guard let adapter = adapters[chosen] else { throw .unknownAdapter(chosen) }
+    // Merging holds the lock: one merge at a time, on the registry's own threads.
+    let merged = try Merge.merge(adapter, into: base, type: mergeType, pool: pool)
+    if cacheCapacity > 0 {
+      cache.append((chosen, merged))
+      if cache.count > cacheCapacity { cache.removeFirst(cache.count - cacheCapacity) }
+    }
+    return merged
+  }
+}

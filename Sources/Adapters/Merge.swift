@@ -1,0 +1,154 @@
+// Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
+// matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
+// added by one sgemm each, and are quantized back; threads take disjoint row ranges. The
+// merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
+// it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
+import CKernels
+import Kernels
+import Llama
+
+public enum MergeType: String, Sendable, CaseIterable {
+  case q8_0, f16, f32
+
+  public var ggmlType: UInt32 {
+    switch self {
+    case .q8_0: return UInt32(DQ_TYPE_Q8_0)
+    case .f16: return UInt32(DQ_TYPE_F16)
+    case .f32: return UInt32(DQ_TYPE_F32)
+    }
+  }
+
+  public init(parsing name: String) throws(AdapterError) {
+    guard let type = MergeType(rawValue: name.lowercased()) else { throw .unsupportedMergeType(name) }
+    self = type
+  }
+}
+
+/// The memory of one merged weight set (every targeted matrix, back to back).
+public final class MergedWeights: @unchecked Sendable {
+  // unchecked: written once while merging, read-only afterwards.
+  public let byteCount: Int
+  public let type: MergeType
+  /// Offset of each merged matrix in `buffer`.
+  public let matrices: [LoRATarget: WeightMatrix]
+  let buffer: UnsafeMutableRawPointer
+
+  init(byteCount: Int, type: MergeType, matrices: [LoRATarget: WeightMatrix], buffer: UnsafeMutableRawPointer) {
+    self.byteCount = byteCount
+    self.type = type
+    self.matrices = matrices
+    self.buffer = buffer
+  }
+
+  deinit { buffer.deallocate() }
+}
+
+public enum Merge {
+  /// Rows one sgemm updates.
+  static let tileRows = 64
+
+  /// `base` with `adapter` merged into every matrix it targets. The adapter must have been
+  /// validated against `base.hyper` (the readers do that).
+  public static func merge(
+    _ adapter: LoRAAdapter, into base: LlamaModel, type: MergeType = .q8_0, pool: ThreadPool
+  ) throws(AdapterError) -> LlamaModel {
+    try adapter.validate(against: base.hyper)
+    let targets = adapter.targets
+    var offsets: [LoRATarget: Int] = [:]
+    var total = 0
+    for target in targets {
+      let f = adapter.factors[target]!  // from targets
+      let rowSize = Int(dq_row_size(type.ggmlType, Int64(f.columns)))
+      guard rowSize > 0 else {
+        throw .unsupportedOption(
+          key: "merge type", value: "\(type.rawValue) for \(target) (\(f.columns) columns are not whole blocks)")
+      }
+      offsets[target] = total
+      total += (f.rows * rowSize + 63) / 64 * 64
+    }
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(total, 64), alignment: 64)
+    let widest = targets.map { adapter.factors[$0]!.columns }.max() ?? 1
+    let tiles = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount * tileRows * widest)
+    defer { tiles.deallocate() }
+    var matrices: [LoRATarget: WeightMatrix] = [:]
+    var replacements: [Int: [LlamaProjection: WeightMatrix]] = [:]
+    for target in targets {
+      let f = adapter.factors[target]!  // from targets
+      let w = base.weights.layers[target.layer].matrix(target.projection)
+      let out = buffer + offsets[target]!
+      mergeMatrix(
+        out: out, type: type.ggmlType, w: w, factors: f, scale: adapter.scale, pool: pool,
+        tiles: tiles, tileStride: tileRows * widest)
+      // The type is supported and columns are whole blocks (checked above).
+      let merged = WeightMatrix(type: type.ggmlType, rows: f.rows, columns: f.columns, base: out)!
+      matrices[target] = merged
+      replacements[target.layer, default: [:]][target.projection] = merged
+    }
+    let owner = MergedWeights(byteCount: total, type: type, matrices: matrices, buffer: buffer)
+    return LlamaModel(base: base, replacing: replacements, owner: owner)
+  }
+
+  /// out (rows of `type`) = dequant(w) + scale · B · A, a tile of rows at a time per thread.
+  static func mergeMatrix(
+    out: UnsafeMutableRawPointer, type: UInt32, w: WeightMatrix, factors f: LoRAFactors,
+    scale: Float, pool: ThreadPool, tiles: UnsafeMutablePointer<Float>, tileStride: Int
+  ) {
+    let columns = f.columns
+    let rank = f.rank
+    let outStride = Int(dq_row_size(type, Int64(columns)))
+    f.a.withUnsafeBufferPointer { a in
+      f.b.withUnsafeBufferPointer { b in
+        pool.parallelFor(f.rows, align: tileRows) { rows, thread in
+          let tile = tiles + thread * tileStride
+          var start = rows.lowerBound
+          while start < rows.upperBound {
+            let count = min(tileRows, rows.upperBound - start)
+            for r in 0..<count { w.dequantizeRow(start + r, into: tile + r * columns) }
+            // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns)
+            Blas.multiply(
+              rows: count, columns: columns, inner: rank, scale: scale,
+              a: b.baseAddress! + start * rank, lda: rank, transposeB: false, b: a.baseAddress!,
+              ldb: columns, c: tile, ldc: columns, accumulate: true)
+            for r in 0..<count {
+              dq_quantize_row(type, tile + r * columns, out + (start + r) * outStride, Int64(columns))
+            }
+            start += count
+          }
+        }
+      }
+    }
+  }
+}
+
+/// The unmerged adapter at each projection: out += s · B · (A x). The reference the merged
+/// weights are tested against, and a way to run an adapter without merging it.
+public final class LoRAProjectionHook: LlamaProjectionHook {
+  let adapter: LoRAAdapter
+  private var scratch: [Float] = []
+
+  public init(adapter: LoRAAdapter) { self.adapter = adapter }
+
+  public func apply(
+    layer: Int, projection: LlamaProjection, out: UnsafeMutablePointer<Float>,
+    x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int
+  ) {
+    guard let f = adapter.factors[LoRATarget(layer: layer, projection: projection)] else { return }
+    if scratch.count < tokens * f.rank { scratch = [Float](repeating: 0, count: tokens * f.rank) }
+    let scale = adapter.scale
+    scratch.withUnsafeMutableBufferPointer { u in
+      f.a.withUnsafeBufferPointer { a in
+        f.b.withUnsafeBufferPointer { b in
+          // u (tokens x r) = x (tokens x columns) · Aᵀ
+          Blas.multiply(
+            rows: tokens, columns: f.rank, inner: columns, scale: 1, a: x, lda: columns,
+            transposeB: true, b: a.baseAddress!, ldb: columns, c: u.baseAddress!, ldc: f.rank)
+          // out (tokens x rows) += s · u · Bᵀ
+          Blas.multiply(
+            rows: tokens, columns: rows, inner: f.rank, scale: scale, a: u.baseAddress!,
+            lda: f.rank, transposeB: true, b: b.baseAddress!, ldb: f.rank, c: out, ldc: rows,
+            accumulate: true)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,121 @@
+// Hugging Face PEFT adapters: a directory with adapter_config.json and
+// adapter_model.safetensors (tensors `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`,
+// A as [r, in], B as [out, r], rows in HF order). Reading permutes the rows of q/k lora_B into
+// the GGUF base's order and checks everything against the base; writing does the reverse.
+import Foundation
+import Llama
+
+public enum PEFTFormat {
+  public static let configFileName = "adapter_config.json"
+  public static let weightsFileName = "adapter_model.safetensors"
+
+  /// Reads a PEFT adapter from its directory (or from the .safetensors file, with the config
+  /// next to it) for a base with `hyper`.
+  public static func read(path: String, base hyper: LlamaHyperParameters) throws(AdapterError)
+    -> LoRAAdapter
+  {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      throw .io(path: path, reason: "no such file or directory")
+    }
+    let directory = isDirectory.boolValue ? path : (path as NSString).deletingLastPathComponent
+    let weightsPath = isDirectory.boolValue ? directory + "/" + weightsFileName : path
+    let configPath = (directory.isEmpty ? "." : directory) + "/" + configFileName
+    guard let configData = FileManager.default.contents(atPath: configPath) else {
+      throw .io(path: configPath, reason: "cannot read the adapter configuration (missing?)")
+    }
+    let config = try AdapterConfig.decode(configData, path: configPath)
+    let file = try SafetensorsFile(path: weightsPath)
+    return try adapter(from: file, config: config, configJSON: [UInt8](configData), base: hyper)
+  }
+
+  static func adapter(
+    from file: SafetensorsFile, config: AdapterConfig, configJSON: [UInt8]?,
+    base hyper: LlamaHyperParameters
+  ) throws(AdapterError) -> LoRAAdapter {
+    var a: [LoRATarget: (SafetensorsFile.Tensor, [Float])] = [:]
+    var b: [LoRATarget: (SafetensorsFile.Tensor, [Float])] = [:]
+    var storage: SafetensorsDType?
+    for tensor in file.tensors {
+      guard let (target, factor) = HFNames.parse(tensor.name) else {
+        throw .unknownTensorName(path: file.path, tensor: tensor.name)
+      }
+      storage = storage ?? tensor.dtype
+      guard target.layer < hyper.layerCount else {
+        throw .layerOutOfRange(tensor: tensor.name, layer: target.layer, layerCount: hyper.layerCount)
+      }
+      let shape = target.projection.shape(hyper)
+      let expected = factor == .a ? [config.r, shape.columns] : [shape.rows, config.r]
+      guard tensor.shape == expected else {
+        throw .wrongShape(tensor: tensor.name, expected: expected, found: tensor.shape)
+      }
+      if factor == .a { a[target] = (tensor, file.floats(of: tensor)) } else { b[target] = (tensor, file.floats(of: tensor)) }
+    }
+    var factors: [LoRATarget: LoRAFactors] = [:]
+    for target in Set(a.keys).union(b.keys).sorted() {
+      guard let (_, aValues) = a[target] else {
+        throw .missingFactor(target: HFNames.tensorName(target, factor: .b), factor: "lora_A")
+      }
+      guard let (_, bValues) = b[target] else {
+        throw .missingFactor(target: HFNames.tensorName(target, factor: .a), factor: "lora_B")
+      }
+      let shape = target.projection.shape(hyper)
+      var bOrdered = bValues
+      if let heads = RowOrder.permutedHeads(target.projection, hyper) {
+        bOrdered = RowOrder.permute(bValues, rows: shape.rows, width: config.r, heads: heads, toGGUF: true)
+      }
+      factors[target] = LoRAFactors(
+        rank: config.r, rows: shape.rows, columns: shape.columns, a: aValues, b: bOrdered)
+    }
+    guard !factors.isEmpty else {
+      throw .notAnAdapter(path: file.path, reason: "it holds no lora_A/lora_B tensors")
+    }
+    let adapter = LoRAAdapter(
+      config: config, factors: factors, architecture: nil, storageType: storage ?? .f32,
+      originalConfigJSON: configJSON)
+    try adapter.validate(against: hyper)
+    return adapter
+  }
+
+  /// The safetensors file of `adapter` (lora_B rows of q/k back in HF order).
+  public static func safetensors(_ adapter: LoRAAdapter, base hyper: LlamaHyperParameters)
+    -> SafetensorsWriter
+  {
+    var writer = SafetensorsWriter()
+    writer.metadata = ["format": "pt"]
+    for target in adapter.targets {
+      let f = adapter.factors[target]!  // a key of the dictionary
+      var b = f.b
+      if let heads = RowOrder.permutedHeads(target.projection, hyper) {
+        b = RowOrder.permute(b, rows: f.rows, width: f.rank, heads: heads, toGGUF: false)
+      }
+      writer.add(
+        name: HFNames.tensorName(target, factor: .a), dtype: adapter.storageType,
+        shape: [f.rank, f.columns], values: f.a)
+      writer.add(
+        name: HFNames.tensorName(target, factor: .b), dtype: adapter.storageType,
+        shape: [f.rows, f.rank], values: b)
+    }
+    return writer
+  }
+
+  /// The configuration PEFT will read: the original text when there is one.
+  public static func configJSON(_ adapter: LoRAAdapter) -> [UInt8] {
+    adapter.originalConfigJSON ?? [UInt8](adapter.config.encoded())
+  }
+
+  /// Writes `directory`/adapter_config.json and adapter_model.safetensors.
+  public static func write(
+    _ adapter: LoRAAdapter, to directory: String, base hyper: LlamaHyperParameters
+  ) throws(AdapterError) {
+    do {
+      try FileManager.default.createDirectory(
+        atPath: directory, withIntermediateDirectories: true)
+      try Data(configJSON(adapter)).write(
+        to: URL(fileURLWithPath: directory + "/" + configFileName), options: .atomic)
+    } catch {
+      throw .io(path: directory, reason: "cannot write: \(error.localizedDescription)")
+    }
+    try safetensors(adapter, base: hyper).write(to: directory + "/" + weightsFileName)
+  }
+}

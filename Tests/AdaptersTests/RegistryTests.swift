@@ -1,0 +1,58 @@
+// The registry: per-request selection with a default and the always-available base, an LRU
+// cache of merged sets, and requests that keep the weights they started with while adapters
+// are unloaded, replaced or evicted.
+import Adapters
+import Llama
+import Testing
+
+@Suite(.enabled(if: defaultModelIsPresent, needsModel)) struct RegistryTests {
+  func small(_ hyper: LlamaHyperParameters, seed: UInt64) -> LoRAAdapter {
+    LoRAAdapter.random(base: hyper, rank: 2, projections: [.v], layers: 0..<2, bScale: 0.5, seed: seed)
+  }
+
+  @Test func selectionDefaultAndBase() throws {
+    let base = try requireModel()
+    let registry = AdapterRegistry(base: base, cacheCapacity: 2)
+    try registry.add(small(base.hyper, seed: 1), name: "a")
+    #expect(try registry.model(for: nil) === base)
+    #expect(try registry.model(for: "base") === base)
+    try registry.setDefault("a")
+    let a = try registry.model(for: nil)
+    let again = try registry.model(for: "a")
+    #expect(a !== base && a === again)
+    #expect(try registry.model(for: "base") === base)
+    #expect(throws: AdapterError.unknownAdapter("nope")) { try registry.model(for: "nope") }
+    #expect(throws: AdapterError.self) { try registry.add(small(base.hyper, seed: 1), name: "base") }
+  }
+
+  @Test func leastRecentlyUsedMergedSetIsEvicted() throws {
+    let base = try requireModel()
+    let registry = AdapterRegistry(base: base, cacheCapacity: 2)
+    for (i, name) in ["a", "b", "c"].enumerated() { try registry.add(small(base.hyper, seed: UInt64(i)), name: name) }
+    let a = try registry.model(for: "a")
+    _ = try registry.model(for: "b")
+    #expect(try registry.model(for: "a") === a)  // a cache hit makes a most recent
+    _ = try registry.model(for: "c")  // evicts b
+    #expect(registry.cachedNames == ["a", "c"])
+    #expect(try registry.model(for: "a") === a)
+  }
+
+  @Test func requestsKeepTheWeightsTheyStartedWith() throws {
+    let base = try requireModel()
+    let registry = AdapterRegistry(base: base, cacheCapacity: 1)
+    try registry.add(small(base.hyper, seed: 1), name: "a")
+    var inFlight: LlamaModel? = try registry.model(for: "a")
+    weak var buffers = inFlight?.owner as? MergedWeights
+    let before = try allLogits(inFlight!, testPrompt)
+    // Unload, replace and evict while the request still holds its model.
+    registry.unload(name: "a")
+    try registry.add(small(base.hyper, seed: 2), name: "a")
+    _ = try registry.model(for: "a")
+    #expect(buffers != nil)
+    #expect(try allLogits(inFlight!, testPrompt) == before)
+    #expect(try allLogits(registry.model(for: "a"), testPrompt) != before)
+    // The request ends: its merged set goes with it.
+    inFlight = nil
+    #expect(buffers == nil)
+  }
+}
