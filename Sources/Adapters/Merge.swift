@@ -7,6 +7,12 @@ import CKernels
 import Kernels
 import Llama
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 public enum MergeType: String, Sendable, CaseIterable {
   case q8_0, f16, f32
 
@@ -33,14 +39,36 @@ public final class MergedWeights: @unchecked Sendable {
   public let matrices: [LoRATarget: WeightMatrix]
   let buffer: UnsafeMutableRawPointer
 
-  init(byteCount: Int, type: MergeType, matrices: [LoRATarget: WeightMatrix], buffer: UnsafeMutableRawPointer) {
+  let mappedCount: Int
+
+  init(
+    byteCount: Int, type: MergeType, matrices: [LoRATarget: WeightMatrix],
+    buffer: UnsafeMutableRawPointer, mappedCount: Int
+  ) {
     self.byteCount = byteCount
     self.type = type
     self.matrices = matrices
     self.buffer = buffer
+    self.mappedCount = mappedCount
   }
 
-  deinit { buffer.deallocate() }
+  deinit { munmap(buffer, mappedCount) }
+
+  /// Anonymous memory for `count` bytes, in 2 MiB pages where the kernel allows (a merged set
+  /// is ~100 MiB: 4 KiB pages would cost ~27k page faults on first write).
+  static func allocate(_ count: Int) throws(AdapterError) -> (UnsafeMutableRawPointer, Int) {
+    let huge = 2 << 20
+    let size = max(huge, (count + huge - 1) / huge * huge)
+    guard let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      address != MAP_FAILED
+    else {
+      throw .io(path: "<merged weights>", reason: "cannot allocate \(size) bytes (errno \(errno))")
+    }
+    #if os(Linux)
+      _ = madvise(address, size, 14)  // MADV_HUGEPAGE; advisory, so failure changes nothing
+    #endif
+    return (address, size)
+  }
 }
 
 public enum Merge {
@@ -66,7 +94,7 @@ public enum Merge {
       offsets[target] = total
       total += (f.rows * rowSize + 63) / 64 * 64
     }
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(total, 64), alignment: 64)
+    let (buffer, mappedCount) = try MergedWeights.allocate(total)
     let widest = targets.map { adapter.factors[$0]!.columns }.max() ?? 1
     let tiles = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount * tileRows * widest)
     defer { tiles.deallocate() }
@@ -84,7 +112,8 @@ public enum Merge {
       matrices[target] = merged
       replacements[target.layer, default: [:]][target.projection] = merged
     }
-    let owner = MergedWeights(byteCount: total, type: type, matrices: matrices, buffer: buffer)
+    let owner = MergedWeights(
+      byteCount: total, type: type, matrices: matrices, buffer: buffer, mappedCount: mappedCount)
     return LlamaModel(base: base, replacing: replacements, owner: owner)
   }
 
