@@ -15,6 +15,8 @@
 // base, and the Q8_0-merged adapter may differ from its fp32 reference by at most 1.5× that
 // floor plus 0.05. A wrong scale, transposed factor or swapped row moves logits by units.
 import Adapters
+import Foundation
+import GGUF
 import Kernels
 import Llama
 import Testing
@@ -75,5 +77,23 @@ import Testing
       }
     }
     #expect(merged.weights.tokenEmbedding.base == base.weights.tokenEmbedding.base)
+  }
+
+  /// The standalone merged GGUF: the base's metadata and tensors, the merged matrices in their
+  /// type, and exactly the in-memory merged model's logits when loaded back.
+  @Test func mergedFileReloadsToTheSameModel() throws {
+    let base = try requireModel()
+    let directory = try scratchDirectory("merged")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let adapter = LoRAAdapter.random(base: base.hyper, rank: 8, projections: [.q, .k, .down], bScale: 0.02)
+    let merged = try Merge.merge(adapter, into: base, type: .q8_0, pool: ThreadPool(threads: 2))
+    try MergedFile.write(merged, to: directory + "/merged.gguf")
+    let file = try GGUFFile(path: directory + "/merged.gguf")
+    #expect(file.metadataKeys == base.file.metadataKeys)
+    #expect(file.tensors.map(\.name) == base.file.tensors.map(\.name))
+    #expect(file.tensor(named: "blk.3.attn_k.weight")?.type == .q8_0)
+    #expect(file.tensor(named: "blk.3.attn_v.weight")?.type == base.file.tensor(named: "blk.3.attn_v.weight")?.type)
+    let reloaded = try LlamaModel(file: file)
+    #expect(try allLogits(reloaded, testPrompt) == (try allLogits(merged, testPrompt)))
   }
 }
