@@ -218,4 +218,41 @@ import Testing
       }
     }
   }
+
+  /// Seeded random byte flips in both formats: every file either reads as an adapter that fits
+  /// the base or is refused with an AdapterError; nothing crashes.
+  @Test func corruptedAdapterFilesNeverCrash() throws {
+    let hyper = try requireModel().hyper
+    let directory = try scratchDirectory("corrupt")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let adapter = LoRAAdapter.random(base: hyper, rank: 2, projections: [.k, .up], layers: 0..<1)
+    try GGUFLoRAFormat.write(adapter, to: directory + "/a.gguf", base: hyper)
+    try PEFTFormat.write(adapter, to: directory + "/peft", base: hyper)
+    var state: UInt64 = 0x5eed
+    for (path, readPath) in [
+      (directory + "/a.gguf", directory + "/a.gguf"),
+      (directory + "/peft/" + PEFTFormat.weightsFileName, directory + "/peft"),
+    ] {
+      let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+      // Mostly in the header, where the readers decide what to touch.
+      let header = min(original.count, 2048)
+      var accepted = 0
+      for _ in 0..<300 {
+        var bytes = original
+        for _ in 0..<3 {
+          state = state &* 6364136223846793005 &+ 1442695040888963407
+          bytes[Int(state >> 33) % header] ^= UInt8(truncatingIfNeeded: state >> 13) | 1
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        do {
+          let read = try AdapterFile.read(path: readPath, base: hyper)
+          try read.validate(against: hyper)
+          accepted += 1
+        } catch is AdapterError {
+          continue
+        }
+      }
+      #expect(accepted < 300, "no corruption of \(path) was noticed")
+    }
+  }
 }
