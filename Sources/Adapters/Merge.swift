@@ -1,6 +1,6 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
-// added by one sgemm each, and are quantized back; threads take disjoint row ranges. The
+// added by one sgemm each, and are quantized back; threads take disjoint runs of tiles. The
 // merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
 // it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
@@ -100,15 +100,31 @@ public enum Merge {
     defer { tiles.deallocate() }
     var matrices: [LoRATarget: WeightMatrix] = [:]
     var replacements: [Int: [LlamaProjection: WeightMatrix]] = [:]
-    for target in targets {
-      let f = adapter.factors[target]!  // from targets
-      let w = base.weights.layers[target.layer].matrix(target.projection)
-      let out = buffer + offsets[target]!
-      mergeMatrix(
-        out: out, type: type.ggmlType, w: w, factors: f, scale: adapter.scale, pool: pool,
-        tiles: tiles, tileStride: tileRows * widest)
+    // One pool job over every row tile of every target (not one job per matrix): the threads
+    // stay busy across the small k/v matrices instead of waiting at 210 barriers.
+    let jobs = targets.map { target in
+      MatrixJob(
+        w: base.weights.layers[target.layer].matrix(target.projection),
+        factors: adapter.factors[target]!,  // from targets
+        out: buffer + offsets[target]!)
+    }
+    var tilesOfJobs: [(job: Int, start: Int)] = []
+    for (index, job) in jobs.enumerated() {
+      for start in stride(from: 0, to: job.factors.rows, by: tileRows) { tilesOfJobs.append((index, start)) }
+    }
+    let scale = adapter.scale
+    let tileStride = tileRows * widest
+    pool.parallelFor(tilesOfJobs.count) { items, thread in
+      let tile = tiles + thread * tileStride
+      for item in items {
+        let (index, start) = tilesOfJobs[item]
+        mergeTile(jobs[index], start: start, type: type.ggmlType, scale: scale, tile: tile)
+      }
+    }
+    for (target, job) in zip(targets, jobs) {
+      let f = job.factors
       // The type is supported and columns are whole blocks (checked above).
-      let merged = WeightMatrix(type: type.ggmlType, rows: f.rows, columns: f.columns, base: out)!
+      let merged = WeightMatrix(type: type.ggmlType, rows: f.rows, columns: f.columns, base: job.out)!
       matrices[target] = merged
       replacements[target.layer, default: [:]][target.projection] = merged
     }
@@ -117,34 +133,33 @@ public enum Merge {
     return LlamaModel(base: base, replacing: replacements, owner: owner)
   }
 
-  /// out (rows of `type`) = dequant(w) + scale · B · A, a tile of rows at a time per thread.
-  static func mergeMatrix(
-    out: UnsafeMutableRawPointer, type: UInt32, w: WeightMatrix, factors f: LoRAFactors,
-    scale: Float, pool: ThreadPool, tiles: UnsafeMutablePointer<Float>, tileStride: Int
+  struct MatrixJob {
+    let w: WeightMatrix
+    let factors: LoRAFactors
+    let out: UnsafeMutableRawPointer
+  }
+
+  /// Rows start..<start+tileRows of out (in `type`) = dequant(W) + scale · B · A.
+  static func mergeTile(
+    _ job: MatrixJob, start: Int, type: UInt32, scale: Float, tile: UnsafeMutablePointer<Float>
   ) {
+    let f = job.factors
     let columns = f.columns
     let rank = f.rank
+    let count = min(tileRows, f.rows - start)
     let outStride = Int(dq_row_size(type, Int64(columns)))
+    for r in 0..<count { job.w.dequantizeRow(start + r, into: tile + r * columns) }
     f.a.withUnsafeBufferPointer { a in
       f.b.withUnsafeBufferPointer { b in
-        pool.parallelFor(f.rows, align: tileRows) { rows, thread in
-          let tile = tiles + thread * tileStride
-          var start = rows.lowerBound
-          while start < rows.upperBound {
-            let count = min(tileRows, rows.upperBound - start)
-            for r in 0..<count { w.dequantizeRow(start + r, into: tile + r * columns) }
-            // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns)
-            Blas.multiply(
-              rows: count, columns: columns, inner: rank, scale: scale,
-              a: b.baseAddress! + start * rank, lda: rank, transposeB: false, b: a.baseAddress!,
-              ldb: columns, c: tile, ldc: columns, accumulate: true)
-            for r in 0..<count {
-              dq_quantize_row(type, tile + r * columns, out + (start + r) * outStride, Int64(columns))
-            }
-            start += count
-          }
-        }
+        // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns)
+        Blas.multiply(
+          rows: count, columns: columns, inner: rank, scale: scale,
+          a: b.baseAddress! + start * rank, lda: rank, transposeB: false, b: a.baseAddress!,
+          ldb: columns, c: tile, ldc: columns, accumulate: true)
       }
+    }
+    for r in 0..<count {
+      dq_quantize_row(type, tile + r * columns, job.out + (start + r) * outStride, Int64(columns))
     }
   }
 }
