@@ -17,7 +17,11 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { SPIN_ITERATIONS = 200000 };
+// Spinners yield the CPU every YIELD_EVERY pauses: with more runnable threads than cores
+// (oversubscription, or other work on the machine), a pure spin keeps the thread that still
+// has to finish its part off the CPU until the scheduler preempts the spinner, milliseconds
+// per job.
+enum { SPIN_ITERATIONS = 200000, YIELD_EVERY = 64 };
 
 struct dq_pool {
   int n_threads;
@@ -48,6 +52,8 @@ static void *worker_main(void *p) {
            !atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
       if (++spins < SPIN_ITERATIONS) {
         cpu_relax();
+        // Let a descheduled thread of this pool run when there are more threads than cores.
+        if (spins % YIELD_EVERY == 0) sched_yield();
         continue;
       }
       pthread_mutex_lock(&pool->mutex);
@@ -120,7 +126,10 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
   pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
   fn(ctx, 0, pool->n_threads);
-  while (atomic_load_explicit(&pool->pending, memory_order_acquire) != 0) cpu_relax();
+  for (int spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; spins++) {
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
+  }
 }
 
 typedef struct {
