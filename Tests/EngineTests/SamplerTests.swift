@@ -164,6 +164,15 @@ struct SamplerTests {
     expectFrequencies(counts, [kept[0], kept[1], 0, 0, kept[2], 0])
   }
 
+  @Test("top_k breaks ties toward the lowest ids; k beyond the vocabulary keeps everything")
+  func topKTiesAndLargeK() {
+    var parameters = plain(seed: 19)
+    parameters.topK = 2
+    expectFrequencies(histogram(parameters, [0.5, 1, 1, 1, 0.5], n: 10_000), [0, 0.5, 0.5, 0, 0])
+    parameters.topK = 100
+    expectFrequencies(histogram(parameters, Self.logits, n: 30_000), softmax(Self.logits.map { Double($0) }))
+  }
+
   /// Probabilities 0.5, 0.25, 0.15, 0.07, 0.03 in scrambled order.
   static let nucleus: [Float] = [0.07, 0.5, 0.03, 0.15, 0.25].map { Float(log($0)) }
 
