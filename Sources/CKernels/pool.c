@@ -17,9 +17,11 @@
 #define cpu_relax() ((void)0)
 #endif
 
-// Spinning keeps a decode step's hundreds of short jobs cheap; yielding now and then keeps a
-// descheduled peer (a loaded machine, more threads than cores) from stalling the spinner.
-enum { SPIN_ITERATIONS = 200000, SPINS_BETWEEN_YIELDS = 2000 };
+// Spinners yield the CPU every YIELD_EVERY pauses: with more runnable threads than cores
+// (oversubscription, or other work on the machine), a pure spin keeps the thread that still
+// has to finish its part off the CPU until the scheduler preempts the spinner, milliseconds
+// per job.
+enum { SPIN_ITERATIONS = 200000, YIELD_EVERY = 64 };
 
 struct dq_pool {
   int n_threads;
@@ -49,8 +51,9 @@ static void *worker_main(void *p) {
     while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
            !atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
       if (++spins < SPIN_ITERATIONS) {
-        if (spins % SPINS_BETWEEN_YIELDS == 0) sched_yield();
-        else cpu_relax();
+        cpu_relax();
+        // Let a descheduled thread of this pool run when there are more threads than cores.
+        if (spins % YIELD_EVERY == 0) sched_yield();
         continue;
       }
       pthread_mutex_lock(&pool->mutex);
@@ -124,8 +127,8 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
   pthread_mutex_unlock(&pool->mutex);
   fn(ctx, 0, pool->n_threads);
   for (int spins = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; spins++) {
-    if (spins % SPINS_BETWEEN_YIELDS == 0) sched_yield();
-    else cpu_relax();
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
   }
 }
 

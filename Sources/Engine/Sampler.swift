@@ -116,12 +116,13 @@ public struct Sampler: Sendable {
     a.logit != b.logit ? a.logit > b.logit : a.id < b.id
   }
 
-  /// Softmax at the sampling temperature over the sorted candidates, then the nucleus (top-p)
-  /// and min-p cuts. Returns the kept candidates' unnormalised probabilities.
+  /// The nucleus (top-p) and min-p cuts on the softmax of the sorted candidates, before
+  /// temperature (as in llama.cpp's chain); returns the kept candidates' unnormalised
+  /// probabilities at the sampling temperature.
   private mutating func keepTopPAndMinP() -> [Double] {
     let maxLogit = Double(candidates[0].logit)
     let temperature = Double(parameters.temperature)
-    var probabilities = candidates.map { exp((Double($0.logit) - maxLogit) / temperature) }
+    let probabilities = candidates.map { exp(Double($0.logit) - maxLogit) }
     let total = probabilities.reduce(0, +)
 
     var keep = probabilities.count
@@ -143,8 +144,7 @@ public struct Sampler: Sendable {
       keep = max(1, minPKeep)
     }
     candidates.removeSubrange(keep...)
-    probabilities.removeSubrange(keep...)
-    return probabilities
+    return candidates.map { exp((Double($0.logit) - maxLogit) / temperature) }
   }
 
   private mutating func draw(_ probabilities: [Double]) -> Int32 {
