@@ -1,7 +1,7 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
-// added by one sgemm each, and are quantized back; threads take disjoint runs of tiles. The
-// merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
+// added by a register-blocked low-rank kernel (dq_add_low_rank) and are quantized back;
+// threads take disjoint runs of tiles. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
 // it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
 import Kernels
@@ -151,11 +151,12 @@ public enum Merge {
     for r in 0..<count { job.w.dequantizeRow(start + r, into: tile + r * columns) }
     f.a.withUnsafeBufferPointer { a in
       f.b.withUnsafeBufferPointer { b in
-        // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns)
-        Blas.multiply(
-          rows: count, columns: columns, inner: rank, scale: scale,
-          a: b.baseAddress! + start * rank, lda: rank, transposeB: false, b: a.baseAddress!,
-          ldb: columns, c: tile, ldc: columns, accumulate: true)
+        // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns).
+        // A register-blocked kernel, not sgemm: rank is small, and Debian's OpenBLAS runs its
+        // SSE3 fallback on CPUs it doesn't recognise (3x slower here).
+        dq_add_low_rank(
+          tile, Int64(columns), b.baseAddress! + start * rank, Int64(rank), a.baseAddress!,
+          Int64(columns), Int64(count), Int64(columns), Int64(rank), scale)
       }
     }
     for r in 0..<count {

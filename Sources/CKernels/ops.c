@@ -198,3 +198,111 @@ float dq_dot_f32(const float *a, const float *b, int64_t n) {
 #endif
   return dot_f32_scalar(a, b, n);
 }
+
+void dq_add_low_rank_ref(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
+                         int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale) {
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < columns; j++) {
+      float sum = 0;
+      for (int64_t k = 0; k < rank; k++) sum += b[i * ldb + k] * a[k * lda + j];
+      w[i * ldw + j] += scale * sum;
+    }
+}
+
+#if defined(__x86_64__)
+// Up to 4 rows (nr) x 32 columns (4 vectors of 8) of w, accumulated over the whole rank.
+__attribute__((target("avx2,fma"))) static void low_rank_block(float *w, int64_t ldw,
+                                                               const float *b, int64_t ldb,
+                                                               const float *a, int64_t lda,
+                                                               int nr, int64_t rank, float scale) {
+  __m256 acc[4][4];
+  for (int i = 0; i < 4; i++)
+    for (int c = 0; c < 4; c++) acc[i][c] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < rank; k++) {
+    const float *ak = a + k * lda;
+    const __m256 a0 = _mm256_loadu_ps(ak), a1 = _mm256_loadu_ps(ak + 8);
+    const __m256 a2 = _mm256_loadu_ps(ak + 16), a3 = _mm256_loadu_ps(ak + 24);
+    for (int i = 0; i < nr; i++) {
+      const __m256 bik = _mm256_set1_ps(b[i * ldb + k]);
+      acc[i][0] = _mm256_fmadd_ps(bik, a0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(bik, a1, acc[i][1]);
+      acc[i][2] = _mm256_fmadd_ps(bik, a2, acc[i][2]);
+      acc[i][3] = _mm256_fmadd_ps(bik, a3, acc[i][3]);
+    }
+  }
+  const __m256 s = _mm256_set1_ps(scale);
+  for (int i = 0; i < nr; i++)
+    for (int c = 0; c < 4; c++) {
+      float *out = w + i * ldw + 8 * c;
+      _mm256_storeu_ps(out, _mm256_fmadd_ps(s, acc[i][c], _mm256_loadu_ps(out)));
+    }
+}
+#endif
+
+#if defined(__x86_64__)
+// The AVX-512 twin of low_rank_block: 4 rows x 64 columns (4 vectors of 16).
+__attribute__((target("avx512f"))) static void low_rank_block512(float *w, int64_t ldw,
+                                                                 const float *b, int64_t ldb,
+                                                                 const float *a, int64_t lda,
+                                                                 int nr, int64_t rank,
+                                                                 float scale) {
+  __m512 acc[4][4];
+  for (int i = 0; i < 4; i++)
+    for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < rank; k++) {
+    const float *ak = a + k * lda;
+    const __m512 a0 = _mm512_loadu_ps(ak), a1 = _mm512_loadu_ps(ak + 16);
+    const __m512 a2 = _mm512_loadu_ps(ak + 32), a3 = _mm512_loadu_ps(ak + 48);
+    for (int i = 0; i < nr; i++) {
+      const __m512 bik = _mm512_set1_ps(b[i * ldb + k]);
+      acc[i][0] = _mm512_fmadd_ps(bik, a0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(bik, a1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(bik, a2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(bik, a3, acc[i][3]);
+    }
+  }
+  const __m512 s = _mm512_set1_ps(scale);
+  for (int i = 0; i < nr; i++)
+    for (int c = 0; c < 4; c++) {
+      float *out = w + i * ldw + 16 * c;
+      _mm512_storeu_ps(out, _mm512_fmadd_ps(s, acc[i][c], _mm512_loadu_ps(out)));
+    }
+}
+
+static int has_avx512f(void) {
+  static _Atomic int cached = -1;
+  if (cached < 0) cached = __builtin_cpu_supports("avx512f");
+  return cached;
+}
+#endif
+
+void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
+                     int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale) {
+#if defined(__x86_64__)
+  if (has_avx512f()) {
+    const int64_t wide = columns / 64 * 64;
+    for (int64_t i = 0; i < rows; i += 4) {
+      const int nr = rows - i >= 4 ? 4 : (int)(rows - i);
+      for (int64_t j = 0; j < wide; j += 64)
+        low_rank_block512(w + i * ldw + j, ldw, b + i * ldb, ldb, a + j, lda, nr, rank, scale);
+      if (wide < columns)
+        dq_add_low_rank_ref(w + i * ldw + wide, ldw, b + i * ldb, ldb, a + wide, lda, nr,
+                            columns - wide, rank, scale);
+    }
+    return;
+  }
+  if (has_avx2_fma()) {
+    const int64_t wide = columns / 32 * 32;
+    for (int64_t i = 0; i < rows; i += 4) {
+      const int nr = rows - i >= 4 ? 4 : (int)(rows - i);
+      for (int64_t j = 0; j < wide; j += 32)
+        low_rank_block(w + i * ldw + j, ldw, b + i * ldb, ldb, a + j, lda, nr, rank, scale);
+      if (wide < columns)
+        dq_add_low_rank_ref(w + i * ldw + wide, ldw, b + i * ldb, ldb, a + wide, lda, nr,
+                            columns - wide, rank, scale);
+    }
+    return;
+  }
+#endif
+  dq_add_low_rank_ref(w, ldw, b, ldb, a, lda, rows, columns, rank, scale);
+}

@@ -51,3 +51,28 @@ struct OpsKernelTests {
     }
   }
 }
+
+struct LowRankKernelTests {
+  @Test("dq_add_low_rank equals its reference", arguments: [
+    (rows: 1, columns: 32, rank: 1), (rows: 7, columns: 576, rank: 8), (rows: 64, columns: 1536, rank: 32),
+    (rows: 5, columns: 100, rank: 3),  // columns not a multiple of 32 or 64: the tails
+  ])
+  func matchesReference(rows: Int, columns: Int, rank: Int) {
+    let ldw = columns + 3  // row strides wider than the rows
+    let w = OpsKernelTests.randomValues(rows * ldw, scale: 2, seed: 3)
+    let b = OpsKernelTests.randomValues(rows * rank, scale: 1, seed: 4)
+    let a = OpsKernelTests.randomValues(rank * columns, scale: 1, seed: 5)
+    var fast = w
+    var reference = w
+    dq_add_low_rank(&fast, Int64(ldw), b, Int64(rank), a, Int64(columns), Int64(rows), Int64(columns), Int64(rank), 0.75)
+    dq_add_low_rank_ref(&reference, Int64(ldw), b, Int64(rank), a, Int64(columns), Int64(rows), Int64(columns), Int64(rank), 0.75)
+    for i in 0..<rows {
+      for j in 0..<ldw {
+        // Same products, summed in the same k order; the fused multiply-adds round once
+        // where the reference rounds twice: a few ulps of the sum's magnitude (<= rank).
+        let bound: Float = j < columns ? 1e-6 * Float(rank) * 4 : 0
+        #expect(abs(fast[i * ldw + j] - reference[i * ldw + j]) <= bound, "row \(i) column \(j)")
+      }
+    }
+  }
+}

@@ -28,6 +28,16 @@ void dq_softmax_ref(float *x, int64_t n);
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
 
+// Low-rank update of a block of rows (LoRA merge): for i < rows, j < columns,
+//   w[i * ldw + j] += scale * sum_k b[i * ldb + k] * a[k * lda + j]   (k < rank)
+// w is (rows x columns) fp32, b (rows x rank), a (rank x columns). 4 rows x 32 columns (64 with
+// AVX-512) are kept in registers while the rank loop streams over a, so each row of a is loaded
+// once per 4 rows.
+void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
+                     int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale);
+void dq_add_low_rank_ref(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
+                         int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale);
+
 // y[i] += a * x[i]
 void dq_axpy(float *y, float a, const float *x, int64_t n);
 
