@@ -31,7 +31,7 @@ struct AdapterCommand: ParsableCommand {
       do {
         try AdapterFile.write(adapter, to: output, base: model.hyper)
       } catch {
-        throw ValidationError("\(error)")
+        throw CommandFailure("\(error)")
       }
       print("wrote \(output): rank \(adapter.rank), scale \(adapter.scale), \(adapter.factors.count) matrices")
     }
@@ -55,7 +55,7 @@ struct AdapterCommand: ParsableCommand {
           lora, into: model, type: MergeType(parsing: type), pool: ThreadPool(threads: threads))
         try MergedFile.write(merged, to: out)
       } catch {
-        throw ValidationError("\(error)")
+        throw CommandFailure("\(error)")
       }
       print("wrote \(out): \(lora.factors.count) matrices merged as \(type)")
     }
@@ -67,7 +67,7 @@ func loadModel(_ options: ModelOptions) throws -> LlamaModel {
   do {
     return try LlamaModel(file: file)
   } catch {
-    throw ValidationError("\(file.path): \(error)")
+    throw CommandFailure("\(file.path): \(error)")
   }
 }
 
@@ -75,6 +75,6 @@ func readAdapter(_ path: String, model: LlamaModel) throws -> LoRAAdapter {
   do {
     return try AdapterFile.read(path: path, base: model.hyper)
   } catch {
-    throw ValidationError("cannot use adapter: \(error)")
+    throw CommandFailure("cannot use adapter: \(error)")
   }
 }

@@ -71,7 +71,7 @@ struct BenchCommand: ParsableCommand {
   static func readTokenIds(_ path: String) throws -> [Int32] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
     let ids = text.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
-    guard !ids.isEmpty else { throw ValidationError("\(path) holds no token ids") }
+    guard !ids.isEmpty else { throw CommandFailure("\(path) holds no token ids") }
     return ids
   }
 

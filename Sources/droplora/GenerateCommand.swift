@@ -58,7 +58,7 @@ struct GenerateCommand: ParsableCommand {
       tokenizer = try Tokenizer(gguf: file)
       model = try LlamaModel(file: file)
     } catch {
-      throw ValidationError("\(file.path): \(error)")
+      throw CommandFailure("\(file.path): \(error)")
     }
     if let adapter {
       let lora = try readAdapter(adapter, model: model)
@@ -66,12 +66,12 @@ struct GenerateCommand: ParsableCommand {
         model = try Merge.merge(
           lora, into: model, type: MergeType(parsing: adapterType), pool: ThreadPool(threads: threads))
       } catch {
-        throw ValidationError("cannot merge \(adapter): \(error)")
+        throw CommandFailure("cannot merge \(adapter): \(error)")
       }
     }
     let promptTokens = try encodePrompt(readTextArgument(prompt), tokenizer: tokenizer)
     guard promptTokens.count < ctxSize else {
-      throw ValidationError(
+      throw CommandFailure(
         "the prompt has \(promptTokens.count) tokens but --ctx-size is \(ctxSize)")
     }
     let contextLength = min(ctxSize, promptTokens.count + maxTokens + 1)
@@ -100,7 +100,7 @@ struct GenerateCommand: ParsableCommand {
     do {
       template = try tokenizer.chatTemplate(named: chatTemplate)
     } catch {
-      throw ValidationError("\(error)")
+      throw CommandFailure("\(error)")
     }
     var messages: [ChatMessage] = []
     if let system { messages.append(ChatMessage(role: "system", content: system)) }

@@ -10,7 +10,7 @@ struct ModelOptions: ParsableArguments {
   func resolvedPath() throws -> String {
     if let model { return model }
     if let found = ModelLocator.findDefault() { return found }
-    throw ValidationError(
+    throw CommandFailure(
       "no --model given and \(ModelLocator.defaultFileName) was not found in ./models or next to "
         + "the droplora executable; run scripts/fetch-model.sh or pass --model PATH")
   }
@@ -20,7 +20,7 @@ struct ModelOptions: ParsableArguments {
     do {
       return try GGUFFile(path: path)
     } catch {
-      throw ValidationError("cannot load \(path): \(error)")
+      throw CommandFailure("cannot load \(path): \(error)")
     }
   }
 }
@@ -41,6 +41,13 @@ enum ModelLocator {
     }
     return candidates.first { manager.fileExists(atPath: $0) }
   }
+}
+
+/// A command that cannot go on (a file that doesn't load, a prompt that doesn't fit): printed
+/// as "Error: <message>" without the usage text ArgumentParser adds to a ValidationError.
+struct CommandFailure: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
 }
 
 /// TEXT arguments accept `-` for standard input.

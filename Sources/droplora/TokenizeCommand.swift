@@ -38,6 +38,6 @@ func loadTokenizer(_ options: ModelOptions) throws -> Tokenizer {
   do {
     return try Tokenizer(gguf: file)
   } catch {
-    throw ValidationError("\(file.path): \(error)")
+    throw CommandFailure("\(file.path): \(error)")
   }
 }
