@@ -14,7 +14,8 @@ let package = Package(
     .executable(name: "droplora", targets: ["droplora"])
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     // Quant block layouts, fp16/bf16, scalar reference kernels and their AVX2 twins, thread pool.
@@ -23,12 +24,19 @@ let package = Package(
       name: "COpenBLAS", pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]),
 
+    .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+    .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
     .target(name: "GGUF", dependencies: ["CKernels"]),
     .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
     .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels"]),
+    .target(name: "Settings", dependencies: ["CYAML"]),
+    .target(
+      name: "Systemd",
+      dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
 
     .executableTarget(
       name: "droplora",
@@ -50,5 +58,12 @@ let package = Package(
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
+    .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
+    .testTarget(
+      name: "SystemdTests",
+      dependencies: ["Systemd", "CSystemd", .product(name: "Logging", package: "swift-log")]),
+    // Spawned by SystemdTests under systemd-socket-activate / with LISTEN_FDS set: prints what
+    // SocketActivation.listenFileDescriptors() finds. Not installed.
+    .executableTarget(name: "SystemdProbe", dependencies: ["Systemd"], path: "Tests/SystemdProbe"),
   ]
 )

@@ -1,0 +1,94 @@
+// The daemon's validated configuration as plain value types, one struct per section of
+// droplorad.yaml, with the defaults the shipped config/droplorad.yaml documents. Nothing here
+// reads files or knows YAML (SettingsLoader and SettingsKeys do); the enums keep the on-disk
+// spellings as raw values.
+
+public enum KVCacheType: String, Sendable, CaseIterable { case f32, f16 }
+/// The tensor type adapters are merged into (the Adapters module's MergeType spellings).
+public enum MergeTypeName: String, Sendable, CaseIterable { case q8_0, f16, f32 }
+/// DropLoRA mask granularity: one rank mask per training step, or one per token and rank element.
+public enum MaskGranularity: String, Sendable, CaseIterable { case step, token }
+/// swift-log's levels, spelled as in swift-log.
+public enum LogLevelName: String, Sendable, CaseIterable {
+  case trace, debug, info, notice, warning, error, critical
+}
+
+public struct ModelSettings: Sendable, Equatable {
+  public var path = "/var/lib/droplora/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+  /// Tokens of context per sequence.
+  public var contextSize = 2048
+  /// Compute threads; 0 = one per available core.
+  public var threads = 0
+  public var kvCacheType = KVCacheType.f32
+  public init() {}
+}
+
+public struct ServerSettings: Sendable, Equatable {
+  public var socketPath = "/run/droplora/droplorad.sock"
+  /// File mode of the socket the daemon binds itself (ignored under socket activation).
+  public var socketMode: UInt32 = 0o660
+  /// Group of that socket; nil leaves the daemon's own group.
+  public var socketGroup: String? = nil
+  /// Peer uids (SO_PEERCRED) allowed besides the daemon's own uid and root; empty with empty
+  /// `allowedGroups` means anyone who can open the socket.
+  public var allowedUIDs: [UInt32] = []
+  /// Groups (names or numeric gids) whose members are allowed.
+  public var allowedGroups: [String] = []
+  public init() {}
+}
+
+public struct AdapterSettings: Sendable, Equatable {
+  public var directory = "/var/lib/droplora/adapters"
+  /// Adapter used when a request names none; nil = the base model.
+  public var defaultAdapter: String? = nil
+  public var mergeType = MergeTypeName.q8_0
+  /// Merged weight sets kept in memory (least recently used out); 0 disables the cache.
+  public var mergedCacheSize = 4
+  public init() {}
+}
+
+public struct GenerationDefaults: Sendable, Equatable {
+  public var temperature = 0.8
+  public var topP = 0.95
+  public var topK = 40
+  public var minP = 0.05
+  public var repeatPenalty = 1.0
+  public var maxTokens = 512
+  public init() {}
+}
+
+public struct Limits: Sendable, Equatable {
+  public var maxRequestBytes = 1 << 20
+  /// Cap on a request's max_tokens (and the default when it gives none is generation.max_tokens).
+  public var maxTokens = 4096
+  public var maxConcurrentGenerations = 2
+  /// Requests waiting for a generation slot before new ones get 503 + Retry-After.
+  public var queueLimit = 32
+  public init() {}
+}
+
+public struct TrainingDefaults: Sendable, Equatable {
+  public var rank = 32
+  public var alpha = 64.0
+  /// DropLoRA pruning rate p (0 = plain LoRA).
+  public var pruningRate = 0.5
+  public var maskGranularity = MaskGranularity.step
+  public var loraDropout = 0.05
+  public var learningRate = 3e-4
+  /// Steps between published adapter versions.
+  public var publishEvery = 50
+  public init() {}
+}
+
+public struct DaemonSettings: Sendable, Equatable {
+  public var model = ModelSettings()
+  public var server = ServerSettings()
+  public var adapters = AdapterSettings()
+  public var generation = GenerationDefaults()
+  public var limits = Limits()
+  public var training = TrainingDefaults()
+  /// Journal of pushed samples, checkpoints, published versions.
+  public var stateDirectory = "/var/lib/droplora"
+  public var logLevel = LogLevelName.info
+  public init() {}
+}
