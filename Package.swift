@@ -14,7 +14,9 @@ let package = Package(
     .executable(name: "droplora", targets: ["droplora"])
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     // Quant block layouts, fp16/bf16, scalar reference kernels and their AVX2 twins, thread pool.
@@ -29,6 +31,16 @@ let package = Package(
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
     .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels"]),
+    // The HTTP face of the daemon; knows only the backend protocol it defines, never Engine.
+    .target(
+      name: "HTTPAPI",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
 
     .executableTarget(
       name: "droplora",
@@ -50,5 +62,11 @@ let package = Package(
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "HTTPAPITests",
+      dependencies: [
+        "HTTPAPI",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
   ]
 )
