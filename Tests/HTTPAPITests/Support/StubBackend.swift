@@ -135,8 +135,9 @@ func withServer(
   await running.value
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
+/// Polls `condition` until it holds or `seconds` pass. Generous: the whole suite runs in
+/// parallel on 2 cores, and compute-heavy suites can hold the concurrency pool for seconds.
+func eventually(_ seconds: Double = 30, _ condition: () -> Bool) async -> Bool {
   let end = Date().addingTimeInterval(seconds)
   while Date() < end {
     if condition() { return true }

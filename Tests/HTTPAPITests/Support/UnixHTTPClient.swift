@@ -46,7 +46,7 @@ final class UnixHTTPClient: @unchecked Sendable {
   private var buffer: [UInt8] = []
   private(set) var sawEOF = false
 
-  init(path: String, timeoutSeconds: Int = 10) throws {
+  init(path: String, timeoutSeconds: Int = 30) throws {
     fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ClientError("socket: \(errno)") }
     var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
