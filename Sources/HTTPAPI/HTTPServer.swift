@@ -208,6 +208,10 @@ public final class HTTPServer: Sendable {
                 } else {
                   head = h
                   body.clear()
+                  // curl asks before sending bodies over 1 KiB and otherwise stalls a second.
+                  if h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                    try? await outbound.write(.head(HTTPResponseHead(version: h.version, status: .continue)))
+                  }
                 }
               case .body(var chunk):
                 guard !discarding, head != nil else { continue }

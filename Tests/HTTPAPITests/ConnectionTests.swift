@@ -165,6 +165,30 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
       #expect(sseEvents(streamed).last == "[DONE]")
       let code = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "http://localhost/nope"])
       #expect(code == "404")
+      // A body over 1 KiB makes curl send `Expect: 100-continue`; the answer must not wait for
+      // curl's one-second fallback.
+      let long = #"{"messages":[{"role":"user","content":"\#(String(repeating: "x", count: 4000))"}]}"#
+      let timed = try await curl([
+        "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-d", long, "http://localhost/v1/chat/completions",
+      ])
+      let fields = timed.split(separator: " ")
+      #expect(fields.first == "200")
+      #expect((fields.last.flatMap { Double($0) } ?? 99) < 0.9, "\(timed)")
+    }
+  }
+
+  @Test func expectContinueGetsAnInterimResponse() async throws {
+    try await withServer { path, _, _ in
+      let (interim, final) = try await offPool {
+        let c = try UnixHTTPClient(path: path)
+        try c.send(
+          "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: \(chatBody.utf8.count)\r\n\r\n")
+        let (s, _) = try c.readHead()
+        try c.send(chatBody)
+        return (s, try c.readResponse().status)
+      }
+      #expect(interim == 100)
+      #expect(final == 200)
     }
   }
 
