@@ -21,9 +21,10 @@ public struct PeerCredentials: Sendable, Equatable {
   }
 }
 
-/// Admits a peer whose uid is in `uids` or whose primary gid is in `gids`; both empty admits
-/// everyone who can open the socket. A peer whose credentials can't be read is refused when a
-/// list is set.
+/// Admits a peer whose uid is in `uids`, or who is in a group in `gids` (its primary gid from
+/// `SO_PEERCRED`, or a supplementary group of its user, as `SocketGroup=` users expect); both
+/// empty admits everyone who can open the socket. A peer whose credentials can't be read is
+/// refused when a list is set.
 public struct PeerPolicy: Sendable, Equatable {
   public var uids: Set<UInt32>
   public var gids: Set<UInt32>
@@ -38,7 +39,9 @@ public struct PeerPolicy: Sendable, Equatable {
   public func admits(_ peer: PeerCredentials?) -> Bool {
     if isOpen { return true }
     guard let peer else { return false }
-    return uids.contains(peer.uid) || gids.contains(peer.gid)
+    if uids.contains(peer.uid) || gids.contains(peer.gid) { return true }
+    guard !gids.isEmpty else { return false }
+    return !gids.isDisjoint(with: groupMemberships(uid: peer.uid))
   }
 }
 
@@ -64,5 +67,31 @@ func peerCredentials(of channel: any Channel) -> EventLoopFuture<PeerCredentials
       .recover { _ in nil }
   #else
     return channel.eventLoop.makeSucceededFuture(nil)
+  #endif
+}
+
+/// Every group the user `uid` belongs to in the passwd and group databases (its passwd group
+/// and its supplementary groups); empty when the uid has no passwd entry. Asked only when the
+/// uid and the peer's own gid are not listed.
+public func groupMemberships(uid: UInt32) -> Set<UInt32> {
+  #if os(Linux)
+    var pwd = passwd()
+    var result: UnsafeMutablePointer<passwd>?
+    var scratch = [CChar](repeating: 0, count: 16384)
+    guard getpwuid_r(uid_t(uid), &pwd, &scratch, scratch.count, &result) == 0, result != nil,
+      let name = pwd.pw_name
+    else { return [] }
+    var count: Int32 = 64
+    // getgrouplist reports the needed size when the buffer is short; two tries cover a race.
+    for _ in 0..<2 {
+      var groups = [gid_t](repeating: 0, count: Int(count))
+      if getgrouplist(name, pwd.pw_gid, &groups, &count) >= 0 {
+        return Set(groups.prefix(Int(count)).map { UInt32($0) })
+      }
+      count = max(count, 64) * 2
+    }
+    return []
+  #else
+    return []
   #endif
 }

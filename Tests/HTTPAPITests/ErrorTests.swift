@@ -5,6 +5,10 @@ import Foundation
 import HTTPAPI
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Checks OpenAI's error shape and returns `error`.
 func errorObject(_ r: HTTPResponse) throws -> [String: Any] {
   let e = try #require(try r.json()["error"] as? [String: Any])
@@ -168,6 +172,22 @@ struct BadRequestCase: Sendable, CustomTestStringConvertible {
 }
 
 @Suite struct ValidationTests {
+  @Test func peerPolicy() {
+    let me = PeerCredentials(pid: 1, uid: getuid(), gid: getgid())
+    #expect(PeerPolicy().admits(nil))
+    #expect(!PeerPolicy(uids: [4_242_424]).admits(nil))
+    #expect(!PeerPolicy(uids: [4_242_424], gids: [4_242_424]).admits(me))
+    #expect(PeerPolicy(uids: [me.uid]).admits(me))
+    #expect(PeerPolicy(gids: [me.gid]).admits(me))
+    // Group membership comes from the databases too: a peer whose process runs with another
+    // gid is still admitted through its user's groups.
+    let groups = groupMemberships(uid: me.uid)
+    #expect(!groups.isEmpty)
+    let other = PeerCredentials(pid: 1, uid: me.uid, gid: 4_242_424)
+    #expect(PeerPolicy(gids: groups).admits(other))
+    #expect(!PeerPolicy(gids: [4_242_425]).admits(other))
+  }
+
   @Test(arguments: [
     ("math", true), ("a.b_c-D9", true), (String(repeating: "z", count: 64), true),
     ("", false), (".", false), ("..", false), ("a/b", false), ("a b", false), ("ü", false),
