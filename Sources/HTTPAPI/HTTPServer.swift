@@ -21,15 +21,19 @@ public struct HTTPServerConfiguration: Sendable {
   /// File mode given to a socket bound by path (systemd's `SocketMode=` covers activation).
   public var socketMode: UInt32
   public var peerPolicy: PeerPolicy
+  /// A connection that sends nothing for this long while no response is owed is closed.
+  public var idleTimeout: Duration
   public var logger: Logger
 
   public init(
     maxBodyBytes: Int = 4 << 20, socketMode: UInt32 = 0o660, peerPolicy: PeerPolicy = .init(),
+    idleTimeout: Duration = .seconds(60),
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
     self.socketMode = socketMode
     self.peerPolicy = peerPolicy
+    self.idleTimeout = idleTimeout
     self.logger = logger
   }
 }
@@ -127,6 +131,10 @@ public final class HTTPServer: Sendable {
       peerCredentials(of: channel).flatMapThrowing { peer in
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
           withPipeliningAssistance: true, withErrorHandling: true)
+        let (seconds, attoseconds) = configuration.idleTimeout.components
+        let idle = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        try channel.pipeline.syncOperations.addHandlers(
+          IdleStateHandler(readTimeout: idle), IdleConnectionCloser())
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
         return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
       }

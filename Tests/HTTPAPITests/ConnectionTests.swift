@@ -177,6 +177,28 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
     }
   }
 
+  @Test func idleConnectionsCloseButSlowGenerationsDoNot() async throws {
+    var config = HTTPServerConfiguration()
+    config.idleTimeout = .milliseconds(300)
+    let backend = StubBackend()
+    backend.update { $0.delay = .milliseconds(200) }  // 5 tokens: ~1 s of silence on the wire
+    try await withServer(backend, configuration: config) { path, _, _ in
+      let (silentClosed, halfHeadClosed, slow) = try await offPool {
+        let silent = try UnixHTTPClient(path: path)
+        let halfHead = try UnixHTTPClient(path: path)
+        try halfHead.send("GET /health HTTP/1.1\r\nHost: x\r\n")
+        let slow = try UnixHTTPClient(path: path)
+        try slow.send(post("/v1/chat/completions", chatBody, close: false))
+        let r = try slow.readResponse()
+        return (silent.waitForClose(), halfHead.waitForClose(), r)
+      }
+      #expect(silentClosed)
+      #expect(halfHeadClosed)
+      #expect(slow.status == 200)
+      #expect(try slow.json()["object"] as? String == "chat.completion")
+    }
+  }
+
   @Test func expectContinueGetsAnInterimResponse() async throws {
     try await withServer { path, _, _ in
       let (interim, final) = try await offPool {
