@@ -149,7 +149,7 @@ struct Router: Sendable {
   private func chat(_ req: ChatCompletionRequest, writer: ResponseWriter) async throws {
     let id = Self.makeID("chatcmpl-")
     let created = Int(Date().timeIntervalSince1970)
-    let model = req.model ?? "default"
+    let model = await resolvedModel(req.model)
     let events = try await backend.chat(req)
     if !req.stream {
       let (text, reason, usage) = try await collect(events)
@@ -186,7 +186,7 @@ struct Router: Sendable {
   private func complete(_ req: CompletionRequest, writer: ResponseWriter) async throws {
     let id = Self.makeID("cmpl-")
     let created = Int(Date().timeIntervalSince1970)
-    let model = req.model ?? "default"
+    let model = await resolvedModel(req.model)
     let events = try await backend.complete(req)
     if !req.stream {
       let (text, reason, usage) = try await collect(events)
@@ -213,6 +213,14 @@ struct Router: Sendable {
     guard let (reason, usage) = finish else { throw APIError.internalFailure("generation ended without finishing") }
     try await writer.writeSSE(chunk("", reason, req.includeUsageInStream ? usage : nil))
     try await writer.writeSSEDone()
+  }
+
+  /// What `model` says in the response when the request named none: the default adapter, else
+  /// the base model, as the backend will choose.
+  private func resolvedModel(_ requested: String?) async -> String {
+    if let requested { return requested }
+    if let adapter = await backend.adapters().first(where: \.isDefault) { return adapter.name }
+    return await backend.models().first { $0.kind == .base }?.id ?? "default"
   }
 
   private func collect(

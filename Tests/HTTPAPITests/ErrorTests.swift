@@ -134,6 +134,24 @@ struct BadRequestCase: Sendable, CustomTestStringConvertible {
     }
   }
 
+  @Test func failureAfterTheStatusIsOut() async throws {
+    let backend = StubBackend()
+    backend.update { $0.failAfterTokens = 2 }
+    try await withServer(backend) { path, _, _ in
+      let s = try await request(
+        path, "POST", "/v1/chat/completions", json: #"{"messages":[{"role":"user","content":"x"}],"stream":true}"#)
+      #expect(s.status == 200)
+      let events = sseEvents(s.text)
+      #expect(events.count == 4)  // role, two deltas, the error; no [DONE]
+      let last = try #require(try JSONSerialization.jsonObject(with: Data(events[3].utf8)) as? [String: Any])
+      #expect((last["error"] as? [String: Any])?["type"] as? String == "server_error")
+
+      let plain = try await request(path, "POST", "/v1/chat/completions", json: #"{"messages":[{"role":"user","content":"x"}]}"#)
+      #expect(plain.status == 500)
+      _ = try errorObject(plain)
+    }
+  }
+
   @Test func bodyTooLargeByContentLength() async throws {
     var config = HTTPServerConfiguration()
     config.maxBodyBytes = 1024

@@ -46,6 +46,8 @@ import Testing
         json: #"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"stop":["x","y"],"user":"ignored"}"#
       )
       #expect(r.status == 200)
+      // No model named: the response names what served it, here the base model.
+      #expect(try r.json()["model"] as? String == "smollm2-135m")
       let seen = try #require(backend.snapshot.lastChat)
       #expect(seen.messages[0].content == "ab")
       #expect(seen.sampling.stop == ["x", "y"])

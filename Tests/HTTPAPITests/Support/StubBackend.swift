@@ -11,6 +11,8 @@ final class StubBackend: InferenceBackend {
     var delay: Duration = .zero
     var endless = false
     var failWith: BackendError?
+    /// Fails the stream itself after this many tokens (an error after the status is out).
+    var failAfterTokens: Int?
     var ready = true
     var adapters: [AdapterInfo] = [AdapterInfo(name: "math", rank: 8, alpha: 16, targets: ["q", "v"])]
     var lastChat: ChatCompletionRequest?
@@ -53,6 +55,10 @@ final class StubBackend: InferenceBackend {
         for t in s.tokens {
           if s.delay > .zero { try? await Task.sleep(for: s.delay) }
           if Task.isCancelled { return }
+          if let k = s.failAfterTokens, n == k {
+            continuation.finish(throwing: BackendError.internalFailure("compute thread died"))
+            return
+          }
           continuation.yield(.text(t))
           n += 1
         }
