@@ -23,17 +23,21 @@ public struct HTTPServerConfiguration: Sendable {
   public var peerPolicy: PeerPolicy
   /// A connection that sends nothing for this long while no response is owed is closed.
   public var idleTimeout: Duration
+  /// Open connections beyond this get 503 with `Retry-After` and are closed, so a flood of
+  /// clients runs into a clear answer instead of the process's descriptor limit.
+  public var maxConnections: Int
   public var logger: Logger
 
   public init(
     maxBodyBytes: Int = 4 << 20, socketMode: UInt32 = 0o660, peerPolicy: PeerPolicy = .init(),
-    idleTimeout: Duration = .seconds(60),
+    idleTimeout: Duration = .seconds(60), maxConnections: Int = 512,
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
     self.socketMode = socketMode
     self.peerPolicy = peerPolicy
     self.idleTimeout = idleTimeout
+    self.maxConnections = maxConnections
     self.logger = logger
   }
 }
@@ -182,12 +186,14 @@ public final class HTTPServer: Sendable {
     case request(HTTPRequest)
     case tooLarge(HTTPRequestHead)
     case refused(HTTPRequestHead)
+    case overCapacity(HTTPRequestHead)
   }
 
   private func serve(_ accepted: Accepted) async {
     let channel = accepted.channel
     let id = connections.add(channel.channel)
     defer { connections.remove(id) }
+    let overCapacity = connections.count > configuration.maxConnections
     let limit = configuration.maxBodyBytes
     let logger = configuration.logger
     do {
@@ -209,6 +215,9 @@ public final class HTTPServer: Sendable {
                 if !accepted.admitted {
                   logger.notice("refused peer \(String(describing: accepted.peer))")
                   queue.yield(.refused(h))
+                  discarding = true
+                } else if overCapacity {
+                  queue.yield(.overCapacity(h))
                   discarding = true
                 } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                   queue.yield(.tooLarge(h))
@@ -261,6 +270,10 @@ public final class HTTPServer: Sendable {
       case .refused(let h):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
         try? await w.writeError(.forbidden)
+        keepOpen = false
+      case .overCapacity(let h):
+        let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
+        try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
         keepOpen = false
       case .tooLarge(let h):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)

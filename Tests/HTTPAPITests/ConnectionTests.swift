@@ -165,15 +165,11 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
       #expect(sseEvents(streamed).last == "[DONE]")
       let code = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "http://localhost/nope"])
       #expect(code == "404")
-      // A body over 1 KiB makes curl send `Expect: 100-continue`; the answer must not wait for
-      // curl's one-second fallback.
+      // A body over 1 KiB makes curl send `Expect: 100-continue` (the interim answer itself is
+      // checked byte-exactly below; timing curl here would flake on a loaded machine).
       let long = #"{"messages":[{"role":"user","content":"\#(String(repeating: "x", count: 4000))"}]}"#
-      let timed = try await curl([
-        "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-d", long, "http://localhost/v1/chat/completions",
-      ])
-      let fields = timed.split(separator: " ")
-      #expect(fields.first == "200")
-      #expect((fields.last.flatMap { Double($0) } ?? 99) < 0.9, "\(timed)")
+      let big = try await curl(["-o", "/dev/null", "-w", "%{http_code}", "-d", long, "http://localhost/v1/chat/completions"])
+      #expect(big == "200")
     }
   }
 
@@ -196,6 +192,34 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
       #expect(halfHeadClosed)
       #expect(slow.status == 200)
       #expect(try slow.json()["object"] as? String == "chat.completion")
+    }
+  }
+
+  @Test func connectionsBeyondTheCapGet503() async throws {
+    var config = HTTPServerConfiguration()
+    config.maxConnections = 2
+    try await withServer(configuration: config) { path, _, _ in
+      let (statuses, retryAfter) = try await offPool {
+        let held = try (0..<2).map { _ in try UnixHTTPClient(path: path) }
+        // The held ones are registered once accepted; ask through them so that has happened.
+        for c in held {
+          try c.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+          _ = try c.readResponse()
+        }
+        let extra = try UnixHTTPClient(path: path)
+        try extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        let r = try extra.readResponse()
+        return ([r.status], r.header("retry-after"))
+      }
+      #expect(statuses == [503])
+      #expect(retryAfter == "1")
+      // Once they are gone, new clients are served again.
+      var status = 0
+      for _ in 0..<300 where status != 200 {
+        status = try await request(path, "GET", "/health").status
+        if status != 200 { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(status == 200)
     }
   }
 
