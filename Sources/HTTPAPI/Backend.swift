@@ -36,7 +36,7 @@ public protocol InferenceBackend: Sendable {
 
 /// One step of a generation. A well-formed stream is zero or more `.text` then one `.finished`.
 public enum GenerationEvent: Sendable, Equatable {
-  /// Newly decoded text (already UTF-8 complete; may be empty-free chunks of any size).
+  /// Newly decoded text, whole UTF-8 characters, any length (empty pieces are skipped).
   case text(String)
   case finished(FinishReason, Usage)
 }
