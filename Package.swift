@@ -15,6 +15,7 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
@@ -37,6 +38,16 @@ let package = Package(
     .target(
       name: "Systemd",
       dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+    // The HTTP face of the daemon; knows only the backend protocol it defines, never Engine.
+    .target(
+      name: "HTTPAPI",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
 
     .executableTarget(
       name: "droplora",
@@ -65,5 +76,11 @@ let package = Package(
     // Spawned by SystemdTests under systemd-socket-activate / with LISTEN_FDS set: prints what
     // SocketActivation.listenFileDescriptors() finds. Not installed.
     .executableTarget(name: "SystemdProbe", dependencies: ["Systemd"], path: "Tests/SystemdProbe"),
+    .testTarget(
+      name: "HTTPAPITests",
+      dependencies: [
+        "HTTPAPI",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
   ]
 )

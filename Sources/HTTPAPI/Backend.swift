@@ -1,0 +1,172 @@
+// The contract between the HTTP layer and whatever serves the model (the daemon wires the
+// Engine to it). Owns the backend protocol, the value types it speaks and the typed errors it
+// throws. Deliberately knows nothing of HTTP, JSON layout or NIO: the backend sees decoded,
+// validated requests and answers with plain values; the HTTP layer does every mapping.
+
+/// What the daemon implements for the HTTP layer.
+///
+/// Cancellation: `chat` and `complete` return a stream the HTTP layer iterates from the
+/// connection's task. When the client disconnects, that task is cancelled, the iteration ends
+/// and the stream's `onTermination` runs — a backend must stop generating there (cancel its
+/// producer task), so a gone client never keeps compute busy.
+public protocol InferenceBackend: Sendable {
+  /// The base model and every adapter, for `GET /v1/models`.
+  func models() async -> [ModelInfo]
+  /// Starts a chat generation. Throws before the stream exists for what is known up front
+  /// (unknown model → `.modelNotFound`, queue full → `.saturated`); later failures finish the
+  /// stream with an error.
+  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error>
+  /// Starts a raw-prompt generation; same contract as `chat`.
+  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error>
+
+  func adapters() async -> [AdapterInfo]
+  /// Loads an adapter file; `path` is relative to the adapters directory, which the backend
+  /// enforces (a path that resolves outside it is `.invalidRequest(field: "path", …)`).
+  func loadAdapter(name: String, path: String) async throws -> AdapterInfo
+  /// Creates an empty adapter for training.
+  func createAdapter(_ spec: AdapterSpec) async throws -> AdapterInfo
+  func unloadAdapter(name: String) async throws
+  /// `nil` serves the plain base model by default.
+  func setDefaultAdapter(name: String?) async throws
+
+  func health() async -> HealthReport
+  /// Prometheus text exposition, passed through unchanged.
+  func metricsText() async -> String
+}
+
+/// One step of a generation. A well-formed stream is zero or more `.text` then one `.finished`.
+public enum GenerationEvent: Sendable, Equatable {
+  /// Newly decoded text, whole UTF-8 characters, any length (empty pieces are skipped).
+  case text(String)
+  case finished(FinishReason, Usage)
+}
+
+/// OpenAI's finish reasons that this server can produce.
+public enum FinishReason: String, Sendable, Codable, Equatable {
+  /// End-of-turn token or a stop string.
+  case stop
+  /// `max_tokens` or the context ran out.
+  case length
+}
+
+public struct Usage: Sendable, Codable, Equatable {
+  public var promptTokens: Int
+  public var completionTokens: Int
+  public var totalTokens: Int { promptTokens + completionTokens }
+
+  public init(promptTokens: Int, completionTokens: Int) {
+    self.promptTokens = promptTokens
+    self.completionTokens = completionTokens
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case promptTokens = "prompt_tokens"
+    case completionTokens = "completion_tokens"
+    case totalTokens = "total_tokens"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    promptTokens = try c.decode(Int.self, forKey: .promptTokens)
+    completionTokens = try c.decode(Int.self, forKey: .completionTokens)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(promptTokens, forKey: .promptTokens)
+    try c.encode(completionTokens, forKey: .completionTokens)
+    try c.encode(totalTokens, forKey: .totalTokens)
+  }
+}
+
+public struct ModelInfo: Sendable, Equatable {
+  public enum Kind: String, Sendable, Codable { case base, adapter }
+  public var id: String
+  public var kind: Kind
+  /// Unix seconds.
+  public var created: Int
+  public var ownedBy: String
+
+  public init(id: String, kind: Kind, created: Int = 0, ownedBy: String = "droplorad") {
+    self.id = id
+    self.kind = kind
+    self.created = created
+    self.ownedBy = ownedBy
+  }
+}
+
+public struct AdapterInfo: Sendable, Codable, Equatable {
+  public var name: String
+  public var rank: Int
+  public var alpha: Double
+  public var targets: [String]
+  /// DropLoRA pruning rate p; 0 is plain LoRA.
+  public var pruningRate: Double
+  public var isDefault: Bool
+  /// Published version; grows as training publishes snapshots.
+  public var version: Int
+
+  public init(
+    name: String, rank: Int, alpha: Double, targets: [String], pruningRate: Double = 0,
+    isDefault: Bool = false, version: Int = 0
+  ) {
+    self.name = name
+    self.rank = rank
+    self.alpha = alpha
+    self.targets = targets
+    self.pruningRate = pruningRate
+    self.isDefault = isDefault
+    self.version = version
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case name, rank, alpha, targets, version
+    case pruningRate = "pruning_rate"
+    case isDefault = "default"
+  }
+}
+
+/// A new, untrained adapter.
+public struct AdapterSpec: Sendable, Equatable {
+  public var name: String
+  public var rank: Int
+  public var alpha: Double
+  public var targets: [String]
+  public var pruningRate: Double
+
+  public init(name: String, rank: Int, alpha: Double, targets: [String], pruningRate: Double) {
+    self.name = name
+    self.rank = rank
+    self.alpha = alpha
+    self.targets = targets
+    self.pruningRate = pruningRate
+  }
+}
+
+public struct HealthReport: Sendable, Equatable {
+  /// False while the model is still mapping or the daemon is stopping; `/health` is then 503.
+  public var ready: Bool
+  /// One line, e.g. "serving", "loading model".
+  public var status: String
+
+  public init(ready: Bool, status: String) {
+    self.ready = ready
+    self.status = status
+  }
+}
+
+/// What a backend throws; the HTTP layer maps each case to a status in `APIError.response`.
+public enum BackendError: Error, Sendable, Equatable {
+  case modelNotFound(String)
+  case adapterNotFound(String)
+  case adapterExists(String)
+  /// A field the HTTP layer could not judge (e.g. a path outside the adapters directory).
+  case invalidRequest(field: String?, message: String)
+  /// Too many generations queued: 503 with `Retry-After`.
+  case saturated(retryAfterSeconds: Int)
+  /// This client asks too often: 429 with `Retry-After`.
+  case rateLimited(retryAfterSeconds: Int)
+  /// Not serving right now (loading, stopping).
+  case unavailable(String)
+  case internalFailure(String)
+}

@@ -1,0 +1,373 @@
+// The NIO server on a Unix domain socket: binding (own path or systemd's descriptor), one task
+// per connection, the body size limit while the body streams in, peer-credential refusal,
+// disconnect → cancellation of the request's task, and graceful shutdown with a deadline.
+// Routing and response shapes live in Router; this file only moves requests and bytes.
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+public struct HTTPServerConfiguration: Sendable {
+  /// Largest request body accepted; a larger one gets 413 as soon as it is known.
+  public var maxBodyBytes: Int
+  /// File mode given to a socket bound by path (systemd's `SocketMode=` covers activation).
+  public var socketMode: UInt32
+  public var peerPolicy: PeerPolicy
+  /// A connection that sends nothing for this long while no response is owed is closed.
+  public var idleTimeout: Duration
+  /// Open connections beyond this get 503 with `Retry-After` and are closed, so a flood of
+  /// clients runs into a clear answer instead of the process's descriptor limit.
+  public var maxConnections: Int
+  public var logger: Logger
+
+  public init(
+    maxBodyBytes: Int = 4 << 20, socketMode: UInt32 = 0o660, peerPolicy: PeerPolicy = .init(),
+    idleTimeout: Duration = .seconds(60), maxConnections: Int = 512,
+    logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) {
+    self.maxBodyBytes = maxBodyBytes
+    self.socketMode = socketMode
+    self.peerPolicy = peerPolicy
+    self.idleTimeout = idleTimeout
+    self.maxConnections = maxConnections
+    self.logger = logger
+  }
+}
+
+public enum HTTPServerError: Error, Sendable, Equatable {
+  /// Another process answers on the socket path; we refuse to steal it.
+  case socketInUse(path: String)
+  /// Something that is not a socket sits at the path.
+  case pathNotASocket(path: String)
+  case invalidDescriptor(CInt)
+  case chmodFailed(path: String, errno: Int32)
+  case bindFailed(path: String, message: String)
+}
+
+typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+/// An accepted connection, with what the peer-credential check found.
+struct Accepted: Sendable {
+  var channel: ConnectionChannel
+  var peer: PeerCredentials?
+  var admitted: Bool
+}
+
+public final class HTTPServer: Sendable {
+  private let serverChannel: NIOAsyncChannel<Accepted, Never>
+  private let router: Router
+  private let configuration: HTTPServerConfiguration
+  private let connections = ConnectionRegistry()
+  /// The path we bound and must unlink on shutdown; nil under socket activation.
+  public let socketPath: String?
+
+  private init(
+    serverChannel: NIOAsyncChannel<Accepted, Never>, backend: any InferenceBackend,
+    configuration: HTTPServerConfiguration, socketPath: String?
+  ) {
+    self.serverChannel = serverChannel
+    self.router = Router(backend: backend)
+    self.configuration = configuration
+    self.socketPath = socketPath
+  }
+
+  /// Binds `path`, replacing a stale socket file left by a dead daemon (but never a live one or
+  /// a non-socket), then sets the configured file mode.
+  public static func bind(
+    path: String, backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+  ) async throws -> HTTPServer {
+    try removeStaleSocket(at: path)
+    let channel: NIOAsyncChannel<Accepted, Never>
+    do {
+      channel = try await bootstrap(group: group).bind(
+        unixDomainSocketPath: path, cleanupExistingSocketFile: false,
+        childChannelInitializer: childInitializer(configuration))
+    } catch {
+      throw HTTPServerError.bindFailed(path: path, message: String(describing: error))
+    }
+    // Between bind and chmod the mode comes from the umask; the peer check covers that window.
+    if chmod(path, mode_t(configuration.socketMode)) != 0 {
+      let e = errno
+      try? await channel.channel.close()
+      throw HTTPServerError.chmodFailed(path: path, errno: e)
+    }
+    return HTTPServer(serverChannel: channel, backend: backend, configuration: configuration, socketPath: path)
+  }
+
+  /// Serves on a descriptor that is already bound and listening (systemd socket activation).
+  public static func withBoundSocket(
+    _ descriptor: CInt, backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+  ) async throws -> HTTPServer {
+    // NIO preconditions on a valid descriptor; a bad LISTEN_FDS must be an error, not a trap.
+    guard descriptor >= 0, fcntl(descriptor, F_GETFD) != -1 else {
+      throw HTTPServerError.invalidDescriptor(descriptor)
+    }
+    let channel = try await bootstrap(group: group).bind(
+      descriptor, childChannelInitializer: childInitializer(configuration))
+    return HTTPServer(serverChannel: channel, backend: backend, configuration: configuration, socketPath: nil)
+  }
+
+  private static func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
+    ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 256)
+      // An accept error (EMFILE, ECONNABORTED) must not end the accept loop.
+      .serverChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(AcceptErrorAbsorber())
+        }
+      }
+  }
+
+  private static func childInitializer(
+    _ configuration: HTTPServerConfiguration
+  ) -> @Sendable (any Channel) -> EventLoopFuture<Accepted> {
+    { channel in
+      peerCredentials(of: channel).flatMapThrowing { peer in
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+          withPipeliningAssistance: true, withErrorHandling: true)
+        let (seconds, attoseconds) = configuration.idleTimeout.components
+        let idle = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        try channel.pipeline.syncOperations.addHandlers(
+          IdleStateHandler(readTimeout: idle), IdleConnectionCloser())
+        let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
+        return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
+      }
+    }
+  }
+
+  /// Serves until `shutdown` closes the listening socket and every connection has ended.
+  public func run() async {
+    do {
+      try await serverChannel.executeThenClose { inbound in
+        await withDiscardingTaskGroup { group in
+          do {
+            for try await accepted in inbound {
+              group.addTask { await self.serve(accepted) }
+            }
+          } catch {
+            configuration.logger.error("accept loop ended: \(error)")
+          }
+        }
+      }
+    } catch {
+      configuration.logger.error("server channel: \(error)")
+    }
+  }
+
+  /// Stops accepting, lets requests in flight finish for up to `gracePeriod`, then closes what
+  /// is left (which cancels those requests' generations). Idle keep-alive connections close at once.
+  public func shutdown(gracePeriod: Duration) async {
+    connections.startDraining()
+    try? await serverChannel.channel.close()
+    if let socketPath { unlink(socketPath) }
+    let clock = ContinuousClock()
+    let deadline = clock.now + gracePeriod
+    while connections.count > 0 && clock.now < deadline {
+      connections.closeIdle()
+      try? await Task.sleep(for: .milliseconds(10))
+    }
+    connections.closeAll()
+  }
+
+  // MARK: one connection
+
+  /// What the reading side hands the request task.
+  private enum Inbound: Sendable {
+    case request(HTTPRequest)
+    case tooLarge(HTTPRequestHead)
+    case refused(HTTPRequestHead)
+    case overCapacity(HTTPRequestHead)
+  }
+
+  private func serve(_ accepted: Accepted) async {
+    let channel = accepted.channel
+    let id = connections.add(channel.channel)
+    defer { connections.remove(id) }
+    let overCapacity = connections.count > configuration.maxConnections
+    let limit = configuration.maxBodyBytes
+    let logger = configuration.logger
+    do {
+      try await channel.executeThenClose { inbound, outbound in
+        let (requests, queue) = AsyncStream.makeStream(of: Inbound.self)
+        await withTaskGroup(of: Void.self) { group in
+          group.addTask { await self.respond(to: requests, outbound: outbound, connection: id, channel: channel.channel) }
+          // Reading side: runs until the peer goes away or we close, so a disconnect is seen
+          // even while a generation is running.
+          var head: HTTPRequestHead?
+          var body = ByteBuffer()
+          var discarding = false
+          do {
+            for try await part in inbound {
+              switch part {
+              case .head(let h):
+                if discarding { continue }
+                connections.begin(id)
+                if !accepted.admitted {
+                  logger.notice("refused peer \(String(describing: accepted.peer))")
+                  queue.yield(.refused(h))
+                  discarding = true
+                } else if overCapacity {
+                  queue.yield(.overCapacity(h))
+                  discarding = true
+                } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
+                  queue.yield(.tooLarge(h))
+                  discarding = true
+                } else {
+                  head = h
+                  body.clear()
+                  // curl asks before sending bodies over 1 KiB and otherwise stalls a second.
+                  if h.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                    try? await outbound.write(.head(HTTPResponseHead(version: h.version, status: .continue)))
+                  }
+                }
+              case .body(var chunk):
+                guard !discarding, head != nil else { continue }
+                if body.readableBytes + chunk.readableBytes > limit {
+                  // Chunked or lying about its length: stop at the limit, keep nothing more.
+                  queue.yield(.tooLarge(head!))
+                  discarding = true
+                  head = nil
+                  body = ByteBuffer()
+                } else {
+                  body.writeBuffer(&chunk)
+                }
+              case .end:
+                if let h = head, !discarding { queue.yield(.request(HTTPRequest(head: h, body: body))) }
+                head = nil
+                body = ByteBuffer()
+              }
+            }
+          } catch {
+            logger.debug("connection read ended: \(error)")
+          }
+          queue.finish()
+          // The peer is gone (or we closed): stop whatever its request is still doing.
+          group.cancelAll()
+        }
+      }
+    } catch {
+      logger.debug("connection ended: \(error)")
+    }
+  }
+
+  private func respond(
+    to requests: AsyncStream<Inbound>, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+    connection id: Int, channel: any Channel
+  ) async {
+    for await item in requests {
+      let keepOpen: Bool
+      switch item {
+      case .refused(let h):
+        let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
+        try? await w.writeError(.forbidden)
+        keepOpen = false
+      case .overCapacity(let h):
+        let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
+        try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
+        keepOpen = false
+      case .tooLarge(let h):
+        let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
+        try? await w.writeError(.bodyTooLarge(limit: configuration.maxBodyBytes))
+        keepOpen = false
+      case .request(let r):
+        let keepAlive = r.head.isKeepAlive && !connections.isDraining
+        let w = ResponseWriter(outbound: outbound, version: r.head.version, keepAlive: keepAlive)
+        do {
+          try await router.handle(r, writer: w)
+          keepOpen = keepAlive
+        } catch {
+          keepOpen = false
+        }
+      }
+      connections.end(id)
+      if !keepOpen || Task.isCancelled {
+        try? await channel.close()
+        return
+      }
+    }
+  }
+}
+
+/// Swallows errors on the listening channel so a failed accept doesn't finish the accept stream.
+private final class AcceptErrorAbsorber: ChannelInboundHandler, Sendable {
+  typealias InboundIn = any Channel
+  typealias InboundOut = any Channel
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}
+
+/// Live connections and how many requests each has in flight, for graceful shutdown.
+final class ConnectionRegistry: Sendable {
+  private struct Entry {
+    var channel: any Channel
+    var inFlight: Int
+  }
+  private struct State {
+    var entries: [Int: Entry] = [:]
+    var nextID = 0
+    var draining = false
+  }
+  private let state = NIOLockedValueBox(State())
+
+  func add(_ channel: any Channel) -> Int {
+    let (id, draining) = state.withLockedValue { s in
+      s.nextID += 1
+      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0)
+      return (s.nextID, s.draining)
+    }
+    // Accepted in the instant before the listener closed: nothing is in flight, so close it.
+    if draining { channel.close(promise: nil) }
+    return id
+  }
+  func remove(_ id: Int) { state.withLockedValue { _ = $0.entries.removeValue(forKey: id) } }
+  func begin(_ id: Int) { state.withLockedValue { $0.entries[id]?.inFlight += 1 } }
+  func end(_ id: Int) { state.withLockedValue { s in s.entries[id].map { s.entries[id]!.inFlight = max(0, $0.inFlight - 1) } } }
+  var count: Int { state.withLockedValue { $0.entries.count } }
+  var isDraining: Bool { state.withLockedValue { $0.draining } }
+  func startDraining() { state.withLockedValue { $0.draining = true } }
+
+  func closeIdle() {
+    let idle = state.withLockedValue { $0.entries.values.filter { $0.inFlight == 0 }.map(\.channel) }
+    for c in idle { c.close(promise: nil) }
+  }
+  func closeAll() {
+    let all = state.withLockedValue { $0.entries.values.map(\.channel) }
+    for c in all { c.close(promise: nil) }
+  }
+}
+
+/// Removes a socket file no process listens on any more; refuses a live socket or a non-socket.
+private func removeStaleSocket(at path: String) throws {
+  var st = stat()
+  guard lstat(path, &st) == 0 else { return }  // nothing there
+  guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw HTTPServerError.pathNotASocket(path: path) }
+  if socketAnswers(at: path) { throw HTTPServerError.socketInUse(path: path) }
+  unlink(path)
+}
+
+private func socketAnswers(at path: String) -> Bool {
+  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return false }
+  defer { close(fd) }
+  var addr = sockaddr_un()
+  addr.sun_family = sa_family_t(AF_UNIX)
+  let bytes = Array(path.utf8)
+  guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+  withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+    raw.copyBytes(from: bytes)
+    raw[bytes.count] = 0
+  }
+  let rc = withUnsafePointer(to: &addr) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+  }
+  return rc == 0
+}
