@@ -4,6 +4,8 @@
 #include "dq_attention.h"
 #include "dq_ops.h"
 
+#include "cpu_features.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -87,9 +89,7 @@ void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, con
                        const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                        int64_t visible0, float scale, float *scores) {
 #if defined(__x86_64__)
-  static int has_avx2 = -1;
-  if (has_avx2 < 0) has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2 && head_dim % 8 == 0) {
+  if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     const int64_t ld_scores = visible0 + rows - 1;
     for (int64_t r = 0; r < rows; r += 4) {
       const int nr = rows - r >= 4 ? 4 : (int)(rows - r);

@@ -1,30 +1,14 @@
 // Run-time dispatch: the public dequantize / dot / matvec entry points pick the AVX2/FMA/F16C
 // twin when the CPU has those features (checked once) and fall back to the scalar references
 // otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
-#include <stdatomic.h>
-
+#include "cpu_features.h"
 #include "quants.h"
 
 // Per thread, so a test forcing the references cannot change what concurrent work computes.
 static _Thread_local bool force_scalar = false;
 
-static bool cpu_has_avx2(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-  static atomic_int cached = -1;  // every thread that races here computes the same answer
-  int c = atomic_load_explicit(&cached, memory_order_relaxed);
-  if (c < 0) {
-    __builtin_cpu_init();
-    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    atomic_store_explicit(&cached, c, memory_order_relaxed);
-  }
-  return c == 1;
-#else
-  return false;
-#endif
-}
-
 static bool use_simd(void) {
-  return !force_scalar && cpu_has_avx2();
+  return !force_scalar && dq_cpu_has_avx2();
 }
 
 const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
@@ -98,9 +82,8 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {
-  static _Atomic int vnni = -1;  // AVX-VNNI: one dpbusd instead of maddubs + madd
-  if (vnni < 0) vnni = __builtin_cpu_supports("avxvnni") ? 1 : 0;
-  dq_tile4_fn tile = use_simd() ? dq_avx2_tile4_kernel(type, vnni == 1) : NULL;
+  // With AVX-VNNI one dpbusd replaces maddubs + madd.
+  dq_tile4_fn tile = use_simd() ? dq_avx2_tile4_kernel(type, dq_cpu_has_avxvnni()) : NULL;
   const char *xs = x;
   int64_t t = 0;
   if (tile) {

@@ -1,8 +1,9 @@
 // Float kernels of the forward pass; see dq_ops.h for the contracts.
 #include "dq_ops.h"
 
+#include "cpu_features.h"
+
 #include <math.h>
-#include <stdatomic.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -124,16 +125,11 @@ __attribute__((target("avx2,fma"))) static void swiglu_avx2(float *out, const fl
   swiglu_scalar(out + i, gate + i, up + i, n - i);
 }
 
-static int has_avx2_fma(void) {
-  static _Atomic int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return cached;
-}
 #endif
 
 void dq_softmax(float *x, int64_t n) {
 #if defined(__x86_64__)
-  if (has_avx2_fma()) {
+  if (dq_cpu_has_avx2()) {
     softmax_avx2(x, n);
     return;
   }
@@ -145,7 +141,7 @@ void dq_softmax_ref(float *x, int64_t n) { softmax_scalar(x, n); }
 
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n) {
 #if defined(__x86_64__)
-  if (has_avx2_fma()) {
+  if (dq_cpu_has_avx2()) {
     swiglu_avx2(out, gate, up, n);
     return;
   }
@@ -192,9 +188,7 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, co
 
 float dq_dot_f32(const float *a, const float *b, int64_t n) {
 #if defined(__x86_64__)
-  static int has_avx2 = -1;
-  if (has_avx2 < 0) has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2) return dot_f32_avx2(a, b, n);
+  if (dq_cpu_has_avx2()) return dot_f32_avx2(a, b, n);
 #endif
   return dot_f32_scalar(a, b, n);
 }
@@ -269,17 +263,12 @@ __attribute__((target("avx512f"))) static void low_rank_block512(float *w, int64
     }
 }
 
-static int has_avx512f(void) {
-  static _Atomic int cached = -1;
-  if (cached < 0) cached = __builtin_cpu_supports("avx512f");
-  return cached;
-}
 #endif
 
 void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
                      int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale) {
 #if defined(__x86_64__)
-  if (has_avx512f()) {
+  if (dq_cpu_has_avx512f()) {
     const int64_t wide = columns / 64 * 64;
     for (int64_t i = 0; i < rows; i += 4) {
       const int nr = rows - i >= 4 ? 4 : (int)(rows - i);
@@ -291,7 +280,7 @@ void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const f
     }
     return;
   }
-  if (has_avx2_fma()) {
+  if (dq_cpu_has_avx2()) {
     const int64_t wide = columns / 32 * 32;
     for (int64_t i = 0; i < rows; i += 4) {
       const int nr = rows - i >= 4 ? 4 : (int)(rows - i);

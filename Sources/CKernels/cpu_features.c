@@ -1,0 +1,29 @@
+// CPU feature detection, computed once and cached as a bit set (threads racing on the first
+// call all compute the same value, so relaxed atomics suffice).
+#include "cpu_features.h"
+
+#include <stdatomic.h>
+
+enum { FEATURES_KNOWN = 1, AVX2 = 2, AVX512F = 4, AVXVNNI = 8 };
+
+static int features(void) {
+  static atomic_int cached = 0;
+  int f = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (f == 0) {
+    f = FEATURES_KNOWN;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+      f |= AVX2;
+    if (__builtin_cpu_supports("avx512f")) f |= AVX512F;
+    if (__builtin_cpu_supports("avxvnni")) f |= AVXVNNI;
+#endif
+    atomic_store_explicit(&cached, f, memory_order_relaxed);
+  }
+  return f;
+}
+
+bool dq_cpu_has_avx2(void) { return features() & AVX2; }
+bool dq_cpu_has_avx512f(void) { return features() & AVX512F; }
+bool dq_cpu_has_avxvnni(void) { return features() & AVXVNNI; }
