@@ -37,7 +37,8 @@ struct BenchCommand: ParsableCommand {
       let start = now()
       try context.evaluate(prompt)
       let prefilled = now()
-      var token = argmax(context.lastLogits)
+      var greedy = Sampler(.greedy)
+      var token = greedy.sample(logits: context.lastLogits, history: [])
       let ttft = now() - start
       best.prefill = min(best.prefill, prefilled - start)
       best.ttft = min(best.ttft, ttft)
@@ -47,7 +48,7 @@ struct BenchCommand: ParsableCommand {
       let decodeStart = now()
       for _ in 0..<genTokens {
         try context.evaluate([token])
-        token = argmax(context.lastLogits)
+        token = greedy.sample(logits: context.lastLogits, history: [])
       }
       best.decode = min(best.decode, now() - decodeStart)
     }
@@ -106,12 +107,6 @@ struct BenchReport: Codable {
 }
 
 private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
-private func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
-  var best = 0
-  for i in 1..<logits.count where logits[i] > logits[best] { best = i }
-  return Int32(best)
-}
 
 /// VmHWM from /proc/self/status: the peak resident set of this process.
 func peakRSSBytes() -> Int {
