@@ -33,7 +33,7 @@ let package = Package(
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
-    .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels"]),
+    .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels", "Adapters"]),
     .target(name: "Settings", dependencies: ["CYAML"]),
     .target(
       name: "Systemd",

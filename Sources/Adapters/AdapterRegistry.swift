@@ -10,7 +10,16 @@ import Llama
 public final class AdapterRegistry: @unchecked Sendable {
   // unchecked: every mutable field is guarded by `lock`.
   public let base: LlamaModel
-  public let cacheCapacity: Int
+  /// Merged sets kept; lowering it evicts the least recently used at once.
+  public var cacheCapacity: Int {
+    get { lock.withLock { capacity } }
+    set {
+      lock.withLock {
+        capacity = max(0, newValue)
+        if cache.count > capacity { cache.removeFirst(cache.count - capacity) }
+      }
+    }
+  }
   public let mergeType: MergeType
   /// The name that selects the base model without any adapter.
   public static let baseName = "base"
@@ -21,10 +30,13 @@ public final class AdapterRegistry: @unchecked Sendable {
   /// Merged sets, most recently used last.
   private var cache: [(name: String, model: LlamaModel)] = []
   private var defaultName: String?
+  private var capacity: Int
+  private var hits = 0
+  private var misses = 0
 
   public init(base: LlamaModel, cacheCapacity: Int = 4, mergeType: MergeType = .q8_0, threads: Int = 1) {
     self.base = base
-    self.cacheCapacity = max(0, cacheCapacity)
+    capacity = max(0, cacheCapacity)
     self.mergeType = mergeType
     pool = ThreadPool(threads: threads)
   }
@@ -55,6 +67,10 @@ public final class AdapterRegistry: @unchecked Sendable {
   }
 
   public var names: [String] { lock.withLock { adapters.keys.sorted() } }
+  /// The loaded adapter called `name`, if any.
+  public func adapter(named name: String) -> LoRAAdapter? { lock.withLock { adapters[name] } }
+  /// Requests for an adapter served from the merged cache, and those that had to merge.
+  public var cacheCounts: (hits: Int, misses: Int) { lock.withLock { (hits, misses) } }
   public var cachedNames: [String] { lock.withLock { cache.map(\.name) } }
 
   /// The adapter used when a request names none; nil means the base model.
@@ -78,14 +94,16 @@ public final class AdapterRegistry: @unchecked Sendable {
     if let index = cache.firstIndex(where: { $0.name == chosen }) {
       let entry = cache.remove(at: index)
       cache.append(entry)
+      hits += 1
       return entry.model
     }
     guard let adapter = adapters[chosen] else { throw .unknownAdapter(chosen) }
+    misses += 1
     // Merging holds the lock: one merge at a time, on the registry's own threads.
     let merged = try Merge.merge(adapter, into: base, type: mergeType, pool: pool)
-    if cacheCapacity > 0 {
+    if capacity > 0 {
       cache.append((chosen, merged))
-      if cache.count > cacheCapacity { cache.removeFirst(cache.count - cacheCapacity) }
+      if cache.count > capacity { cache.removeFirst(cache.count - capacity) }
     }
     return merged
   }

@@ -1,6 +1,6 @@
-// The generation loop of one sequence: prefill the prompt, then sample, decode and stream text
-// until an end-of-generation token, a stop string or the token limit. Synchronous on purpose:
-// the daemon runs it on its compute thread and bridges the text into an async stream.
+// The generation of one sequence start to end: prefill the prompt, then sample, decode and
+// stream text until an end-of-generation token, a stop string or the token limit (the steps are
+// GenerationSequence's). Synchronous: the offline CLI's loop; the daemon schedules sequences.
 import Dispatch
 import Llama
 import Tokenization
@@ -28,9 +28,9 @@ public struct GenerationResult: Sendable {
   public var tokens: [Int32]
   public var text: String
   public var finishReason: FinishReason
-  /// Wall time of the prompt's forward pass (time to first token, less sampling), seconds.
+  /// Compute time of the prompt's forward pass, seconds.
   public var promptSeconds: Double
-  /// Wall time from the first generated token to the last, seconds.
+  /// Compute time of the decode steps (sampling and one forward pass each), seconds.
   public var decodeSeconds: Double
 }
 
@@ -50,48 +50,12 @@ public final class Generator {
   public func generate(
     promptTokens: [Int32], options: GenerationOptions, onText: (String) -> Bool = { _ in true }
   ) throws -> GenerationResult {
-    var result = GenerationResult(
-      promptTokens: promptTokens, tokens: [], text: "", finishReason: .length,
-      promptSeconds: 0, decodeSeconds: 0)
-    context.reset()
-    let promptStart = DispatchTime.now().uptimeNanoseconds
-    try context.evaluate(promptTokens)
-    let decodeStart = DispatchTime.now().uptimeNanoseconds
-    result.promptSeconds = Double(decodeStart - promptStart) / 1e9
-
-    var sampler = Sampler(options.sampling)
-    var decoder = tokenizer.streamingDecoder()
-    var stops = StopMatcher(stops: options.stop)
-    var history = promptTokens
-    func finished(_ reason: FinishReason, flush: Bool = true) -> GenerationResult {
-      if flush {
-        // Bytes the decoder held back and text held for a possible stop string are final now.
-        let (release, stopped) = stops.push(decoder.finish())
-        _ = emit(release)
-        if !stopped { _ = emit(stops.finish()) }
-      }
-      result.finishReason = reason
-      result.decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - decodeStart) / 1e9
-      return result
+    let sequence = GenerationSequence(
+      context: context, tokenizer: tokenizer, promptTokens: promptTokens, options: options)
+    while !sequence.isFinished {
+      let text = try sequence.step()
+      if !text.isEmpty && !onText(text) { sequence.cancel() }
     }
-    func emit(_ text: String) -> Bool {
-      result.text += text
-      return text.isEmpty || onText(text)
-    }
-
-    while result.tokens.count < options.maxTokens {
-      let token = sampler.sample(logits: context.lastLogits, history: history[...])
-      if tokenizer.isEndOfGeneration(token) { return finished(.stop) }
-      result.tokens.append(token)
-      history.append(token)
-      let (release, stopped) = stops.push(decoder.push(token))
-      guard emit(release) else { return finished(.cancelled, flush: false) }
-      if stopped { return finished(.stop, flush: false) }
-      guard result.tokens.count < options.maxTokens, context.position < context.capacity else {
-        break
-      }
-      try context.evaluate([token])
-    }
-    return finished(.length)
+    return sequence.result
   }
 }

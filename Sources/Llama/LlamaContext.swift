@@ -13,7 +13,8 @@ import CKernels
 import Kernels
 
 public final class LlamaContext {
-  public let model: LlamaModel
+  /// The weights evaluated; `use(model:)` swaps in another set of the same shapes.
+  public private(set) var model: LlamaModel
   /// Positions the KV cache holds.
   public let capacity: Int
   /// Tokens evaluated so far (the next token's position).
@@ -30,11 +31,17 @@ public final class LlamaContext {
   let scratch: Scratch
   let logits: UnsafeMutablePointer<Float>  // [vocabulary], the last token's
 
-  public init(model: LlamaModel, contextLength: Int, threads: Int, maxBatch: Int = 512) {
+  public convenience init(model: LlamaModel, contextLength: Int, threads: Int, maxBatch: Int = 512) {
+    self.init(model: model, contextLength: contextLength, pool: ThreadPool(threads: threads), maxBatch: maxBatch)
+  }
+
+  /// A context computing on a pool it may share with other contexts that run on the same
+  /// thread (one sequence at a time), so idle sequences keep no spinning workers of their own.
+  public init(model: LlamaModel, contextLength: Int, pool: ThreadPool, maxBatch: Int = 512) {
     self.model = model
     capacity = max(1, contextLength)
     self.maxBatch = max(1, min(maxBatch, capacity))
-    pool = ThreadPool(threads: threads)
+    self.pool = pool
     let hyper = model.hyper
     workspace = MatMulWorkspace(
       maxColumns: model.widestMatrixInput, maxTokens: self.maxBatch, threads: pool.threadCount)
@@ -58,6 +65,15 @@ public final class LlamaContext {
   }
 
   public func reset() { position = 0 }
+
+  /// Evaluates with `newModel` from now on (an adapter merged into the same base) and forgets
+  /// the sequence: cached keys and values of other weights are meaningless. The scratch and
+  /// cache sizes depend only on the hyper-parameters, so they must match.
+  public func use(model newModel: LlamaModel) {
+    precondition(newModel.hyper == model.hyper, "use(model:) needs weights of the same shapes")
+    model = newModel
+    position = 0
+  }
 
   /// Logits of the last evaluated token; valid until the next call to `evaluate`.
   public var lastLogits: UnsafeBufferPointer<Float> {

@@ -1,0 +1,115 @@
+// One sequence's generation as explicit steps (a chunk of the prompt, or one sampled token),
+// so a scheduler can interleave several sequences on one compute thread. `Generator` runs
+// the same steps back to back for the offline CLI.
+import Dispatch
+import Llama
+import Tokenization
+
+public final class GenerationSequence {
+  public let context: LlamaContext
+  public let tokenizer: Tokenizer
+  public let options: GenerationOptions
+  /// Longest run of prompt tokens evaluated in one step; smaller keeps other sequences moving.
+  public let prefillChunk: Int
+
+  public private(set) var result: GenerationResult
+  public var isFinished: Bool { finishReason != nil }
+  public var finishReason: FinishReason? { finished ? result.finishReason : nil }
+  /// Whether every prompt token has been evaluated (the next step samples).
+  public var isDecoding: Bool { prefilled == result.promptTokens.count }
+
+  private var finished = false
+  private var prefilled = 0
+  private var sampler: Sampler
+  private var decoder: StreamingDecoder
+  private var stops: StopMatcher
+  private var history: [Int32]
+
+  /// Starts a sequence on `context`, whose cache belongs to this sequence now. When the cache
+  /// already holds the first `reusing` prompt tokens (a previous turn of the same chat on the
+  /// same weights), they are kept and not evaluated again; at least the last prompt token is.
+  public init(
+    context: LlamaContext, tokenizer: Tokenizer, promptTokens: [Int32], options: GenerationOptions,
+    prefillChunk: Int = .max, reusing: Int = 0
+  ) {
+    self.context = context
+    self.tokenizer = tokenizer
+    self.options = options
+    self.prefillChunk = max(1, prefillChunk)
+    result = GenerationResult(
+      promptTokens: promptTokens, tokens: [], text: "", finishReason: .length,
+      promptSeconds: 0, decodeSeconds: 0)
+    sampler = Sampler(options.sampling)
+    decoder = tokenizer.streamingDecoder()
+    stops = StopMatcher(stops: options.stop)
+    history = promptTokens
+    prefilled = max(0, min(reusing, promptTokens.count - 1, context.position))
+    context.truncate(to: prefilled)
+  }
+
+  /// The tokens whose keys and values the context holds, in order (what a later sequence may reuse).
+  public var evaluatedTokens: ArraySlice<Int32> {
+    (result.promptTokens + result.tokens).prefix(context.position)
+  }
+
+  /// Does one unit of work and returns the text it made final (often empty). Does nothing
+  /// once finished. Throws what the forward pass throws (e.g. an empty or oversized prompt).
+  public func step() throws -> String {
+    guard !finished else { return "" }
+    let start = DispatchTime.now().uptimeNanoseconds
+    func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+    if isDecoding {
+      defer { result.decodeSeconds += elapsed() }
+      return try decodeOne()
+    }
+    defer { result.promptSeconds += elapsed() }
+    let end = min(result.promptTokens.count, prefilled + prefillChunk)
+    do {
+      try context.evaluate(Array(result.promptTokens[prefilled..<end]))
+    } catch {
+      finished = true
+      throw error
+    }
+    prefilled = end
+    return ""
+  }
+
+  /// Stops without flushing held-back text (the client is gone).
+  public func cancel() {
+    guard !finished else { return }
+    result.finishReason = .cancelled
+    finished = true
+  }
+
+  private func decodeOne() throws -> String {
+    var emitted = ""
+    func emit(_ text: String) {
+      result.text += text
+      emitted += text
+    }
+    func finish(_ reason: FinishReason, flush: Bool = true) -> String {
+      if flush {
+        // Bytes the decoder held back and text held for a possible stop string are final now.
+        let (release, stopped) = stops.push(decoder.finish())
+        emit(release)
+        if !stopped { emit(stops.finish()) }
+      }
+      result.finishReason = reason
+      finished = true
+      return emitted
+    }
+    guard result.tokens.count < options.maxTokens else { return finish(.length) }
+    let token = sampler.sample(logits: context.lastLogits, history: history[...])
+    if tokenizer.isEndOfGeneration(token) { return finish(.stop) }
+    result.tokens.append(token)
+    history.append(token)
+    let (release, stopped) = stops.push(decoder.push(token))
+    emit(release)
+    if stopped { return finish(.stop, flush: false) }
+    guard result.tokens.count < options.maxTokens, context.position < context.capacity else {
+      return finish(.length)
+    }
+    try context.evaluate([token])
+    return emitted
+  }
+}

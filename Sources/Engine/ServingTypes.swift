@@ -1,0 +1,76 @@
+// The values the serving engine speaks: a request (prompt, adapter, options), the events of its
+// stream, its errors and the report it files when a request ends. Plain values with no HTTP
+// or JSON in them; the daemon maps them to and from its API.
+import Tokenization
+
+public enum ServingPrompt: Sendable, Equatable {
+  /// Rendered through the model's chat template with the assistant's turn opened.
+  case chat([ChatMessage])
+  /// Tokenized as it is (no special tokens parsed from it), after the model's BOS if it uses one.
+  case text(String)
+}
+
+public struct ServingRequest: Sendable {
+  /// Adapter name; nil uses the registry's default, `AdapterRegistry.baseName` the plain base.
+  public var adapter: String?
+  public var prompt: ServingPrompt
+  public var options: GenerationOptions
+
+  public init(adapter: String?, prompt: ServingPrompt, options: GenerationOptions) {
+    self.adapter = adapter
+    self.prompt = prompt
+    self.options = options
+  }
+}
+
+public enum ServingEvent: Sendable, Equatable {
+  /// Newly final text (whole UTF-8 characters).
+  case text(String)
+  case finished(FinishReason, promptTokens: Int, completionTokens: Int)
+}
+
+public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
+  case unknownAdapter(String)
+  /// The queue is full; try again after about this many seconds.
+  case saturated(retryAfterSeconds: Int)
+  case promptTooLong(tokens: Int, contextSize: Int)
+  case emptyPrompt
+  /// The engine is shutting down.
+  case stopping
+  /// Merging the adapter or the forward pass failed.
+  case failed(String)
+
+  public var description: String {
+    switch self {
+    case .unknownAdapter(let name): return "no adapter named '\(name)' is loaded"
+    case .saturated(let seconds): return "too many requests are waiting; retry in \(seconds) s"
+    case .promptTooLong(let tokens, let size):
+      return "the prompt has \(tokens) tokens; the context holds \(size), so at most \(size - 1) fit"
+    case .emptyPrompt: return "the prompt is empty"
+    case .stopping: return "the daemon is stopping"
+    case .failed(let message): return message
+    }
+  }
+}
+
+/// What one finished request did, for metrics and logs.
+public struct RequestReport: Sendable {
+  public var adapter: String?
+  public var promptTokens: Int
+  /// Prompt tokens served from a previous turn's cache instead of evaluated.
+  public var reusedPromptTokens: Int
+  public var completionTokens: Int
+  public var finishReason: FinishReason
+  /// Compute time of the prompt and of the decode steps, seconds.
+  public var promptSeconds: Double
+  public var decodeSeconds: Double
+  /// From submission to the first token (or to the end when none came), seconds; includes
+  /// waiting in the queue and merging the adapter.
+  public var timeToFirstToken: Double
+  public var failed: Bool
+}
+
+/// Receives a report for every request that started (successful, cancelled or failed).
+public protocol ServingObserver: Sendable {
+  func requestFinished(_ report: RequestReport)
+}
