@@ -11,12 +11,17 @@ let package = Package(
   name: "droplorad",
   platforms: [.macOS(.v14)],
   products: [
-    .executable(name: "droplora", targets: ["droplora"])
+    .executable(name: "droplora", targets: ["droplora"]),
+    .executable(name: "droplorad", targets: ["droplorad"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    // Signal-driven graceful shutdown of the daemon's services, in order.
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    // Prometheus text exposition (counters, gauges, histograms) for GET /metrics.
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     // Quant block layouts, fp16/bf16, scalar reference kernels and their AVX2 twins, thread pool.
@@ -54,6 +59,18 @@ let package = Package(
       dependencies: [
         "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    // The daemon: settings, logging, systemd, the engine behind the HTTP API; wiring only.
+    .executableTarget(
+      name: "droplorad",
+      dependencies: [
+        "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
       ]),
 
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),

@@ -13,6 +13,8 @@ public final class GenerationSequence {
   public let prefillChunk: Int
 
   public private(set) var result: GenerationResult
+  /// Prompt tokens kept from the context's previous sequence instead of evaluated.
+  public let reusedPromptTokens: Int
   public var isFinished: Bool { finishReason != nil }
   public var finishReason: FinishReason? { finished ? result.finishReason : nil }
   /// Whether every prompt token has been evaluated (the next step samples).
@@ -44,6 +46,7 @@ public final class GenerationSequence {
     stops = StopMatcher(stops: options.stop)
     history = promptTokens
     prefilled = max(0, min(reusing, promptTokens.count - 1, context.position))
+    reusedPromptTokens = prefilled
     context.truncate(to: prefilled)
   }
 

@@ -228,7 +228,7 @@ public final class ServingEngine: @unchecked Sendable {
     let sequence = GenerationSequence(
       context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens,
       options: job.request.options, prefillChunk: prefillChunk, reusing: reused)
-    return Running(job: job, slot: slot, sequence: sequence, reused: reused)
+    return Running(job: job, slot: slot, sequence: sequence, reused: sequence.reusedPromptTokens)
   }
 
   private func advance(_ item: Running) {

@@ -74,3 +74,16 @@ public struct RequestReport: Sendable {
 public protocol ServingObserver: Sendable {
   func requestFinished(_ report: RequestReport)
 }
+
+extension RequestReport {
+  /// Prompt tokens evaluated per second of prompt compute (reused tokens not counted); nil
+  /// when nothing was evaluated.
+  public var promptTokensPerSecond: Double? {
+    let evaluated = promptTokens - reusedPromptTokens
+    return promptSeconds > 0 && evaluated > 0 ? Double(evaluated) / promptSeconds : nil
+  }
+
+  public var decodeTokensPerSecond: Double? {
+    decodeSeconds > 0 && completionTokens > 0 ? Double(completionTokens) / decodeSeconds : nil
+  }
+}

@@ -1,0 +1,198 @@
+// Wiring: maps the model, builds the adapter registry and the serving engine, binds the socket
+// (or takes systemd's), says READY=1 and runs the services until SIGTERM/SIGINT. SIGHUP
+// re-reads the configuration and applies what can change without a restart.
+import Adapters
+import Engine
+import Foundation
+import GGUF
+import HTTPAPI
+import Llama
+import Logging
+import ServiceLifecycle
+import Settings
+import Systemd
+import Tokenization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct DaemonStartupError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
+final class Daemon: Sendable {
+  let initial: DaemonSettings
+  /// Re-reads the configuration (file and flags) on SIGHUP.
+  let reread: @Sendable () throws -> DaemonSettings
+  let notifier = Notifier()
+  /// How long running generations may finish after SIGTERM before they are cancelled.
+  static let shutdownGracePeriod: Duration = .seconds(10)
+
+  init(settings: DaemonSettings, reread: @escaping @Sendable () throws -> DaemonSettings) {
+    initial = settings
+    self.reread = reread
+  }
+
+  func run() async throws {
+    let settings = initial
+    LiveLogLevel.bootstrap(settings.logLevel)
+    let logger = Logger(label: "droplorad")
+    _ = try? notifier.status("loading \(settings.model.path)")
+    if settings.model.kvCacheType != .f32 {
+      logger.warning("model.kv_cache_type \(settings.model.kvCacheType.rawValue) is not implemented yet; the KV cache is f32")
+    }
+
+    let threads = settings.model.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : settings.model.threads
+    let file: GGUFFile
+    let model: LlamaModel
+    let tokenizer: Tokenizer
+    do {
+      file = try GGUFFile(path: settings.model.path)
+      model = try LlamaModel(file: file)
+      tokenizer = try Tokenizer(gguf: file)
+    } catch {
+      throw DaemonStartupError("cannot load the model \(settings.model.path): \(error)")
+    }
+    let baseID = URL(fileURLWithPath: settings.model.path).deletingPathExtension().lastPathComponent
+    logger.info("model \(baseID) mapped: \(model.hyper.layerCount) layers, vocabulary \(model.vocabularySize)")
+
+    let registry = AdapterRegistry(
+      base: model, cacheCapacity: settings.adapters.mergedCacheSize,
+      mergeType: Self.mergeType(settings.adapters.mergeType), threads: threads)
+    let library = AdapterLibrary(
+      registry: registry, directory: settings.adapters.directory, stateDirectory: settings.stateDirectory,
+      logger: logger)
+    library.restore(configuredDefault: settings.adapters.defaultAdapter)
+
+    let metrics = DaemonMetrics()
+    let engine: ServingEngine
+    do {
+      engine = try ServingEngine(
+        registry: registry, tokenizer: tokenizer,
+        configuration: ServingConfiguration(
+          contextSize: settings.model.contextSize, threads: threads,
+          maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit),
+        observer: metrics)
+    } catch {
+      throw DaemonStartupError("cannot serve \(baseID): \(error)")
+    }
+    engine.start()
+    let backend = EngineBackend(engine: engine, library: library, metrics: metrics, baseID: baseID, settings: settings)
+
+    let server = try await bind(settings, backend: backend, logger: logger)
+    let where_ = server.socketPath ?? "the socket systemd passed"
+    logger.notice("serving \(baseID) on \(where_) with \(threads) threads")
+    _ = try? notifier.ready(status: "serving \(baseID) on \(where_)")
+
+    var services: [any Service] = [
+      HTTPService(
+        server: server, engine: engine, backend: backend, notifier: notifier,
+        gracePeriod: Self.shutdownGracePeriod, logger: logger)
+    ]
+    if let interval = try? notifier.watchdogInterval() {
+      services.append(WatchdogService(engine: engine, notifier: notifier, interval: interval, logger: logger))
+    }
+    let reread = self.reread
+    services.append(
+      ReloadService(
+        reload: { Self.reload(reread: reread, current: settings, backend: backend, library: library, logger: logger) },
+        notifier: notifier, logger: logger))
+    let group = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+  }
+
+  /// systemd's listening socket when activated, else `server.socket_path` bound here.
+  private func bind(_ settings: DaemonSettings, backend: EngineBackend, logger: Logger) async throws -> HTTPServer {
+    let configuration = HTTPServerConfiguration(
+      maxBodyBytes: settings.limits.maxRequestBytes, socketMode: settings.server.socketMode,
+      peerPolicy: try Self.peerPolicy(settings.server), logger: logger)
+    let activated = try SocketActivation.listenFileDescriptors()
+    if let first = activated.first {
+      if activated.count > 1 { logger.warning("systemd passed \(activated.count) sockets; serving the first") }
+      guard SocketActivation.isUnixStreamListener(first.fd) else {
+        throw DaemonStartupError("the socket systemd passed (fd \(first.fd)) is not a listening Unix stream socket")
+      }
+      return try await HTTPServer.withBoundSocket(first.fd, backend: backend, configuration: configuration)
+    }
+    let path = settings.server.socketPath
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+    try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let server = try await HTTPServer.bind(path: path, backend: backend, configuration: configuration)
+    if let group = settings.server.socketGroup {
+      guard let gid = Self.groupID(group) else { throw DaemonStartupError("server.socket_group: no group '\(group)'") }
+      guard chown(path, uid_t.max, gid) == 0 else {
+        throw DaemonStartupError("cannot give \(path) to group \(group): \(String(cString: strerror(errno)))")
+      }
+    }
+    return server
+  }
+
+  /// The configured uids and groups; when any are listed, root and the daemon's own user are
+  /// always allowed too.
+  static func peerPolicy(_ server: ServerSettings) throws -> PeerPolicy {
+    var gids = Set<UInt32>()
+    for name in server.allowedGroups {
+      guard let gid = groupID(name) else { throw DaemonStartupError("server.allowed_groups: no group '\(name)'") }
+      gids.insert(gid)
+    }
+    let policy = PeerPolicy(uids: Set(server.allowedUIDs), gids: gids)
+    guard !policy.isOpen else { return policy }
+    return PeerPolicy(uids: policy.uids.union([0, getuid()]), gids: gids)
+  }
+
+  /// A group name or a number.
+  static func groupID(_ name: String) -> gid_t? {
+    if let number = UInt32(name) { return number }
+    guard let entry = getgrnam(name) else { return nil }
+    return entry.pointee.gr_gid
+  }
+
+  static func mergeType(_ name: MergeTypeName) -> MergeType {
+    switch name {
+    case .q8_0: return .q8_0
+    case .f16: return .f16
+    case .f32: return .f32
+    }
+  }
+
+  /// Applies what can change live; returns the one-line status for STATUS=.
+  static func reload(
+    reread: () throws -> DaemonSettings, current: DaemonSettings, backend: EngineBackend, library: AdapterLibrary,
+    logger: Logger
+  ) -> String {
+    let settings: DaemonSettings
+    do {
+      settings = try reread()
+    } catch {
+      logger.error("reload refused, keeping the running configuration: \(error)")
+      return "serving (reload failed: \(error))"
+    }
+    LiveLogLevel.shared.level = LiveLogLevel.level(settings.logLevel)
+    backend.update(settings)
+    library.registry.cacheCapacity = settings.adapters.mergedCacheSize
+    if settings.adapters.defaultAdapter != current.adapters.defaultAdapter {
+      do {
+        try library.setDefault(settings.adapters.defaultAdapter)
+      } catch {
+        logger.error("adapters.default: \(error)")
+      }
+    }
+    let needRestart: [(String, Bool)] = [
+      ("model", settings.model != current.model), ("server", settings.server != current.server),
+      ("adapters.directory", settings.adapters.directory != current.adapters.directory),
+      ("adapters.merge_type", settings.adapters.mergeType != current.adapters.mergeType),
+      ("state_directory", settings.stateDirectory != current.stateDirectory),
+    ]
+    let pending = needRestart.filter(\.1).map(\.0)
+    if !pending.isEmpty {
+      logger.warning("changes to \(pending.joined(separator: ", ")) take effect at the next restart")
+    }
+    logger.notice("configuration reloaded")
+    return "serving (configuration reloaded)"
+  }
+}

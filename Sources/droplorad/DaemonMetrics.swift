@@ -1,0 +1,107 @@
+// GET /metrics: the daemon's Prometheus metrics. Request outcomes and timings arrive from the
+// engine as reports (this is its ServingObserver); gauges of the current state are read when
+// scraped. The exposition format is swift-prometheus's.
+import Adapters
+import Engine
+import Foundation
+import Prometheus
+
+final class DaemonMetrics: ServingObserver, @unchecked Sendable {
+  // unchecked: every field is a swift-prometheus metric (thread-safe) or immutable.
+  private let registry: PrometheusCollectorRegistry
+  private let requestsOK: Counter
+  private let requestsCancelled: Counter
+  private let requestsFailed: Counter
+  private let promptTokens: Counter
+  private let reusedPromptTokens: Counter
+  private let generatedTokens: Counter
+  private let promptSeconds: Counter
+  private let decodeSeconds: Counter
+  private let promptRate: Gauge
+  private let decodeRate: Gauge
+  private let timeToFirstToken: ValueHistogram
+  private let queueDepth: Gauge
+  private let running: Gauge
+  private let adaptersLoaded: Gauge
+  private let cacheHits: Counter
+  private let cacheMisses: Counter
+  private let residentBytes: Gauge
+
+  init() {
+    let registry = PrometheusCollectorRegistry()
+    self.registry = registry
+    func requests(_ outcome: String) -> Counter {
+      registry.makeCounter(
+        name: "droplorad_requests_total", labels: [("outcome", outcome)],
+        help: "Generation requests that ran, by outcome (ok, cancelled by the client, failed).")
+    }
+    requestsOK = requests("ok")
+    requestsCancelled = requests("cancelled")
+    requestsFailed = requests("failed")
+    promptTokens = registry.makeCounter(name: "droplorad_prompt_tokens_total", help: "Prompt tokens of finished requests.")
+    reusedPromptTokens = registry.makeCounter(
+      name: "droplorad_prompt_tokens_reused_total", help: "Prompt tokens served from a previous turn's KV cache.")
+    generatedTokens = registry.makeCounter(name: "droplorad_generated_tokens_total", help: "Tokens generated.")
+    promptSeconds = registry.makeCounter(name: "droplorad_prompt_seconds_total", help: "Compute time spent on prompts.")
+    decodeSeconds = registry.makeCounter(name: "droplorad_decode_seconds_total", help: "Compute time spent decoding.")
+    promptRate = registry.makeGauge(
+      name: "droplorad_prompt_tokens_per_second", help: "Prompt evaluation speed of the last request.")
+    decodeRate = registry.makeGauge(
+      name: "droplorad_decode_tokens_per_second", help: "Decode speed of the last request.")
+    timeToFirstToken = registry.makeValueHistogram(
+      name: "droplorad_time_to_first_token_seconds", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      help: "From a request's arrival to its first token, queueing and merging included.")
+    queueDepth = registry.makeGauge(name: "droplorad_queue_depth", help: "Requests waiting for a generation slot.")
+    running = registry.makeGauge(name: "droplorad_running_generations", help: "Generations computing now.")
+    adaptersLoaded = registry.makeGauge(name: "droplorad_adapters_loaded", help: "Adapters loaded.")
+    cacheHits = registry.makeCounter(
+      name: "droplorad_merged_cache_hits_total", help: "Requests served by an already merged weight set.")
+    cacheMisses = registry.makeCounter(
+      name: "droplorad_merged_cache_misses_total", help: "Requests that had to merge their adapter first.")
+    residentBytes = registry.makeGauge(name: "droplorad_resident_memory_bytes", help: "Resident set size of the daemon.")
+  }
+
+  func requestFinished(_ report: RequestReport) {
+    if report.failed {
+      requestsFailed.increment()
+    } else if report.finishReason == .cancelled {
+      requestsCancelled.increment()
+    } else {
+      requestsOK.increment()
+    }
+    promptTokens.increment(by: Int64(report.promptTokens))
+    reusedPromptTokens.increment(by: Int64(report.reusedPromptTokens))
+    generatedTokens.increment(by: Int64(report.completionTokens))
+    promptSeconds.increment(by: report.promptSeconds)
+    decodeSeconds.increment(by: report.decodeSeconds)
+    if let rate = report.promptTokensPerSecond { promptRate.set(rate) }
+    if let rate = report.decodeTokensPerSecond { decodeRate.set(rate) }
+    if !report.failed { timeToFirstToken.record(report.timeToFirstToken) }
+  }
+
+  /// The exposition text, with the state gauges read now.
+  func render(engine: ServingEngine) -> String {
+    queueDepth.set(Int64(engine.queueDepth))
+    running.set(Int64(engine.runningGenerations))
+    adaptersLoaded.set(Int64(engine.registry.names.count))
+    let counts = engine.registry.cacheCounts
+    cacheHits.reset()
+    cacheHits.increment(by: Int64(counts.hits))
+    cacheMisses.reset()
+    cacheMisses.increment(by: Int64(counts.misses))
+    if let rss = ProcessMemory.residentBytes() { residentBytes.set(Int64(rss)) }
+    return registry.emitToString()
+  }
+}
+
+enum ProcessMemory {
+  /// VmRSS from /proc/self/status (reported in kB).
+  static func residentBytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+      let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+      if fields.count >= 2, let kilobytes = Int(fields[1]) { return kilobytes * 1024 }
+    }
+    return nil
+  }
+}

@@ -1,0 +1,174 @@
+// The HTTP API's backend, served by the engine: translates API requests into engine requests
+// (filling in the configured defaults, enforcing the configured limits) and engine events and
+// errors back into the API's. No computation happens here.
+import Adapters
+import Engine
+import Foundation
+import HTTPAPI
+import Settings
+import Tokenization
+
+final class EngineBackend: InferenceBackend, @unchecked Sendable {
+  // unchecked: `settings` and `status` are guarded by `lock`; the rest is immutable or locks itself.
+  let engine: ServingEngine
+  let library: AdapterLibrary
+  let metrics: DaemonMetrics
+  /// The id `/v1/models` gives the base model (also accepted as `model`, as is "base").
+  let baseID: String
+  private let started = Int(Date().timeIntervalSince1970)
+  private let lock = NSLock()
+  private var generation: GenerationDefaults
+  private var limits: Limits
+  private var status = "serving"
+  private var ready = true
+
+  init(engine: ServingEngine, library: AdapterLibrary, metrics: DaemonMetrics, baseID: String, settings: DaemonSettings) {
+    self.engine = engine
+    self.library = library
+    self.metrics = metrics
+    self.baseID = baseID
+    generation = settings.generation
+    limits = settings.limits
+  }
+
+  /// Applies the live-changeable parts of reloaded settings.
+  func update(_ settings: DaemonSettings) {
+    lock.withLock {
+      generation = settings.generation
+      limits = settings.limits
+    }
+    engine.updateLimits(
+      maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit)
+  }
+
+  func setStatus(_ text: String, ready: Bool) {
+    lock.withLock {
+      status = text
+      self.ready = ready
+    }
+  }
+
+  // MARK: InferenceBackend
+
+  func models() async -> [ModelInfo] {
+    [ModelInfo(id: baseID, kind: .base, created: started)]
+      + library.infos().map { ModelInfo(id: $0.name, kind: .adapter, created: library.created($0.name)) }
+  }
+
+  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+    let messages = request.messages.map { Tokenization.ChatMessage(role: $0.role.rawValue, content: $0.content) }
+    return try submit(model: request.model, prompt: .chat(messages), sampling: request.sampling, promptField: "messages")
+  }
+
+  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+    try submit(model: request.model, prompt: .text(request.prompt), sampling: request.sampling, promptField: "prompt")
+  }
+
+  func adapters() async -> [AdapterInfo] { library.infos() }
+
+  func loadAdapter(name: String, path: String) async throws -> AdapterInfo {
+    try await offCooperativePool { try self.library.load(name: name, path: path) }
+  }
+
+  func createAdapter(_ spec: AdapterSpec) async throws -> AdapterInfo {
+    try await offCooperativePool { try self.library.create(spec) }
+  }
+
+  func unloadAdapter(name: String) async throws { try library.unload(name: name) }
+
+  func setDefaultAdapter(name: String?) async throws {
+    try library.setDefault(name == baseID ? nil : name)
+  }
+
+  func health() async -> HealthReport {
+    lock.withLock { HealthReport(ready: ready, status: status) }
+  }
+
+  func metricsText() async -> String { metrics.render(engine: engine) }
+
+  // MARK: -
+
+  private func submit(
+    model: String?, prompt: ServingPrompt, sampling: HTTPAPI.SamplingParameters, promptField: String
+  ) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+    let request = ServingRequest(
+      adapter: adapterName(model), prompt: prompt, options: try options(sampling))
+    let events: AsyncThrowingStream<ServingEvent, any Error>
+    do {
+      events = try engine.submit(request)
+    } catch {
+      throw Self.backendError(error, promptField: promptField)
+    }
+    return Self.translate(events)
+  }
+
+  /// nil (the default adapter), `AdapterRegistry.baseName` for the base, or an adapter name.
+  private func adapterName(_ model: String?) -> String? {
+    guard let model else { return nil }
+    return model == baseID ? AdapterRegistry.baseName : model
+  }
+
+  private func options(_ sampling: HTTPAPI.SamplingParameters) throws -> GenerationOptions {
+    let (defaults, cap) = lock.withLock { (generation, limits.maxTokens) }
+    let maxTokens = sampling.maxTokens ?? defaults.maxTokens
+    guard maxTokens <= cap else {
+      throw BackendError.invalidRequest(
+        field: "max_tokens", message: "at most \(cap) tokens may be asked for, got \(maxTokens)")
+    }
+    var parameters = Engine.SamplingParameters()
+    parameters.temperature = Float(sampling.temperature ?? defaults.temperature)
+    parameters.topK = sampling.topK ?? defaults.topK
+    parameters.topP = Float(sampling.topP ?? defaults.topP)
+    parameters.minP = Float(sampling.minP ?? defaults.minP)
+    parameters.repeatPenalty = Float(sampling.repeatPenalty ?? defaults.repeatPenalty)
+    parameters.seed = sampling.seed
+    if let problem = parameters.validationError {
+      throw BackendError.invalidRequest(field: nil, message: problem)
+    }
+    return GenerationOptions(maxTokens: maxTokens, sampling: parameters, stop: sampling.stop)
+  }
+
+  static func backendError(_ error: any Error, promptField: String) -> any Error {
+    guard let error = error as? ServingError else { return error }
+    switch error {
+    case .unknownAdapter(let name): return BackendError.modelNotFound(name)
+    case .saturated(let seconds): return BackendError.saturated(retryAfterSeconds: seconds)
+    case .promptTooLong, .emptyPrompt: return BackendError.invalidRequest(field: promptField, message: error.description)
+    case .stopping: return BackendError.unavailable(error.description)
+    case .failed(let message): return BackendError.internalFailure(message)
+    }
+  }
+
+  /// The engine's events as the API's; ending the iteration ends the engine's (cancelling it).
+  static func translate(_ events: AsyncThrowingStream<ServingEvent, any Error>) -> AsyncThrowingStream<GenerationEvent, any Error> {
+    let iterator = IteratorBox(events.makeAsyncIterator())
+    return AsyncThrowingStream {
+      do {
+        switch try await iterator.next() {
+        case nil: return nil
+        case .text(let text): return .text(text)
+        case .finished(let reason, let prompt, let completion):
+          let apiReason: HTTPAPI.FinishReason = reason == .length ? .length : .stop
+          return .finished(apiReason, Usage(promptTokens: prompt, completionTokens: completion))
+        }
+      } catch {
+        throw backendError(error, promptField: "prompt")
+      }
+    }
+  }
+}
+
+/// The engine stream's iterator, advanced by one consumer at a time (the HTTP request task).
+private final class IteratorBox: @unchecked Sendable {
+  private var iterator: AsyncThrowingStream<ServingEvent, any Error>.AsyncIterator
+  init(_ iterator: AsyncThrowingStream<ServingEvent, any Error>.AsyncIterator) { self.iterator = iterator }
+  func next() async throws -> ServingEvent? { try await iterator.next() }
+}
+
+/// Runs blocking work (file I/O, merging) on its own thread, so the cooperative pool that serves
+/// the socket never waits on it.
+func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await withCheckedThrowingContinuation { continuation in
+    Thread { continuation.resume(with: Result { try body() }) }.start()
+  }
+}
