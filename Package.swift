@@ -99,5 +99,7 @@ let package = Package(
         "HTTPAPI",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
+    // End to end: runs the built droplorad and droplora binaries on a temporary socket.
+    .testTarget(name: "DaemonTests"),
   ]
 )

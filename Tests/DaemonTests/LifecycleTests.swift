@@ -1,0 +1,121 @@
+// The daemon as systemd runs it: READY=1 once serving, SIGHUP reloads (RELOADING=1 … READY=1,
+// new limits live, a broken file keeps the old ones), SIGTERM drains (STOPPING=1, running
+// generations finish, exit 0, socket removed), socket activation through
+// systemd-socket-activate, SO_PEERCRED refusal, and --check-config.
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension DaemonTests {
+  @Suite struct Lifecycle {
+    func completionTokens(_ socket: String) throws -> Int {
+      let reply = try curl(
+        socket, "POST", "/v1/chat/completions",
+        json: #"{"messages": [{"role": "user", "content": "Count from 1 to 50, separated by commas."}], "temperature": 0}"#)
+      #expect(reply.status == 200, "\(reply.body)")
+      return try #require((try reply.json()["usage"] as? [String: Any])?["completion_tokens"] as? Int)
+    }
+
+    @Test func sighupReloadsLiveSettingsAndSurvivesABrokenFile() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let config = directory + "/droplorad.yaml"
+      try "generation:\n  max_tokens: 6\n".write(toFile: config, atomically: true, encoding: .utf8)
+      let daemon = try DaemonProcess(arguments: ["--config", config], directory: directory)
+      defer { daemon.stop() }
+      #expect(daemon.notifications.messages.first { $0.contains("READY=1") }?.contains("STATUS=serving") == true)
+      #expect(try completionTokens(daemon.socketPath) == 6)
+
+      try "generation:\n  max_tokens: 3\n".write(toFile: config, atomically: true, encoding: .utf8)
+      var seen = daemon.notifications.messages.count
+      daemon.signal(SIGHUP)
+      let reloading = try daemon.notifications.wait(for: "RELOADING=1", after: seen)
+      #expect(reloading.contains("MONOTONIC_USEC="))
+      try daemon.notifications.wait(for: "READY=1", after: seen)
+      #expect(try completionTokens(daemon.socketPath) == 3)
+
+      try "generation:\n  max_tokens: [\n".write(toFile: config, atomically: true, encoding: .utf8)
+      seen = daemon.notifications.messages.count
+      daemon.signal(SIGHUP)
+      let ready = try daemon.notifications.wait(for: "READY=1", after: seen)
+      #expect(ready.contains("reload failed"))
+      #expect(try completionTokens(daemon.socketPath) == 3)
+      #expect(daemon.log.contains("reload refused"))
+    }
+
+    @Test func sigtermDrainsRunningGenerationsAndExitsCleanly() throws {
+      let daemon = try DaemonProcess()
+      let outputPath = daemon.directory + "/stream"
+      let running = try Child(
+        [
+          "curl", "-sN", "--unix-socket", daemon.socketPath, "http://localhost/v1/chat/completions", "-d",
+          #"{"messages": [{"role": "user", "content": "Tell me about whales."}], "max_tokens": 60, "temperature": 0, "stream": true}"#,
+        ], stdout: outputPath)
+      try waitForMetric(daemon, "droplorad_running_generations 1.0")
+      let seen = daemon.notifications.messages.count
+      daemon.signal(SIGTERM)
+      try daemon.notifications.wait(for: "STOPPING=1", after: seen)
+      #expect(running.wait() == 0)
+      let body = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+      #expect(body.hasSuffix("data: [DONE]\n\n"), "the running generation was cut off: \(body.suffix(200))")
+      #expect(daemon.waitForExit() == 0, "\(daemon.log)")
+      #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    func servesTheSocketSystemdPasses() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let socket = directory + "/activated.sock"
+      let daemon = try DaemonProcess(
+        directory: directory, waitForReady: false,
+        launcher: [
+          "/usr/bin/systemd-socket-activate", "-l", socket, "-E", "NOTIFY_SOCKET=\(directory)/notify",
+        ])
+      defer { daemon.stop() }
+      let deadline = Date(timeIntervalSinceNow: 10)
+      while !FileManager.default.fileExists(atPath: socket) && Date() < deadline { usleep(10_000) }
+      // The first connection starts the daemon; it waits in the backlog until the model is mapped.
+      let health = try curl(socket, "GET", "/health")
+      #expect(health.status == 200, "\(daemon.log)")
+      try daemon.notifications.wait(for: "READY=1")
+      #expect(!FileManager.default.fileExists(atPath: daemon.socketPath), "bound its own socket despite activation")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") && getuid() == 0))
+    func peersOutsideTheAllowedListAreRefused() throws {
+      let daemon = try DaemonProcess(arguments: [
+        "--set", "server.socket_mode=0666", "--set", "server.allowed_uids=[4242]",
+      ])
+      defer { daemon.stop() }
+      let nobody = try curl(daemon.socketPath, "GET", "/health", asUser: 65534)
+      #expect(nobody.status == 403, "\(nobody.body)")
+      #expect(try curl(daemon.socketPath, "GET", "/health").status == 200)  // root is always allowed
+      #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 4242).status == 200)
+    }
+
+    @Test func checkConfigValidatesAndExits() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let good = directory + "/good.yaml"
+      let bad = directory + "/bad.yaml"
+      try "limits:\n  queue_limit: 3\n".write(toFile: good, atomically: true, encoding: .utf8)
+      try "limits:\n  queue_limit: 3\n  colour: blue\n".write(toFile: bad, atomically: true, encoding: .utf8)
+      let ok = try runTool([Paths.daemon, "--config", good, "--check-config"])
+      #expect(ok.status == 0, "\(ok)")
+      let refused = try runTool([Paths.daemon, "--config", bad, "--check-config"])
+      #expect(refused.status == 1)
+      #expect(refused.stderr.contains("bad.yaml"))
+      #expect(refused.stderr.contains("3:3"), "\(refused.stderr)")
+      #expect(refused.stderr.contains("limits.colour"))
+      let badFlag = try runTool([Paths.daemon, "--config", good, "--set", "limits.queue_limit=-1", "--check-config"])
+      #expect(badFlag.status == 1)
+      #expect(badFlag.stderr.contains("limits.queue_limit"))
+      let missing = try runTool([Paths.daemon, "--config", directory + "/none.yaml", "--check-config"])
+      #expect(missing.status == 1)
+    }
+  }
+}
