@@ -92,4 +92,9 @@ struct ListBody<Element: Decodable>: Decodable {
 public struct HealthStatus: Sendable, Codable, Equatable {
   public var status: String
   public var ready: Bool
+
+  public init(status: String, ready: Bool) {
+    self.status = status
+    self.ready = ready
+  }
 }

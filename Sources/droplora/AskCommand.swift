@@ -13,7 +13,7 @@ struct AskCommand: AsyncParsableCommand {
   @Option(help: "Adapter to answer with (default: the daemon's default adapter, else the base model).")
   var adapter: String?
   @Option(help: "System message before the prompt.") var system: String?
-  @OptionGroup var generation: GenerationOptions
+  @OptionGroup var generation: SamplingFlags
   @Flag(help: "Print the final chat.completion response object as JSON instead of streaming text.")
   var json = false
   @Argument(help: "The question, or - to read standard input.") var prompt: String

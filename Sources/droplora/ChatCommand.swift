@@ -14,7 +14,7 @@ struct ChatCommand: AsyncParsableCommand {
   @Option(help: "Adapter to chat with (default: the daemon's default adapter, else the base model).")
   var adapter: String?
   @Option(help: "System message at the start of the conversation.") var system: String?
-  @OptionGroup var generation: GenerationOptions
+  @OptionGroup var generation: SamplingFlags
 
   func run() async throws {
     let client = socketOptions.client

@@ -16,7 +16,7 @@ struct SocketOptions: ParsableArguments {
   var client: DaemonClient { DaemonClient(socketPath: DaemonSocket.resolve(explicit: socket)) }
 }
 
-struct GenerationOptions: ParsableArguments {
+struct SamplingFlags: ParsableArguments {
   @Option(help: "Largest number of tokens to generate (default: the daemon's generation.max_tokens).")
   var maxTokens: Int?
   @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Double?
