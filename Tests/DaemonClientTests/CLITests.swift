@@ -8,63 +8,17 @@ import Testing
 #endif
 
 /// droplora, built next to the test bundle by `swift build --build-tests`.
-let dropploraPath: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+let dropLoraPath: String = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
   .deletingLastPathComponent().appendingPathComponent("droplora").path
 
-/// Handed from the stderr reader thread to the waiting one (the semaphore orders the access).
-private final class DataBox: @unchecked Sendable {
-  var data = Data()
-}
-
-struct RunResult: Sendable {
-  var status: Int32
-  var stdout: String
-  var stderr: String
-}
-
-/// Runs droplora to completion on its own thread: the server it talks to lives in this
-/// process and needs the concurrency pool while the child runs.
+/// droplora with `arguments`; `prefix` runs it through another tool (setpriv).
 func droplora(
   _ arguments: [String], stdin: String = "", environment: [String: String] = [:], prefix: [String] = []
 ) async throws -> RunResult {
-  try await withCheckedThrowingContinuation { continuation in
-    Thread {
-      continuation.resume(
-        with: Result {
-          let p = Process()
-          let argv = prefix + [dropploraPath] + arguments
-          p.executableURL = URL(fileURLWithPath: argv[0])
-          p.arguments = Array(argv.dropFirst())
-          // Nothing from the test runner's environment (DROPLORA_SOCKET) leaks in.
-          p.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
-          let input = Pipe()
-          let out = Pipe()
-          let err = Pipe()
-          p.standardInput = input
-          p.standardOutput = out
-          p.standardError = err
-          try p.run()
-          input.fileHandleForWriting.write(Data(stdin.utf8))
-          try input.fileHandleForWriting.close()
-          // Read both pipes at once so neither can fill up and stall the child.
-          let errData = DataBox()
-          let errDone = DispatchSemaphore(value: 0)
-          Thread {
-            errData.data = err.fileHandleForReading.readDataToEndOfFile()
-            errDone.signal()
-          }.start()
-          let outData = out.fileHandleForReading.readDataToEndOfFile()
-          errDone.wait()
-          p.waitUntilExit()
-          return RunResult(
-            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData.data, as: UTF8.self))
-        })
-    }.start()
-  }
+  try await runTool(prefix + [dropLoraPath] + arguments, stdin: stdin, environment: environment)
 }
 
-@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: dropploraPath), "droplora must be built"))
+@Suite
 struct CLITests {
   @Test func askStreamsTheAnswer() async throws {
     try await withDaemon { path, backend in
