@@ -31,9 +31,9 @@ func stageUnits(edit: (String) -> String = { $0 }) throws -> String {
 
 func verify(_ dir: String) async throws -> RunResult {
   try await runTool(
-    [systemdAnalyze!, "verify", "--generators=no", "droplorad.socket", "droplorad.service"].map {
-      $0.hasPrefix("droplorad.") ? "\(dir)/\($0)" : $0
-    },
+    // Without man(1) the Documentation= pages cannot be looked up; everything else still is.
+    [systemdAnalyze!, "verify", "--generators=no"] + (tool("/usr/bin/man", "/bin/man") == nil ? ["--man=no"] : [])
+      + ["\(dir)/droplorad.socket", "\(dir)/droplorad.service"],
     environment: ["MANPATH": dir + "/man"], directory: dir)
 }
 
