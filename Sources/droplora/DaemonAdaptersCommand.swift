@@ -8,7 +8,7 @@ import HTTPAPI
 struct DaemonAdaptersCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "adapters", abstract: "List, load, create, unload the daemon's adapters and set its default.",
-    subcommands: [List.self, Load.self, Create.self, Unload.self, Default.self])
+    subcommands: [List.self, Load.self, Create.self, Unload.self, Default.self], defaultSubcommand: List.self)
 
   struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the loaded adapters.")

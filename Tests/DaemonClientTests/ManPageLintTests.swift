@@ -8,7 +8,9 @@ let manDirectory = packageRoot.appendingPathComponent("man").path
 
 @Suite(.enabled(if: groff != nil, "needs groff (scripts/install-deps.sh)"))
 struct ManPageLintTests {
-  static let pages = ["droplora.1", "droplorad.8", "droplorad.yaml.5"]
+  /// Every page in man/, so a page added later is linted too.
+  static let pages: [String] = ((try? FileManager.default.contentsOfDirectory(atPath: manDirectory)) ?? [])
+    .filter { !$0.hasPrefix(".") }.sorted()
 
   @Test(arguments: pages) func rendersWithoutWarnings(page: String) async throws {
     let path = manDirectory + "/" + page
@@ -29,9 +31,10 @@ struct ManPageLintTests {
     #expect(lint.stderr != "")
   }
 
-  @Test func everyPageIsLinted() throws {
-    let onDisk = try FileManager.default.contentsOfDirectory(atPath: manDirectory).filter { !$0.hasPrefix(".") }.sorted()
-    #expect(onDisk == Self.pages.sorted())
+  @Test func theIssuesPagesAreThere() {
+    for page in ["droplora.1", "droplorad.8", "droplorad.yaml.5"] {
+      #expect(Self.pages.contains(page), "man/\(page) is missing")
+    }
   }
 
   @Test func pagesNameTheCommandsAndRoutes() throws {
