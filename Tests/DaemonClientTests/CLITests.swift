@@ -80,6 +80,8 @@ struct CLITests {
 
       r = try await droplora(["adapters", "list", "--socket", path])
       #expect(r.status == 0)
+      // list is what `droplora adapters` does without a subcommand.
+      #expect(try await droplora(["adapters", "--socket", path]).stdout == r.stdout)
       let lines = r.stdout.split(separator: "\n")
       #expect(lines.count == 4)
       #expect(lines.first?.hasPrefix("NAME") == true)
