@@ -53,11 +53,22 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
       ]),
+    // The daemon's HTTP client over its Unix socket (the `droplora` client commands); shares the
+    // request types of HTTPAPI so the two cannot drift apart.
+    .target(
+      name: "DaemonClient",
+      dependencies: [
+        "HTTPAPI", "Settings",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]),
 
     .executableTarget(
       name: "droplora",
       dependencies: [
         "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters",
+        "DaemonClient", "HTTPAPI",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -101,5 +112,13 @@ let package = Package(
       ]),
     // End to end: runs the built droplorad and droplora binaries on a temporary socket.
     .testTarget(name: "DaemonTests"),
+    // Drives DaemonClient and the droplora binary against the real HTTPAPI server; also lints
+    // the unit files (systemd-analyze verify) and every man page (groff -ww).
+    .testTarget(
+      name: "DaemonClientTests",
+      dependencies: [
+        "DaemonClient", "HTTPAPI",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
   ]
 )

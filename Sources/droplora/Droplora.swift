@@ -2,11 +2,12 @@
 import ArgumentParser
 
 @main
-struct Droplora: ParsableCommand {
+struct Droplora: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "droplora",
-    abstract: "Run, inspect and benchmark a quantized GGUF model (the offline tools of droplorad).",
+    abstract: "Talk to droplorad over its socket, or run, inspect and benchmark a GGUF model offline.",
     subcommands: [
       TokenizeCommand.self, GenerateCommand.self, BenchCommand.self, AdapterCommand.self,
+      ChatCommand.self, AskCommand.self, DaemonAdaptersCommand.self, StatusCommand.self,
     ])
 }
