@@ -69,10 +69,14 @@ public final class HTTPServer: Sendable {
   /// The path we bound and must unlink on shutdown; nil under socket activation.
   public let socketPath: String?
 
+  /// The peer policy in force; `updatePeerPolicy` changes it for connections accepted later.
+  private let policy: NIOLockedValueBox<PeerPolicy>
+
   private init(
     serverChannel: NIOAsyncChannel<Accepted, Never>, backend: any InferenceBackend,
-    configuration: HTTPServerConfiguration, socketPath: String?
+    configuration: HTTPServerConfiguration, socketPath: String?, policy: NIOLockedValueBox<PeerPolicy>
   ) {
+    self.policy = policy
     self.serverChannel = serverChannel
     self.router = Router(backend: backend)
     self.configuration = configuration
@@ -86,11 +90,12 @@ public final class HTTPServer: Sendable {
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws -> HTTPServer {
     try removeStaleSocket(at: path)
+    let policy = NIOLockedValueBox(configuration.peerPolicy)
     let channel: NIOAsyncChannel<Accepted, Never>
     do {
       channel = try await bootstrap(group: group).bind(
         unixDomainSocketPath: path, cleanupExistingSocketFile: false,
-        childChannelInitializer: childInitializer(configuration))
+        childChannelInitializer: childInitializer(configuration, policy: policy))
     } catch {
       throw HTTPServerError.bindFailed(path: path, message: String(describing: error))
     }
@@ -100,7 +105,8 @@ public final class HTTPServer: Sendable {
       try? await channel.channel.close()
       throw HTTPServerError.chmodFailed(path: path, errno: e)
     }
-    return HTTPServer(serverChannel: channel, backend: backend, configuration: configuration, socketPath: path)
+    return HTTPServer(
+      serverChannel: channel, backend: backend, configuration: configuration, socketPath: path, policy: policy)
   }
 
   /// Serves on a descriptor that is already bound and listening (systemd socket activation).
@@ -112,9 +118,16 @@ public final class HTTPServer: Sendable {
     guard descriptor >= 0, fcntl(descriptor, F_GETFD) != -1 else {
       throw HTTPServerError.invalidDescriptor(descriptor)
     }
+    let policy = NIOLockedValueBox(configuration.peerPolicy)
     let channel = try await bootstrap(group: group).bind(
-      descriptor, childChannelInitializer: childInitializer(configuration))
-    return HTTPServer(serverChannel: channel, backend: backend, configuration: configuration, socketPath: nil)
+      descriptor, childChannelInitializer: childInitializer(configuration, policy: policy))
+    return HTTPServer(
+      serverChannel: channel, backend: backend, configuration: configuration, socketPath: nil, policy: policy)
+  }
+
+  /// Replaces the peer policy (a configuration reload); connections already admitted stay.
+  public func updatePeerPolicy(_ newPolicy: PeerPolicy) {
+    policy.withLockedValue { $0 = newPolicy }
   }
 
   private static func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
@@ -129,7 +142,7 @@ public final class HTTPServer: Sendable {
   }
 
   private static func childInitializer(
-    _ configuration: HTTPServerConfiguration
+    _ configuration: HTTPServerConfiguration, policy: NIOLockedValueBox<PeerPolicy>
   ) -> @Sendable (any Channel) -> EventLoopFuture<Accepted> {
     { channel in
       peerCredentials(of: channel).flatMapThrowing { peer in
@@ -140,7 +153,7 @@ public final class HTTPServer: Sendable {
         try channel.pipeline.syncOperations.addHandlers(
           IdleStateHandler(readTimeout: idle), IdleConnectionCloser())
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
-        return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
+        return Accepted(channel: wrapped, peer: peer, admitted: policy.withLockedValue { $0 }.admits(peer))
       }
     }
   }

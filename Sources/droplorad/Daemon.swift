@@ -97,7 +97,9 @@ final class Daemon: Sendable {
     let reread = self.reread
     services.append(
       ReloadService(
-        reload: { Self.reload(reread: reread, current: settings, backend: backend, library: library, logger: logger) },
+        reload: {
+          Self.reload(reread: reread, current: settings, backend: backend, library: library, server: server, logger: logger)
+        },
         notifier: notifier, logger: logger))
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
@@ -163,7 +165,7 @@ final class Daemon: Sendable {
   /// Applies what can change live; returns the one-line status for STATUS=.
   static func reload(
     reread: () throws -> DaemonSettings, current: DaemonSettings, backend: EngineBackend, library: AdapterLibrary,
-    logger: Logger
+    server: HTTPServer, logger: Logger
   ) -> String {
     let settings: DaemonSettings
     do {
@@ -182,8 +184,16 @@ final class Daemon: Sendable {
         logger.error("adapters.default: \(error)")
       }
     }
+    do {
+      server.updatePeerPolicy(try peerPolicy(settings.server))
+    } catch {
+      logger.error("access lists not changed: \(error)")
+    }
+    var serverAtStart = settings.server
+    serverAtStart.allowedUIDs = current.server.allowedUIDs
+    serverAtStart.allowedGroups = current.server.allowedGroups
     let needRestart: [(String, Bool)] = [
-      ("model", settings.model != current.model), ("server", settings.server != current.server),
+      ("model", settings.model != current.model), ("server", serverAtStart != current.server),
       ("adapters.directory", settings.adapters.directory != current.adapters.directory),
       ("adapters.merge_type", settings.adapters.mergeType != current.adapters.mergeType),
       ("state_directory", settings.stateDirectory != current.stateDirectory),

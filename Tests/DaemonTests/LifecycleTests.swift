@@ -86,15 +86,24 @@ extension DaemonTests {
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") && getuid() == 0))
-    func peersOutsideTheAllowedListAreRefused() throws {
-      let daemon = try DaemonProcess(arguments: [
-        "--set", "server.socket_mode=0666", "--set", "server.allowed_uids=[4242]",
-      ])
+    func peersOutsideTheAllowedListAreRefusedAndSighupChangesTheList() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let config = directory + "/droplorad.yaml"
+      try "server:\n  socket_mode: 0666\n  allowed_uids: [4242]\n".write(toFile: config, atomically: true, encoding: .utf8)
+      let daemon = try DaemonProcess(arguments: ["--config", config], directory: directory)
       defer { daemon.stop() }
       let nobody = try curl(daemon.socketPath, "GET", "/health", asUser: 65534)
       #expect(nobody.status == 403, "\(nobody.body)")
       #expect(try curl(daemon.socketPath, "GET", "/health").status == 200)  // root is always allowed
       #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 4242).status == 200)
+
+      try "server:\n  socket_mode: 0666\n  allowed_uids: [65534]\n".write(toFile: config, atomically: true, encoding: .utf8)
+      let seen = daemon.notifications.messages.count
+      daemon.signal(SIGHUP)
+      try daemon.notifications.wait(for: "READY=1", after: seen)
+      #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 65534).status == 200)
+      #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 4242).status == 403)
     }
 
     @Test func checkConfigValidatesAndExits() throws {
