@@ -1,0 +1,41 @@
+// Draws the training noise of the LoRA branches: input dropout (per token and input element)
+// and the DropLoRA rank mask, per token and rank element (`token`) or one r-vector per module
+// per optimizer step (`step`). Kept entries carry 1/(1-p). With p = 0 (or method lora) no rank
+// mask is drawn and no random number is consumed for it, so the run is exactly LoRA's.
+
+public struct NoiseSampler: Sendable {
+  public let config: LoRATrainingConfig
+
+  public init(config: LoRATrainingConfig) { self.config = config }
+
+  /// New step masks for every module (`step` granularity with p > 0); called once per optimizer step.
+  public func drawStepMasks(_ parameters: LoRAParameters, random: inout TrainingRandom) {
+    let p = config.effectivePruningRate
+    guard p > 0, config.granularity == .step else { return }
+    for module in parameters.modules {
+      random.fillKeepMask(module.stepMask.pointer, count: module.rank, dropProbability: p)
+    }
+  }
+
+  /// The noise of one module for a sequence of `tokens` tokens.
+  public func draw(_ module: LoRAModule, tokens: Int, random: inout TrainingRandom) -> LoRANoise {
+    var noise = LoRANoise()
+    if config.dropout > 0 {
+      let buffer = FloatBuffer(tokens * module.columns)
+      random.fillKeepMask(buffer.pointer, count: buffer.count, dropProbability: config.dropout)
+      noise.dropout = buffer
+    }
+    let p = config.effectivePruningRate
+    if p > 0 {
+      switch config.granularity {
+      case .token:
+        let buffer = FloatBuffer(tokens * module.rank)
+        random.fillKeepMask(buffer.pointer, count: buffer.count, dropProbability: p)
+        noise.tokenMask = buffer
+      case .step:
+        noise.stepMask = module.stepMask
+      }
+    }
+    return noise
+  }
+}

@@ -1,0 +1,33 @@
+// SwiGLU, h = silu(g) ⊙ u, and its backward with σ = sigmoid(g):
+//   dg = dh ⊙ u ⊙ σ·(1 + g·(1 − σ)),   du = dh ⊙ g·σ.
+import CKernels
+import Foundation
+import Kernels
+
+enum SwiGLUOp {
+  static func forward(
+    _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+    count: Int, pool: ThreadPool
+  ) {
+    pool.parallelFor(count, align: 64) { range, _ in
+      let o = range.lowerBound
+      dq_swiglu(out + o, gate + o, up + o, Int64(range.count))
+    }
+  }
+
+  /// Writes dGate and dUp (count elements each) from dh.
+  static func backward(
+    dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>,
+    dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
+    pool: ThreadPool
+  ) {
+    pool.parallelFor(count, align: 64) { range, _ in
+      for i in range {
+        let g = gate[i]
+        let sigma = 1 / (1 + expf(-g))
+        dGate[i] = dh[i] * up[i] * sigma * (1 + g * (1 - sigma))
+        dUp[i] = dh[i] * g * sigma
+      }
+    }
+  }
+}

@@ -1,0 +1,54 @@
+// The trainer's one source of randomness (data order, dropout and DropLoRA masks, inits):
+// xoshiro256** seeded through SplitMix64. Its four words are the whole state, so a checkpoint
+// stores them and a resumed run draws exactly what the uninterrupted one would have.
+
+import Foundation
+
+public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatable {
+  public private(set) var state: [UInt64]
+
+  public init(seed: UInt64) {
+    var x = seed
+    func splitMix() -> UInt64 {
+      x &+= 0x9E37_79B9_7F4A_7C15
+      var z = x
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return z ^ (z >> 31)
+    }
+    state = [splitMix(), splitMix(), splitMix(), splitMix()]
+  }
+
+  public mutating func next() -> UInt64 {
+    let result = rotl(state[1] &* 5, 7) &* 9
+    let t = state[1] << 17
+    state[2] ^= state[0]
+    state[3] ^= state[1]
+    state[1] ^= state[2]
+    state[0] ^= state[3]
+    state[2] ^= t
+    state[3] = rotl(state[3], 45)
+    return result
+  }
+
+  /// Uniform in [0, 1) from the top 24 bits (exactly representable as a Float).
+  public mutating func unitFloat() -> Float { Float(next() >> 40) * 0x1.0p-24 }
+
+  /// Uniform in [0, 1) from the top 53 bits.
+  public mutating func unitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+
+  /// A standard normal draw (Box–Muller; one of the pair is discarded to keep the state simple).
+  public mutating func normal() -> Double {
+    let u1 = max(unitDouble(), 0x1.0p-53)
+    let u2 = unitDouble()
+    return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+  }
+
+  /// Fills `out[0..<count]` with inverted-dropout factors: 0 with probability `p`, else 1/(1-p).
+  public mutating func fillKeepMask(_ out: UnsafeMutablePointer<Float>, count: Int, dropProbability p: Float) {
+    let keep = 1 / (1 - p)
+    for i in 0..<count { out[i] = unitFloat() < p ? 0 : keep }
+  }
+
+  private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}
