@@ -8,5 +8,6 @@ struct Droplora: ParsableCommand {
     abstract: "Run, inspect and benchmark a quantized GGUF model (the offline tools of droplorad).",
     subcommands: [
       TokenizeCommand.self, GenerateCommand.self, BenchCommand.self, AdapterCommand.self,
+      TrainCommand.self, EvalCommand.self,
     ])
 }
