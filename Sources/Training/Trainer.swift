@@ -1,6 +1,7 @@
 // The trainer: one adapter's parameters, optimizer and noise on a shared, frozen base model.
 // A step takes one batch (the effective batch), runs it in micro-batches whose gradients
-// accumulate, normalises by the batch's loss tokens (every target token weighs the same, as
+// accumulate (the sequences of a micro-batch packed into one forward, so every weight tile is
+// dequantized once per micro-batch rather than once per sequence), normalises by the batch's loss tokens (every target token weighs the same, as
 // if the batch were one), clips, and applies AdamW. A step can be cancelled between
 // micro-batches; it then leaves no trace (gradients dropped, the random state rewound).
 // The daemon drives this same type in the background; nothing here knows about services.
@@ -89,8 +90,10 @@ public final class Trainer: @unchecked Sendable {
     random = TrainingRandom(seed: config.seed)
     sampler = NoiseSampler(config: config.lora)
     pool = ThreadPool(threads: config.threads)
+    // A micro-batch runs packed: capacity for microBatch sequences of the longest length.
     graph = TrainingGraph(
-      model: model, parameters: parameters, maxTokens: config.maxSequenceLength, pool: pool)
+      model: model, parameters: parameters, maxTokens: config.maxSequenceLength * config.microBatch,
+      maxSequence: config.maxSequenceLength, pool: pool)
     try LoRAInitializer.initialize(parameters, model: model, random: &random, pool: pool)
   }
 
@@ -117,13 +120,12 @@ public final class Trainer: @unchecked Sendable {
         parameters.zeroGradients()
         return nil
       }
-      for sample in batch[first..<min(batch.count, first + config.microBatch)] {
-        let result = try graph.run(tokens: sample.tokens, lossMask: sample.lossMask, gradientWeight: weight) {
-          sampler.draw($0, tokens: $1, random: &random)
-        }
-        lossSum += result.lossSum
-        tokens += sample.tokens.count
+      let micro = Array(batch[first..<min(batch.count, first + config.microBatch)])
+      let result = try graph.run(micro, gradientWeight: weight) {
+        sampler.draw($0, tokens: $1, random: &random)
       }
+      lossSum += result.lossSum
+      tokens += micro.reduce(0) { $0 + $1.tokens.count }
       first += config.microBatch
     }
     let lr = config.learningRateSchedule.rate(atStep: optimizer.step)
@@ -139,12 +141,13 @@ public final class Trainer: @unchecked Sendable {
   public func evaluate(_ samples: [EncodedSample]) throws(TrainingError) -> (loss: Double, lossTokens: Int) {
     var sum = 0.0
     var count = 0
-    for sample in samples {
-      let result = try graph.run(tokens: sample.tokens, lossMask: sample.lossMask, gradientWeight: nil) {
-        _, _ in LoRANoise()
-      }
+    var first = 0
+    while first < samples.count {
+      let micro = Array(samples[first..<min(samples.count, first + config.microBatch)])
+      let result = try graph.run(micro, gradientWeight: nil) { _, _ in LoRANoise() }
       sum += result.lossSum
       count += result.lossTokens
+      first += config.microBatch
     }
     return (count > 0 ? sum / Double(count) : 0, count)
   }

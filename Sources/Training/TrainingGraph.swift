@@ -38,8 +38,10 @@ public final class TrainingGraph {
   public let model: LlamaModel
   public let parameters: LoRAParameters
   public let pool: ThreadPool
-  /// Longest sequence the buffers hold.
+  /// Most tokens one run holds (all packed sequences together).
   public let maxTokens: Int
+  /// Longest single sequence (attention scratch is sized for it).
+  public let maxSequence: Int
   /// The noise the last forward drew, by module index (for tests and the backward).
   public private(set) var noise: [LoRANoise]
 
@@ -59,12 +61,20 @@ public final class TrainingGraph {
   var labels: [Int32] = []
   var logits = FloatBuffer(0)
   var tokens = 0
+  /// The packed sequences' token ranges; attention never crosses them.
+  var segments: [Range<Int>] = []
 
-  public init(model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, pool: ThreadPool) {
+  /// `maxTokens`: capacity of one (packed) run; `maxSequence`: longest sequence in it
+  /// (default: the whole capacity).
+  public init(
+    model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, maxSequence: Int? = nil,
+    pool: ThreadPool
+  ) {
     self.model = model
     self.parameters = parameters
     self.pool = pool
     self.maxTokens = max(2, maxTokens)
+    self.maxSequence = min(self.maxTokens, max(2, maxSequence ?? maxTokens))
     let T = self.maxTokens
     hyper = model.hyper
     shape = AttentionShape(
@@ -92,7 +102,8 @@ public final class TrainingGraph {
     let widest = max(d, qDim, f)
     frozenWorkspace = FrozenLinearWorkspace(maxColumns: widest, maxTokens: T, threads: pool.threadCount)
     loraWorkspace = LoRAWorkspace(maxTokens: T, maxColumns: widest, rank: parameters.config.rank)
-    attentionWorkspace = AttentionWorkspace(shape: shape, maxTokens: T, threads: pool.threadCount)
+    attentionWorkspace = AttentionWorkspace(
+      shape: shape, maxTokens: self.maxSequence, threads: pool.threadCount)
     noise = parameters.modules.map { _ in LoRANoise() }
   }
 
@@ -103,15 +114,37 @@ public final class TrainingGraph {
     tokens: [Int32], lossMask: [Bool], gradientWeight: Float?,
     noise draw: (LoRAModule, Int) -> LoRANoise
   ) throws(TrainingError) -> SequenceLoss {
-    guard tokens.count >= 1, tokens.count <= maxTokens, lossMask.count == tokens.count else {
-      throw .invalidConfig(
-        "sequence of \(tokens.count) tokens (mask \(lossMask.count)) does not fit \(maxTokens)")
+    try run([EncodedSample(tokens: tokens, lossMask: lossMask)], gradientWeight: gradientWeight, noise: draw)
+  }
+
+  /// As above for several sequences packed into one run (one forward over their concatenation,
+  /// each attending only to itself): the weight tiles are dequantized once for all of them.
+  public func run(
+    _ sequences: [EncodedSample], gradientWeight: Float?, noise draw: (LoRAModule, Int) -> LoRANoise
+  ) throws(TrainingError) -> SequenceLoss {
+    let total = sequences.reduce(0) { $0 + $1.tokens.count }
+    guard total >= 1, total <= maxTokens else {
+      throw .invalidConfig("\(total) tokens do not fit a run of \(maxTokens)")
     }
-    for token in tokens where token < 0 || Int(token) >= model.vocabularySize {
-      throw .invalidConfig("token id \(token) is outside the vocabulary")
+    var tokens: [Int32] = []
+    segments = []
+    lossRows = []
+    for sequence in sequences {
+      guard sequence.tokens.count >= 1, sequence.tokens.count <= maxSequence,
+        sequence.lossMask.count == sequence.tokens.count
+      else {
+        throw .invalidConfig(
+          "sequence of \(sequence.tokens.count) tokens (mask \(sequence.lossMask.count)) does not fit \(maxSequence)")
+      }
+      for token in sequence.tokens where token < 0 || Int(token) >= model.vocabularySize {
+        throw .invalidConfig("token id \(token) is outside the vocabulary")
+      }
+      let start = tokens.count
+      segments.append(start..<(start + sequence.tokens.count))
+      lossRows += (0..<(sequence.tokens.count - 1)).filter { sequence.lossMask[$0 + 1] }.map { start + $0 }
+      tokens += sequence.tokens
     }
     self.tokens = tokens.count
-    lossRows = (0..<(tokens.count - 1)).filter { lossMask[$0 + 1] }
     labels = lossRows.map { tokens[$0 + 1] }
     forward(tokens, draw: draw)
     guard !lossRows.isEmpty else { return SequenceLoss(lossSum: 0, lossTokens: 0) }
@@ -127,11 +160,13 @@ public final class TrainingGraph {
     let d = hyper.embeddingLength
     let weights = model.weights
     let x0 = layers.isEmpty ? xFinal.pointer : layers[0].xIn.pointer
-    for t in 0..<T {
-      weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
-      dq_rope_angles(
-        angles.pointer + t * hyper.ropeDimension, Int64(t), Int32(hyper.ropeDimension),
-        hyper.ropeBase, hyper.ropeFrequencyScale)
+    for segment in segments {
+      for t in segment {
+        weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
+        dq_rope_angles(
+          angles.pointer + t * hyper.ropeDimension, Int64(t - segment.lowerBound),
+          Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
+      }
     }
     for l in 0..<layers.count {
       let tape = layers[l]
@@ -148,9 +183,15 @@ public final class TrainingGraph {
       addBias(w.valueBias, to: tape.v.pointer, tokens: T)
       rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
       rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
-      AttentionOp.forward(
-        out: tape.attention.pointer, q: tape.q.pointer, k: tape.k.pointer, v: tape.v.pointer,
-        shape: shape, tokens: T, pool: pool, workspace: attentionWorkspace)
+      let qDim = hyper.queryDimension
+      let kvDim = hyper.kvDimension
+      for s in segments {
+        let (t0, n) = (s.lowerBound, s.count)
+        AttentionOp.forward(
+          out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+          pool: pool, workspace: attentionWorkspace)
+      }
       project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
       add(tape.xMid.pointer, tape.xIn.pointer, projected.pointer, count: T * d)
 
@@ -253,10 +294,16 @@ public final class TrainingGraph {
       // Attention block: x_mid = x_in + o(attention(rope(q), rope(k), v)).
       dAttention.zero()
       projectBackward(.o, layer: l, x: tape.attention.pointer, dy: dx.pointer, dx: dAttention.pointer, tokens: T, scale: scale)
-      AttentionOp.backward(
-        dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dOut: dAttention.pointer,
-        q: tape.q.pointer, k: tape.k.pointer, v: tape.v.pointer, shape: shape, tokens: T,
-        pool: pool, workspace: attentionWorkspace)
+      let qDim = hyper.queryDimension
+      let kvDim = hyper.kvDimension
+      for s in segments {
+        let (t0, n) = (s.lowerBound, s.count)
+        AttentionOp.backward(
+          dq: dq.pointer + t0 * qDim, dk: dk.pointer + t0 * kvDim, dv: dv.pointer + t0 * kvDim,
+          dOut: dAttention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+          pool: pool, workspace: attentionWorkspace)
+      }
       rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
       rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
       RMSNormOp.forward(

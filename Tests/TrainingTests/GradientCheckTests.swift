@@ -175,4 +175,27 @@ struct GradientCheckTests {
       #expect(zip(g1, g2).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(m1.target)")
     }
   }
+
+  /// Packing sequences into one run (attention kept within each) gives the loss and gradients
+  /// of running them one by one.
+  @Test func packedRunEqualsSeparateRuns() throws {
+    let config = LoRATrainingConfig(rank: 4, alpha: 8, dropout: 0, targets: LlamaProjection.allCases, pruningRate: 0)
+    let separate = try GradientFixture(spec: TinyModelSpec(), config: config)
+    let packed = try GradientFixture(spec: TinyModelSpec(), config: config)
+    let second = EncodedSample(tokens: [9, 4, 4, 50, 2, 7], lossMask: [false, false, true, true, true, true])
+    let first = EncodedSample(tokens: checkTokens, lossMask: checkMask)
+    var sum = 0.0
+    for sample in [first, second] {
+      sum += try separate.graph.run(tokens: sample.tokens, lossMask: sample.lossMask, gradientWeight: 1) { _, _ in LoRANoise() }.lossSum
+    }
+    let together = try packed.graph.run([first, second], gradientWeight: 1) { _, _ in LoRANoise() }
+    #expect(together.lossTokens == 10)
+    #expect(abs(together.lossSum - sum) <= 1e-5 * sum)
+    for (a, b) in zip(separate.parameters.modules, packed.parameters.modules) {
+      let ga = a.gradA.array + a.gradB.array
+      let gb = b.gradA.array + b.gradB.array
+      let largest = ga.map(abs).max()!
+      #expect(zip(ga, gb).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(a.target)")
+    }
+  }
 }
