@@ -8,6 +8,9 @@ import Kernels
 public final class FrozenLinearWorkspace: @unchecked Sendable {
   // unchecked: each pool thread touches only its own slice.
   static let tileRows = 128
+  /// Threads split W's rows in multiples of this (not of tileRows: 192 rows over 2 threads
+  /// must split 96/96, not 128/64).
+  static let rowAlign = 16
   let maxColumns: Int
   let maxTokens: Int
   let threads: Int
@@ -38,7 +41,7 @@ public enum FrozenLinear {
     precondition(w.columns <= workspace.maxColumns && pool.threadCount <= workspace.threads)
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
-    pool.parallelFor(w.rows, align: tileRows) { rows, thread in
+    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
       let tile = workspace.tiles + thread * tileRows * columns
       var start = rows.lowerBound
       while start < rows.upperBound {
@@ -64,7 +67,7 @@ public enum FrozenLinear {
     let columns = w.columns
     let size = tokens * columns
     var used = 1
-    pool.parallelFor(w.rows, align: tileRows) { rows, thread in
+    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
       let tile = workspace.tiles + thread * tileRows * columns
       let target = thread == 0 ? dx : workspace.partials + (thread - 1) * size
       if thread > 0 { target.update(repeating: 0, count: size) }
@@ -80,8 +83,9 @@ public enum FrozenLinear {
     }
     // Which threads got rows: parallelFor gives thread i the i-th chunk of an even split.
     let threads = pool.threadCount
-    if threads > 1 && w.rows > tileRows {
-      let perThread = ((w.rows + threads - 1) / threads + tileRows - 1) / tileRows * tileRows
+    let align = FrozenLinearWorkspace.rowAlign
+    if threads > 1 && w.rows > align {
+      let perThread = ((w.rows + threads - 1) / threads + align - 1) / align * align
       used = min(threads, (w.rows + perThread - 1) / perThread)
     }
     if used > 1 {

@@ -45,9 +45,18 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
   }
 
   /// Fills `out[0..<count]` with inverted-dropout factors: 0 with probability `p`, else 1/(1-p).
+  /// Two draws per 64-bit output (32 bits each: p is resolved to 2⁻³²).
   public mutating func fillKeepMask(_ out: UnsafeMutablePointer<Float>, count: Int, dropProbability p: Float) {
     let keep = 1 / (1 - p)
-    for i in 0..<count { out[i] = unitFloat() < p ? 0 : keep }
+    let threshold = UInt64((Double(p) * 0x1.0p32).rounded())
+    var i = 0
+    while i + 1 < count {
+      let bits = next()
+      out[i] = bits & 0xFFFF_FFFF < threshold ? 0 : keep
+      out[i + 1] = bits >> 32 < threshold ? 0 : keep
+      i += 2
+    }
+    if i < count { out[i] = next() & 0xFFFF_FFFF < threshold ? 0 : keep }
   }
 
   private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
