@@ -17,20 +17,27 @@ public struct NoiseSampler: Sendable {
     }
   }
 
-  /// The noise of one module for a sequence of `tokens` tokens.
+  /// The noise of one module for a run of `tokens` tokens (valid until its next draw: the
+  /// buffers are the module's, reused).
   public func draw(_ module: LoRAModule, tokens: Int, random: inout TrainingRandom) -> LoRANoise {
     var noise = LoRANoise()
     if config.dropout > 0 {
-      let buffer = FloatBuffer(tokens * module.columns)
-      random.fillKeepMask(buffer.pointer, count: buffer.count, dropProbability: config.dropout)
+      if module.dropoutStorage.count < tokens * module.columns {
+        module.dropoutStorage = FloatBuffer(tokens * module.columns)
+      }
+      let buffer = module.dropoutStorage
+      random.fillKeepMask(buffer.pointer, count: tokens * module.columns, dropProbability: config.dropout)
       noise.dropout = buffer
     }
     let p = config.effectivePruningRate
     if p > 0 {
       switch config.granularity {
       case .token:
-        let buffer = FloatBuffer(tokens * module.rank)
-        random.fillKeepMask(buffer.pointer, count: buffer.count, dropProbability: p)
+        if module.tokenMaskStorage.count < tokens * module.rank {
+          module.tokenMaskStorage = FloatBuffer(tokens * module.rank)
+        }
+        let buffer = module.tokenMaskStorage
+        random.fillKeepMask(buffer.pointer, count: tokens * module.rank, dropProbability: p)
         noise.tokenMask = buffer
       case .step:
         noise.stepMask = module.stepMask

@@ -5,7 +5,15 @@
 import Foundation
 
 public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatable {
-  public private(set) var state: [UInt64]
+  // Four scalars rather than an array: next() runs once per two mask entries (millions per
+  // step) and must not pay for bounds or uniqueness checks.
+  private var s0: UInt64
+  private var s1: UInt64
+  private var s2: UInt64
+  private var s3: UInt64
+
+  /// The four state words (what a checkpoint stores).
+  public var state: [UInt64] { [s0, s1, s2, s3] }
 
   public init(seed: UInt64) {
     var x = seed
@@ -16,18 +24,32 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
       z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
       return z ^ (z >> 31)
     }
-    state = [splitMix(), splitMix(), splitMix(), splitMix()]
+    (s0, s1, s2, s3) = (splitMix(), splitMix(), splitMix(), splitMix())
   }
 
+  public init(from decoder: Decoder) throws {
+    let words = try decoder.singleValueContainer().decode([UInt64].self)
+    guard words.count == 4, words.contains(where: { $0 != 0 }) else {
+      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "need four words, not all zero"))
+    }
+    (s0, s1, s2, s3) = (words[0], words[1], words[2], words[3])
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(state)
+  }
+
+  @inline(__always)
   public mutating func next() -> UInt64 {
-    let result = rotl(state[1] &* 5, 7) &* 9
-    let t = state[1] << 17
-    state[2] ^= state[0]
-    state[3] ^= state[1]
-    state[1] ^= state[2]
-    state[0] ^= state[3]
-    state[2] ^= t
-    state[3] = rotl(state[3], 45)
+    let result = rotl(s1 &* 5, 7) &* 9
+    let t = s1 << 17
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = rotl(s3, 45)
     return result
   }
 
