@@ -1,7 +1,6 @@
 // SwiGLU, h = silu(g) ⊙ u, and its backward with σ = sigmoid(g):
 //   dg = dh ⊙ u ⊙ σ·(1 + g·(1 − σ)),   du = dh ⊙ g·σ.
 import CKernels
-import Foundation
 import Kernels
 
 enum SwiGLUOp {
@@ -22,12 +21,8 @@ enum SwiGLUOp {
     pool: ThreadPool
   ) {
     pool.parallelFor(count, align: 64) { range, _ in
-      for i in range {
-        let g = gate[i]
-        let sigma = 1 / (1 + expf(-g))
-        dGate[i] = dh[i] * up[i] * sigma * (1 + g * (1 - sigma))
-        dUp[i] = dh[i] * g * sigma
-      }
+      let o = range.lowerBound
+      dq_swiglu_backward(dGate + o, dUp + o, dh + o, gate + o, up + o, Int64(range.count))
     }
   }
 }
