@@ -175,7 +175,15 @@ struct TrainCommand: ParsableCommand {
       throw CommandFailure("\(error)")
     }
     progress.finish()
-    progress.note("wrote \(out)/\(PEFTFormat.weightsFileName)" + (gguf ? " and \(out)/adapter.gguf" : ""))
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    let summary = TrainSummary(
+      steps: trainer.stepCount, tokens: tokensDone, seconds: seconds,
+      tokensPerSecond: seconds > 0 ? Double(tokensDone) / seconds : 0, evalLoss: evalLoss,
+      peakRSSMiB: Double(peakRSSBytes()) / 1_048_576, adapter: out)
+    if json { try printJSON(summary) }
+    progress.note(
+      "wrote \(out)/\(PEFTFormat.weightsFileName)" + (gguf ? " and \(out)/adapter.gguf" : "")
+        + String(format: "; %.0f tok/s, peak RSS %.0f MiB", summary.tokensPerSecond, summary.peakRSSMiB))
   }
 
   func loadSamples(_ path: String, encoder: SampleEncoder) throws
@@ -247,6 +255,25 @@ final class Progress {
     guard seconds.isFinite else { return "-" }
     let s = Int(seconds.rounded())
     return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+  }
+}
+
+/// The last JSON line of a run (no "step" key, so step parsers can skip it).
+struct TrainSummary: Encodable {
+  let steps: Int
+  let tokens: Int
+  let seconds: Double
+  let tokensPerSecond: Double
+  let evalLoss: Double?
+  let peakRSSMiB: Double
+  let adapter: String
+
+  enum CodingKeys: String, CodingKey {
+    case tokens, seconds, adapter
+    case steps = "steps_done"
+    case tokensPerSecond = "tokens_per_second"
+    case evalLoss = "eval_loss"
+    case peakRSSMiB = "peak_rss_mib"
   }
 }
 
