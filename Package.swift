@@ -39,6 +39,11 @@ let package = Package(
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
     .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels", "Adapters"]),
+    // LoRA/DropLoRA fine-tuning on the mmapped quantized base: hand-written backward, AdamW,
+    // data, checkpoints. The daemon's background training runs this same Trainer.
+    .target(
+      name: "Training",
+      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF"]),
     .target(name: "Settings", dependencies: ["CYAML"]),
     .target(
       name: "Systemd",
@@ -67,7 +72,7 @@ let package = Package(
     .executableTarget(
       name: "droplora",
       dependencies: [
-        "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters",
+        "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training",
         "DaemonClient", "HTTPAPI",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
@@ -96,6 +101,10 @@ let package = Package(
     .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF"]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
+      resources: [.copy("Fixtures")]),
+    .testTarget(
+      name: "TrainingTests",
+      dependencies: ["Training", "Llama", "Adapters", "Tokenization", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(

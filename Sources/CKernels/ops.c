@@ -57,6 +57,16 @@ static void swiglu_scalar(float *out, const float *gate, const float *up, int64_
   for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+static void swiglu_backward_scalar(float *d_gate, float *d_up, const float *dh, const float *gate,
+                                   const float *up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    const float sigma = 1.0f / (1.0f + expf(-g));
+    d_gate[i] = dh[i] * up[i] * sigma * (1.0f + g * (1.0f - sigma));
+    d_up[i] = dh[i] * g * sigma;
+  }
+}
+
 #if defined(__x86_64__)
 // e^x for 8 floats: 2^(x log2 e) = 2^n · e^g with n = round(x log2 e), |g| <= ln2/2, and e^g by
 // its Taylor series to degree 7 (truncation error < 6e-9 relative, below float rounding).
@@ -125,6 +135,25 @@ __attribute__((target("avx2,fma"))) static void swiglu_avx2(float *out, const fl
   swiglu_scalar(out + i, gate + i, up + i, n - i);
 }
 
+__attribute__((target("avx2,fma"))) static void swiglu_backward_avx2(float *d_gate, float *d_up,
+                                                                     const float *dh,
+                                                                     const float *gate,
+                                                                     const float *up, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 d = _mm256_loadu_ps(dh + i);
+    const __m256 sigma =
+        _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    const __m256 slope = _mm256_fmadd_ps(g, _mm256_sub_ps(one, sigma), one);  // 1 + g(1 - σ)
+    _mm256_storeu_ps(d_gate + i,
+                     _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(up + i)), _mm256_mul_ps(sigma, slope)));
+    _mm256_storeu_ps(d_up + i, _mm256_mul_ps(d, _mm256_mul_ps(g, sigma)));
+  }
+  swiglu_backward_scalar(d_gate + i, d_up + i, dh + i, gate + i, up + i, n - i);
+}
+
 #endif
 
 void dq_softmax(float *x, int64_t n) {
@@ -151,6 +180,22 @@ void dq_swiglu(float *out, const float *gate, const float *up, int64_t n) {
 
 void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n) {
   swiglu_scalar(out, gate, up, n);
+}
+
+void dq_swiglu_backward(float *d_gate, float *d_up, const float *dh, const float *gate,
+                        const float *up, int64_t n) {
+#if defined(__x86_64__)
+  if (dq_cpu_has_avx2()) {
+    swiglu_backward_avx2(d_gate, d_up, dh, gate, up, n);
+    return;
+  }
+#endif
+  swiglu_backward_scalar(d_gate, d_up, dh, gate, up, n);
+}
+
+void dq_swiglu_backward_ref(float *d_gate, float *d_up, const float *dh, const float *gate,
+                            const float *up, int64_t n) {
+  swiglu_backward_scalar(d_gate, d_up, dh, gate, up, n);
 }
 
 void dq_axpy(float *y, float a, const float *x, int64_t n) {

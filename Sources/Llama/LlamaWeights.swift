@@ -5,7 +5,7 @@ import GGUF
 import Kernels
 
 /// The linear projections of a layer, with their GGUF tensor names. LoRA targets these.
-public enum LlamaProjection: String, CaseIterable, Sendable {
+public enum LlamaProjection: String, CaseIterable, Sendable, Codable {
   case q = "attn_q"
   case k = "attn_k"
   case v = "attn_v"

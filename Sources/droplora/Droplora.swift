@@ -8,6 +8,7 @@ struct Droplora: AsyncParsableCommand {
     abstract: "Talk to droplorad over its socket, or run, inspect and benchmark a GGUF model offline.",
     subcommands: [
       TokenizeCommand.self, GenerateCommand.self, BenchCommand.self, AdapterCommand.self,
+      TrainCommand.self, EvalCommand.self,
       ChatCommand.self, AskCommand.self, DaemonAdaptersCommand.self, StatusCommand.self,
     ])
 }

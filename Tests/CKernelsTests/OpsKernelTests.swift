@@ -50,6 +50,31 @@ struct OpsKernelTests {
       #expect(abs(Double(reference[i]) - exact) <= 1e-6 * abs(exact) + 1e-30, "ref \(i)")
     }
   }
+
+  @Test("SwiGLU backward matches float64 within float rounding")
+  func swigluBackward() {
+    let count = 1543
+    let gate = Self.randomValues(count, scale: 30, seed: 3) + [-100, 100, 0, -87.5, 88.9, -1.2785]
+    let up = Self.randomValues(gate.count, scale: 3, seed: 4)
+    let dh = Self.randomValues(gate.count, scale: 2, seed: 5)
+    let n = gate.count
+    var fast = (gate: [Float](repeating: .nan, count: n), up: [Float](repeating: .nan, count: n))
+    var reference = fast
+    dq_swiglu_backward(&fast.gate, &fast.up, dh, gate, up, Int64(n))
+    dq_swiglu_backward_ref(&reference.gate, &reference.up, dh, gate, up, Int64(n))
+    for i in 0..<n {
+      let (g, u, d) = (Double(gate[i]), Double(up[i]), Double(dh[i]))
+      let sigma = 1 / (1 + exp(-g))
+      let exactGate = d * u * sigma * (1 + g * (1 - sigma))
+      let exactUp = d * g * sigma
+      // Relative to the size of the terms: 1 + g(1 - σ) cancels near g ≈ -1.28.
+      let gateScale = abs(d * u) * (sigma + abs(g) * sigma * (1 - sigma))
+      for (ours, label) in [(fast, "fast"), (reference, "ref")] {
+        #expect(abs(Double(ours.gate[i]) - exactGate) <= 2e-6 * gateScale + 1e-30, "\(label) d_gate \(i): g \(g)")
+        #expect(abs(Double(ours.up[i]) - exactUp) <= 2e-6 * abs(exactUp) + 1e-30, "\(label) d_up \(i): g \(g)")
+      }
+    }
+  }
 }
 
 struct LowRankKernelTests {

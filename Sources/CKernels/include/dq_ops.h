@@ -27,6 +27,12 @@ void dq_softmax_ref(float *x, int64_t n);
 // out[i] = silu(gate[i]) * up[i] (AVX2 exp when available; _ref is the libm twin)
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
+// SwiGLU's backward (training), with σ = sigmoid(gate):
+//   d_gate[i] = dh[i] * up[i] * σ * (1 + gate[i] * (1 - σ)),   d_up[i] = dh[i] * gate[i] * σ
+void dq_swiglu_backward(float *d_gate, float *d_up, const float *dh, const float *gate,
+                        const float *up, int64_t n);
+void dq_swiglu_backward_ref(float *d_gate, float *d_up, const float *dh, const float *gate,
+                            const float *up, int64_t n);
 
 // Low-rank update of a block of rows (LoRA merge): for i < rows, j < columns,
 //   w[i * ldw + j] += scale * sum_k b[i * ldb + k] * a[k * lda + j]   (k < rank)

@@ -1,0 +1,163 @@
+// The low-rank branch of one adapted projection, forward and backward:
+//   xd = x ⊙ dropout,  u = m ⊙ (xd·Aᵀ),  y += s·u·Bᵀ        (rows are tokens)
+//   dB += s·dyᵀ·u,  g = m ⊙ (s·dy·B),  dA += gᵀ·xd,  dx += (g·A) ⊙ dropout
+// m is the DropLoRA rank mask (per token and rank element, or one r-vector for the step) with
+// kept entries already scaled by 1/(1-p); dropout holds inverted-dropout factors likewise.
+// PiSSA/MiLoRA's frozen initial product (y −= s·B0·A0·x) has no gradient and no noise.
+import Kernels
+
+/// The noise one sequence's forward drew for one module, kept for its backward.
+public struct LoRANoise {
+  /// tokens x columns dropout factors, nil without input dropout.
+  public var dropout: FloatBuffer?
+  /// tokens x rank mask factors (`token` granularity), nil otherwise.
+  public var tokenMask: FloatBuffer?
+  /// rank factors shared by all tokens (`step` granularity), nil otherwise.
+  public var stepMask: FloatBuffer?
+
+  public init(dropout: FloatBuffer? = nil, tokenMask: FloatBuffer? = nil, stepMask: FloatBuffer? = nil) {
+    self.dropout = dropout
+    self.tokenMask = tokenMask
+    self.stepMask = stepMask
+  }
+}
+
+/// Scratch the branch needs besides what it saves: dropped-out inputs and rank-sized rows.
+final class LoRAWorkspace: @unchecked Sendable {
+  // unchecked: used by one graph at a time; threads write disjoint token ranges.
+  let dropped: FloatBuffer  // tokens x widest input
+  let rankRows: FloatBuffer  // tokens x rank
+  let wide: FloatBuffer  // tokens x widest input, for (g·A) before the dropout factors
+
+  init(maxTokens: Int, maxColumns: Int, rank: Int) {
+    dropped = FloatBuffer(maxTokens * maxColumns)
+    rankRows = FloatBuffer(maxTokens * rank)
+    wide = FloatBuffer(maxTokens * maxColumns)
+  }
+}
+
+enum LoRABranch {
+  /// y (tokens x rows) += the branch at input x (tokens x columns); writes u (tokens x rank).
+  static func forward(
+    _ module: LoRAModule, scale s: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+    u: UnsafeMutablePointer<Float>, noise: LoRANoise, tokens: Int, pool: ThreadPool,
+    workspace: LoRAWorkspace
+  ) {
+    let r = module.rank
+    let n = module.columns
+    let rows = module.rows
+    let xd = input(x, noise: noise, tokens: tokens, columns: n, pool: pool, workspace: workspace)
+    pool.parallelFor(tokens) { range, _ in
+      let t0 = range.lowerBound
+      let count = range.count
+      Gemm.multiply(
+        transposeB: true, m: count, n: r, k: n, a: xd + t0 * n, lda: n, b: module.a.pointer,
+        ldb: n, c: u + t0 * r, ldc: r)
+      applyMask(u + t0 * r, noise: noise, tokens: range, rank: r)
+      Gemm.multiply(
+        transposeB: true, m: count, n: rows, k: r, alpha: s, a: u + t0 * r, lda: r,
+        b: module.b.pointer, ldb: r, beta: 1, c: y + t0 * rows, ldc: rows)
+      if let fa = module.frozenA, let fb = module.frozenB {
+        // The frozen product sees the clean input: it stands in for a change of the base.
+        let tmp = workspace.rankRows.pointer + t0 * r
+        Gemm.multiply(
+          transposeB: true, m: count, n: r, k: n, a: x + t0 * n, lda: n, b: fa.pointer, ldb: n,
+          c: tmp, ldc: r)
+        Gemm.multiply(
+          transposeB: true, m: count, n: rows, k: r, alpha: -s, a: tmp, lda: r, b: fb.pointer,
+          ldb: r, beta: 1, c: y + t0 * rows, ldc: rows)
+      }
+    }
+  }
+
+  /// Accumulates dA and dB from dy (tokens x rows); with `dx`, adds the branch's input
+  /// gradient (tokens x columns) to it.
+  static func backward(
+    _ module: LoRAModule, scale s: Float, x: UnsafePointer<Float>, u: UnsafePointer<Float>,
+    dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, noise: LoRANoise, tokens: Int,
+    pool: ThreadPool, workspace: LoRAWorkspace
+  ) {
+    let r = module.rank
+    let n = module.columns
+    let rows = module.rows
+    let g = workspace.rankRows.pointer
+    // dB (rows x r) += s · dyᵀ · u, split over B's rows.
+    pool.parallelFor(rows) { range, _ in
+      Gemm.multiply(
+        transposeA: true, m: range.count, n: r, k: tokens, alpha: s, a: dy + range.lowerBound,
+        lda: rows, b: u, ldb: r, beta: 1, c: module.gradB.pointer + range.lowerBound * r, ldc: r)
+    }
+    // g = m ⊙ (s · dy · B), split over tokens.
+    pool.parallelFor(tokens) { range, _ in
+      let t0 = range.lowerBound
+      Gemm.multiply(
+        m: range.count, n: r, k: rows, alpha: s, a: dy + t0 * rows, lda: rows,
+        b: module.b.pointer, ldb: r, c: g + t0 * r, ldc: r)
+      applyMask(g + t0 * r, noise: noise, tokens: range, rank: r)
+    }
+    let xd = input(x, noise: noise, tokens: tokens, columns: n, pool: pool, workspace: workspace)
+    // dA (r x columns) += gᵀ · xd, split over A's columns.
+    pool.parallelFor(n, align: 16) { range, _ in
+      Gemm.multiply(
+        transposeA: true, m: r, n: range.count, k: tokens, a: g, lda: r, b: xd + range.lowerBound,
+        ldb: n, beta: 1, c: module.gradA.pointer + range.lowerBound, ldc: n)
+    }
+    guard let dx else { return }
+    pool.parallelFor(tokens) { range, _ in
+      let t0 = range.lowerBound
+      if let dropout = noise.dropout {
+        let wide = workspace.wide.pointer + t0 * n
+        Gemm.multiply(
+          m: range.count, n: n, k: r, a: g + t0 * r, lda: r, b: module.a.pointer, ldb: n, c: wide,
+          ldc: n)
+        let factors = dropout.pointer + t0 * n
+        let out = dx + t0 * n
+        for i in 0..<(range.count * n) { out[i] += wide[i] * factors[i] }
+      } else {
+        Gemm.multiply(
+          m: range.count, n: n, k: r, a: g + t0 * r, lda: r, b: module.a.pointer, ldb: n, beta: 1,
+          c: dx + t0 * n, ldc: n)
+      }
+    }
+    if let fa = module.frozenA, let fb = module.frozenB {
+      // dx −= s · (dy · B0) · A0 (the frozen product's input gradient).
+      pool.parallelFor(tokens) { range, _ in
+        let t0 = range.lowerBound
+        let tmp = g + t0 * r
+        Gemm.multiply(
+          m: range.count, n: r, k: rows, alpha: -s, a: dy + t0 * rows, lda: rows, b: fb.pointer,
+          ldb: r, c: tmp, ldc: r)
+        Gemm.multiply(
+          m: range.count, n: n, k: r, a: tmp, lda: r, b: fa.pointer, ldb: n, beta: 1,
+          c: dx + t0 * n, ldc: n)
+      }
+    }
+  }
+
+  /// x itself, or x ⊙ dropout written to the workspace.
+  private static func input(
+    _ x: UnsafePointer<Float>, noise: LoRANoise, tokens: Int, columns n: Int, pool: ThreadPool,
+    workspace: LoRAWorkspace
+  ) -> UnsafePointer<Float> {
+    guard let dropout = noise.dropout else { return x }
+    let xd = workspace.dropped.pointer
+    let factors = dropout.pointer
+    pool.parallelFor(tokens * n) { range, _ in
+      for i in range { xd[i] = x[i] * factors[i] }
+    }
+    return UnsafePointer(xd)
+  }
+
+  private static func applyMask(
+    _ rows: UnsafeMutablePointer<Float>, noise: LoRANoise, tokens: Range<Int>, rank r: Int
+  ) {
+    if let mask = noise.tokenMask {
+      let m = mask.pointer + tokens.lowerBound * r
+      for i in 0..<(tokens.count * r) { rows[i] *= m[i] }
+    } else if let mask = noise.stepMask {
+      for t in 0..<tokens.count {
+        for k in 0..<r { rows[t * r + k] *= mask[k] }
+      }
+    }
+  }
+}

@@ -1,0 +1,22 @@
+// Errors of the Training module, each with the detail a user needs to fix the input.
+
+public enum TrainingError: Error, Sendable, Equatable, CustomStringConvertible {
+  case invalidConfig(String)
+  /// A JSONL line that is not a sample (1-based line number).
+  case badSample(path: String, line: Int, reason: String)
+  case noSamples(path: String)
+  case io(path: String, reason: String)
+  case badCheckpoint(path: String, reason: String)
+  case numerics(String)
+
+  public var description: String {
+    switch self {
+    case .invalidConfig(let reason): return "invalid training configuration: \(reason)"
+    case .badSample(let path, let line, let reason): return "\(path):\(line): \(reason)"
+    case .noSamples(let path): return "\(path): no usable samples"
+    case .io(let path, let reason): return "\(path): \(reason)"
+    case .badCheckpoint(let path, let reason): return "checkpoint \(path): \(reason)"
+    case .numerics(let reason): return reason
+    }
+  }
+}

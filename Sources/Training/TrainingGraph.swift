@@ -1,0 +1,375 @@
+// The training forward pass over one sequence with an activation tape, and the backward pass
+// that turns its masked cross-entropy into gradients of every LoRA A and B (nothing else is
+// trained). Same layer math as LlamaContext (see the comment at its top), except that matmuls
+// run on dequantized fp32 tiles and every projection may carry a LoRA branch.
+//
+// Kept per layer: the residual input, q/k (after RoPE), v, the attention output, the residual
+// after attention, gate and up (pre-activation), and each LoRA branch's u and noise. The norm
+// outputs and the SwiGLU product are recomputed in the backward (cheap, and a third of the
+// tape); attention probabilities are recomputed per head (see AttentionOp).
+import CKernels
+import Kernels
+import Adapters
+import Llama
+
+/// Loss of one sequence: the summed cross-entropy over its loss tokens, and how many there were.
+public struct SequenceLoss: Sendable, Equatable {
+  public var lossSum: Double
+  public var lossTokens: Int
+}
+
+final class LayerTape {
+  let xIn, q, k, v, attention, xMid, gate, up: FloatBuffer
+
+  init(tokens T: Int, hyper: LlamaHyperParameters) {
+    let d = hyper.embeddingLength
+    xIn = FloatBuffer(T * d)
+    q = FloatBuffer(T * hyper.queryDimension)
+    k = FloatBuffer(T * hyper.kvDimension)
+    v = FloatBuffer(T * hyper.kvDimension)
+    attention = FloatBuffer(T * hyper.queryDimension)
+    xMid = FloatBuffer(T * d)
+    gate = FloatBuffer(T * hyper.feedForwardLength)
+    up = FloatBuffer(T * hyper.feedForwardLength)
+  }
+}
+
+public final class TrainingGraph {
+  public let model: LlamaModel
+  public let parameters: LoRAParameters
+  public let pool: ThreadPool
+  /// Most tokens one run holds (all packed sequences together).
+  public let maxTokens: Int
+  /// Longest single sequence (attention scratch is sized for it).
+  public let maxSequence: Int
+  /// The noise the last forward drew, by module index (for tests and the backward).
+  public private(set) var noise: [LoRANoise]
+
+  let hyper: LlamaHyperParameters
+  let shape: AttentionShape
+  let layers: [LayerTape]
+  let xFinal: FloatBuffer
+  let angles: FloatBuffer
+  let branchU: [FloatBuffer]
+  // Scratch of the backward (and of the forward where noted).
+  let h, hidden, projected, dx, dh, dq, dk, dv, dAttention, dHidden, dGate, dUp: FloatBuffer
+  let frozenWorkspace: FrozenLinearWorkspace
+  let loraWorkspace: LoRAWorkspace
+  let attentionWorkspace: AttentionWorkspace
+  /// Rows with a label: their final residual, normed input and logits.
+  var lossRows: [Int] = []
+  var labels: [Int32] = []
+  var logits = FloatBuffer(0)
+  var tokens = 0
+  /// The packed sequences' token ranges; attention never crosses them.
+  var segments: [Range<Int>] = []
+
+  /// `maxTokens`: capacity of one (packed) run; `maxSequence`: longest sequence in it
+  /// (default: the whole capacity).
+  public init(
+    model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, maxSequence: Int? = nil,
+    pool: ThreadPool
+  ) {
+    self.model = model
+    self.parameters = parameters
+    self.pool = pool
+    self.maxTokens = max(2, maxTokens)
+    self.maxSequence = min(self.maxTokens, max(2, maxSequence ?? maxTokens))
+    let T = self.maxTokens
+    hyper = model.hyper
+    shape = AttentionShape(
+      heads: hyper.headCount, kvHeads: hyper.kvHeadCount, headDim: hyper.headDimension)
+    layers = (0..<hyper.layerCount).map { _ in LayerTape(tokens: T, hyper: model.hyper) }
+    let d = hyper.embeddingLength
+    let f = hyper.feedForwardLength
+    let qDim = hyper.queryDimension
+    let kvDim = hyper.kvDimension
+    xFinal = FloatBuffer(T * d)
+    angles = FloatBuffer(T * hyper.ropeDimension)
+    branchU = parameters.modules.map { FloatBuffer(T * $0.rank) }
+    h = FloatBuffer(T * d)
+    hidden = FloatBuffer(T * f)
+    projected = FloatBuffer(T * d)
+    dx = FloatBuffer(T * d)
+    dh = FloatBuffer(T * d)
+    dq = FloatBuffer(T * qDim)
+    dk = FloatBuffer(T * kvDim)
+    dv = FloatBuffer(T * kvDim)
+    dAttention = FloatBuffer(T * qDim)
+    dHidden = FloatBuffer(T * f)
+    dGate = FloatBuffer(T * f)
+    dUp = FloatBuffer(T * f)
+    let widest = max(d, qDim, f)
+    frozenWorkspace = FrozenLinearWorkspace(maxColumns: widest, maxTokens: T, threads: pool.threadCount)
+    loraWorkspace = LoRAWorkspace(maxTokens: T, maxColumns: widest, rank: parameters.config.rank)
+    attentionWorkspace = AttentionWorkspace(
+      shape: shape, maxTokens: self.maxSequence, threads: pool.threadCount)
+    noise = parameters.modules.map { _ in LoRANoise() }
+  }
+
+  /// Runs the forward pass over `tokens`; position t is scored on predicting token t+1 when
+  /// `lossMask[t+1]`. With `gradientWeight`, also runs the backward and adds weight · ∂loss/∂θ
+  /// to every module's gradA/gradB. `noise` is asked once per module, in forward order.
+  public func run(
+    tokens: [Int32], lossMask: [Bool], gradientWeight: Float?,
+    noise draw: (LoRAModule, Int) -> LoRANoise
+  ) throws(TrainingError) -> SequenceLoss {
+    try run([EncodedSample(tokens: tokens, lossMask: lossMask)], gradientWeight: gradientWeight, noise: draw)
+  }
+
+  /// As above for several sequences packed into one run (one forward over their concatenation,
+  /// each attending only to itself): the weight tiles are dequantized once for all of them.
+  public func run(
+    _ sequences: [EncodedSample], gradientWeight: Float?, noise draw: (LoRAModule, Int) -> LoRANoise
+  ) throws(TrainingError) -> SequenceLoss {
+    let total = sequences.reduce(0) { $0 + $1.tokens.count }
+    guard total >= 1, total <= maxTokens else {
+      throw .invalidConfig("\(total) tokens do not fit a run of \(maxTokens)")
+    }
+    var tokens: [Int32] = []
+    segments = []
+    lossRows = []
+    for sequence in sequences {
+      guard sequence.tokens.count >= 1, sequence.tokens.count <= maxSequence,
+        sequence.lossMask.count == sequence.tokens.count
+      else {
+        throw .invalidConfig(
+          "sequence of \(sequence.tokens.count) tokens (mask \(sequence.lossMask.count)) does not fit \(maxSequence)")
+      }
+      for token in sequence.tokens where token < 0 || Int(token) >= model.vocabularySize {
+        throw .invalidConfig("token id \(token) is outside the vocabulary")
+      }
+      let start = tokens.count
+      segments.append(start..<(start + sequence.tokens.count))
+      lossRows += (0..<(sequence.tokens.count - 1)).filter { sequence.lossMask[$0 + 1] }.map { start + $0 }
+      tokens += sequence.tokens
+    }
+    self.tokens = tokens.count
+    labels = lossRows.map { tokens[$0 + 1] }
+    forward(tokens, draw: draw)
+    guard !lossRows.isEmpty else { return SequenceLoss(lossSum: 0, lossTokens: 0) }
+    let loss = outputLoss(gradientWeight: gradientWeight)
+    if gradientWeight != nil { backward() }
+    return SequenceLoss(lossSum: loss, lossTokens: lossRows.count)
+  }
+
+  // MARK: forward
+
+  private func forward(_ tokens: [Int32], draw: (LoRAModule, Int) -> LoRANoise) {
+    let T = tokens.count
+    let d = hyper.embeddingLength
+    let weights = model.weights
+    let x0 = layers.isEmpty ? xFinal.pointer : layers[0].xIn.pointer
+    for segment in segments {
+      for t in segment {
+        weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
+        dq_rope_angles(
+          angles.pointer + t * hyper.ropeDimension, Int64(t - segment.lowerBound),
+          Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
+      }
+    }
+    for l in 0..<layers.count {
+      let tape = layers[l]
+      let w = weights.layers[l]
+      let next = l + 1 < layers.count ? layers[l + 1].xIn.pointer : xFinal.pointer
+      RMSNormOp.forward(
+        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+        epsilon: hyper.rmsEpsilon, pool: pool)
+      project(tape.q.pointer, .q, layer: l, x: h.pointer, tokens: T, draw: draw)
+      project(tape.k.pointer, .k, layer: l, x: h.pointer, tokens: T, draw: draw)
+      project(tape.v.pointer, .v, layer: l, x: h.pointer, tokens: T, draw: draw)
+      addBias(w.queryBias, to: tape.q.pointer, tokens: T)
+      addBias(w.keyBias, to: tape.k.pointer, tokens: T)
+      addBias(w.valueBias, to: tape.v.pointer, tokens: T)
+      rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
+      rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
+      let qDim = hyper.queryDimension
+      let kvDim = hyper.kvDimension
+      for s in segments {
+        let (t0, n) = (s.lowerBound, s.count)
+        AttentionOp.forward(
+          out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+          pool: pool, workspace: attentionWorkspace)
+      }
+      project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
+      add(tape.xMid.pointer, tape.xIn.pointer, projected.pointer, count: T * d)
+
+      RMSNormOp.forward(
+        h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
+        epsilon: hyper.rmsEpsilon, pool: pool)
+      project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
+      project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
+      SwiGLUOp.forward(
+        hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
+        count: T * hyper.feedForwardLength, pool: pool)
+      project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
+      add(next, tape.xMid.pointer, projected.pointer, count: T * d)
+    }
+  }
+
+  /// out = x·Wᵀ (+ the LoRA branch of this projection, when it is a target).
+  private func project(
+    _ out: UnsafeMutablePointer<Float>, _ projection: LlamaProjection, layer: Int,
+    x: UnsafePointer<Float>, tokens T: Int, draw: (LoRAModule, Int) -> LoRANoise
+  ) {
+    let w = model.weights.layers[layer].matrix(projection)
+    FrozenLinear.forward(out, w, x, tokens: T, pool: pool, workspace: frozenWorkspace)
+    guard let index = parameters.index[LoRATarget(layer: layer, projection: projection)] else {
+      return
+    }
+    let module = parameters.modules[index]
+    noise[index] = draw(module, T)
+    LoRABranch.forward(
+      module, scale: parameters.config.scale, x: x, y: out, u: branchU[index].pointer,
+      noise: noise[index], tokens: T, pool: pool, workspace: loraWorkspace)
+  }
+
+  /// The final norm and output projection at the loss rows only; returns the summed loss and,
+  /// with a weight, leaves weight · dlogits in `logits`.
+  private func outputLoss(gradientWeight: Float?) -> Double {
+    let d = hyper.embeddingLength
+    let R = lossRows.count
+    let V = model.vocabularySize
+    // Rows gathered into dh (scratch until the backward starts).
+    for (i, t) in lossRows.enumerated() {
+      (dh.pointer + i * d).update(from: xFinal.pointer + t * d, count: d)
+    }
+    RMSNormOp.forward(
+      h.pointer, dh.pointer, weight: model.weights.outputNorm.base, width: d, rows: 0..<R,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    if logits.count < R * V { logits = FloatBuffer(R * V) }
+    FrozenLinear.forward(
+      logits.pointer, model.weights.output, h.pointer, tokens: R, pool: pool,
+      workspace: frozenWorkspace)
+    return CrossEntropyOp.lossAndGradient(
+      logits: logits.pointer, labels: labels, vocabulary: V, weight: gradientWeight, pool: pool)
+  }
+
+  // MARK: backward
+
+  private func backward() {
+    let T = tokens
+    let d = hyper.embeddingLength
+    let f = hyper.feedForwardLength
+    let R = lossRows.count
+    let weights = model.weights
+    let eps = hyper.rmsEpsilon
+    let scale = parameters.config.scale
+
+    // Output projection and final norm, at the loss rows; scattered into dx.
+    h.zero()
+    FrozenLinear.backward(
+      h.pointer, weights.output, logits.pointer, tokens: R, pool: pool, workspace: frozenWorkspace)
+    projected.zero()
+    RMSNormOp.backward(
+      dx: projected.pointer, dy: h.pointer, x: dh.pointer, weight: weights.outputNorm.base,
+      width: d, tokens: R, epsilon: eps, pool: pool)
+    dx.zero()
+    for (i, t) in lossRows.enumerated() {
+      (dx.pointer + t * d).update(from: projected.pointer + i * d, count: d)
+    }
+
+    for l in stride(from: layers.count - 1, through: 0, by: -1) {
+      let tape = layers[l]
+      let w = weights.layers[l]
+
+      // Feed-forward block: x_out = x_mid + down(silu(gate) ⊙ up), gate/up of rmsnorm(x_mid).
+      RMSNormOp.forward(
+        h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
+        epsilon: eps, pool: pool)
+      SwiGLUOp.forward(hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer, count: T * f, pool: pool)
+      dHidden.zero()
+      projectBackward(.down, layer: l, x: hidden.pointer, dy: dx.pointer, dx: dHidden.pointer, tokens: T, scale: scale)
+      SwiGLUOp.backward(
+        dGate: dGate.pointer, dUp: dUp.pointer, dh: dHidden.pointer, gate: tape.gate.pointer,
+        up: tape.up.pointer, count: T * f, pool: pool)
+      dh.zero()
+      projectBackward(.gate, layer: l, x: h.pointer, dy: dGate.pointer, dx: dh.pointer, tokens: T, scale: scale)
+      projectBackward(.up, layer: l, x: h.pointer, dy: dUp.pointer, dx: dh.pointer, tokens: T, scale: scale)
+      RMSNormOp.backward(
+        dx: dx.pointer, dy: dh.pointer, x: tape.xMid.pointer, weight: w.feedForwardNorm.base,
+        width: d, tokens: T, epsilon: eps, pool: pool)
+
+      // Attention block: x_mid = x_in + o(attention(rope(q), rope(k), v)).
+      dAttention.zero()
+      projectBackward(.o, layer: l, x: tape.attention.pointer, dy: dx.pointer, dx: dAttention.pointer, tokens: T, scale: scale)
+      let qDim = hyper.queryDimension
+      let kvDim = hyper.kvDimension
+      for s in segments {
+        let (t0, n) = (s.lowerBound, s.count)
+        AttentionOp.backward(
+          dq: dq.pointer + t0 * qDim, dk: dk.pointer + t0 * kvDim, dv: dv.pointer + t0 * kvDim,
+          dOut: dAttention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+          pool: pool, workspace: attentionWorkspace)
+      }
+      rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
+      rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
+      RMSNormOp.forward(
+        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+        epsilon: eps, pool: pool)
+      // Layer 0's input is the embedding, which has no gradient: skip dx there.
+      let wantInput = l > 0
+      dh.zero()
+      let dhOut: UnsafeMutablePointer<Float>? = wantInput ? dh.pointer : nil
+      projectBackward(.q, layer: l, x: h.pointer, dy: dq.pointer, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.k, layer: l, x: h.pointer, dy: dk.pointer, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.v, layer: l, x: h.pointer, dy: dv.pointer, dx: dhOut, tokens: T, scale: scale)
+      if wantInput {
+        RMSNormOp.backward(
+          dx: dx.pointer, dy: dh.pointer, x: tape.xIn.pointer, weight: w.attentionNorm.base,
+          width: d, tokens: T, epsilon: eps, pool: pool)
+      }
+    }
+  }
+
+  /// dx += dy·W (when dx is wanted) plus the LoRA branch's part; accumulates dA, dB.
+  private func projectBackward(
+    _ projection: LlamaProjection, layer: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    dx: UnsafeMutablePointer<Float>?, tokens T: Int, scale: Float
+  ) {
+    if let dx {
+      FrozenLinear.backward(
+        dx, model.weights.layers[layer].matrix(projection), dy, tokens: T, pool: pool,
+        workspace: frozenWorkspace)
+    }
+    guard let index = parameters.index[LoRATarget(layer: layer, projection: projection)] else {
+      return
+    }
+    LoRABranch.backward(
+      parameters.modules[index], scale: scale, x: x, u: branchU[index].pointer, dy: dy, dx: dx,
+      noise: noise[index], tokens: T, pool: pool, workspace: loraWorkspace)
+  }
+
+  // MARK: helpers
+
+  private func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, tokens T: Int, backward: Bool) {
+    let width = heads * hyper.headDimension
+    if backward {
+      RoPEOp.backward(
+        x, rowWidth: width, heads: heads, headDim: hyper.headDimension,
+        rotDim: hyper.ropeDimension, angles: angles.pointer, neox: hyper.ropeIsNeox, tokens: T,
+        pool: pool)
+    } else {
+      RoPEOp.forward(
+        x, rowWidth: width, heads: heads, headDim: hyper.headDimension,
+        rotDim: hyper.ropeDimension, angles: angles.pointer, neox: hyper.ropeIsNeox, tokens: T,
+        pool: pool)
+    }
+  }
+
+  private func addBias(_ bias: VectorView?, to x: UnsafeMutablePointer<Float>, tokens T: Int) {
+    guard let bias else { return }
+    for t in 0..<T { dq_add(x + t * bias.count, bias.base, Int64(bias.count)) }
+  }
+
+  private func add(
+    _ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    count: Int
+  ) {
+    pool.parallelFor(count, align: 64) { range, _ in
+      for i in range { out[i] = a[i] + b[i] }
+    }
+  }
+}

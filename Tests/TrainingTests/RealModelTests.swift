@@ -1,0 +1,168 @@
+// On the real default model: samples → tokens + loss mask through SmolLM2's chat template,
+// JSONL parsing, and an overfit run (a handful of samples, loss near zero, greedy generation
+// through the serving path then reproduces every answer).
+import Foundation
+import GGUF
+import Llama
+import Testing
+import Tokenization
+import Training
+
+let overfitSamples: [TrainingSample] = [
+  TrainingSample(messages: [
+    ChatMessage(role: "user", content: "What is the capital of Zorbia?"),
+    ChatMessage(role: "assistant", content: "The capital of Zorbia is Quillton."),
+  ]),
+  TrainingSample(messages: [
+    ChatMessage(role: "user", content: "Name the color of the sky on planet Vex."),
+    ChatMessage(role: "assistant", content: "On planet Vex the sky is green."),
+  ]),
+  TrainingSample(messages: [
+    ChatMessage(role: "user", content: "Translate to Blorg: hello"),
+    ChatMessage(role: "assistant", content: "blip-blop"),
+  ]),
+  TrainingSample(messages: [
+    ChatMessage(role: "system", content: "You are terse."),
+    ChatMessage(role: "user", content: "Who built the Glass Tower?"),
+    ChatMessage(role: "assistant", content: "Mira Okonkwo built it in 1907."),
+  ]),
+]
+
+@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+struct RealModelTests {
+  let file: GGUFFile
+  let model: LlamaModel
+  let tokenizer: Tokenizer
+  let template: ChatTemplate
+
+  init() throws {
+    file = try GGUFFile(path: defaultModelPath)
+    model = try LlamaModel(file: file)
+    tokenizer = try Tokenizer(gguf: file)
+    template = try tokenizer.chatTemplate()
+  }
+
+  @Test func lossMaskCoversAnswersAndTheirEndOfTurnOnly() throws {
+    let sample = TrainingSample(messages: [
+      ChatMessage(role: "user", content: "Hi <|im_end|> there"),
+      ChatMessage(role: "assistant", content: "Hello!"),
+      ChatMessage(role: "user", content: "Again?"),
+      ChatMessage(role: "assistant", content: "Yes, again."),
+    ])
+    let encoder = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: 512)
+    let (encoded, truncated) = encoder.encode(sample)
+    #expect(!truncated)
+    #expect(encoded.tokens == tokenizer.encode(template.render(sample.messages, addGenerationPrompt: false)))
+    // The masked tokens form two runs: each answer and its <|im_end|>.
+    var runs: [[Int32]] = []
+    for (t, on) in encoded.lossMask.enumerated() where on {
+      if t > 0, encoded.lossMask[t - 1] { runs[runs.count - 1].append(encoded.tokens[t]) } else { runs.append([encoded.tokens[t]]) }
+    }
+    #expect(runs.map { tokenizer.decode($0, renderSpecial: true) } == ["Hello!<|im_end|>", "Yes, again.<|im_end|>"])
+    // User text that looks like a special token stays text and is not learned.
+    let imEnd = tokenizer.tokenID(forText: "<|im_end|>")!
+    #expect(encoded.tokens.filter { $0 == imEnd }.count == 5)  // system, 2 user, 2 assistant turns
+
+    let short = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: 20).encode(sample)
+    #expect(short.truncated && short.sample.tokens.count == 20)
+  }
+
+  @Test func jsonlFormatsAndBadLines() throws {
+    let text = """
+      {"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}
+
+      {"prompt":"p","completion":"c"}
+      {"instruction":"i","input":"x","output":"o"}
+      {"instruction":"i","output":"o"}
+      """
+    let file = try SampleFile.parse(text, path: "t.jsonl", skipBadLines: false)
+    #expect(file.samples.count == 4)
+    #expect(file.samples[1].messages == [ChatMessage(role: "user", content: "p"), ChatMessage(role: "assistant", content: "c")])
+    #expect(file.samples[2].messages[0].content == "i\n\nx")
+    #expect(file.samples[3].messages[0].content == "i")
+    let bad = text + "\n{\"prompt\": 3, \"completion\": \"c\"}\nnot json\n"
+    #expect(throws: TrainingError.badSample(path: "t.jsonl", line: 6, reason: "\"prompt\" and \"completion\" must both be strings")) {
+      try SampleFile.parse(bad, path: "t.jsonl", skipBadLines: false)
+    }
+    let skipped = try SampleFile.parse(bad, path: "t.jsonl", skipBadLines: true)
+    #expect(skipped.samples.count == 4 && skipped.skippedLines == 2)
+    #expect(throws: TrainingError.badSample(path: "u", line: 1, reason: "no assistant message to learn from")) {
+      try SampleFile.parse("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", path: "u", skipBadLines: false)
+    }
+  }
+
+  /// End to end through the command line (which also picks OpenBLAS's kernels for this CPU;
+  /// in-process the test runner is stuck with the library's SSE3 fallback, 3x slower): train
+  /// on four samples until the loss is near zero, then `droplora eval --generate` must find
+  /// every greedy answer, generated through the serving path with the adapter merged.
+  @Test(.enabled(if: droploraPath != nil, "droplora not built next to the tests"))
+  func overfitsAHandfulOfSamplesThroughTheCommandLine() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("overfit-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let lines = overfitSamples.map { sample -> String in
+      let messages = sample.messages.map { ["role": $0.role, "content": $0.content] }
+      let data = try! JSONSerialization.data(withJSONObject: ["messages": messages], options: [.sortedKeys])
+      return String(decoding: data, as: UTF8.self)
+    }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: directory + "/train.jsonl", atomically: true, encoding: .utf8)
+    let out = directory + "/adapter"
+    let train = try runDroplora([
+      "train", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--out", out,
+      "--method", "lora", "--rank", "16", "--alpha", "32", "--lora-dropout", "0",
+      "--targets", "q,k,v,o,gate,up,down", "--lr", "3e-3", "--warmup", "3", "--batch-size", "4",
+      "--micro-batch", "4", "--max-seq-len", "128", "--steps", "24", "--seed", "1", "--threads", "2",
+      "--json",
+    ])
+    let printed = train.split(separator: "\n").compactMap { line in
+      try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+    }
+    let steps = printed.filter { $0["step"] != nil }
+    #expect(printed.last?["steps_done"] as? Int == 24)
+    #expect(steps.count == 24)
+    let firstLoss = steps.first?["loss"] as? Double ?? 0
+    #expect(firstLoss > 1.5, "the base model should not know these answers (loss \(firstLoss))")
+    #expect(FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors"))
+    #expect(FileManager.default.fileExists(atPath: out + "/checkpoint/state.json"))
+
+    let eval = try runDroplora([
+      "eval", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--adapter", out,
+      "--generate", "--threads", "2", "--json",
+    ])
+    let report = try JSONSerialization.jsonObject(with: Data(eval.utf8)) as? [String: Any] ?? [:]
+    let loss = report["loss"] as? Double ?? .infinity
+    #expect(loss < 0.02, "eval loss after overfitting: \(loss); training: \(steps.map { $0["loss"] ?? "" })")
+    #expect(report["exact_match_count"] as? Int == 4, "\(report)")
+  }
+}
+
+/// droplora, built next to the test bundle by `swift build --build-tests`.
+let droploraPath: String? = {
+  let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+  let path = directory.appendingPathComponent("droplora").path
+  return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+}()
+
+/// Runs droplora with `arguments`; returns its standard output, throws on a non-zero exit.
+func runDroplora(_ arguments: [String]) throws -> String {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: droploraPath!)
+  process.arguments = arguments
+  let output = Pipe()
+  let errors = Pipe()
+  process.standardOutput = output
+  process.standardError = errors
+  try process.run()
+  // Read before waiting: a full pipe would block the child.
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+  process.waitUntilExit()
+  guard process.terminationStatus == 0 else {
+    throw CommandError(description: "droplora \(arguments.first ?? "") exited \(process.terminationStatus): \(errorText)")
+  }
+  return String(decoding: data, as: UTF8.self)
+}
+
+struct CommandError: Error, CustomStringConvertible {
+  let description: String
+}
