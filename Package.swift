@@ -22,6 +22,8 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     // Prometheus text exposition (counters, gauges, histograms) for GET /metrics.
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    // SQLite (system libsqlite3) for the durable journal of pushed training samples.
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
   ],
   targets: [
     // Quant block layouts, fp16/bf16, scalar reference kernels and their AVX2 twins, thread pool.
@@ -38,7 +40,12 @@ let package = Package(
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
-    .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels", "Adapters"]),
+    .target(
+      name: "Engine",
+      dependencies: [
+        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training",
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ]),
     // LoRA/DropLoRA fine-tuning on the mmapped quantized base: hand-written backward, AdamW,
     // data, checkpoints. The daemon's background training runs this same Trainer.
     .target(
@@ -81,7 +88,7 @@ let package = Package(
     .executableTarget(
       name: "droplorad",
       dependencies: [
-        "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd",
+        "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,7 +105,7 @@ let package = Package(
     .testTarget(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training"]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),

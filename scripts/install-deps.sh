@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project builds against. Idempotent; needs root (or sudo).
 set -euo pipefail
-PKGS=(libopenblas-dev libsystemd-dev libyaml-dev pkg-config groff-base systemd)
+PKGS=(libopenblas-dev libsystemd-dev libyaml-dev libsqlite3-dev pkg-config groff-base systemd curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

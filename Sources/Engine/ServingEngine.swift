@@ -117,6 +117,8 @@ public final class ServingEngine: @unchecked Sendable {
   }
 
   public var queueDepth: Int { condition.withLock { pending.count } }
+  /// Whether any generation is queued or running (background training yields to it).
+  public var isBusy: Bool { condition.withLock { !pending.isEmpty || runningCount > 0 } }
   public var runningGenerations: Int { condition.withLock { runningCount } }
   /// Seconds since the compute thread last went round its loop (a wedged loop stops the
   /// systemd watchdog pings).

@@ -29,6 +29,13 @@ public protocol InferenceBackend: Sendable {
   /// `nil` serves the plain base model by default.
   func setDefaultAdapter(name: String?) async throws
 
+  /// Streamed training (defaults in TrainingAPI.swift refuse): a JSONL push, durable on return.
+  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult
+  func trainingStatus(adapter: String) async throws -> TrainingStatusInfo
+  func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo
+  func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo]
+  func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo
+
   func health() async -> HealthReport
   /// Prometheus text exposition, passed through unchanged.
   func metricsText() async -> String

@@ -17,6 +17,10 @@ enum Route: Equatable {
   case adapters
   case adapter(String)
   case adapterDefault(String)
+  case adapterSamples(String)
+  case adapterTraining(String)
+  case adapterVersions(String)
+  case adapterRollback(String)
 
   /// The path without its query; percent-escapes are not decoded, so no name can smuggle a '/'.
   static func match(path: String) -> Route? {
@@ -30,8 +34,15 @@ enum Route: Equatable {
     case ["", "v1", "adapters"]: return .adapters
     default:
       if parts.count == 4, parts[0] == "", parts[1] == "v1", parts[2] == "adapters" { return .adapter(parts[3]) }
-      if parts.count == 5, parts[0] == "", parts[1] == "v1", parts[2] == "adapters", parts[4] == "default" {
-        return .adapterDefault(parts[3])
+      if parts.count == 5, parts[0] == "", parts[1] == "v1", parts[2] == "adapters" {
+        switch parts[4] {
+        case "default": return .adapterDefault(parts[3])
+        case "samples": return .adapterSamples(parts[3])
+        case "training": return .adapterTraining(parts[3])
+        case "versions": return .adapterVersions(parts[3])
+        case "rollback": return .adapterRollback(parts[3])
+        default: return nil
+        }
       }
       return nil
     }
@@ -44,6 +55,9 @@ enum Route: Equatable {
     case .adapters: return [.GET, .POST]
     case .adapter: return [.DELETE]
     case .adapterDefault: return [.POST, .DELETE]
+    case .adapterSamples, .adapterRollback: return [.POST]
+    case .adapterTraining: return [.GET, .POST]
+    case .adapterVersions: return [.GET]
     }
   }
 }
@@ -124,6 +138,26 @@ struct Router: Sendable {
       // POST makes this adapter the default; DELETE goes back to serving the base model.
       try await backend.setDefaultAdapter(name: method == .POST ? name : nil)
       try await writer.writeJSON(AdapterList(data: await backend.adapters()))
+    case (.adapterSamples(let name), _):
+      try AdapterName.validate(name, field: "name")
+      guard let jsonl = String(validating: request.body.readableBytesView, as: UTF8.self) else {
+        throw APIError.badJSON("the body must be UTF-8 JSON lines")
+      }
+      try await writer.writeJSON(try await backend.pushSamples(adapter: name, jsonl: jsonl))
+    case (.adapterTraining(let name), .GET):
+      try AdapterName.validate(name, field: "name")
+      try await writer.writeJSON(try await backend.trainingStatus(adapter: name))
+    case (.adapterTraining(let name), _):
+      try AdapterName.validate(name, field: "name")
+      let req = try decode(TrainingControlRequest.self, from: request.body)
+      try await writer.writeJSON(try await backend.controlTraining(adapter: name, action: req.action))
+    case (.adapterVersions(let name), _):
+      try AdapterName.validate(name, field: "name")
+      try await writer.writeJSON(VersionList(data: try await backend.trainingVersions(adapter: name)))
+    case (.adapterRollback(let name), _):
+      try AdapterName.validate(name, field: "name")
+      let req = try decode(RollbackRequest.self, from: request.body)
+      try await writer.writeJSON(try await backend.rollback(adapter: name, version: req.version))
     }
   }
 

@@ -77,6 +77,22 @@ public struct TrainingDefaults: Sendable, Equatable {
   public var learningRate = 3e-4
   /// Steps between published adapter versions.
   public var publishEvery = 50
+  /// Sequences per optimizer step of the daemon's background training.
+  public var batchSize = 8
+  /// Sequences per forward/backward pass (gradients accumulate over a step's micro-batches).
+  public var microBatch = 2
+  /// Tokens per training sequence; longer samples are truncated.
+  public var maxSequenceLength = 512
+  /// Every k-th pushed sample is held out for the publish gate and never trained on.
+  public var heldOutEvery = 10
+  /// Fraction of each batch drawn from already trained samples (replay against forgetting).
+  public var replayRatio = 0.25
+  /// A snapshot is published unless its held-out loss exceeds the serving version's by more.
+  public var publishMargin = 0.02
+  /// Published versions kept per adapter (older ones are deleted).
+  public var keepVersions = 5
+  /// Untrained samples per adapter beyond which pushes get 503 with Retry-After.
+  public var maxBacklog = 100_000
   public init() {}
 }
 

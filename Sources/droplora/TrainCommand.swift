@@ -5,6 +5,7 @@ import Adapters
 import ArgumentParser
 import Dispatch
 import Foundation
+import Kernels
 import GGUF
 import Llama
 import Tokenization

@@ -79,7 +79,18 @@ final class Daemon: Sendable {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")
     }
     engine.start()
-    let backend = EngineBackend(engine: engine, library: library, metrics: metrics, baseID: baseID, settings: settings)
+    let training: BackgroundTraining
+    do {
+      training = try BackgroundTraining(
+        engine: engine, tokenizer: tokenizer, stateDirectory: settings.stateDirectory,
+        heldOutEvery: settings.training.heldOutEvery, settings: Self.trainingSettings(settings, threads: threads),
+        log: { logger.notice("\($0)") })
+    } catch {
+      throw DaemonStartupError("cannot open the training journal in \(settings.stateDirectory): \(error)")
+    }
+    training.start()
+    let backend = EngineBackend(
+      engine: engine, library: library, training: training, metrics: metrics, baseID: baseID, settings: settings)
 
     let server = try await bind(settings, backend: backend, logger: logger)
     let where_ = server.socketPath ?? "the socket systemd passed"
@@ -88,7 +99,7 @@ final class Daemon: Sendable {
 
     var services: [any Service] = [
       HTTPService(
-        server: server, engine: engine, backend: backend, notifier: notifier,
+        server: server, engine: engine, training: training, backend: backend, notifier: notifier,
         gracePeriod: Self.shutdownGracePeriod, logger: logger)
     ]
     if let interval = try? notifier.watchdogInterval() {
@@ -154,6 +165,25 @@ final class Daemon: Sendable {
     return entry.pointee.gr_gid
   }
 
+  static func trainingSettings(_ settings: DaemonSettings, threads: Int) -> BackgroundTrainingSettings {
+    var t = BackgroundTrainingSettings()
+    let d = settings.training
+    t.learningRate = Float(d.learningRate)
+    t.pruningRate = Float(d.pruningRate)
+    t.granularity = d.maskGranularity == .step ? .step : .token
+    t.loraDropout = Float(d.loraDropout)
+    t.batchSize = d.batchSize
+    t.microBatch = d.microBatch
+    t.maxSequenceLength = d.maxSequenceLength
+    t.publishEvery = d.publishEvery
+    t.replayRatio = d.replayRatio
+    t.publishMargin = d.publishMargin
+    t.keepVersions = d.keepVersions
+    t.maxBacklog = d.maxBacklog
+    t.threads = threads
+    return t
+  }
+
   static func mergeType(_ name: MergeTypeName) -> MergeType {
     switch name {
     case .q8_0: return .q8_0
@@ -176,6 +206,7 @@ final class Daemon: Sendable {
     }
     LiveLogLevel.shared.level = LiveLogLevel.level(settings.logLevel)
     backend.update(settings)
+    backend.training.update(trainingSettings(settings, threads: backend.training.threads))
     library.registry.cacheCapacity = settings.adapters.mergedCacheSize
     if settings.adapters.defaultAdapter != current.adapters.defaultAdapter {
       do {

@@ -3,6 +3,7 @@
 // configuration name the file, line, column and key, and exit with status 1.
 import ArgumentParser
 import Foundation
+import Kernels
 import Settings
 
 @main
@@ -50,6 +51,9 @@ struct Droplorad: AsyncParsableCommand {
   var logLevel: String?
 
   func run() async throws {
+    // Background training is sgemm-bound: OpenBLAS must pick its kernels for this CPU, which
+    // only the environment at load time can make it do (see OpenBLASCoreType).
+    if !checkConfig { OpenBLASCoreType.ensureSet() }
     let source = configSource()
     let settings: DaemonSettings
     do {

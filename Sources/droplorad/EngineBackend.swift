@@ -12,6 +12,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   // unchecked: `settings` and `status` are guarded by `lock`; the rest is immutable or locks itself.
   let engine: ServingEngine
   let library: AdapterLibrary
+  let training: BackgroundTraining
   let metrics: DaemonMetrics
   /// The id `/v1/models` gives the base model (also accepted as `model`, as is "base").
   let baseID: String
@@ -22,9 +23,13 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   private var status = "serving"
   private var ready = true
 
-  init(engine: ServingEngine, library: AdapterLibrary, metrics: DaemonMetrics, baseID: String, settings: DaemonSettings) {
+  init(
+    engine: ServingEngine, library: AdapterLibrary, training: BackgroundTraining, metrics: DaemonMetrics, baseID: String,
+    settings: DaemonSettings
+  ) {
     self.engine = engine
     self.library = library
+    self.training = training
     self.metrics = metrics
     self.baseID = baseID
     generation = settings.generation
@@ -71,13 +76,73 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   func createAdapter(_ spec: AdapterSpec) async throws -> AdapterInfo {
-    try await offCooperativePool { try self.library.create(spec) }
+    let info = try await offCooperativePool { try self.library.create(spec) }
+    training.setPruningRate(spec.pruningRate, for: spec.name)
+    return info
   }
 
   func unloadAdapter(name: String) async throws { try library.unload(name: name) }
 
   func setDefaultAdapter(name: String?) async throws {
     try library.setDefault(name == baseID ? nil : name)
+  }
+
+  // MARK: streamed training
+
+  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult {
+    let report = try await offCooperativePool { try Self.mapped { try self.training.ingest(adapter: adapter, body: jsonl) } }
+    return SampleIngestResult(
+      accepted: report.accepted, duplicates: report.duplicates,
+      rejected: report.rejected.map { .init(line: $0.line, reason: $0.reason) })
+  }
+
+  func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {
+    Self.info(try await offCooperativePool { try Self.mapped { try self.training.status(adapter: adapter) } })
+  }
+
+  func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo {
+    guard let engineAction = BackgroundTraining.Action(rawValue: action.rawValue) else {
+      throw BackendError.invalidRequest(field: "action", message: "unknown action")
+    }
+    return Self.info(try Self.mapped { try training.control(adapter: adapter, action: engineAction) })
+  }
+
+  func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {
+    let serving = try Self.mapped { try training.status(adapter: adapter) }.servingVersion
+    return try Self.mapped { try training.versions(adapter: adapter) }.map {
+      TrainingVersionInfo(
+        version: $0.version, step: $0.step, evalLoss: $0.evalLoss, trainLoss: $0.trainLoss, created: $0.created,
+        published: $0.published, serving: $0.version == serving)
+    }
+  }
+
+  func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo {
+    Self.info(try await offCooperativePool { try Self.mapped { try self.training.rollback(adapter: adapter, to: version) } })
+  }
+
+  private static func info(_ s: TrainingStatus) -> TrainingStatusInfo {
+    TrainingStatusInfo(
+      adapter: s.adapter, state: s.state.rawValue, reason: s.reason, samplesReceived: s.samplesReceived,
+      samplesTrained: s.samplesTrained, samplesPending: s.samplesPending, samplesHeldOut: s.samplesHeldOut,
+      step: s.step, trainLoss: s.trainLoss, evalLoss: s.evalLoss, servingEvalLoss: s.servingEvalLoss,
+      learningRate: s.learningRate, tokensPerSecond: s.tokensPerSecond, servingVersion: s.servingVersion,
+      candidateVersion: s.candidateVersion, lastPublish: s.lastPublish, lastDecision: s.lastDecision)
+  }
+
+  /// The training errors as the API's.
+  private static func mapped<T>(_ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch {
+      guard let error = error as? TrainingControlError else { throw error }
+      switch error {
+      case .unknownAdapter(let name): throw BackendError.adapterNotFound(name)
+      case .backlogFull(_, let seconds): throw BackendError.saturated(retryAfterSeconds: seconds)
+      case .unknownVersion: throw BackendError.invalidRequest(field: "version", message: error.description)
+      case .invalid(let message): throw BackendError.invalidRequest(field: nil, message: message)
+      case .failed(let message): throw BackendError.internalFailure(message)
+      }
+    }
   }
 
   func health() async -> HealthReport {

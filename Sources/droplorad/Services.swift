@@ -14,6 +14,7 @@ import UnixSignals
 struct HTTPService: Service {
   let server: HTTPServer
   let engine: ServingEngine
+  let training: BackgroundTraining
   let backend: EngineBackend
   let notifier: Notifier
   let gracePeriod: Duration
@@ -28,8 +29,12 @@ struct HTTPService: Service {
       _ = try? notifier.stopping(status: "stopping")
       Task { await server.shutdown(gracePeriod: gracePeriod) }
     }
-    // Anything still queued or running after the drain is cancelled here.
-    await offCooperativePoolVoid { engine.stop() }
+    // The training step in progress ends at its next micro-batch and is checkpointed; then
+    // anything still queued or running after the drain is cancelled.
+    await offCooperativePoolVoid {
+      training.stop()
+      engine.stop()
+    }
     logger.notice("stopped")
   }
 }
