@@ -105,6 +105,36 @@ public struct DaemonClient: Sendable {
     return list.data
   }
 
+  // MARK: streamed training
+
+  /// Pushes JSON lines (one sample each, with an optional string `"id"` that makes a retry
+  /// harmless); they are durable when this returns.
+  public func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult {
+    try Self.checkName(adapter)
+    return try await json(.POST, "/v1/adapters/\(adapter)/samples", body: jsonl)
+  }
+
+  public func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {
+    try Self.checkName(adapter)
+    return try await json(.GET, "/v1/adapters/\(adapter)/training")
+  }
+
+  public func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo {
+    try Self.checkName(adapter)
+    return try await json(.POST, "/v1/adapters/\(adapter)/training", body: Array(#"{"action":"\#(action.rawValue)"}"#.utf8))
+  }
+
+  public func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {
+    try Self.checkName(adapter)
+    let list: ListBody<TrainingVersionInfo> = try await json(.GET, "/v1/adapters/\(adapter)/versions")
+    return list.data
+  }
+
+  public func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo {
+    try Self.checkName(adapter)
+    return try await json(.POST, "/v1/adapters/\(adapter)/rollback", body: Array(#"{"version":\#(version)}"#.utf8))
+  }
+
   // MARK: health and metrics
 
   /// The daemon's state; a 503 with the health body is an answer (not ready), not an error.

@@ -346,9 +346,12 @@ public final class BackgroundTraining: @unchecked Sendable {
         job.status.trainLoss = job.status.trainLoss.map { 0.9 * $0 + 0.1 * report.loss } ?? report.loss
         job.status.learningRate = Double(report.learningRate)
         job.status.tokensPerSecond = seconds > 0 ? Double(report.tokens) / seconds : nil
-        job.status.state = .idle
       }
-      if job.stepsSincePublish >= settings.publishEvery { try publish(name, job, trainer, settings) }
+      // Publish every publishEvery steps, and as soon as the backlog is drained (so "idle with
+      // nothing pending" always means the latest training has been judged).
+      let drained = try journal.counts(adapter: name, after: job.consumed).pending == 0
+      if job.stepsSincePublish >= settings.publishEvery || drained { try publish(name, job, trainer, settings) }
+      condition.withLock { job.status.state = .idle }
     } catch {
       log("training '\(name)' failed: \(error)")
       condition.withLock {
@@ -549,6 +552,7 @@ public final class BackgroundTraining: @unchecked Sendable {
       let position = object["dataPosition"] as? [String: Any], let cursor = position["cursor"] as? Int
     {
       job.consumed = Int64(cursor)
+      job.status.step = object["step"] as? Int ?? 0
     }
     return job
   }

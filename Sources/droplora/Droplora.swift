@@ -10,5 +10,6 @@ struct Droplora: AsyncParsableCommand {
       TokenizeCommand.self, GenerateCommand.self, BenchCommand.self, AdapterCommand.self,
       TrainCommand.self, EvalCommand.self,
       ChatCommand.self, AskCommand.self, DaemonAdaptersCommand.self, StatusCommand.self,
+      PushCommand.self, TrainingCommand.self,
     ])
 }

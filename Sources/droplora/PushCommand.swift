@@ -1,0 +1,185 @@
+// `droplora push FILE --adapter NAME`: sends a JSONL file of training samples to the daemon in
+// pieces of whole lines, with a progress line on a terminal. Every line gets a stable `"id"`
+// (file name, line number and a hash of the line) unless it has one, so pushing the same file
+// again after an interruption stores nothing twice: the daemon counts those lines as
+// duplicates and the push carries on where it stopped.
+import ArgumentParser
+import DaemonClient
+import Foundation
+import HTTPAPI
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct PushCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "push", abstract: "Push a JSONL file of training samples to an adapter of the daemon.")
+
+  @Argument(help: "JSONL file: one sample per line ({\"messages\"}, {\"prompt\",\"completion\"} or Alpaca), - for stdin.")
+  var file: String
+
+  @Option(help: "The adapter to train.") var adapter: String
+
+  @Option(help: "Largest piece sent in one request, in KiB (keep it under the daemon's limits.max_request_bytes).")
+  var chunkKib = 256
+
+  @Flag(help: "Print the daemon's answers as JSON lines.") var json = false
+
+  @OptionGroup var socketOptions: SocketOptions
+
+  func validate() throws {
+    guard chunkKib >= 1 else { throw ValidationError("--chunk-kib must be at least 1") }
+  }
+
+  func run() async throws {
+    let data: Data
+    if file == "-" {
+      data = FileHandle.standardInput.readDataToEndOfFile()
+    } else {
+      guard let contents = FileManager.default.contents(atPath: file) else {
+        throw ValidationError("cannot read \(file)")
+      }
+      data = contents
+    }
+    let label = file == "-" ? "stdin" : URL(fileURLWithPath: file).lastPathComponent
+    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    let client = socketOptions.client
+    let showProgress = !json && isatty(2) != 0
+    var totals = (accepted: 0, duplicates: 0, rejected: 0)
+    var index = 0
+    while index < lines.count {
+      // One piece: whole lines up to the size limit (at least one line).
+      var piece: [UInt8] = []
+      let first = index
+      while index < lines.count {
+        let line = Self.withID(lines[index], label: label, number: index + 1)
+        if !piece.isEmpty && piece.count + line.utf8.count + 1 > chunkKib * 1024 { break }
+        piece += Array(line.utf8) + [0x0A]
+        index += 1
+      }
+      let result = try await client.pushSamples(adapter: adapter, jsonl: piece)
+      totals.accepted += result.accepted
+      totals.duplicates += result.duplicates
+      totals.rejected += result.rejected.count
+      for rejection in result.rejected {
+        Terminal.note("\(showProgress ? "\r" : "")\(label):\(first + rejection.line): \(rejection.reason)\n")
+      }
+      if json { print(try Self.jsonLine(result)) }
+      if showProgress {
+        Terminal.note("\rpushed \(index)/\(lines.count) lines: \(totals.accepted) new, \(totals.duplicates) already there")
+      }
+    }
+    if showProgress { Terminal.note("\n") }
+    if !json {
+      print("\(totals.accepted) accepted, \(totals.duplicates) already in the journal, \(totals.rejected) rejected")
+    }
+    if totals.rejected > 0 { throw ExitCode(1) }
+  }
+
+  /// The line with an `"id"` added when it is a JSON object without one.
+  static func withID(_ line: Substring, label: String, number: Int) -> String {
+    let text = String(line)
+    guard !text.trimmingCharacters(in: .whitespaces).isEmpty,
+      var object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], object["id"] == nil,
+      true
+    else { return text }
+    let hash = text.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+    object["id"] = "\(label):\(number):\(String(hash, radix: 16))"
+    guard let encoded = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return text }
+    return String(decoding: encoded, as: UTF8.self)
+  }
+
+  static func jsonLine<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+  }
+}
+
+/// `droplora training status|start|pause|resume|stop|publish|versions|rollback --adapter NAME`.
+struct TrainingCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "training", abstract: "Watch and steer the daemon's background training of an adapter.",
+    subcommands: [TrainingStatusCommand.self, TrainingActionCommand.self, TrainingVersionsCommand.self,
+      TrainingRollbackCommand.self],
+    defaultSubcommand: TrainingStatusCommand.self)
+}
+
+struct TrainingStatusCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "status", abstract: "The adapter's training state, losses, samples and versions.")
+
+  @Option(help: "The adapter.") var adapter: String
+  @Flag(help: "Keep printing, every --interval seconds, until interrupted.") var follow = false
+  @Option(help: "Seconds between updates with --follow.") var interval = 2.0
+  @Flag(help: "Print JSON.") var json = false
+  @OptionGroup var socketOptions: SocketOptions
+
+  func run() async throws {
+    let client = socketOptions.client
+    repeat {
+      let status = try await client.trainingStatus(adapter: adapter)
+      print(json ? try PushCommand.jsonLine(status) : Self.describe(status))
+      if follow { try await Task.sleep(for: .seconds(max(0.2, interval))) }
+    } while follow
+  }
+
+  static func describe(_ s: TrainingStatusInfo) -> String {
+    func number(_ x: Double?, _ digits: Int = 4) -> String { x.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+    var text = "\(s.adapter): \(s.state)\(s.reason.map { " (\($0))" } ?? "")  step \(s.step)"
+    text += "  train loss \(number(s.trainLoss))  eval loss \(number(s.evalLoss))"
+    text += "  lr \(s.learningRate.map { String(format: "%.2e", $0) } ?? "-")  \(number(s.tokensPerSecond, 0)) tok/s"
+    text += "\n  samples: \(s.samplesReceived) received, \(s.samplesTrained) trained, \(s.samplesPending) pending, "
+    text += "\(s.samplesHeldOut) held out"
+    text += "\n  serving version \(s.servingVersion)"
+    if let candidate = s.candidateVersion { text += ", candidate \(candidate)" }
+    if let decision = s.lastDecision { text += "\n  \(decision)" }
+    return text
+  }
+}
+
+struct TrainingActionCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "control", abstract: "start, pause, resume, stop or publish the adapter's training.",
+    aliases: ["start", "pause", "resume", "stop", "publish"])
+
+  @Argument(help: "start, pause, resume, stop or publish (when invoked as `training pause` etc., that).")
+  var action: String?
+  @Option(help: "The adapter.") var adapter: String
+  @OptionGroup var socketOptions: SocketOptions
+
+  func run() async throws {
+    let invoked = CommandLine.arguments.dropFirst().drop { $0 != "training" }.dropFirst().first
+    let name = action ?? (invoked == "control" ? nil : invoked)
+    guard let name, let chosen = TrainingAction(rawValue: name) else {
+      throw ValidationError("give one of: \(TrainingAction.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    let status = try await socketOptions.client.controlTraining(adapter: adapter, action: chosen)
+    print(TrainingStatusCommand.describe(status))
+  }
+}
+
+struct TrainingVersionsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "versions", abstract: "The adapter's saved versions.")
+  @Option(help: "The adapter.") var adapter: String
+  @OptionGroup var socketOptions: SocketOptions
+
+  func run() async throws {
+    for v in try await socketOptions.client.trainingVersions(adapter: adapter) {
+      let loss = v.evalLoss.map { String(format: "%.4f", $0) } ?? "-"
+      print("version \(v.version)  step \(v.step)  eval loss \(loss)\(v.published ? "" : "  (candidate)")\(v.serving ? "  serving" : "")")
+    }
+  }
+}
+
+struct TrainingRollbackCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "rollback", abstract: "Serve a saved version again.")
+  @Option(help: "The adapter.") var adapter: String
+  @Option(help: "The version to serve.") var version: Int
+  @OptionGroup var socketOptions: SocketOptions
+
+  func run() async throws {
+    print(TrainingStatusCommand.describe(try await socketOptions.client.rollback(adapter: adapter, version: version)))
+  }
+}

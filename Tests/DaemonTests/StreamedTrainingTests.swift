@@ -1,0 +1,111 @@
+// Streamed training through the socket: a push is validated line by line and acknowledged
+// durably (a retried push stores nothing twice), the background trainer publishes versions
+// whose held-out loss improves while chats keep being answered, a SIGKILL in the middle of
+// training loses no acknowledged sample and training resumes, and a rollback serves an older
+// version.
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension DaemonTests {
+  @Suite struct StreamedTraining {
+    static let arguments = [
+      "--set", "training.batch_size=4", "--set", "training.publish_every=3", "--set", "training.max_sequence_length=96",
+      "--set", "training.held_out_every=4", "--set", "training.learning_rate=0.002",
+    ]
+
+    /// A toy task the base model cannot know: made-up codes for made-up words.
+    static func samples(_ range: Range<Int>) -> String {
+      range.map { i in
+        let object: [String: Any] = [
+          "id": "sample-\(i)",
+          "messages": [
+            ["role": "user", "content": "What is the code for zorblat \(i)?"],
+            ["role": "assistant", "content": "The code for zorblat \(i) is QX-\(i * 7 % 100)."],
+          ],
+        ]
+        return String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+      }.joined(separator: "\n") + "\n"
+    }
+
+    func status(_ socket: String) throws -> [String: Any] {
+      let reply = try curl(socket, "GET", "/v1/adapters/task/training")
+      #expect(reply.status == 200, "\(reply.body)")
+      return try reply.json()
+    }
+
+    func waitFor(_ socket: String, timeout: TimeInterval = 120, _ condition: ([String: Any]) -> Bool) throws -> [String: Any] {
+      let deadline = Date(timeIntervalSinceNow: timeout)
+      var last: [String: Any] = [:]
+      while Date() < deadline {
+        last = try status(socket)
+        if condition(last) { return last }
+        usleep(200_000)
+      }
+      throw TestFailure("training status never got there: \(last)")
+    }
+
+    @Test func pushTrainPublishSurviveSIGKILLAndRollBack() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      var daemon: DaemonProcess? = try DaemonProcess(arguments: Self.arguments, directory: directory)
+      let socket = daemon!.socketPath
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 8, "pruning_rate": 0.3}"#).status == 201)
+
+      // Validation with line numbers; good lines stored, bad ones reported.
+      let body = Self.samples(0..<24) + "{\"messages\": []}\nnot json\n"
+      let pushed = try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(body.utf8)).json()
+      #expect(pushed["accepted"] as? Int == 24)
+      let rejected = pushed["rejected"] as? [[String: Any]] ?? []
+      #expect(rejected.compactMap { $0["line"] as? Int } == [25, 26])
+      let again = try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(0..<24).utf8)).json()
+      #expect(again["accepted"] as? Int == 0)
+      #expect(again["duplicates"] as? Int == 24)
+      #expect(try curl(socket, "POST", "/v1/adapters/nope/samples", data: Data(Self.samples(0..<1).utf8)).status == 404)
+
+      // Chats are answered while training runs.
+      let chat = try curl(
+        socket, "POST", "/v1/chat/completions",
+        json: #"{"model": "task", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}"#)
+      #expect(chat.status == 200)
+
+      let published = try waitFor(socket) { ($0["serving_version"] as? Int ?? 0) >= 1 }
+      #expect((published["last_decision"] as? String)?.hasPrefix("published version") == true)
+      #expect(published["samples_received"] as? Int == 24)
+      #expect(published["samples_held_out"] as? Int == 6)
+
+      // Everything trained: the newest version's held-out loss is below the first's.
+      let drained = try waitFor(socket) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
+      #expect(drained["samples_trained"] as? Int == 18)
+      let versions = (try curl(socket, "GET", "/v1/adapters/task/versions").json()["data"] as? [[String: Any]]) ?? []
+      #expect(versions.count >= 2, "\(versions)")
+      let losses = versions.compactMap { $0["eval_loss"] as? Double }
+      #expect(losses.count == versions.count)
+      if let first = losses.first, let last = losses.last { #expect(last < first, "\(losses)") }
+
+      // More data, then SIGKILL while it trains: nothing acknowledged is lost, training resumes.
+      let more = try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(24..<48).utf8)).json()
+      #expect(more["accepted"] as? Int == 24)
+      _ = try waitFor(socket) { ($0["samples_trained"] as? Int ?? 0) > 18 }
+      daemon!.signal(SIGKILL)
+      _ = daemon!.waitForExit()
+      daemon = nil
+      let restarted = try DaemonProcess(arguments: Self.arguments, directory: directory)
+      defer { restarted.stop() }
+      let resumed = try status(restarted.socketPath)
+      #expect(resumed["samples_received"] as? Int == 48)
+      let done = try waitFor(restarted.socketPath) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
+      #expect(done["samples_trained"] as? Int == 36)
+      #expect(restarted.log.contains("training 'task' resumed at step"), "\(restarted.log)")
+
+      // Roll back to the first version.
+      let rolled = try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 1}"#)
+      #expect(rolled.status == 200, "\(rolled.body)")
+      #expect(try rolled.json()["serving_version"] as? Int == 1)
+      #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 99}"#).status == 400)
+    }
+  }
+}
