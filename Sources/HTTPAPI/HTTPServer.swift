@@ -18,6 +18,9 @@ import NIOPosix
 public struct HTTPServerConfiguration: Sendable {
   /// Largest request body accepted; a larger one gets 413 as soon as it is known.
   public var maxBodyBytes: Int
+  /// Largest body of a training-sample push (`POST /v1/adapters/{name}/samples`), which may be
+  /// a large (often chunked) JSONL upload.
+  public var maxPushBytes: Int
   /// File mode given to a socket bound by path (systemd's `SocketMode=` covers activation).
   public var socketMode: UInt32
   public var peerPolicy: PeerPolicy
@@ -29,11 +32,13 @@ public struct HTTPServerConfiguration: Sendable {
   public var logger: Logger
 
   public init(
-    maxBodyBytes: Int = 4 << 20, socketMode: UInt32 = 0o660, peerPolicy: PeerPolicy = .init(),
+    maxBodyBytes: Int = 4 << 20, maxPushBytes: Int = 64 << 20, socketMode: UInt32 = 0o660,
+    peerPolicy: PeerPolicy = .init(),
     idleTimeout: Duration = .seconds(60), maxConnections: Int = 512,
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
+    self.maxPushBytes = maxPushBytes
     self.socketMode = socketMode
     self.peerPolicy = peerPolicy
     self.idleTimeout = idleTimeout
@@ -197,9 +202,16 @@ public final class HTTPServer: Sendable {
   /// What the reading side hands the request task.
   private enum Inbound: Sendable {
     case request(HTTPRequest)
-    case tooLarge(HTTPRequestHead)
+    case tooLarge(HTTPRequestHead, limit: Int)
     case refused(HTTPRequestHead)
     case overCapacity(HTTPRequestHead)
+  }
+
+  /// Sample pushes may be large; every other request stays under `maxBodyBytes`.
+  private func bodyLimit(for head: HTTPRequestHead) -> Int {
+    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+    if head.method == .POST, case .adapterSamples = Route.match(path: path) { return configuration.maxPushBytes }
+    return configuration.maxBodyBytes
   }
 
   private func serve(_ accepted: Accepted) async {
@@ -207,7 +219,6 @@ public final class HTTPServer: Sendable {
     let id = connections.add(channel.channel)
     defer { connections.remove(id) }
     let overCapacity = connections.count > configuration.maxConnections
-    let limit = configuration.maxBodyBytes
     let logger = configuration.logger
     do {
       try await channel.executeThenClose { inbound, outbound in
@@ -219,12 +230,14 @@ public final class HTTPServer: Sendable {
           var head: HTTPRequestHead?
           var body = ByteBuffer()
           var discarding = false
+          var limit = configuration.maxBodyBytes
           do {
             for try await part in inbound {
               switch part {
               case .head(let h):
                 if discarding { continue }
                 connections.begin(id)
+                limit = bodyLimit(for: h)
                 if !accepted.admitted {
                   logger.notice("refused peer \(String(describing: accepted.peer))")
                   queue.yield(.refused(h))
@@ -233,7 +246,7 @@ public final class HTTPServer: Sendable {
                   queue.yield(.overCapacity(h))
                   discarding = true
                 } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
-                  queue.yield(.tooLarge(h))
+                  queue.yield(.tooLarge(h, limit: limit))
                   discarding = true
                 } else {
                   head = h
@@ -247,7 +260,7 @@ public final class HTTPServer: Sendable {
                 guard !discarding, head != nil else { continue }
                 if body.readableBytes + chunk.readableBytes > limit {
                   // Chunked or lying about its length: stop at the limit, keep nothing more.
-                  queue.yield(.tooLarge(head!))
+                  queue.yield(.tooLarge(head!, limit: limit))
                   discarding = true
                   head = nil
                   body = ByteBuffer()
@@ -288,9 +301,9 @@ public final class HTTPServer: Sendable {
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
         try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
         keepOpen = false
-      case .tooLarge(let h):
+      case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.bodyTooLarge(limit: configuration.maxBodyBytes))
+        try? await w.writeError(.bodyTooLarge(limit: limit))
         keepOpen = false
       case .request(let r):
         let keepAlive = r.head.isKeepAlive && !connections.isDraining

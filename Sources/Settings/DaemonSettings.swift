@@ -59,6 +59,8 @@ public struct GenerationDefaults: Sendable, Equatable {
 
 public struct Limits: Sendable, Equatable {
   public var maxRequestBytes = 1 << 20
+  /// Larger training-sample pushes (POST /v1/adapters/{name}/samples) get 413.
+  public var maxPushBytes = 64 << 20
   /// Cap on a request's max_tokens (and the default when it gives none is generation.max_tokens).
   public var maxTokens = 4096
   public var maxConcurrentGenerations = 2

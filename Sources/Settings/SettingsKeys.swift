@@ -71,6 +71,7 @@ enum SettingsKeys {
       int("generation.max_tokens", \.generation.maxTokens, 1...1_048_576),
 
       int("limits.max_request_bytes", \.limits.maxRequestBytes, 1024...(1 << 30)),
+      int("limits.max_push_bytes", \.limits.maxPushBytes, 1024...(1 << 34)),
       int("limits.max_tokens", \.limits.maxTokens, 1...1_048_576),
       int("limits.max_concurrent_generations", \.limits.maxConcurrentGenerations, 1...1024),
       int("limits.queue_limit", \.limits.queueLimit, 0...1_000_000),

@@ -21,8 +21,8 @@ struct PushCommand: AsyncParsableCommand {
 
   @Option(help: "The adapter to train.") var adapter: String
 
-  @Option(help: "Largest piece sent in one request, in KiB (keep it under the daemon's limits.max_request_bytes).")
-  var chunkKib = 256
+  @Option(help: "Largest piece sent in one request, in KiB (keep it under the daemon's limits.max_push_bytes).")
+  var chunkKib = 4096
 
   @Flag(help: "Print the daemon's answers as JSON lines.") var json = false
 

@@ -122,7 +122,7 @@ final class Daemon: Sendable {
   /// systemd's listening socket when activated, else `server.socket_path` bound here.
   private func bind(_ settings: DaemonSettings, backend: EngineBackend, logger: Logger) async throws -> HTTPServer {
     let configuration = HTTPServerConfiguration(
-      maxBodyBytes: settings.limits.maxRequestBytes, socketMode: settings.server.socketMode,
+      maxBodyBytes: settings.limits.maxRequestBytes, maxPushBytes: settings.limits.maxPushBytes, socketMode: settings.server.socketMode,
       peerPolicy: try Self.peerPolicy(settings.server), logger: logger)
     let activated = try SocketActivation.listenFileDescriptors()
     if let first = activated.first {

@@ -79,8 +79,32 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     if !report.failed { timeToFirstToken.record(report.timeToFirstToken) }
   }
 
+  /// Per-adapter training gauges, read from each adapter's training status.
+  private func recordTraining(_ training: BackgroundTraining, adapters: [String]) {
+    for name in adapters {
+      guard let status = try? training.status(adapter: name) else { continue }
+      let values: [(String, String, Double?)] = [
+        ("droplorad_training_samples_received", "Training samples pushed to the adapter.", Double(status.samplesReceived)),
+        ("droplorad_training_samples_trained", "Pushed samples trained on.", Double(status.samplesTrained)),
+        ("droplorad_training_samples_pending", "Pushed samples waiting to be trained on.", Double(status.samplesPending)),
+        ("droplorad_training_samples_held_out", "Pushed samples held out for evaluation.", Double(status.samplesHeldOut)),
+        ("droplorad_training_step", "Optimizer steps taken.", Double(status.step)),
+        ("droplorad_training_loss", "Moving average of the training loss.", status.trainLoss),
+        ("droplorad_training_eval_loss", "Held-out loss of the latest snapshot.", status.evalLoss),
+        ("droplorad_training_tokens_per_second", "Training speed of the last step.", status.tokensPerSecond),
+        ("droplorad_training_serving_version", "The adapter version being served.", Double(status.servingVersion)),
+        ("droplorad_training_active", "1 while a training step runs for the adapter.", status.state == .training ? 1 : 0),
+      ]
+      for (metric, help, value) in values {
+        guard let value else { continue }
+        registry.makeGauge(name: metric, labels: [("adapter", name)], help: help).set(value)
+      }
+    }
+  }
+
   /// The exposition text, with the state gauges read now.
-  func render(engine: ServingEngine) -> String {
+  func render(engine: ServingEngine, training: BackgroundTraining) -> String {
+    recordTraining(training, adapters: engine.registry.names)
     queueDepth.set(Int64(engine.queueDepth))
     running.set(Int64(engine.runningGenerations))
     adaptersLoaded.set(Int64(engine.registry.names.count))

@@ -149,7 +149,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     lock.withLock { HealthReport(ready: ready, status: status) }
   }
 
-  func metricsText() async -> String { metrics.render(engine: engine) }
+  func metricsText() async -> String { metrics.render(engine: engine, training: training) }
 
   // MARK: -
 

@@ -107,5 +107,60 @@ extension DaemonTests {
       #expect(try rolled.json()["serving_version"] as? Int == 1)
       #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 99}"#).status == 400)
     }
+
+    /// SIGKILL at random moments during pushes and training, 20 times: after every restart each
+    /// acknowledged sample is in the journal, the published version serves, and training resumes.
+    @Test func twentySIGKILLsLoseNothingAcknowledged() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      var generator = SystemRandomNumberGenerator()
+      var acknowledged = 0
+      var next = 0
+      var created = false
+      for round in 0..<20 {
+        let daemon = try DaemonProcess(arguments: Self.arguments, directory: directory)
+        let socket = daemon.socketPath
+        if !created {
+          #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 4}"#).status == 201)
+          created = true
+        }
+        let state = try status(socket)
+        #expect(state["samples_received"] as? Int ?? -1 >= acknowledged, "round \(round): lost samples: \(state)")
+        let serving = state["serving_version"] as? Int ?? 0
+        if serving > 0 {
+          let versions = (try curl(socket, "GET", "/v1/adapters/task/versions").json()["data"] as? [[String: Any]]) ?? []
+          #expect(versions.contains { $0["version"] as? Int == serving && $0["serving"] as? Bool == true })
+          let chat = try curl(
+            socket, "POST", "/v1/chat/completions",
+            json: #"{"model": "task", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}"#)
+          #expect(chat.status == 200)
+        }
+        // A push in flight, then the kill at a random moment (during the push or the training).
+        let file = directory + "/push-\(round).jsonl"
+        try Self.samples(next..<(next + 4)).write(toFile: file, atomically: true, encoding: .utf8)
+        let answer = directory + "/answer-\(round)"
+        let push = try Child(
+          ["curl", "-s", "--unix-socket", socket, "-o", answer, "-w", "%{http_code}", "--data-binary", "@" + file,
+           "http://localhost/v1/adapters/task/samples"], stdout: answer + ".status")
+        usleep(UInt32.random(in: 0...1_500_000, using: &generator))
+        daemon.signal(SIGKILL)
+        _ = daemon.waitForExit()
+        _ = push.wait()
+        let code = (try? String(contentsOfFile: answer + ".status", encoding: .utf8)) ?? ""
+        if code == "200", let body = FileManager.default.contents(atPath: answer),
+          let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any]
+        {
+          acknowledged += (object["accepted"] as? Int ?? 0) + (object["duplicates"] as? Int ?? 0)
+        }
+        next += 4
+      }
+      // A last run drains everything that was stored.
+      let daemon = try DaemonProcess(arguments: Self.arguments, directory: directory)
+      defer { daemon.stop() }
+      let done = try waitFor(daemon.socketPath, timeout: 300) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
+      let received = done["samples_received"] as? Int ?? -1
+      #expect(received >= acknowledged)
+      #expect(done["samples_trained"] as? Int == received - (done["samples_held_out"] as? Int ?? 0))
+    }
   }
 }
