@@ -133,20 +133,40 @@ public struct AdapterInfo: Sendable, Codable, Equatable {
   }
 }
 
-/// A new, untrained adapter.
+/// A new, untrained adapter. Values the client left out are nil: the backend fills them from
+/// its own defaults (the daemon's `training` settings) with `resolved`.
 public struct AdapterSpec: Sendable, Equatable {
   public var name: String
-  public var rank: Int
-  public var alpha: Double
-  public var targets: [String]
-  public var pruningRate: Double
+  public var rank: Int?
+  public var alpha: Double?
+  public var targets: [String]?
+  public var pruningRate: Double?
 
-  public init(name: String, rank: Int, alpha: Double, targets: [String], pruningRate: Double) {
+  public init(name: String, rank: Int? = nil, alpha: Double? = nil, targets: [String]? = nil, pruningRate: Double? = nil) {
     self.name = name
     self.rank = rank
     self.alpha = alpha
     self.targets = targets
     self.pruningRate = pruningRate
+  }
+
+  public struct Resolved: Sendable, Equatable {
+    public var name: String
+    public var rank: Int
+    public var alpha: Double
+    public var targets: [String]
+    public var pruningRate: Double
+  }
+
+  /// The spec with defaults filled in. Without an alpha, the default scale alpha/r is kept
+  /// (alpha = rank · defaultAlpha / defaultRank), so a smaller rank is not a stronger update.
+  public func resolved(
+    defaultRank: Int, defaultAlpha: Double, defaultTargets: [String], defaultPruningRate: Double
+  ) -> Resolved {
+    let r = rank ?? defaultRank
+    return Resolved(
+      name: name, rank: r, alpha: alpha ?? Double(r) * defaultAlpha / Double(max(1, defaultRank)),
+      targets: targets ?? defaultTargets, pruningRate: pruningRate ?? defaultPruningRate)
   }
 }
 

@@ -286,12 +286,6 @@ public struct AdapterPostRequest: Sendable, Equatable, Codable {
     case pruningRate = "pruning_rate"
   }
 
-  /// Paper defaults for a new adapter: r 32, alpha 2r, targets q/k/v/up/down. The best pruning
-  /// rate is task-dependent (0.1–0.5 in the paper), so the default is the conservative end.
-  static let defaultRank = 32
-  static let defaultTargets = ["q", "k", "v", "up", "down"]
-  static let defaultPruningRate = 0.1
-
   enum Action: Equatable {
     case load(name: String, path: String)
     case create(AdapterSpec)
@@ -312,17 +306,13 @@ public struct AdapterPostRequest: Sendable, Equatable, Codable {
       }
       return .load(name: name, path: path)
     }
-    let r = rank ?? Self.defaultRank
-    guard (1...1024).contains(r) else { throw .invalidField("rank", "must be 1 to 1024, got \(r)") }
-    let a = alpha ?? Double(2 * r)
-    guard a.isFinite, a > 0 else { throw .invalidField("alpha", "must be positive, got \(a)") }
-    let t = targets ?? Self.defaultTargets
-    guard !t.isEmpty, t.count <= 64, t.allSatisfy({ AdapterName.isValid($0) }) else {
+    if let r = rank, !(1...1024).contains(r) { throw .invalidField("rank", "must be 1 to 1024, got \(r)") }
+    if let a = alpha, !(a.isFinite && a > 0) { throw .invalidField("alpha", "must be positive, got \(a)") }
+    if let t = targets, t.isEmpty || t.count > 64 || !t.allSatisfy({ AdapterName.isValid($0) }) {
       throw .invalidField("targets", "must list 1 to 64 projection names such as q, k, v, up, down")
     }
-    let p = pruningRate ?? Self.defaultPruningRate
-    guard p >= 0, p < 1 else { throw .invalidField("pruning_rate", "must be in [0, 1), got \(p)") }
-    return .create(AdapterSpec(name: name, rank: r, alpha: a, targets: t, pruningRate: p))
+    if let p = pruningRate, !(p >= 0 && p < 1) { throw .invalidField("pruning_rate", "must be in [0, 1), got \(p)") }
+    return .create(AdapterSpec(name: name, rank: rank, alpha: alpha, targets: targets, pruningRate: pruningRate))
   }
 }
 

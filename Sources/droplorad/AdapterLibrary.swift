@@ -113,7 +113,7 @@ final class AdapterLibrary: @unchecked Sendable {
 
   /// A new adapter with LoRA's initialisation (A uniform in ±1/sqrt(in), B zero, so it starts
   /// as the base model), saved as `<name>/` in PEFT format.
-  func create(_ spec: AdapterSpec) throws -> AdapterInfo {
+  func create(_ spec: AdapterSpec.Resolved) throws -> AdapterInfo {
     guard registry.adapter(named: spec.name) == nil else { throw BackendError.adapterExists(spec.name) }
     var projections: [LlamaProjection] = []
     for target in spec.targets {

@@ -20,6 +20,8 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   private let lock = NSLock()
   private var generation: GenerationDefaults
   private var limits: Limits
+  /// New adapters' rank, alpha and pruning rate when the request leaves them out.
+  private var trainingDefaults: TrainingDefaults
   private var status = "serving"
   private var ready = true
 
@@ -34,6 +36,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     self.baseID = baseID
     generation = settings.generation
     limits = settings.limits
+    trainingDefaults = settings.training
   }
 
   /// Applies the live-changeable parts of reloaded settings.
@@ -41,6 +44,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     lock.withLock {
       generation = settings.generation
       limits = settings.limits
+      trainingDefaults = settings.training
     }
     engine.updateLimits(
       maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit)
@@ -75,7 +79,11 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     try await offCooperativePool { try self.library.load(name: name, path: path) }
   }
 
-  func createAdapter(_ spec: AdapterSpec) async throws -> AdapterInfo {
+  func createAdapter(_ request: AdapterSpec) async throws -> AdapterInfo {
+    let defaults = lock.withLock { trainingDefaults }
+    let spec = request.resolved(
+      defaultRank: defaults.rank, defaultAlpha: defaults.alpha, defaultTargets: ["q", "k", "v", "up", "down"],
+      defaultPruningRate: defaults.pruningRate)
     let info = try await offCooperativePool { try self.library.create(spec) }
     training.setPruningRate(spec.pruningRate, for: spec.name)
     return info

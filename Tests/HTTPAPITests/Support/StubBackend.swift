@@ -89,6 +89,8 @@ final class StubBackend: InferenceBackend {
   func createAdapter(_ spec: AdapterSpec) async throws -> AdapterInfo {
     try state.withLockedValue { s in
       if s.adapters.contains(where: { $0.name == spec.name }) { throw BackendError.adapterExists(spec.name) }
+      let spec = spec.resolved(
+        defaultRank: 32, defaultAlpha: 64, defaultTargets: ["q", "k", "v", "up", "down"], defaultPruningRate: 0.1)
       let info = AdapterInfo(
         name: spec.name, rank: spec.rank, alpha: spec.alpha, targets: spec.targets, pruningRate: spec.pruningRate)
       s.adapters.append(info)
