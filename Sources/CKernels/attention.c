@@ -3,6 +3,7 @@
 // key and value vector loaded from the cache serves 4 rows.
 #include "dq_attention.h"
 #include "dq_ops.h"
+#include "ckernels.h"
 
 #include "cpu_features.h"
 
@@ -13,23 +14,42 @@
 #include <immintrin.h>
 #endif
 
-void dq_attention_head_ref(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
-                           const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
-                           int64_t visible0, float scale, float *scores) {
+// Element loaders: the cache holds fp32 or fp16 values; everything else is the same code.
+static inline float load_f32(const void *base, int64_t i) { return ((const float *)base)[i]; }
+static inline float load_f16(const void *base, int64_t i) {
+  return dq_fp16_to_fp32(((const uint16_t *)base)[i]);
+}
+
+static inline __attribute__((always_inline)) void attention_ref(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
+    int64_t ldkv, int64_t rows, int64_t head_dim, int64_t visible0, float scale, float *scores,
+    float (*load)(const void *, int64_t)) {
   for (int64_t r = 0; r < rows; r++) {
     const int64_t visible = visible0 + r;
     const float *qr = q + r * ldq;
     for (int64_t j = 0; j < visible; j++) {
       float dot = 0;
-      for (int64_t i = 0; i < head_dim; i++) dot += qr[i] * k[j * ldkv + i];
+      for (int64_t i = 0; i < head_dim; i++) dot += qr[i] * load(k, j * ldkv + i);
       scores[j] = dot * scale;
     }
     dq_softmax(scores, visible);
     float *o = out + r * ldo;
     memset(o, 0, (size_t)head_dim * sizeof(float));
     for (int64_t j = 0; j < visible; j++)
-      for (int64_t i = 0; i < head_dim; i++) o[i] += scores[j] * v[j * ldkv + i];
+      for (int64_t i = 0; i < head_dim; i++) o[i] += scores[j] * load(v, j * ldkv + i);
   }
+}
+
+void dq_attention_head_ref(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                           const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
+                           int64_t visible0, float scale, float *scores) {
+  attention_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, load_f32);
+}
+
+void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t ldq,
+                               const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t rows,
+                               int64_t head_dim, int64_t visible0, float scale, float *scores) {
+  attention_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, load_f16);
 }
 
 #if defined(__x86_64__)
@@ -41,20 +61,27 @@ static inline float hsum256(__m256 x) {
   return _mm_cvtss_f32(s);
 }
 
-// Up to 4 query rows (nr) at a time; head_dim is a multiple of 8.
-__attribute__((target("avx2,fma"))) static void attention_block_avx2(
-    float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, const float *v,
+// 8 cache elements (fp32, or fp16 widened by F16C) starting at element i.
+static inline __m256 load8(const void *base, int64_t i, int f16) __attribute__((target("avx2,fma,f16c")));
+static inline __m256 load8(const void *base, int64_t i, int f16) {
+  if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+  return _mm256_loadu_ps((const float *)base + i);
+}
+
+// Up to 4 query rows (nr) at a time; head_dim is a multiple of 8. `f16` is a constant at each
+// call site, so each element type gets its own branch-free copy.
+static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void attention_block_avx2(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
     int64_t ldkv, int nr, int64_t head_dim, int64_t visible_first, float scale, float *scores,
-    int64_t ld_scores) {
+    int64_t ld_scores, int f16) {
   const int64_t visible_last = visible_first + nr - 1;
   // scores[r][j] = scale * q_r · k_j, for j < visible_last (entries past a row's own limit
   // are computed and then ignored: it keeps the inner loop branch-free).
   for (int64_t j = 0; j < visible_last; j++) {
-    const float *kj = k + j * ldkv;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     for (int64_t i = 0; i < head_dim; i += 8) {
-      const __m256 kv = _mm256_loadu_ps(kj + i);
+      const __m256 kv = load8(k, j * ldkv + i, f16);
       for (int r = 0; r < nr; r++)
         acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + i), kv, acc[r]);
     }
@@ -69,9 +96,8 @@ __attribute__((target("avx2,fma"))) static void attention_block_avx2(
     for (int r = 0; r < 4; r++)
       for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t j = 0; j < visible_last; j++) {
-      const float *vj = v + j * ldkv + i0;
       __m256 vv[4];
-      for (int c = 0; c < width; c++) vv[c] = _mm256_loadu_ps(vj + 8 * c);
+      for (int c = 0; c < width; c++) vv[c] = load8(v, j * ldkv + i0 + 8 * c, f16);
       for (int r = 0; r < nr; r++) {
         // A row that may not see key j multiplies it by 0.
         const float p = j < visible_first + r ? scores[r * ld_scores + j] : 0.0f;
@@ -85,19 +111,64 @@ __attribute__((target("avx2,fma"))) static void attention_block_avx2(
 }
 #endif
 
+#if defined(__x86_64__)
+// Whole groups of 8; returns how many were converted (the caller finishes the tail).
+__attribute__((target("avx2,fma,f16c"))) static int64_t fp32_to_fp16_avx2(uint16_t *dst, const float *src,
+                                                                        int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  return i;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void attention_avx2(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
+    int64_t ldkv, int64_t rows, int64_t head_dim, int64_t visible0, float scale, float *scores,
+    int f16) {
+  const int64_t ld_scores = visible0 + rows - 1;
+  for (int64_t r = 0; r < rows; r += 4) {
+    const int nr = rows - r >= 4 ? 4 : (int)(rows - r);
+    if (f16)
+      attention_block_avx2(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, nr, head_dim,
+                           visible0 + r, scale, scores, ld_scores, 1);
+    else
+      attention_block_avx2(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, nr, head_dim,
+                           visible0 + r, scale, scores, ld_scores, 0);
+  }
+}
+#endif
+
 void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                        const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                        int64_t visible0, float scale, float *scores) {
 #if defined(__x86_64__)
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
-    const int64_t ld_scores = visible0 + rows - 1;
-    for (int64_t r = 0; r < rows; r += 4) {
-      const int nr = rows - r >= 4 ? 4 : (int)(rows - r);
-      attention_block_avx2(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, nr, head_dim,
-                           visible0 + r, scale, scores, ld_scores);
-    }
+    attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 0);
     return;
   }
 #endif
   dq_attention_head_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores);
+}
+
+void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq, const uint16_t *k,
+                           const uint16_t *v, int64_t ldkv, int64_t rows, int64_t head_dim,
+                           int64_t visible0, float scale, float *scores) {
+#if defined(__x86_64__)
+  if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
+    attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 1);
+    return;
+  }
+#endif
+  dq_attention_head_f16_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores);
+}
+
+void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n) {
+  int64_t i = 0;
+#if defined(__x86_64__)
+  if (dq_cpu_has_avx2()) {
+    i = fp32_to_fp16_avx2(dst, src, n);
+  }
+#endif
+  for (; i < n; i++) dst[i] = dq_fp32_to_fp16(src[i]);
 }

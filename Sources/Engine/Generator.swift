@@ -39,10 +39,12 @@ public final class Generator {
   public let tokenizer: Tokenizer
   public let context: LlamaContext
 
-  public init(model: LlamaModel, tokenizer: Tokenizer, contextLength: Int, threads: Int) {
+  public init(
+    model: LlamaModel, tokenizer: Tokenizer, contextLength: Int, threads: Int, kvCache: KVCacheElement = .f32
+  ) {
     self.model = model
     self.tokenizer = tokenizer
-    context = LlamaContext(model: model, contextLength: contextLength, threads: threads)
+    context = LlamaContext(model: model, contextLength: contextLength, threads: threads, cacheElement: kvCache)
   }
 
   /// Generates a continuation of `promptTokens`. `onText` receives text as it becomes final

@@ -23,11 +23,13 @@ public struct ServingConfiguration: Sendable, Equatable {
   public var prefillChunk: Int
   /// A chat template by name instead of the model's own (see `ChatTemplate.names`).
   public var chatTemplate: String?
+  public var kvCache: KVCacheElement
 
   public init(
     contextSize: Int = 2048, threads: Int = 1, maxConcurrentGenerations: Int = 2, queueLimit: Int = 32,
-    prefillChunk: Int = 128, chatTemplate: String? = nil
+    prefillChunk: Int = 128, chatTemplate: String? = nil, kvCache: KVCacheElement = .f32
   ) {
+    self.kvCache = kvCache
     self.contextSize = contextSize
     self.threads = threads
     self.maxConcurrentGenerations = maxConcurrentGenerations
@@ -45,6 +47,7 @@ public final class ServingEngine: @unchecked Sendable {
   public let contextSize: Int
   private let template: ChatTemplate?
   private let prefillChunk: Int
+  private let kvCache: KVCacheElement
   private let observer: (any ServingObserver)?
   private let pool: ThreadPool
 
@@ -71,6 +74,7 @@ public final class ServingEngine: @unchecked Sendable {
     self.observer = observer
     contextSize = max(16, configuration.contextSize)
     prefillChunk = max(1, configuration.prefillChunk)
+    kvCache = configuration.kvCache
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
     queueLimit = max(0, configuration.queueLimit)
     pool = ThreadPool(threads: max(1, configuration.threads))
@@ -297,7 +301,8 @@ public final class ServingEngine: @unchecked Sendable {
     if let best, best.shared > 0 || slots.count >= maxConcurrentSnapshot() {
       chosen = best
     } else {
-      let slot = Slot(context: LlamaContext(model: model, contextLength: contextSize, pool: pool, maxBatch: prefillChunk))
+      let slot = Slot(context: LlamaContext(
+          model: model, contextLength: contextSize, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache))
       slots.append(slot)
       chosen = (slot, 0)
     }

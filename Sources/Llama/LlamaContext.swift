@@ -12,6 +12,14 @@
 import CKernels
 import Kernels
 
+/// Element type of the KV cache: fp32, or fp16 (half the memory and the bytes attention reads,
+/// at fp16's rounding of keys and values).
+public enum KVCacheElement: String, Sendable, CaseIterable {
+  case f32, f16
+
+  var byteCount: Int { self == .f32 ? 4 : 2 }
+}
+
 public final class LlamaContext {
   /// The weights evaluated; `use(model:)` swaps in another set of the same shapes.
   public private(set) var model: LlamaModel
@@ -26,18 +34,26 @@ public final class LlamaContext {
   public var projectionHook: (any LlamaProjectionHook)?
 
   let workspace: MatMulWorkspace
-  let keyCache: UnsafeMutablePointer<Float>  // [layer][position][kvDimension]
-  let valueCache: UnsafeMutablePointer<Float>
+  public let cacheElement: KVCacheElement
+  let keyCache: UnsafeMutableRawPointer  // [layer][position][kvDimension] of cacheElement
+  let valueCache: UnsafeMutableRawPointer
   let scratch: Scratch
   let logits: UnsafeMutablePointer<Float>  // [vocabulary], the last token's
 
-  public convenience init(model: LlamaModel, contextLength: Int, threads: Int, maxBatch: Int = 512) {
-    self.init(model: model, contextLength: contextLength, pool: ThreadPool(threads: threads), maxBatch: maxBatch)
+  public convenience init(
+    model: LlamaModel, contextLength: Int, threads: Int, maxBatch: Int = 512, cacheElement: KVCacheElement = .f32
+  ) {
+    self.init(
+      model: model, contextLength: contextLength, pool: ThreadPool(threads: threads), maxBatch: maxBatch,
+      cacheElement: cacheElement)
   }
 
   /// A context computing on a pool it may share with other contexts that run on the same
   /// thread (one sequence at a time), so idle sequences keep no spinning workers of their own.
-  public init(model: LlamaModel, contextLength: Int, pool: ThreadPool, maxBatch: Int = 512) {
+  public init(
+    model: LlamaModel, contextLength: Int, pool: ThreadPool, maxBatch: Int = 512, cacheElement: KVCacheElement = .f32
+  ) {
+    self.cacheElement = cacheElement
     self.model = model
     capacity = max(1, contextLength)
     self.maxBatch = max(1, min(maxBatch, capacity))
@@ -47,8 +63,8 @@ public final class LlamaContext {
       maxColumns: model.widestMatrixInput, maxTokens: self.maxBatch, threads: pool.threadCount)
     // Large allocations come straight from mmap: pages cost memory only once written.
     let cacheCount = hyper.layerCount * capacity * hyper.kvDimension
-    keyCache = .allocate(capacity: cacheCount)
-    valueCache = .allocate(capacity: cacheCount)
+    keyCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
+    valueCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
     scratch = Scratch(hyper: hyper, tokens: self.maxBatch, threads: pool.threadCount, capacity: capacity)
     logits = .allocate(capacity: model.vocabularySize)
   }
@@ -216,13 +232,25 @@ public final class LlamaContext {
           Int32(hyper.ropeDimension), angles, neox)
       }
     }
-    let layerCache = layer * capacity * kvDim
-    (keyCache + layerCache + position * kvDim).update(from: s.k, count: n * kvDim)
-    (valueCache + layerCache + position * kvDim).update(from: s.v, count: n * kvDim)
+    storeInCache(layer: layer, keys: s.k, values: s.v, tokens: n)
 
     attention(layer: layer, tokens: n)
     project(s.projected, .o, layer: layer, s.attention, tokens: n)
     addResidual(s.x, s.projected, tokens: n)
+  }
+
+  /// Appends the new tokens' keys and values at `position`, converted to the cache's type.
+  private func storeInCache(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens n: Int) {
+    let kvDim = model.hyper.kvDimension
+    let first = (layer * capacity + position) * kvDim
+    switch cacheElement {
+    case .f32:
+      (keyCache.assumingMemoryBound(to: Float.self) + first).update(from: keys, count: n * kvDim)
+      (valueCache.assumingMemoryBound(to: Float.self) + first).update(from: values, count: n * kvDim)
+    case .f16:
+      dq_fp32_to_fp16_row(keyCache.assumingMemoryBound(to: UInt16.self) + first, keys, Int64(n * kvDim))
+      dq_fp32_to_fp16_row(valueCache.assumingMemoryBound(to: UInt16.self) + first, values, Int64(n * kvDim))
+    }
   }
 
   /// Causal grouped-query attention of the n new tokens over the cache: one task per
@@ -235,8 +263,12 @@ public final class LlamaContext {
     let kvDim = hyper.kvDimension
     let group = hyper.headCount / hyper.kvHeadCount
     let scale = 1 / Float(hd).squareRoot()
-    let keys = keyCache + layer * capacity * kvDim
-    let values = valueCache + layer * capacity * kvDim
+    let layerOffset = layer * capacity * kvDim
+    let element = cacheElement
+    let keys32 = keyCache.assumingMemoryBound(to: Float.self) + layerOffset
+    let values32 = valueCache.assumingMemoryBound(to: Float.self) + layerOffset
+    let keys16 = keyCache.assumingMemoryBound(to: UInt16.self) + layerOffset
+    let values16 = valueCache.assumingMemoryBound(to: UInt16.self) + layerOffset
     let start = position
     let blockRows = Scratch.attentionBlockRows
     let blocks = (n + blockRows - 1) / blockRows
@@ -247,10 +279,19 @@ public final class LlamaContext {
         let head = task % hyper.headCount
         let kvHead = head / group
         let t0 = (task / hyper.headCount) * blockRows
-        dq_attention_head(
-          s.attention + t0 * qDim + head * hd, Int64(qDim), s.q + t0 * qDim + head * hd,
-          Int64(qDim), keys + kvHead * hd, values + kvHead * hd, Int64(kvDim),
-          Int64(min(blockRows, n - t0)), Int64(hd), Int64(start + t0 + 1), scale, scores)
+        let out = s.attention + t0 * qDim + head * hd
+        let query = s.q + t0 * qDim + head * hd
+        let rows = Int64(min(blockRows, n - t0))
+        switch element {
+        case .f32:
+          dq_attention_head(
+            out, Int64(qDim), query, Int64(qDim), keys32 + kvHead * hd, values32 + kvHead * hd, Int64(kvDim),
+            rows, Int64(hd), Int64(start + t0 + 1), scale, scores)
+        case .f16:
+          dq_attention_head_f16(
+            out, Int64(qDim), query, Int64(qDim), keys16 + kvHead * hd, values16 + kvHead * hd, Int64(kvDim),
+            rows, Int64(hd), Int64(start + t0 + 1), scale, scores)
+        }
       }
     }
   }

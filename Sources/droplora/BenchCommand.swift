@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "File of whitespace-separated prompt token ids (instead of --prompt-tokens).")
   var promptIds: String?
   @Flag(help: "Print one JSON object.") var json = false
+  @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
 
   func run() throws {
     let file = try modelOptions.open()
@@ -29,7 +30,7 @@ struct BenchCommand: ParsableCommand {
       ?? BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
     let capacity = prompt.count + genTokens + 1
     let context = LlamaContext(
-      model: model, contextLength: capacity, threads: threads, maxBatch: prompt.count)
+      model: model, contextLength: capacity, threads: threads, maxBatch: prompt.count, cacheElement: kvCacheType)
 
     var best = (prefill: Double.infinity, ttft: Double.infinity, decode: Double.infinity)
     for _ in 0..<max(1, repetitions) {

@@ -33,6 +33,7 @@ struct GenerateCommand: ParsableCommand {
   @Option(help: "Type of the merged matrices: q8_0, f16 or f32.") var adapterType = "q8_0"
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Context length (prompt plus generated tokens).") var ctxSize = 4096
+  @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
   @Flag(help: "Print {\"prompt_tokens\":[...],\"tokens\":[...],\"text\":\"...\"} when done.")
   var json = false
   @Argument(help: "The prompt, or - to read standard input.") var prompt: String
@@ -76,7 +77,8 @@ struct GenerateCommand: ParsableCommand {
     }
     let contextLength = min(ctxSize, promptTokens.count + maxTokens + 1)
     let generator = Generator(
-      model: model, tokenizer: tokenizer, contextLength: contextLength, threads: threads)
+      model: model, tokenizer: tokenizer, contextLength: contextLength, threads: threads,
+      kvCache: kvCacheType)
     let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stop: stop)
     let result = try generator.generate(promptTokens: promptTokens, options: options) { text in
       if !json {
@@ -119,3 +121,5 @@ struct GenerateOutput: Encodable {
     case tokens, text
   }
 }
+
+extension KVCacheElement: ExpressibleByArgument {}

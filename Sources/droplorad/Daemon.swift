@@ -40,9 +40,6 @@ final class Daemon: Sendable {
     LiveLogLevel.bootstrap(settings.logLevel)
     let logger = Logger(label: "droplorad")
     _ = try? notifier.status("loading \(settings.model.path)")
-    if settings.model.kvCacheType != .f32 {
-      logger.warning("model.kv_cache_type \(settings.model.kvCacheType.rawValue) is not implemented yet; the KV cache is f32")
-    }
 
     let threads = settings.model.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : settings.model.threads
     let file: GGUFFile
@@ -73,7 +70,8 @@ final class Daemon: Sendable {
         registry: registry, tokenizer: tokenizer,
         configuration: ServingConfiguration(
           contextSize: settings.model.contextSize, threads: threads,
-          maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit),
+          maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
+          kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32),
         observer: metrics)
     } catch {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")

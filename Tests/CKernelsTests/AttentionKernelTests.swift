@@ -40,3 +40,53 @@ struct AttentionKernelTests {
     }
   }
 }
+
+/// The fp16-cache kernel: its SIMD path against its reference, and both against the fp32
+/// kernel run on the same keys and values rounded to fp16 (so only the cache's storage differs).
+struct HalfCacheAttentionTests {
+  @Test("dq_attention_head_f16 equals its reference and the fp32 kernel on rounded values", arguments: [
+    (rows: 1, headDim: 64, visible0: 1), (rows: 1, headDim: 64, visible0: 300),
+    (rows: 9, headDim: 64, visible0: 17), (rows: 3, headDim: 128, visible0: 40),
+    (rows: 6, headDim: 12, visible0: 2),  // not a multiple of 8: the scalar path
+  ])
+  func matches(rows: Int, headDim: Int, visible0: Int) {
+    var state: UInt64 = 0x9E37_79B9 &+ UInt64(rows * 1000 + headDim)
+    func random() -> Float {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return Float(Int64(bitPattern: state >> 11) % 2000 - 1000) / 500
+    }
+    let positions = visible0 + rows - 1
+    let ldkv = headDim * 3
+    let ldq = headDim * 2
+    let q = (0..<(rows * ldq)).map { _ in random() }
+    let k = (0..<(positions * ldkv)).map { _ in random() }
+    let v = (0..<(positions * ldkv)).map { _ in random() }
+    var k16 = [UInt16](repeating: 0, count: k.count)
+    var v16 = [UInt16](repeating: 0, count: v.count)
+    dq_fp32_to_fp16_row(&k16, k, Int64(k.count))
+    dq_fp32_to_fp16_row(&v16, v, Int64(v.count))
+    // The row converter gives the scalar converter's bits.
+    #expect(k16 == k.map { dq_fp32_to_fp16($0) })
+    let kRounded = k16.map { dq_fp16_to_fp32($0) }
+    let vRounded = v16.map { dq_fp16_to_fp32($0) }
+
+    var fast = [Float](repeating: .nan, count: rows * ldq)
+    var reference = fast
+    var viaF32 = fast
+    var scores = [Float](repeating: 0, count: 4 * positions)
+    let scale = 1 / Float(headDim).squareRoot()
+    dq_attention_head_f16(&fast, Int64(ldq), q, Int64(ldq), k16, v16, Int64(ldkv), Int64(rows), Int64(headDim),
+                          Int64(visible0), scale, &scores)
+    dq_attention_head_f16_ref(&reference, Int64(ldq), q, Int64(ldq), k16, v16, Int64(ldkv), Int64(rows),
+                              Int64(headDim), Int64(visible0), scale, &scores)
+    dq_attention_head(&viaF32, Int64(ldq), q, Int64(ldq), kRounded, vRounded, Int64(ldkv), Int64(rows),
+                      Int64(headDim), Int64(visible0), scale, &scores)
+    for r in 0..<rows {
+      for i in 0..<headDim {
+        #expect(abs(fast[r * ldq + i] - reference[r * ldq + i]) < 1e-5, "row \(r) dim \(i)")
+        #expect(abs(fast[r * ldq + i] - viaF32[r * ldq + i]) < 1e-5, "row \(r) dim \(i)")
+      }
+      #expect(fast[r * ldq + headDim].isNaN)
+    }
+  }
+}

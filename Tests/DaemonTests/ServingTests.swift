@@ -82,7 +82,8 @@ extension DaemonTests {
     }
 
     @Test func completionsAndModels() throws {
-      let daemon = try DaemonProcess()
+      // With the fp16 KV cache the configuration offers.
+      let daemon = try DaemonProcess(arguments: ["--set", "model.kv_cache_type=f16"])
       defer { daemon.stop() }
       let models = try curl(daemon.socketPath, "GET", "/v1/models").json()
       let ids = (models["data"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }

@@ -71,6 +71,23 @@ struct TinyModelTests {
     #expect(context.position == tinyTokens.count)
   }
 
+  @Test("an fp16 KV cache stays close to the reference, batched and one token at a time", arguments: variants)
+  func halfCache(_ v: Variant) throws {
+    let (tiny, model) = try makeModel(v)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let reference = tiny.referenceLogits(tinyTokens)
+    let batched = LlamaContext(model: model, contextLength: 64, threads: 2, cacheElement: .f16)
+    let all = try batched.evaluateAll(tinyTokens)
+    let single = LlamaContext(model: model, contextLength: 64, threads: 2, cacheElement: .f16)
+    var stepped: [Float] = []
+    for token in tinyTokens { stepped += try single.evaluateAll([token]) }
+    // fp16 keeps 11 significant bits of each key and value: about 5e-4 relative per entry,
+    // on top of the weights' own error.
+    let tolerance = max(v.tolerance, 3e-3)
+    #expect(relativeError(all, reference) < tolerance, "batched \(relativeError(all, reference))")
+    #expect(relativeError(stepped, reference) < tolerance, "stepped \(relativeError(stepped, reference))")
+  }
+
   @Test("a prompt longer than the batch runs in chunks with the same result")
   func chunkedPrompt() throws {
     let (tiny, model) = try makeModel(Self.variants[0])
