@@ -8,4 +8,7 @@ scripts/install-deps.sh
 scripts/fetch-model.sh
 if [ -x scripts/fetch-test-vocabs.sh ]; then scripts/fetch-test-vocabs.sh; fi
 swift build -c release --build-tests
-swift test -c release --skip-build "$@"
+# One test at a time: synchronous numeric tests run on Swift's cooperative pool, which has one
+# thread per core; on a 2-core machine two of them would starve the NIO server and daemon
+# tests running beside them into timeouts that say nothing about the code.
+swift test -c release --skip-build --no-parallel "$@"

@@ -120,8 +120,13 @@ public struct DaemonClient: Sendable {
   }
 
   public func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo {
+    try await controlTraining(adapter: adapter, control: TrainingControl(action: action))
+  }
+
+  /// An action and/or hyper-parameter changes (learning rate, batch size, publish interval).
+  public func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo {
     try Self.checkName(adapter)
-    return try await json(.POST, "/v1/adapters/\(adapter)/training", body: Array(#"{"action":"\#(action.rawValue)"}"#.utf8))
+    return try await json(.POST, "/v1/adapters/\(adapter)/training", body: encode(control))
   }
 
   public func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {

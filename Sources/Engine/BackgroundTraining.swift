@@ -246,6 +246,36 @@ public final class BackgroundTraining: @unchecked Sendable {
     return try status(adapter: adapter)
   }
 
+  /// Per-adapter hyper-parameters that differ from the daemon's training settings.
+  public struct Overrides: Sendable, Codable, Equatable {
+    public var learningRate: Float?
+    public var batchSize: Int?
+    public var publishEvery: Int?
+    public init(learningRate: Float? = nil, batchSize: Int? = nil, publishEvery: Int? = nil) {
+      self.learningRate = learningRate
+      self.batchSize = batchSize
+      self.publishEvery = publishEvery
+    }
+  }
+
+  /// Changes the adapter's hyper-parameters from its next step on. A new learning rate
+  /// rebuilds the trainer from a fresh checkpoint (the optimizer state carries over).
+  public func change(adapter: String, _ changes: Overrides) throws(TrainingControlError) -> TrainingStatus {
+    guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
+    let job = job(for: adapter)
+    condition.withLock {
+      if let lr = changes.learningRate {
+        job.meta.overrides.learningRate = lr
+        job.rebuild = true
+      }
+      if let b = changes.batchSize { job.meta.overrides.batchSize = b }
+      if let p = changes.publishEvery { job.meta.overrides.publishEvery = p }
+      condition.broadcast()
+    }
+    saveMeta(adapter, job)
+    return try status(adapter: adapter)
+  }
+
   public func versions(adapter: String) throws(TrainingControlError) -> [TrainingVersion] {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
     let job = job(for: adapter)
@@ -318,7 +348,21 @@ public final class BackgroundTraining: @unchecked Sendable {
   }
 
   private func trainOneStep(_ name: String, _ job: Job) {
-    let settings = condition.withLock { self.settings }
+    let (settings, rebuild) = condition.withLock { () -> (BackgroundTrainingSettings, Bool) in
+      var s = self.settings
+      let o = job.meta.overrides
+      s.learningRate = o.learningRate ?? s.learningRate
+      s.batchSize = o.batchSize ?? s.batchSize
+      s.publishEvery = o.publishEvery ?? s.publishEvery
+      let rebuild = job.rebuild
+      job.rebuild = false
+      return (s, rebuild)
+    }
+    if rebuild, job.trainer != nil {
+      // The learning rate lives in the trainer's configuration: checkpoint, then build anew.
+      checkpoint(name, job)
+      job.trainer = nil
+    }
     do {
       let trainer = try job.trainer ?? makeTrainer(name, job, settings)
       job.trainer = trainer
@@ -580,6 +624,19 @@ private struct Meta: Codable {
   var servingVersion: Int?
   var versions: [TrainingVersion] = []
   var pruningRate = 0.5
+  var overrides = BackgroundTraining.Overrides()
+
+  init() {}
+
+  // Files from before a field existed still load.
+  init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+    servingVersion = try c.decodeIfPresent(Int.self, forKey: .servingVersion)
+    versions = try c.decodeIfPresent([TrainingVersion].self, forKey: .versions) ?? []
+    pruningRate = try c.decodeIfPresent(Double.self, forKey: .pruningRate) ?? 0.5
+    overrides = try c.decodeIfPresent(BackgroundTraining.Overrides.self, forKey: .overrides) ?? .init()
+  }
 }
 
 private final class Job {
@@ -596,5 +653,7 @@ private final class Job {
   var dirty = false
   var stepsSincePublish = 0
   var publishRequested = false
+  /// The learning rate changed: rebuild the trainer before the next step.
+  var rebuild = false
   var consumedSnapshot: Int64 { consumed }
 }

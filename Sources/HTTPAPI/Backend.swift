@@ -32,7 +32,7 @@ public protocol InferenceBackend: Sendable {
   /// Streamed training (defaults in TrainingAPI.swift refuse): a JSONL push, durable on return.
   func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult
   func trainingStatus(adapter: String) async throws -> TrainingStatusInfo
-  func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo
+  func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo
   func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo]
   func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo
 

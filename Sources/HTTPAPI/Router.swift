@@ -149,8 +149,9 @@ struct Router: Sendable {
       try await writer.writeJSON(try await backend.trainingStatus(adapter: name))
     case (.adapterTraining(let name), _):
       try AdapterName.validate(name, field: "name")
-      let req = try decode(TrainingControlRequest.self, from: request.body)
-      try await writer.writeJSON(try await backend.controlTraining(adapter: name, action: req.action))
+      let req = try decode(TrainingControl.self, from: request.body)
+      try req.validate()
+      try await writer.writeJSON(try await backend.controlTraining(adapter: name, control: req))
     case (.adapterVersions(let name), _):
       try AdapterName.validate(name, field: "name")
       try await writer.writeJSON(VersionList(data: try await backend.trainingVersions(adapter: name)))

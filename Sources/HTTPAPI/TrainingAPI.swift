@@ -117,8 +117,37 @@ public enum TrainingAction: String, Sendable, Codable, CaseIterable {
   case start, pause, resume, stop, publish
 }
 
-struct TrainingControlRequest: Codable {
-  var action: TrainingAction
+/// The body of `POST /v1/adapters/{name}/training`: an action, hyper-parameter changes, or both.
+public struct TrainingControl: Sendable, Codable, Equatable {
+  public var action: TrainingAction?
+  public var learningRate: Double?
+  public var batchSize: Int?
+  public var publishEvery: Int?
+
+  public init(action: TrainingAction? = nil, learningRate: Double? = nil, batchSize: Int? = nil, publishEvery: Int? = nil) {
+    self.action = action
+    self.learningRate = learningRate
+    self.batchSize = batchSize
+    self.publishEvery = publishEvery
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case action
+    case learningRate = "learning_rate"
+    case batchSize = "batch_size"
+    case publishEvery = "publish_every"
+  }
+
+  func validate() throws(APIError) {
+    if action == nil && learningRate == nil && batchSize == nil && publishEvery == nil {
+      throw .invalidField("action", "give an action (start, pause, resume, stop, publish) or a hyper-parameter to change")
+    }
+    if let lr = learningRate, !(lr > 0 && lr <= 1) { throw .invalidField("learning_rate", "must be in (0, 1], got \(lr)") }
+    if let b = batchSize, !(1...4096).contains(b) { throw .invalidField("batch_size", "must be 1 to 4096, got \(b)") }
+    if let p = publishEvery, !(1...1_000_000).contains(p) {
+      throw .invalidField("publish_every", "must be 1 to 1000000, got \(p)")
+    }
+  }
 }
 
 struct RollbackRequest: Codable {
@@ -138,7 +167,7 @@ extension InferenceBackend {
   public func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {
     throw BackendError.unavailable("this server does not train adapters")
   }
-  public func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo {
+  public func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo {
     throw BackendError.unavailable("this server does not train adapters")
   }
   public func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {

@@ -101,8 +101,8 @@ struct PushCommand: AsyncParsableCommand {
 struct TrainingCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "training", abstract: "Watch and steer the daemon's background training of an adapter.",
-    subcommands: [TrainingStatusCommand.self, TrainingActionCommand.self, TrainingVersionsCommand.self,
-      TrainingRollbackCommand.self],
+    subcommands: [TrainingStatusCommand.self, TrainingActionCommand.self, TrainingSetCommand.self,
+      TrainingVersionsCommand.self, TrainingRollbackCommand.self],
     defaultSubcommand: TrainingStatusCommand.self)
 }
 
@@ -157,6 +157,21 @@ struct TrainingActionCommand: AsyncParsableCommand {
     }
     let status = try await socketOptions.client.controlTraining(adapter: adapter, action: chosen)
     print(TrainingStatusCommand.describe(status))
+  }
+}
+
+struct TrainingSetCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "set", abstract: "Change the adapter's training hyper-parameters from its next step on.")
+  @Option(help: "The adapter.") var adapter: String
+  @Option(help: "Peak learning rate.") var learningRate: Double?
+  @Option(help: "Sequences per optimizer step.") var batchSize: Int?
+  @Option(help: "Steps between publish decisions.") var publishEvery: Int?
+  @OptionGroup var socketOptions: SocketOptions
+
+  func run() async throws {
+    let control = TrainingControl(learningRate: learningRate, batchSize: batchSize, publishEvery: publishEvery)
+    print(TrainingStatusCommand.describe(try await socketOptions.client.controlTraining(adapter: adapter, control: control)))
   }
 }
 

@@ -108,7 +108,13 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     Self.info(try await offCooperativePool { try Self.mapped { try self.training.status(adapter: adapter) } })
   }
 
-  func controlTraining(adapter: String, action: TrainingAction) async throws -> TrainingStatusInfo {
+  func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo {
+    let changes = BackgroundTraining.Overrides(
+      learningRate: control.learningRate.map(Float.init), batchSize: control.batchSize, publishEvery: control.publishEvery)
+    if changes != BackgroundTraining.Overrides() {
+      _ = try Self.mapped { try training.change(adapter: adapter, changes) }
+    }
+    guard let action = control.action else { return try await trainingStatus(adapter: adapter) }
     guard let engineAction = BackgroundTraining.Action(rawValue: action.rawValue) else {
       throw BackendError.invalidRequest(field: "action", message: "unknown action")
     }

@@ -101,6 +101,19 @@ extension DaemonTests {
       #expect(done["samples_trained"] as? Int == 36)
       #expect(restarted.log.contains("training 'task' resumed at step"), "\(restarted.log)")
 
+      // Hyper-parameters change live: a new learning rate rebuilds the trainer and carries on.
+      let changed = try curl(
+        restarted.socketPath, "POST", "/v1/adapters/task/training", json: #"{"learning_rate": 0.001, "batch_size": 2}"#)
+      #expect(changed.status == 200, "\(changed.body)")
+      #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/training", json: #"{"learning_rate": 7}"#).status == 400)
+      let before = try status(restarted.socketPath)["step"] as? Int ?? 0
+      #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(48..<52).utf8)).status == 200)
+      let after = try waitFor(restarted.socketPath) {
+        ($0["step"] as? Int ?? 0) > before && $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle"
+      }
+      #expect(after["state"] as? String == "idle")
+      #expect(abs((after["learning_rate"] as? Double ?? 0) - 0.001) < 2e-4, "\(after)")
+
       // Roll back to the first version.
       let rolled = try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 1}"#)
       #expect(rolled.status == 200, "\(rolled.body)")

@@ -206,10 +206,14 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
           try c.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
           _ = try c.readResponse()
         }
-        let extra = try UnixHTTPClient(path: path)
-        try extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        let r = try extra.readResponse()
-        return ([r.status], r.header("retry-after"))
+        // Swift may end `held`'s lifetime (closing its sockets) after its last use above; keep
+        // the connections open until the extra one has its answer.
+        return try withExtendedLifetime(held) {
+          let extra = try UnixHTTPClient(path: path)
+          try extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+          let r = try extra.readResponse()
+          return ([r.status], r.header("retry-after"))
+        }
       }
       #expect(statuses == [503])
       #expect(retryAfter == "1")
