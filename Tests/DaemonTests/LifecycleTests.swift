@@ -46,6 +46,16 @@ extension DaemonTests {
       #expect(daemon.log.contains("reload refused"))
     }
 
+    @Test func watchdogPingsComeFromTheServingLoop() throws {
+      // WATCHDOG_USEC as systemd sets it for WatchdogSec=1 (no WATCHDOG_PID: any pid may ping).
+      let daemon = try DaemonProcess(environment: ["WATCHDOG_USEC": "1000000"])
+      defer { daemon.stop() }
+      let seen = daemon.notifications.messages.count
+      try daemon.notifications.wait(for: "WATCHDOG=1", after: seen, timeout: 5)
+      let first = daemon.notifications.messages.count
+      try daemon.notifications.wait(for: "WATCHDOG=1", after: first, timeout: 5)
+    }
+
     @Test func sigtermDrainsRunningGenerationsAndExitsCleanly() throws {
       let daemon = try DaemonProcess()
       let outputPath = daemon.directory + "/stream"

@@ -102,7 +102,10 @@ final class DaemonProcess: @unchecked Sendable {
   let logPath: String
 
   /// Starts droplorad with the default model and `arguments`, and waits for READY=1.
-  init(arguments: [String] = [], directory: String? = nil, waitForReady: Bool = true, launcher: [String] = []) throws {
+  init(
+    arguments: [String] = [], directory: String? = nil, waitForReady: Bool = true, launcher: [String] = [],
+    environment extra: [String: String] = [:]
+  ) throws {
     let directory = try directory ?? makeTemporaryDirectory()
     self.directory = directory
     socketPath = directory + "/d.sock"
@@ -118,6 +121,7 @@ final class DaemonProcess: @unchecked Sendable {
     for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"] {
       environment[key] = nil
     }
+    environment.merge(extra) { $1 }
     child = try Child(launcher + daemonArguments, environment: environment, stdout: logPath, stderr: logPath)
     if waitForReady {
       // Poll so a daemon that exits at once (a bad flag) fails the test at once, with its log.
