@@ -121,6 +121,52 @@ extension DaemonTests {
       #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 99}"#).status == 400)
     }
 
+    /// Pushes, adapter swaps and chats at the same time, from separate clients: every request
+    /// gets a proper answer and the daemon is healthy afterwards.
+    @Test func pushesSwapsAndChatsConcurrently() throws {
+      let daemon = try DaemonProcess(arguments: Self.arguments)
+      defer { daemon.stop() }
+      let socket = daemon.socketPath
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 4}"#).status == 201)
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "other", "rank": 4}"#).status == 201)
+      let failures = FailureLog()
+      let group = DispatchGroup()
+      func worker(_ body: @escaping @Sendable (Int) throws -> Int) {
+        group.enter()
+        Thread {
+          for i in 0..<8 {
+            do {
+              let status = try body(i)
+              if !(200..<300).contains(status) { failures.add("request \(i): status \(status)") }
+            } catch {
+              failures.add("request \(i): \(error)")
+            }
+          }
+          group.leave()
+        }.start()
+      }
+      worker { i in
+        try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples((i * 4)..<(i * 4 + 4)).utf8)).status
+      }
+      worker { i in
+        let model = ["task", "other", "SmolLM2-135M-Instruct.Q4_1"][i % 3]
+        return try curl(
+          socket, "POST", "/v1/chat/completions",
+          json: #"{"model": "\#(model)", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6}"#
+        ).status
+      }
+      worker { i in
+        i % 2 == 0
+          ? try curl(socket, "POST", "/v1/adapters/\(i % 4 == 0 ? "task" : "other")/default").status
+          : try curl(socket, "POST", "/v1/chat/completions", json: #"{"messages": [{"role": "user", "content": "Yo"}], "max_tokens": 4}"#).status
+      }
+      #expect(group.wait(timeout: .now() + 300) == .success)
+      #expect(failures.entries.isEmpty, "\(failures.entries)")
+      let done = try waitFor(socket) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
+      #expect(done["samples_received"] as? Int == 32)
+      #expect(try curl(socket, "GET", "/health").status == 200)
+    }
+
     /// SIGKILL at random moments during pushes and training, 20 times: after every restart each
     /// acknowledged sample is in the journal, the published version serves, and training resumes.
     @Test func twentySIGKILLsLoseNothingAcknowledged() throws {
@@ -176,4 +222,13 @@ extension DaemonTests {
       #expect(done["samples_trained"] as? Int == received - (done["samples_held_out"] as? Int ?? 0))
     }
   }
+}
+
+/// Failures collected from worker threads.
+final class FailureLog: @unchecked Sendable {
+  // unchecked: `list` is guarded by `lock`.
+  private let lock = NSLock()
+  private var list: [String] = []
+  func add(_ entry: String) { lock.withLock { list.append(entry) } }
+  var entries: [String] { lock.withLock { list } }
 }
