@@ -31,17 +31,19 @@ extension DaemonTests {
       }.joined(separator: "\n") + "\n"
     }
 
-    func status(_ socket: String) throws -> [String: Any] {
-      let reply = try curl(socket, "GET", "/v1/adapters/task/training")
+    func status(_ socket: String, adapter: String = "task") throws -> [String: Any] {
+      let reply = try curl(socket, "GET", "/v1/adapters/\(adapter)/training")
       #expect(reply.status == 200, "\(reply.body)")
       return try reply.json()
     }
 
-    func waitFor(_ socket: String, timeout: TimeInterval = 120, _ condition: ([String: Any]) -> Bool) throws -> [String: Any] {
+    func waitFor(
+      _ socket: String, adapter: String = "task", timeout: TimeInterval = 120, _ condition: ([String: Any]) -> Bool
+    ) throws -> [String: Any] {
       let deadline = Date(timeIntervalSinceNow: timeout)
       var last: [String: Any] = [:]
       while Date() < deadline {
-        last = try status(socket)
+        last = try status(socket, adapter: adapter)
         if condition(last) { return last }
         usleep(200_000)
       }
@@ -119,6 +121,47 @@ extension DaemonTests {
       #expect(rolled.status == 200, "\(rolled.body)")
       #expect(try rolled.json()["serving_version"] as? Int == 1)
       #expect(try curl(restarted.socketPath, "POST", "/v1/adapters/task/rollback", json: #"{"version": 99}"#).status == 400)
+    }
+
+    /// The end-to-end promise: push a small task's data to a fresh adapter, training runs in
+    /// the background, a version is published, and the task's held-out accuracy (exact match
+    /// of greedy answers on the samples the journal held out) rises from the base model's.
+    @Test func heldOutAccuracyRisesAfterAPush() throws {
+      let daemon = try DaemonProcess(arguments: Self.arguments + ["--set", "training.held_out_every=5"])
+      defer { daemon.stop() }
+      let socket = daemon.socketPath
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "tagger", "rank": 8, "pruning_rate": 0.3}"#).status == 201)
+      let words = [
+        "apple", "river", "stone", "cloud", "tiger", "piano", "candle", "forest", "window", "garden", "rocket",
+        "bridge", "mirror", "ocean", "violin", "desert", "engine", "castle", "lemon", "planet", "jacket", "pencil",
+        "island", "dragon", "anchor", "bottle", "camera", "helmet", "ladder", "magnet", "needle", "orange",
+        "parrot", "saddle", "tunnel", "velvet", "wallet", "yogurt", "zipper", "basket",
+      ]
+      // A made-up convention the base model cannot guess: the answer is the word in << >>.
+      let lines = words.map { word in
+        #"{"id": "\#(word)", "messages": [{"role": "user", "content": "Tag the word: \#(word)"}, {"role": "assistant", "content": "<<\#(word)>>"}]}"#
+      }
+      let pushed = try curl(socket, "POST", "/v1/adapters/tagger/samples", data: Data(lines.joined(separator: "\n").utf8))
+      #expect(try pushed.json()["accepted"] as? Int == 40)
+      // Every fifth sample is held out: the words the adapter never trains on.
+      let heldOut = words.enumerated().filter { ($0.offset + 1) % 5 == 0 }.map(\.element)
+      func accuracy(_ model: String) throws -> Int {
+        try heldOut.filter { word in
+          let reply = try curl(
+            socket, "POST", "/v1/chat/completions",
+            json: #"{"model": "\#(model)", "messages": [{"role": "user", "content": "Tag the word: \#(word)"}], "max_tokens": 12, "temperature": 0}"#)
+          let choices = try reply.json()["choices"] as? [[String: Any]]
+          let text = (choices?.first?["message"] as? [String: Any])?["content"] as? String ?? ""
+          return text.trimmingCharacters(in: .whitespacesAndNewlines) == "<<\(word)>>"
+        }.count
+      }
+      let base = try accuracy("SmolLM2-135M-Instruct.Q4_1")
+      let done = try waitFor(socket, adapter: "tagger", timeout: 300) {
+        $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" && ($0["serving_version"] as? Int ?? 0) >= 1
+      }
+      #expect(done["samples_held_out"] as? Int == heldOut.count)
+      let adapted = try accuracy("tagger")
+      #expect(adapted >= 6 && adapted > base, "held-out exact match: base \(base)/8, adapter \(adapted)/8")
     }
 
     /// Pushes, adapter swaps and chats at the same time, from separate clients: every request
