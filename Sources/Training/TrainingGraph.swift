@@ -60,6 +60,8 @@ public final class TrainingGraph {
   var lossRows: [Int] = []
   var labels: [Int32] = []
   var logits = FloatBuffer(0)
+  /// ∂loss/∂(normed final rows), loss rows x d.
+  let dLossRows: UnsafeMutablePointer<Float>
   var tokens = 0
   /// The packed sequences' token ranges; attention never crosses them.
   var segments: [Range<Int>] = []
@@ -105,7 +107,10 @@ public final class TrainingGraph {
     attentionWorkspace = AttentionWorkspace(
       shape: shape, maxTokens: self.maxSequence, threads: pool.threadCount)
     noise = parameters.modules.map { _ in LoRANoise() }
+    dLossRows = .allocate(capacity: T * d)
   }
+
+  deinit { dLossRows.deallocate() }
 
   /// Runs the forward pass over `tokens`; position t is scored on predicting token t+1 when
   /// `lossMask[t+1]`. With `gradientWeight`, also runs the backward and adds weight · ∂loss/∂θ
@@ -225,8 +230,13 @@ public final class TrainingGraph {
       noise: noise[index], tokens: T, pool: pool, workspace: loraWorkspace)
   }
 
-  /// The final norm and output projection at the loss rows only; returns the summed loss and,
-  /// with a weight, leaves weight · dlogits in `logits`.
+  /// Loss rows per pass through the output matrix: bounds the logits buffer (rows x vocabulary)
+  /// while keeping the matrix's dequantization rare.
+  static let logitRows = 256
+
+  /// The final norm and output projection at the loss rows only, a chunk of rows at a time;
+  /// returns the summed loss and, with a weight, leaves the gradient of the normed rows in
+  /// `dLossRows` (the output matrix's backward runs here, while the chunk's logits exist).
   private func outputLoss(gradientWeight: Float?) -> Double {
     let d = hyper.embeddingLength
     let R = lossRows.count
@@ -238,12 +248,27 @@ public final class TrainingGraph {
     RMSNormOp.forward(
       h.pointer, dh.pointer, weight: model.weights.outputNorm.base, width: d, rows: 0..<R,
       epsilon: hyper.rmsEpsilon, pool: pool)
-    if logits.count < R * V { logits = FloatBuffer(R * V) }
-    FrozenLinear.forward(
-      logits.pointer, model.weights.output, h.pointer, tokens: R, pool: pool,
-      workspace: frozenWorkspace)
-    return CrossEntropyOp.lossAndGradient(
-      logits: logits.pointer, labels: labels, vocabulary: V, weight: gradientWeight, pool: pool)
+    let chunk = min(R, Self.logitRows)
+    if logits.count < chunk * V { logits = FloatBuffer(chunk * V) }
+    var loss = 0.0
+    if gradientWeight != nil { dLossRows.update(repeating: 0, count: R * d) }
+    var first = 0
+    while first < R {
+      let rows = min(chunk, R - first)
+      FrozenLinear.forward(
+        logits.pointer, model.weights.output, h.pointer + first * d, tokens: rows, pool: pool,
+        workspace: frozenWorkspace)
+      loss += CrossEntropyOp.lossAndGradient(
+        logits: logits.pointer, labels: Array(labels[first..<(first + rows)]), vocabulary: V,
+        weight: gradientWeight, pool: pool)
+      if gradientWeight != nil {
+        FrozenLinear.backward(
+          dLossRows + first * d, model.weights.output, logits.pointer, tokens: rows, pool: pool,
+          workspace: frozenWorkspace)
+      }
+      first += rows
+    }
+    return loss
   }
 
   // MARK: backward
@@ -257,13 +282,11 @@ public final class TrainingGraph {
     let eps = hyper.rmsEpsilon
     let scale = parameters.config.scale
 
-    // Output projection and final norm, at the loss rows; scattered into dx.
-    h.zero()
-    FrozenLinear.backward(
-      h.pointer, weights.output, logits.pointer, tokens: R, pool: pool, workspace: frozenWorkspace)
+    // The final norm at the loss rows (the output matrix's part ran in outputLoss); scattered
+    // into dx.
     projected.zero()
     RMSNormOp.backward(
-      dx: projected.pointer, dy: h.pointer, x: dh.pointer, weight: weights.outputNorm.base,
+      dx: projected.pointer, dy: dLossRows, x: dh.pointer, weight: weights.outputNorm.base,
       width: d, tokens: R, epsilon: eps, pool: pool)
     dx.zero()
     for (i, t) in lossRows.enumerated() {

@@ -56,7 +56,7 @@ struct GradientFixture {
       let noise = graph.noise[i]
       lora[m.target.ggufName] = ReferenceLoRA(
         rank: m.rank, a: m.a.array.map(Double.init), b: m.b.array.map(Double.init),
-        dropout: noise.dropout?.array.map(Double.init), mask: noise.tokenMask?.array.map(Double.init),
+        dropout: noise.dropoutFactors(tokens: checkTokens.count, columns: m.columns)?.map(Double.init), mask: noise.tokenMask?.array.map(Double.init),
         stepMask: noise.stepMask?.array.map(Double.init))
     }
     return lora
