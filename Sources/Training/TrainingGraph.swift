@@ -18,12 +18,13 @@ public struct SequenceLoss: Sendable, Equatable {
   public var lossTokens: Int
 }
 
+/// What a layer's backward needs besides its input: per layer, or one shared by all layers
+/// when activations are recomputed.
 final class LayerTape {
-  let xIn, q, k, v, attention, xMid, gate, up: FloatBuffer
+  let q, k, v, attention, xMid, gate, up: FloatBuffer
 
   init(tokens T: Int, hyper: LlamaHyperParameters) {
     let d = hyper.embeddingLength
-    xIn = FloatBuffer(T * d)
     q = FloatBuffer(T * hyper.queryDimension)
     k = FloatBuffer(T * hyper.kvDimension)
     v = FloatBuffer(T * hyper.kvDimension)
@@ -47,7 +48,13 @@ public final class TrainingGraph {
 
   let hyper: LlamaHyperParameters
   let shape: AttentionShape
-  let layers: [LayerTape]
+  /// The residual stream entering each layer (always kept).
+  let inputs: [FloatBuffer]
+  /// One tape per layer, or a single one reused when `recompute` is on.
+  let tapes: [LayerTape]
+  /// Recompute each layer's activations in the backward from its input instead of keeping
+  /// them: the tape shrinks from ~0.7 MB to ~0.07 MB per token for one more forward pass.
+  public let recompute: Bool
   let xFinal: FloatBuffer
   let angles: FloatBuffer
   let branchU: [FloatBuffer]
@@ -70,8 +77,9 @@ public final class TrainingGraph {
   /// (default: the whole capacity).
   public init(
     model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, maxSequence: Int? = nil,
-    pool: ThreadPool
+    recompute: Bool = false, pool: ThreadPool
   ) {
+    self.recompute = recompute
     self.model = model
     self.parameters = parameters
     self.pool = pool
@@ -81,7 +89,10 @@ public final class TrainingGraph {
     hyper = model.hyper
     shape = AttentionShape(
       heads: hyper.headCount, kvHeads: hyper.kvHeadCount, headDim: hyper.headDimension)
-    layers = (0..<hyper.layerCount).map { _ in LayerTape(tokens: T, hyper: model.hyper) }
+    inputs = (0..<hyper.layerCount).map { _ in FloatBuffer(T * model.hyper.embeddingLength) }
+    tapes = (0..<(recompute ? min(1, hyper.layerCount) : hyper.layerCount)).map { _ in
+      LayerTape(tokens: T, hyper: model.hyper)
+    }
     let d = hyper.embeddingLength
     let f = hyper.feedForwardLength
     let qDim = hyper.queryDimension
@@ -164,7 +175,7 @@ public final class TrainingGraph {
     let T = tokens.count
     let d = hyper.embeddingLength
     let weights = model.weights
-    let x0 = layers.isEmpty ? xFinal.pointer : layers[0].xIn.pointer
+    let x0 = inputs.isEmpty ? xFinal.pointer : inputs[0].pointer
     for segment in segments {
       for t in segment {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
@@ -173,44 +184,51 @@ public final class TrainingGraph {
           Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
       }
     }
-    for l in 0..<layers.count {
-      let tape = layers[l]
-      let w = weights.layers[l]
-      let next = l + 1 < layers.count ? layers[l + 1].xIn.pointer : xFinal.pointer
-      RMSNormOp.forward(
-        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
-        epsilon: hyper.rmsEpsilon, pool: pool)
-      project(tape.q.pointer, .q, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.k.pointer, .k, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.v.pointer, .v, layer: l, x: h.pointer, tokens: T, draw: draw)
-      addBias(w.queryBias, to: tape.q.pointer, tokens: T)
-      addBias(w.keyBias, to: tape.k.pointer, tokens: T)
-      addBias(w.valueBias, to: tape.v.pointer, tokens: T)
-      rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
-      rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
-      let qDim = hyper.queryDimension
-      let kvDim = hyper.kvDimension
-      for s in segments {
-        let (t0, n) = (s.lowerBound, s.count)
-        AttentionOp.forward(
-          out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
-          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
-          pool: pool, workspace: attentionWorkspace)
-      }
-      project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
-      add(tape.xMid.pointer, tape.xIn.pointer, projected.pointer, count: T * d)
+    for l in 0..<inputs.count { forwardLayer(l, tokens: T, draw: draw) }
+  }
 
-      RMSNormOp.forward(
-        h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
-        epsilon: hyper.rmsEpsilon, pool: pool)
-      project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
-      SwiGLUOp.forward(
-        hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
-        count: T * hyper.feedForwardLength, pool: pool)
-      project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
-      add(next, tape.xMid.pointer, projected.pointer, count: T * d)
+  private func tape(_ layer: Int) -> LayerTape { recompute ? tapes[0] : tapes[layer] }
+
+  /// One layer's forward from inputs[layer] into the next layer's input (or xFinal).
+  private func forwardLayer(_ l: Int, tokens T: Int, draw: (LoRAModule, Int) -> LoRANoise) {
+    let d = hyper.embeddingLength
+    let tape = tape(l)
+    let input = inputs[l]
+    let w = model.weights.layers[l]
+    let next = l + 1 < inputs.count ? inputs[l + 1].pointer : xFinal.pointer
+    RMSNormOp.forward(
+      h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    project(tape.q.pointer, .q, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.k.pointer, .k, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.v.pointer, .v, layer: l, x: h.pointer, tokens: T, draw: draw)
+    addBias(w.queryBias, to: tape.q.pointer, tokens: T)
+    addBias(w.keyBias, to: tape.k.pointer, tokens: T)
+    addBias(w.valueBias, to: tape.v.pointer, tokens: T)
+    rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
+    rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
+    let qDim = hyper.queryDimension
+    let kvDim = hyper.kvDimension
+    for s in segments {
+      let (t0, n) = (s.lowerBound, s.count)
+      AttentionOp.forward(
+        out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+        k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+        pool: pool, workspace: attentionWorkspace)
     }
+    project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
+    add(tape.xMid.pointer, input.pointer, projected.pointer, count: T * d)
+
+    RMSNormOp.forward(
+      h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
+    SwiGLUOp.forward(
+      hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
+      count: T * hyper.feedForwardLength, pool: pool)
+    project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
+    add(next, tape.xMid.pointer, projected.pointer, count: T * d)
   }
 
   /// out = x·Wᵀ (+ the LoRA branch of this projection, when it is a target).
@@ -293,8 +311,13 @@ public final class TrainingGraph {
       (dx.pointer + t * d).update(from: projected.pointer + i * d, count: d)
     }
 
-    for l in stride(from: layers.count - 1, through: 0, by: -1) {
-      let tape = layers[l]
+    for l in stride(from: inputs.count - 1, through: 0, by: -1) {
+      if recompute {
+        // The same noise as the first pass: dropout is seeded, masks are kept per module.
+        forwardLayer(l, tokens: T) { module, _ in noise[parameters.index[module.target]!] }
+      }
+      let tape = tape(l)
+      let input = inputs[l]
       let w = weights.layers[l]
 
       // Feed-forward block: x_out = x_mid + down(silu(gate) ⊙ up), gate/up of rmsnorm(x_mid).
@@ -330,7 +353,7 @@ public final class TrainingGraph {
       rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
       rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
       RMSNormOp.forward(
-        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+        h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
         epsilon: eps, pool: pool)
       // Layer 0's input is the embedding, which has no gradient: skip dx there.
       let wantInput = l > 0
@@ -341,7 +364,7 @@ public final class TrainingGraph {
       projectBackward(.v, layer: l, x: h.pointer, dy: dv.pointer, dx: dhOut, tokens: T, scale: scale)
       if wantInput {
         RMSNormOp.backward(
-          dx: dx.pointer, dy: dh.pointer, x: tape.xIn.pointer, weight: w.attentionNorm.base,
+          dx: dx.pointer, dy: dh.pointer, x: input.pointer, weight: w.attentionNorm.base,
           width: d, tokens: T, epsilon: eps, pool: pool)
       }
     }

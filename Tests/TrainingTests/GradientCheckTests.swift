@@ -36,7 +36,10 @@ struct GradientFixture {
   let parameters: LoRAParameters
   let graph: TrainingGraph
 
-  init(spec: TinyModelSpec, config: LoRATrainingConfig, threads: Int = 2, factorSeed: UInt64 = 11) throws {
+  init(
+    spec: TinyModelSpec, config: LoRATrainingConfig, threads: Int = 2, factorSeed: UInt64 = 11,
+    recompute: Bool = false
+  ) throws {
     tiny = try TinyModel(spec)
     model = try LlamaModel(path: tiny.path)
     self.config = config
@@ -46,7 +49,8 @@ struct GradientFixture {
       for i in 0..<m.a.count { m.a[i] = Float(0.3 * random.symmetric()) }
       for i in 0..<m.b.count { m.b[i] = Float(0.3 * random.symmetric()) }
     }
-    graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 16, pool: ThreadPool(threads: threads))
+    graph = TrainingGraph(
+      model: model, parameters: parameters, maxTokens: 16, recompute: recompute, pool: ThreadPool(threads: threads))
   }
 
   /// The reference's view of the factors and of the noise the graph's last forward drew.
@@ -197,5 +201,23 @@ struct GradientCheckTests {
       let largest = ga.map(abs).max()!
       #expect(zip(ga, gb).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(a.target)")
     }
+  }
+
+  /// Recomputing activations in the backward gives the same gradients, bit for bit, with the
+  /// same noise (dropout regenerated from its seed, masks kept).
+  @Test func recomputedActivationsGiveTheSameGradients() throws {
+    let config = LoRATrainingConfig(
+      rank: 4, alpha: 8, dropout: 0.2, targets: LlamaProjection.allCases, pruningRate: 0.5, granularity: .token)
+    var results: [[UInt32]] = []
+    for recompute in [false, true] {
+      let fixture = try GradientFixture(spec: TinyModelSpec(matrixType: .q8_0), config: config, recompute: recompute)
+      var random = TrainingRandom(seed: 8)
+      let sampler = NoiseSampler(config: config)
+      _ = try fixture.graph.run(tokens: checkTokens, lossMask: checkMask, gradientWeight: 1) {
+        sampler.draw($0, tokens: $1, random: &random)
+      }
+      results.append(fixture.parameters.modules.flatMap { ($0.gradA.array + $0.gradB.array).map(\.bitPattern) })
+    }
+    #expect(results[0] == results[1])
   }
 }
