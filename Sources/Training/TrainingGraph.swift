@@ -1,15 +1,18 @@
-// The training forward pass over one sequence with an activation tape, and the backward pass
-// that turns its masked cross-entropy into gradients of every LoRA A and B (nothing else is
-// trained). Same layer math as LlamaContext (see the comment at its top), except that matmuls
-// run on dequantized fp32 tiles and every projection may carry a LoRA branch.
+// The training forward pass over one run (one sequence, or several packed with attention kept
+// within each) with an activation tape, and the backward pass that turns its masked
+// cross-entropy into gradients of every LoRA A and B (nothing else is trained). Same layer
+// math as LlamaContext (see the comment at its top), except that matmuls run on dequantized
+// fp32 tiles and every projection may carry a LoRA branch.
 //
 // Kept per layer: the residual input, q/k (after RoPE), v, the attention output, the residual
-// after attention, gate and up (pre-activation), and each LoRA branch's u and noise. The norm
-// outputs and the SwiGLU product are recomputed in the backward (cheap, and a third of the
-// tape); attention probabilities are recomputed per head (see AttentionOp).
+// after attention, gate and up (pre-activation), and each LoRA branch's u, token mask and
+// dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
+// the backward (cheap, and most of the tape otherwise); attention probabilities are recomputed
+// per head (see AttentionOp). With `recompute`, only each layer's input is kept and the rest
+// is rebuilt layer by layer during the backward.
+import Adapters
 import CKernels
 import Kernels
-import Adapters
 import Llama
 
 /// Loss of one sequence: the summed cross-entropy over its loss tokens, and how many there were.
