@@ -239,4 +239,18 @@ struct TrainerTests {
     #expect(eval.count == 2 && train.count == 5)
     #expect(Set((train + eval).map(\.tokens)) == Set(samples.map(\.tokens)))
   }
+
+  /// Mask factors: 0 with probability p, else exactly 1/(1-p), so the mean stays 1.
+  @Test(arguments: [Float(0.05), 0.3, 0.5])
+  func keepMaskStatistics(_ p: Float) {
+    var random = TrainingRandom(seed: 12)
+    let count = 200_003  // not a multiple of 4: the last word is used in part
+    var mask = [Float](repeating: .nan, count: count)
+    mask.withUnsafeMutableBufferPointer { random.fillKeepMask($0.baseAddress!, count: count, dropProbability: p) }
+    let dropped = Double(mask.filter { $0 == 0 }.count) / Double(count)
+    #expect(abs(dropped - Double(p)) < 0.005, "dropped \(dropped) for p \(p)")
+    #expect(mask.allSatisfy { $0 == 0 || $0 == 1 / (1 - p) })
+    let mean = mask.reduce(0.0) { $0 + Double($1) } / Double(count)
+    #expect(abs(mean - 1) < 0.02)
+  }
 }
