@@ -67,6 +67,9 @@ struct GradientFixture {
   }
 }
 
+// Serialized: each test runs thread pools of its own; one at a time keeps the 2-core machine
+// responsive for the timing-sensitive suites of other modules running beside these.
+@Suite(.serialized)
 struct GradientCheckTests {
   static let cases: [GradientCase] = [
     GradientCase(name: "llama f32, plain LoRA", spec: TinyModelSpec()),

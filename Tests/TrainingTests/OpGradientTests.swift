@@ -37,6 +37,7 @@ private func expectClose(_ ours: [Float], _ reference: [Double], _ label: String
 private func asFloat(_ x: [Double]) -> [Float] { x.map { Float($0) } }
 private func rounded(_ x: [Double]) -> [Double] { x.map { Double(Float($0)) } }
 
+@Suite(.serialized)
 struct OpGradientTests {
   let pool = ThreadPool(threads: 2)
 

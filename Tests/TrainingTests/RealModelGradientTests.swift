@@ -26,7 +26,7 @@ struct GradientFixtureFile: Decodable {
   let entries: [Entry]
 }
 
-@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+@Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelGradientTests {
   @Test func lossAndGradientsMatchFloat64Reference() throws {
     let fixture = try JSONDecoder().decode(GradientFixtureFile.self, from: fixtureData("realmodel_gradients.json"))

@@ -28,7 +28,7 @@ let overfitSamples: [TrainingSample] = [
   ]),
 ]
 
-@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+@Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelTests {
   let file: GGUFFile
   let model: LlamaModel

@@ -46,6 +46,7 @@ func factorBits(_ adapter: LoRAAdapter) -> [UInt32] {
   adapter.targets.flatMap { t in (adapter.factors[t]!.a + adapter.factors[t]!.b).map(\.bitPattern) }
 }
 
+@Suite(.serialized)
 struct TrainerTests {
   let tiny: TinyModel
   let model: LlamaModel
