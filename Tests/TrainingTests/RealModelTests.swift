@@ -136,6 +136,44 @@ struct RealModelTests {
   }
 }
 
+extension RealModelTests {
+  /// The other options of `droplora train` end to end: a held-out fraction with its eval loss,
+  /// step masks, cosine schedule, chosen targets, the GGUF-LoRA export (which `eval` reads).
+  @Test(.enabled(if: droploraPath != nil, "droplora not built next to the tests"))
+  func trainOptionsAndGGUFExport() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("options-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let data = (0..<8).map { i in #"{"prompt":"Say \#(i)","completion":"\#(i) \#(i)"}"# }.joined(separator: "\n")
+    try data.write(toFile: directory + "/train.jsonl", atomically: true, encoding: .utf8)
+    let out = directory + "/out"
+    let train = try runDroplora([
+      "train", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--out", out,
+      "--eval-fraction", "0.25", "--mask", "step", "--pruning-rate", "0.3", "--schedule", "cosine",
+      "--targets", "q,v,o,gate", "--rank", "4", "--alpha", "4", "--batch-size", "3", "--micro-batch", "2",
+      "--epochs", "1", "--warmup", "1", "--threads", "2", "--gguf", "--json",
+    ])
+    let printed = train.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    let steps = printed.filter { $0["step"] != nil }
+    #expect(steps.count == 2)  // 6 training samples, batches of 3, one epoch
+    #expect(steps.last?["eval_loss"] as? Double != nil)
+    #expect(steps.first?["lr"] as? Double == 0)  // warm-up starts at 0
+    let config = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: URL(fileURLWithPath: out + "/adapter_config.json"))) as? [String: Any]
+    #expect(config?["r"] as? Int == 4)
+    #expect(Set(config?["target_modules"] as? [String] ?? []) == ["q_proj", "v_proj", "o_proj", "gate_proj"])
+    let eval = try runDroplora([
+      "eval", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--adapter",
+      out + "/adapter.gguf", "--threads", "2", "--json",
+    ])
+    let report = try JSONSerialization.jsonObject(with: Data(eval.utf8)) as? [String: Any] ?? [:]
+    #expect(report["samples"] as? Int == 8)
+    #expect((report["loss"] as? Double ?? 0) > 0)
+  }
+}
+
 /// droplora, built next to the test bundle by `swift build --build-tests`.
 let droploraPath: String? = {
   let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
