@@ -27,8 +27,11 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
     (s0, s1, s2, s3) = (splitMix(), splitMix(), splitMix(), splitMix())
   }
 
+  // Stored as {"state": [four words]}, the layout checkpoints already on disk use.
+  private enum CodingKeys: String, CodingKey { case state }
+
   public init(from decoder: Decoder) throws {
-    let words = try decoder.singleValueContainer().decode([UInt64].self)
+    let words = try decoder.container(keyedBy: CodingKeys.self).decode([UInt64].self, forKey: .state)
     guard words.count == 4, words.contains(where: { $0 != 0 }) else {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "need four words, not all zero"))
     }
@@ -36,8 +39,8 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
   }
 
   public func encode(to encoder: Encoder) throws {
-    var container = encoder.singleValueContainer()
-    try container.encode(state)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(state, forKey: .state)
   }
 
   @inline(__always)

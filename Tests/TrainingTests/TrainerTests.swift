@@ -254,4 +254,16 @@ struct TrainerTests {
     let mean = mask.reduce(0.0) { $0 + Double($1) } / Double(count)
     #expect(abs(mean - 1) < 0.02)
   }
+
+  /// The random state round-trips through its checkpoint form, {"state": [four words]}.
+  @Test func randomStateCoding() throws {
+    var random = TrainingRandom(seed: 5)
+    _ = random.next()
+    let json = try JSONEncoder().encode(random)
+    #expect(String(decoding: json, as: UTF8.self).hasPrefix(#"{"state":["#))
+    var decoded = try JSONDecoder().decode(TrainingRandom.self, from: json)
+    #expect(decoded == random)
+    #expect(decoded.next() == random.next())
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode(TrainingRandom.self, from: Data(#"{"state":[0,0,0,0]}"#.utf8)) }
+  }
 }
