@@ -37,6 +37,7 @@ private func expectClose(_ ours: [Float], _ reference: [Double], _ label: String
 private func asFloat(_ x: [Double]) -> [Float] { x.map { Float($0) } }
 private func rounded(_ x: [Double]) -> [Double] { x.map { Double(Float($0)) } }
 
+extension TrainingSuites {
 @Suite(.serialized)
 struct OpGradientTests {
   let pool = ThreadPool(threads: 2)
@@ -180,4 +181,5 @@ struct OpGradientTests {
     #expect(abs(total - loss(z)) <= 1e-5 * loss(z))
     expectClose(logits.map { $0 * 2 }, finiteDifferences(z, loss), "cross-entropy dz")
   }
+}
 }

@@ -26,6 +26,7 @@ struct GradientFixtureFile: Decodable {
   let entries: [Entry]
 }
 
+extension TrainingSuites {
 @Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelGradientTests {
   @Test func lossAndGradientsMatchFloat64Reference() throws {
@@ -61,7 +62,7 @@ struct RealModelGradientTests {
         }
       }
     }
-    let graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 64, pool: ThreadPool(threads: 2))
+    let graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 64, pool: ThreadPool(threads: 1))
     let result = try graph.run(tokens: fixture.tokens, lossMask: fixture.loss_mask, gradientWeight: 1) { _, _ in LoRANoise() }
     let lossError = abs(result.lossSum - fixture.loss) / fixture.loss
     // fp32 through 30 layers against float64: measured 4e-7 relative.
@@ -83,4 +84,5 @@ struct RealModelGradientTests {
     }
     print("real-model gradients: loss relative error \(lossError), worst gradient error / largest \(worst)")
   }
+}
 }

@@ -29,7 +29,7 @@ func tinyConfig(
       rank: 4, alpha: 8, dropout: dropout, targets: [.q, .k, .v, .o, .gate, .up, .down], method: method,
       pruningRate: p, granularity: granularity, initialization: initialization),
     optimizer: AdamWConfig(weightDecay: 0.01, maxGradNorm: 1), learningRate: 1e-2, schedule: .cosine,
-    warmupSteps: 2, totalSteps: 8, microBatch: 2, maxSequenceLength: 16, seed: 42, threads: 2)
+    warmupSteps: 2, totalSteps: 8, microBatch: 2, maxSequenceLength: 16, seed: 42, threads: 1)
 }
 
 /// Losses of `steps` steps of batches of 3 from the start of the data order.
@@ -46,6 +46,7 @@ func factorBits(_ adapter: LoRAAdapter) -> [UInt32] {
   adapter.targets.flatMap { t in (adapter.factors[t]!.a + adapter.factors[t]!.b).map(\.bitPattern) }
 }
 
+extension TrainingSuites {
 @Suite(.serialized)
 struct TrainerTests {
   let tiny: TinyModel
@@ -146,7 +147,7 @@ struct TrainerTests {
   func initialisationsStartAtBaseAndExport(_ initialization: LoRAInit) throws {
     let config = tinyConfig(initialization: initialization)
     let trainer = try Trainer(model: model, config: config)
-    let base = try Evaluator(model: model, adapter: nil, maxSequenceLength: 16, threads: 2).loss(samples)
+    let base = try Evaluator(model: model, adapter: nil, maxSequenceLength: 16, threads: 1).loss(samples)
     let start = try trainer.evaluate(samples)
     #expect(abs(start.loss - base.loss) <= 1e-4 * base.loss, "\(start.loss) vs base \(base.loss)")
     var data = TrainingData(samples: samples, seed: 42)
@@ -157,7 +158,7 @@ struct TrainerTests {
     let exported = trainer.snapshot()
     #expect(exported.rank == (initialization == .gaussian ? 4 : 8))
     #expect(abs(exported.scale - config.lora.scale) < 1e-6)
-    let viaExport = try Evaluator(model: model, adapter: exported, maxSequenceLength: 16, threads: 2).loss(samples)
+    let viaExport = try Evaluator(model: model, adapter: exported, maxSequenceLength: 16, threads: 1).loss(samples)
     #expect(abs(viaExport.loss - trained.loss) <= 1e-4 * trained.loss)
   }
 
@@ -266,4 +267,5 @@ struct TrainerTests {
     #expect(decoded.next() == random.next())
     #expect(throws: DecodingError.self) { try JSONDecoder().decode(TrainingRandom.self, from: Data(#"{"state":[0,0,0,0]}"#.utf8)) }
   }
+}
 }
