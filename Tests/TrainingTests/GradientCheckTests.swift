@@ -86,7 +86,8 @@ struct GradientCheckTests {
   ]
 
   @Test(arguments: cases)
-  func loraGradientsMatchFiniteDifferences(_ c: GradientCase) throws {
+  func loraGradientsMatchFiniteDifferences(_ c: GradientCase) async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(
       rank: 4, alpha: 8, dropout: c.dropout, targets: LlamaProjection.allCases,
       pruningRate: c.pruningRate, granularity: c.granularity)
@@ -131,11 +132,13 @@ struct GradientCheckTests {
     }
     lora.removeAll()
     #expect(checked == 2 * 3 * 14)
+    }
   }
 
   /// With `step` masks, a dropped rank direction k gets exactly zero gradient: row k of A and
   /// column k of B, in every module, for that step.
-  @Test func stepMaskedDirectionsGetZeroGradient() throws {
+  @Test func stepMaskedDirectionsGetZeroGradient() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(
       rank: 8, alpha: 16, dropout: 0.1, targets: LlamaProjection.allCases, pruningRate: 0.5,
       granularity: .step)
@@ -163,11 +166,13 @@ struct GradientCheckTests {
       }
     }
     #expect(dropped > 10 && kept > 10)
+    }
   }
 
   /// Evaluation (no gradient) gives the same loss as training's forward without noise, and the
   /// gradients do not depend on the thread count beyond rounding.
-  @Test func threadCountDoesNotChangeGradients() throws {
+  @Test func threadCountDoesNotChangeGradients() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 4, alpha: 8, dropout: 0, targets: [.q, .v, .down], pruningRate: 0)
     let one = try GradientFixture(spec: TinyModelSpec(), config: config, threads: 1)
     let two = try GradientFixture(spec: TinyModelSpec(), config: config, threads: 2)
@@ -182,11 +187,13 @@ struct GradientCheckTests {
       let largest = g1.map(abs).max()!
       #expect(zip(g1, g2).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(m1.target)")
     }
+    }
   }
 
   /// Packing sequences into one run (attention kept within each) gives the loss and gradients
   /// of running them one by one.
-  @Test func packedRunEqualsSeparateRuns() throws {
+  @Test func packedRunEqualsSeparateRuns() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 4, alpha: 8, dropout: 0, targets: LlamaProjection.allCases, pruningRate: 0)
     let separate = try GradientFixture(spec: TinyModelSpec(), config: config)
     let packed = try GradientFixture(spec: TinyModelSpec(), config: config)
@@ -205,11 +212,13 @@ struct GradientCheckTests {
       let largest = ga.map(abs).max()!
       #expect(zip(ga, gb).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(a.target)")
     }
+    }
   }
 
   /// Recomputing activations in the backward gives the same gradients, bit for bit, with the
   /// same noise (dropout regenerated from its seed, masks kept).
-  @Test func recomputedActivationsGiveTheSameGradients() throws {
+  @Test func recomputedActivationsGiveTheSameGradients() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(
       rank: 4, alpha: 8, dropout: 0.2, targets: LlamaProjection.allCases, pruningRate: 0.5, granularity: .token)
     var results: [[UInt32]] = []
@@ -223,6 +232,7 @@ struct GradientCheckTests {
       results.append(fixture.parameters.modules.flatMap { ($0.gradA.array + $0.gradB.array).map(\.bitPattern) })
     }
     #expect(results[0] == results[1])
+    }
   }
 }
 }

@@ -42,7 +42,8 @@ extension TrainingSuites {
 struct OpGradientTests {
   let pool = ThreadPool(threads: 2)
 
-  @Test func rmsNorm() {
+  @Test func rmsNorm() async throws {
+    try await offCooperativePool {
     let (rows, n, eps) = (3, 16, 1e-5)
     let x = rounded(randomValues(rows * n, seed: 1, scale: 2))
     let w = rounded(randomValues(n, seed: 2).map { 1 + 0.3 * $0 })
@@ -60,10 +61,12 @@ struct OpGradientTests {
     let (xf, wf, cf) = (asFloat(x), asFloat(w), asFloat(c))
     RMSNormOp.backward(dx: &dx, dy: cf, x: xf, weight: wf, width: n, tokens: rows, epsilon: Float(eps), pool: pool)
     expectClose(dx, finiteDifferences(x, loss), "rmsnorm dx")
+    }
   }
 
   @Test(arguments: [false, true])
-  func rope(neox: Bool) {
+  func rope(neox: Bool) async throws {
+    try await offCooperativePool {
     let (tokens, heads, hd) = (4, 2, 8)
     let width = heads * hd
     var angles = [Float](repeating: 0, count: tokens * hd)
@@ -90,9 +93,11 @@ struct OpGradientTests {
     var dy = asFloat(c)
     RoPEOp.backward(&dy, rowWidth: width, heads: heads, headDim: hd, rotDim: hd, angles: angles, neox: neox, tokens: tokens, pool: pool)
     expectClose(dy, finiteDifferences(x, loss), "rope dx")
+    }
   }
 
-  @Test func swiGLU() {
+  @Test func swiGLU() async throws {
+    try await offCooperativePool {
     let n = 40
     let gate = rounded(randomValues(n, seed: 6, scale: 4))
     let up = rounded(randomValues(n, seed: 7, scale: 2))
@@ -110,9 +115,11 @@ struct OpGradientTests {
     SwiGLUOp.backward(dGate: &dGate, dUp: &dUp, dh: asFloat(c), gate: asFloat(gate), up: asFloat(up), count: n, pool: pool)
     expectClose(dGate, finiteDifferences(gate) { loss($0, up) }, "swiglu dgate")
     expectClose(dUp, finiteDifferences(up) { loss(gate, $0) }, "swiglu dup")
+    }
   }
 
-  @Test func causalGroupedQueryAttention() {
+  @Test func causalGroupedQueryAttention() async throws {
+    try await offCooperativePool {
     let shape = AttentionShape(heads: 4, kvHeads: 2, headDim: 8)
     let T = 6
     let (qDim, kvDim, hd) = (shape.qDim, shape.kvDim, shape.headDim)
@@ -160,9 +167,11 @@ struct OpGradientTests {
     var ours = 0.0
     for (o, weight) in zip(out, c) { ours += Double(o) * weight }
     #expect(abs(ours - loss(q, k, v)) <= 1e-5 * max(1, abs(ours)))
+    }
   }
 
-  @Test func crossEntropy() {
+  @Test func crossEntropy() async throws {
+    try await offCooperativePool {
     let (rows, V) = (3, 11)
     let z = rounded(randomValues(rows * V, seed: 13, scale: 3))
     let labels: [Int32] = [4, 0, 10]
@@ -180,6 +189,7 @@ struct OpGradientTests {
     let total = CrossEntropyOp.lossAndGradient(logits: &logits, labels: labels, vocabulary: V, weight: 0.5, pool: pool)
     #expect(abs(total - loss(z)) <= 1e-5 * loss(z))
     expectClose(logits.map { $0 * 2 }, finiteDifferences(z, loss), "cross-entropy dz")
+    }
   }
 }
 }

@@ -29,7 +29,8 @@ struct GradientFixtureFile: Decodable {
 extension TrainingSuites {
 @Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelGradientTests {
-  @Test func lossAndGradientsMatchFloat64Reference() throws {
+  @Test func lossAndGradientsMatchFloat64Reference() async throws {
+    try await offCooperativePool {
     let fixture = try JSONDecoder().decode(GradientFixtureFile.self, from: fixtureData("realmodel_gradients.json"))
     let file = try GGUFFile(path: defaultModelPath)
     let model = try LlamaModel(file: file)
@@ -83,6 +84,7 @@ struct RealModelGradientTests {
         "layer \(entry.layer) \(entry.projection) \(entry.factor)[\(entry.index)]: ours \(ours), reference \(entry.gradient)")
     }
     print("real-model gradients: loss relative error \(lossError), worst gradient error / largest \(worst)")
+    }
   }
 }
 }

@@ -43,7 +43,8 @@ struct RealModelTests {
     template = try tokenizer.chatTemplate()
   }
 
-  @Test func lossMaskCoversAnswersAndTheirEndOfTurnOnly() throws {
+  @Test func lossMaskCoversAnswersAndTheirEndOfTurnOnly() async throws {
+    try await offCooperativePool {
     let sample = TrainingSample(messages: [
       ChatMessage(role: "user", content: "Hi <|im_end|> there"),
       ChatMessage(role: "assistant", content: "Hello!"),
@@ -66,9 +67,11 @@ struct RealModelTests {
 
     let short = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: 20).encode(sample)
     #expect(short.truncated && short.sample.tokens.count == 20)
+    }
   }
 
-  @Test func jsonlFormatsAndBadLines() throws {
+  @Test func jsonlFormatsAndBadLines() async throws {
+    try await offCooperativePool {
     let text = """
       {"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}
 
@@ -89,6 +92,7 @@ struct RealModelTests {
     #expect(skipped.samples.count == 4 && skipped.skippedLines == 2)
     #expect(throws: TrainingError.badSample(path: "u", line: 1, reason: "no assistant message to learn from")) {
       try SampleFile.parse("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", path: "u", skipBadLines: false)
+    }
     }
   }
 

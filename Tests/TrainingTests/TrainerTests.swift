@@ -59,7 +59,8 @@ struct TrainerTests {
   }
 
   @Test(arguments: [MaskGranularity.token, .step])
-  func sameSeedSameLossCurve(_ granularity: MaskGranularity) throws {
+  func sameSeedSameLossCurve(_ granularity: MaskGranularity) async throws {
+    try await offCooperativePool {
     var curves: [[Double]] = []
     var adapters: [[UInt32]] = []
     for _ in 0..<2 {
@@ -79,9 +80,11 @@ struct TrainerTests {
     var data = TrainingData(samples: samples, seed: 7)
     var position = DataPosition()
     #expect(try runSteps(trainer, data: &data, position: &position, steps: 6) != curves[0])
+    }
   }
 
-  @Test func pruningRateZeroIsExactlyLoRA() throws {
+  @Test func pruningRateZeroIsExactlyLoRA() async throws {
+    try await offCooperativePool {
     var bits: [[UInt32]] = []
     var curves: [[Double]] = []
     for config in [tinyConfig(method: .droplora, p: 0), tinyConfig(method: .lora, p: 0.5)] {
@@ -93,10 +96,12 @@ struct TrainerTests {
     }
     #expect(curves[0] == curves[1])
     #expect(bits[0] == bits[1])
+    }
   }
 
   @Test(arguments: [MaskGranularity.token, .step])
-  func resumeEqualsUninterrupted(_ granularity: MaskGranularity) throws {
+  func resumeEqualsUninterrupted(_ granularity: MaskGranularity) async throws {
+    try await offCooperativePool {
     let config = tinyConfig(granularity: granularity)
     let straight = try Trainer(model: model, config: config)
     var data = TrainingData(samples: samples, seed: 42)
@@ -125,9 +130,11 @@ struct TrainerTests {
     #expect(adapter.factors.count == 14)
     #expect(!FileManager.default.fileExists(atPath: directory + "/checkpoint.tmp"))
     #expect(!FileManager.default.fileExists(atPath: directory + "/checkpoint.old"))
+    }
   }
 
-  @Test func cancelledStepLeavesNoTrace() throws {
+  @Test func cancelledStepLeavesNoTrace() async throws {
+    try await offCooperativePool {
     let config = tinyConfig()
     let a = try Trainer(model: model, config: config)
     let b = try Trainer(model: model, config: config)
@@ -139,12 +146,14 @@ struct TrainerTests {
     let rb = try b.step(batch)!
     #expect(ra.loss == rb.loss)
     #expect(factorBits(a.snapshot()) == factorBits(b.snapshot()))
+    }
   }
 
   /// PiSSA/MiLoRA: the model starts exactly at the base (frozen product subtracted), and the
   /// exported adapter (rank 2r) gives the trained model's loss through the evaluator.
   @Test(arguments: [LoRAInit.pissa, .milora, .gaussian])
-  func initialisationsStartAtBaseAndExport(_ initialization: LoRAInit) throws {
+  func initialisationsStartAtBaseAndExport(_ initialization: LoRAInit) async throws {
+    try await offCooperativePool {
     let config = tinyConfig(initialization: initialization)
     let trainer = try Trainer(model: model, config: config)
     let base = try Evaluator(model: model, adapter: nil, maxSequenceLength: 16, threads: 1).loss(samples)
@@ -160,11 +169,13 @@ struct TrainerTests {
     #expect(abs(exported.scale - config.lora.scale) < 1e-6)
     let viaExport = try Evaluator(model: model, adapter: exported, maxSequenceLength: 16, threads: 1).loss(samples)
     #expect(abs(viaExport.loss - trained.loss) <= 1e-4 * trained.loss)
+    }
   }
 
   /// SVD initialisation: B0·A0·s reproduces W's top singular directions; for full rank the
   /// product is W itself.
-  @Test func pissaFullRankReproducesWeight() throws {
+  @Test func pissaFullRankReproducesWeight() async throws {
+    try await offCooperativePool {
     var config = tinyConfig(initialization: .pissa)
     config.lora.rank = 64  // min(rows, columns) of q (64 x 64)
     config.lora.alpha = 64
@@ -183,9 +194,11 @@ struct TrainerTests {
       }
     }
     #expect(worst < 1e-4)
+    }
   }
 
-  @Test func adamWMatchesItsFormula() throws {
+  @Test func adamWMatchesItsFormula() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 1, alpha: 1, dropout: 0, targets: [.q], method: .lora, pruningRate: 0)
     let parameters = LoRAParameters(config: config, hyper: model.hyper)
     let optimizer = AdamW(config: AdamWConfig(weightDecay: 0.1, maxGradNorm: 0), parameters: parameters)
@@ -212,9 +225,11 @@ struct TrainerTests {
     m0.gradA[0] = 3
     m0.gradB[0] = 4
     #expect(clipped.update(parameters, lr: 0, pool: pool) == 5)
+    }
   }
 
-  @Test func schedules() {
+  @Test func schedules() async throws {
+    try await offCooperativePool {
     let linear = LearningRateSchedule(kind: .linear, peak: 1, warmupSteps: 4, totalSteps: 14)
     #expect(linear.rate(atStep: 0) == 0)
     #expect(linear.rate(atStep: 2) == 0.5)
@@ -225,9 +240,11 @@ struct TrainerTests {
     #expect(cosine.rate(atStep: 0) == 2)
     #expect(abs(cosine.rate(atStep: 5) - 1) < 1e-6)
     #expect(cosine.rate(atStep: 10) < 1e-6)
+    }
   }
 
-  @Test func dataOrderAndSplit() {
+  @Test func dataOrderAndSplit() async throws {
+    try await offCooperativePool {
     var data = TrainingData(samples: samples, seed: 3)
     var position = DataPosition()
     let epoch0 = data.nextBatch(size: 7, position: &position)
@@ -240,11 +257,13 @@ struct TrainerTests {
     let (train, eval) = TrainingData.split(samples, evalFraction: 0.3, seed: 1)
     #expect(eval.count == 2 && train.count == 5)
     #expect(Set((train + eval).map(\.tokens)) == Set(samples.map(\.tokens)))
+    }
   }
 
   /// Mask factors: 0 with probability p, else exactly 1/(1-p), so the mean stays 1.
   @Test(arguments: [Float(0.05), 0.3, 0.5])
-  func keepMaskStatistics(_ p: Float) {
+  func keepMaskStatistics(_ p: Float) async throws {
+    try await offCooperativePool {
     var random = TrainingRandom(seed: 12)
     let count = 200_003  // not a multiple of 4: the last word is used in part
     var mask = [Float](repeating: .nan, count: count)
@@ -254,10 +273,12 @@ struct TrainerTests {
     #expect(mask.allSatisfy { $0 == 0 || $0 == 1 / (1 - p) })
     let mean = mask.reduce(0.0) { $0 + Double($1) } / Double(count)
     #expect(abs(mean - 1) < 0.02)
+    }
   }
 
   /// The random state round-trips through its checkpoint form, {"state": [four words]}.
-  @Test func randomStateCoding() throws {
+  @Test func randomStateCoding() async throws {
+    try await offCooperativePool {
     var random = TrainingRandom(seed: 5)
     _ = random.next()
     let json = try JSONEncoder().encode(random)
@@ -266,6 +287,7 @@ struct TrainerTests {
     #expect(decoded == random)
     #expect(decoded.next() == random.next())
     #expect(throws: DecodingError.self) { try JSONDecoder().decode(TrainingRandom.self, from: Data(#"{"state":[0,0,0,0]}"#.utf8)) }
+    }
   }
 }
 }
