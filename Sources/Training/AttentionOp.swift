@@ -8,25 +8,32 @@ import CKernels
 import Foundation
 import Kernels
 
-struct AttentionShape {
-  let heads: Int
-  let kvHeads: Int
-  let headDim: Int
-  var qDim: Int { heads * headDim }
-  var kvDim: Int { kvHeads * headDim }
-  var group: Int { heads / kvHeads }
-  var scale: Float { 1 / Float(headDim).squareRoot() }
+public struct AttentionShape: Sendable {
+  public let heads: Int
+  public let kvHeads: Int
+  public let headDim: Int
+
+  public init(heads: Int, kvHeads: Int, headDim: Int) {
+    self.heads = heads
+    self.kvHeads = kvHeads
+    self.headDim = headDim
+  }
+
+  public var qDim: Int { heads * headDim }
+  public var kvDim: Int { kvHeads * headDim }
+  public var group: Int { heads / kvHeads }
+  public var scale: Float { 1 / Float(headDim).squareRoot() }
 }
 
 /// Per-thread T x T scratch and per-head key/value gradients.
-final class AttentionWorkspace: @unchecked Sendable {
+public final class AttentionWorkspace: @unchecked Sendable {
   // unchecked: thread i touches only its own scratch; head h only its own gradient rows.
   let maxTokens: Int
   let scores: UnsafeMutablePointer<Float>  // threads x 2 x T x T
   let headKeyGrads: FloatBuffer  // heads x T x headDim
   let headValueGrads: FloatBuffer
 
-  init(shape: AttentionShape, maxTokens: Int, threads: Int) {
+  public init(shape: AttentionShape, maxTokens: Int, threads: Int) {
     self.maxTokens = maxTokens
     scores = .allocate(capacity: max(1, threads) * 2 * maxTokens * maxTokens)
     headKeyGrads = FloatBuffer(shape.heads * maxTokens * shape.headDim)
@@ -36,9 +43,9 @@ final class AttentionWorkspace: @unchecked Sendable {
   deinit { scores.deallocate() }
 }
 
-enum AttentionOp {
+public enum AttentionOp {
   /// out (T x qDim) from q (T x qDim), k, v (T x kvDim), RoPE already applied.
-  static func forward(
+  public static func forward(
     out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
     v: UnsafePointer<Float>, shape: AttentionShape, tokens T: Int, pool: ThreadPool,
     workspace: AttentionWorkspace
@@ -57,7 +64,7 @@ enum AttentionOp {
   }
 
   /// Writes dq (T x qDim), dk and dv (T x kvDim) from dOut.
-  static func backward(
+  public static func backward(
     dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
     dv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, q: UnsafePointer<Float>,
     k: UnsafePointer<Float>, v: UnsafePointer<Float>, shape: AttentionShape, tokens T: Int,

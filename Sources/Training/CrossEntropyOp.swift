@@ -4,10 +4,10 @@
 import Foundation
 import Kernels
 
-enum CrossEntropyOp {
+public enum CrossEntropyOp {
   /// Returns Σ_i loss_i over `rows` rows of logits (rows x vocabulary) and, when `weight` is
   /// given, overwrites the logits with weight · dz.
-  static func lossAndGradient(
+  public static func lossAndGradient(
     logits: UnsafeMutablePointer<Float>, labels: [Int32], vocabulary V: Int, weight: Float?,
     pool: ThreadPool
   ) -> Double {

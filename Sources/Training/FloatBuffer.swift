@@ -1,5 +1,8 @@
 // A zero-initialised fp32 array with a stable address, for activations and gradients that
 // kernels and thread-pool workers write through raw pointers (Swift arrays may move).
+// calloc, not allocate + initialize: large blocks come from mmap already zero, so buffers
+// sized for the longest run cost resident memory only for the pages a run touches.
+import Foundation
 
 public final class FloatBuffer: @unchecked Sendable {
   // unchecked: workers write disjoint slices; the owner serialises everything else.
@@ -8,8 +11,10 @@ public final class FloatBuffer: @unchecked Sendable {
 
   public init(_ count: Int) {
     self.count = max(0, count)
-    pointer = .allocate(capacity: max(1, count))
-    pointer.initialize(repeating: 0, count: max(1, count))
+    guard let raw = calloc(max(1, count), MemoryLayout<Float>.stride) else {
+      fatalError("out of memory allocating \(count) floats")
+    }
+    pointer = raw.bindMemory(to: Float.self, capacity: max(1, count))
   }
 
   public convenience init(_ values: [Float]) {
@@ -17,7 +22,7 @@ public final class FloatBuffer: @unchecked Sendable {
     values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
   }
 
-  deinit { pointer.deallocate() }
+  deinit { free(pointer) }
 
   public func zero() { pointer.update(repeating: 0, count: count) }
 

@@ -7,7 +7,9 @@ import Kernels
 /// Per-thread scratch for tiles and for the partial sums of the backward product.
 public final class FrozenLinearWorkspace: @unchecked Sendable {
   // unchecked: each pool thread touches only its own slice.
-  static let tileRows = 128
+  /// Rows per dequantized tile: larger tiles mean fewer sgemm calls, each repacking x and
+  /// (backward) re-reading dx; 512 measured ~5% faster than 128 (3 MiB a thread at width 1536).
+  static let tileRows = 512
   /// Threads split W's rows in multiples of this (not of tileRows: 192 rows over 2 threads
   /// must split 96/96, not 128/64).
   static let rowAlign = 16

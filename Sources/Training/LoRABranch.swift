@@ -6,19 +6,43 @@
 // PiSSA/MiLoRA's frozen initial product (y −= s·B0·A0·x) has no gradient and no noise.
 import Kernels
 
-/// The noise one sequence's forward drew for one module, kept for its backward.
+/// The noise one run's forward drew for one module, kept for its backward.
 public struct LoRANoise {
-  /// tokens x columns dropout factors, nil without input dropout.
-  public var dropout: FloatBuffer?
+  /// Input dropout: the factors (0 or 1/(1-rate)) are a function of this seed and regenerated
+  /// in the backward instead of kept (they would be the tape's largest part); nil without.
+  public var dropoutSeed: UInt64?
+  public var dropoutRate: Float = 0
   /// tokens x rank mask factors (`token` granularity), nil otherwise.
   public var tokenMask: FloatBuffer?
   /// rank factors shared by all tokens (`step` granularity), nil otherwise.
   public var stepMask: FloatBuffer?
 
-  public init(dropout: FloatBuffer? = nil, tokenMask: FloatBuffer? = nil, stepMask: FloatBuffer? = nil) {
-    self.dropout = dropout
+  public init(
+    dropoutSeed: UInt64? = nil, dropoutRate: Float = 0, tokenMask: FloatBuffer? = nil,
+    stepMask: FloatBuffer? = nil
+  ) {
+    self.dropoutSeed = dropoutSeed
+    self.dropoutRate = dropoutRate
     self.tokenMask = tokenMask
     self.stepMask = stepMask
+  }
+
+  /// Writes the dropout factors of rows `tokens` (each `columns` wide) to out[0...]: row t
+  /// draws from its own stream, so rows can be generated in parallel and in any order.
+  public func fillDropout(_ out: UnsafeMutablePointer<Float>, tokens: Range<Int>, columns: Int) {
+    guard let seed = dropoutSeed else { return }
+    for (i, t) in tokens.enumerated() {
+      var random = TrainingRandom(seed: seed ^ (UInt64(t + 1) &* 0x9E37_79B9_7F4A_7C15))
+      random.fillKeepMask(out + i * columns, count: columns, dropProbability: dropoutRate)
+    }
+  }
+
+  /// The dropout factors of a run of `tokens` rows (for tests and references).
+  public func dropoutFactors(tokens: Int, columns: Int) -> [Float]? {
+    guard dropoutSeed != nil else { return nil }
+    var out = [Float](repeating: 0, count: tokens * columns)
+    out.withUnsafeMutableBufferPointer { fillDropout($0.baseAddress!, tokens: 0..<tokens, columns: columns) }
+    return out
   }
 }
 
@@ -26,11 +50,13 @@ public struct LoRANoise {
 final class LoRAWorkspace: @unchecked Sendable {
   // unchecked: used by one graph at a time; threads write disjoint token ranges.
   let dropped: FloatBuffer  // tokens x widest input
+  let factors: FloatBuffer  // tokens x widest input: the regenerated dropout factors
   let rankRows: FloatBuffer  // tokens x rank
   let wide: FloatBuffer  // tokens x widest input, for (g·A) before the dropout factors
 
   init(maxTokens: Int, maxColumns: Int, rank: Int) {
     dropped = FloatBuffer(maxTokens * maxColumns)
+    factors = FloatBuffer(maxTokens * maxColumns)
     rankRows = FloatBuffer(maxTokens * rank)
     wide = FloatBuffer(maxTokens * maxColumns)
   }
@@ -105,12 +131,12 @@ enum LoRABranch {
     guard let dx else { return }
     pool.parallelFor(tokens) { range, _ in
       let t0 = range.lowerBound
-      if let dropout = noise.dropout {
+      if noise.dropoutSeed != nil {
         let wide = workspace.wide.pointer + t0 * n
         Gemm.multiply(
           m: range.count, n: n, k: r, a: g + t0 * r, lda: r, b: module.a.pointer, ldb: n, c: wide,
           ldc: n)
-        let factors = dropout.pointer + t0 * n
+        let factors = workspace.factors.pointer + t0 * n
         let out = dx + t0 * n
         for i in 0..<(range.count * n) { out[i] += wide[i] * factors[i] }
       } else {
@@ -134,16 +160,19 @@ enum LoRABranch {
     }
   }
 
-  /// x itself, or x ⊙ dropout written to the workspace.
+  /// x itself, or x ⊙ dropout written to the workspace (the factors regenerated into
+  /// workspace.factors, which the backward's dx then uses).
   private static func input(
     _ x: UnsafePointer<Float>, noise: LoRANoise, tokens: Int, columns n: Int, pool: ThreadPool,
     workspace: LoRAWorkspace
   ) -> UnsafePointer<Float> {
-    guard let dropout = noise.dropout else { return x }
+    guard noise.dropoutSeed != nil else { return x }
     let xd = workspace.dropped.pointer
-    let factors = dropout.pointer
-    pool.parallelFor(tokens * n) { range, _ in
-      for i in range { xd[i] = x[i] * factors[i] }
+    let factors = workspace.factors.pointer
+    pool.parallelFor(tokens) { range, _ in
+      let offset = range.lowerBound * n
+      noise.fillDropout(factors + offset, tokens: range, columns: n)
+      for i in offset..<(range.upperBound * n) { xd[i] = x[i] * factors[i] }
     }
     return UnsafePointer(xd)
   }

@@ -22,9 +22,8 @@ public final class LoRAModule: @unchecked Sendable {
   public var frozenB: FloatBuffer?
   /// The current step's DropLoRA mask (`step` granularity): r factors, 0 or 1/(1-p).
   public let stepMask: FloatBuffer
-  /// Reused storage for a run's dropout factors and token masks (grown as needed): drawing
-  /// into fresh allocations cost page faults and a zero fill per module per sequence.
-  var dropoutStorage = FloatBuffer(0)
+  /// Reused storage for a run's token masks (grown as needed): drawing into fresh
+  /// allocations cost page faults and a zero fill per module per run.
   var tokenMaskStorage = FloatBuffer(0)
 
   init(target: LoRATarget, rank: Int, rows: Int, columns: Int) {

@@ -18,16 +18,13 @@ public struct NoiseSampler: Sendable {
   }
 
   /// The noise of one module for a run of `tokens` tokens (valid until its next draw: the
-  /// buffers are the module's, reused).
+  /// token-mask buffer is the module's, reused).
   public func draw(_ module: LoRAModule, tokens: Int, random: inout TrainingRandom) -> LoRANoise {
     var noise = LoRANoise()
     if config.dropout > 0 {
-      if module.dropoutStorage.count < tokens * module.columns {
-        module.dropoutStorage = FloatBuffer(tokens * module.columns)
-      }
-      let buffer = module.dropoutStorage
-      random.fillKeepMask(buffer.pointer, count: tokens * module.columns, dropProbability: config.dropout)
-      noise.dropout = buffer
+      // One word of the trainer's stream seeds the factors (see LoRANoise.fillDropout).
+      noise.dropoutSeed = random.next()
+      noise.dropoutRate = config.dropout
     }
     let p = config.effectivePruningRate
     if p > 0 {

@@ -4,9 +4,9 @@
 import CKernels
 import Kernels
 
-enum RMSNormOp {
+public enum RMSNormOp {
   /// out[t] = rmsnorm(x[t]) ⊙ weight for t in `rows`; out may alias x.
-  static func forward(
+  public static func forward(
     _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     width n: Int, rows: Range<Int>, epsilon: Float, pool: ThreadPool
   ) {
@@ -19,7 +19,7 @@ enum RMSNormOp {
   }
 
   /// dx[t] += the input gradient of row t given dy[t], for t in 0..<tokens.
-  static func backward(
+  public static func backward(
     dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, width n: Int, tokens: Int, epsilon: Float, pool: ThreadPool
   ) {

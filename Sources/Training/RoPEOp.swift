@@ -3,10 +3,10 @@
 import CKernels
 import Kernels
 
-enum RoPEOp {
+public enum RoPEOp {
   /// Rotates the first rotDim dims of each head of every row t by the angles of position t
   /// (angles: tokens x rotDim, cos/sin interleaved as dq_rope_angles writes them).
-  static func forward(
+  public static func forward(
     _ x: UnsafeMutablePointer<Float>, rowWidth: Int, heads: Int, headDim: Int, rotDim: Int,
     angles: UnsafePointer<Float>, neox: Bool, tokens: Int, pool: ThreadPool
   ) {
@@ -20,7 +20,7 @@ enum RoPEOp {
   }
 
   /// dx = R(−θ) dy, in place on dy.
-  static func backward(
+  public static func backward(
     _ dy: UnsafeMutablePointer<Float>, rowWidth: Int, heads: Int, headDim: Int, rotDim: Int,
     angles: UnsafePointer<Float>, neox: Bool, tokens: Int, pool: ThreadPool
   ) {

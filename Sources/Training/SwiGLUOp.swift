@@ -3,8 +3,8 @@
 import CKernels
 import Kernels
 
-enum SwiGLUOp {
-  static func forward(
+public enum SwiGLUOp {
+  public static func forward(
     _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
     count: Int, pool: ThreadPool
   ) {
@@ -15,7 +15,7 @@ enum SwiGLUOp {
   }
 
   /// Writes dGate and dUp (count elements each) from dh.
-  static func backward(
+  public static func backward(
     dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>,
     dh: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int,
     pool: ThreadPool

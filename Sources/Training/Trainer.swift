@@ -24,6 +24,8 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
   public var maxSequenceLength: Int
   public var seed: UInt64
   public var threads: Int
+  /// Recompute activations per layer in the backward (less memory, one more forward pass).
+  public var recomputeActivations: Bool = false
 
   public init(
     lora: LoRATrainingConfig = LoRATrainingConfig(), optimizer: AdamWConfig = AdamWConfig(),
@@ -93,7 +95,7 @@ public final class Trainer: @unchecked Sendable {
     // A micro-batch runs packed: capacity for microBatch sequences of the longest length.
     graph = TrainingGraph(
       model: model, parameters: parameters, maxTokens: config.maxSequenceLength * config.microBatch,
-      maxSequence: config.maxSequenceLength, pool: pool)
+      maxSequence: config.maxSequenceLength, recompute: config.recomputeActivations, pool: pool)
     try LoRAInitializer.initialize(parameters, model: model, random: &random, pool: pool)
   }
 

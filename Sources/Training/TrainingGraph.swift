@@ -1,15 +1,18 @@
-// The training forward pass over one sequence with an activation tape, and the backward pass
-// that turns its masked cross-entropy into gradients of every LoRA A and B (nothing else is
-// trained). Same layer math as LlamaContext (see the comment at its top), except that matmuls
-// run on dequantized fp32 tiles and every projection may carry a LoRA branch.
+// The training forward pass over one run (one sequence, or several packed with attention kept
+// within each) with an activation tape, and the backward pass that turns its masked
+// cross-entropy into gradients of every LoRA A and B (nothing else is trained). Same layer
+// math as LlamaContext (see the comment at its top), except that matmuls run on dequantized
+// fp32 tiles and every projection may carry a LoRA branch.
 //
 // Kept per layer: the residual input, q/k (after RoPE), v, the attention output, the residual
-// after attention, gate and up (pre-activation), and each LoRA branch's u and noise. The norm
-// outputs and the SwiGLU product are recomputed in the backward (cheap, and a third of the
-// tape); attention probabilities are recomputed per head (see AttentionOp).
+// after attention, gate and up (pre-activation), and each LoRA branch's u, token mask and
+// dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
+// the backward (cheap, and most of the tape otherwise); attention probabilities are recomputed
+// per head (see AttentionOp). With `recompute`, only each layer's input is kept and the rest
+// is rebuilt layer by layer during the backward.
+import Adapters
 import CKernels
 import Kernels
-import Adapters
 import Llama
 
 /// Loss of one sequence: the summed cross-entropy over its loss tokens, and how many there were.
@@ -18,12 +21,13 @@ public struct SequenceLoss: Sendable, Equatable {
   public var lossTokens: Int
 }
 
+/// What a layer's backward needs besides its input: per layer, or one shared by all layers
+/// when activations are recomputed.
 final class LayerTape {
-  let xIn, q, k, v, attention, xMid, gate, up: FloatBuffer
+  let q, k, v, attention, xMid, gate, up: FloatBuffer
 
   init(tokens T: Int, hyper: LlamaHyperParameters) {
     let d = hyper.embeddingLength
-    xIn = FloatBuffer(T * d)
     q = FloatBuffer(T * hyper.queryDimension)
     k = FloatBuffer(T * hyper.kvDimension)
     v = FloatBuffer(T * hyper.kvDimension)
@@ -47,7 +51,13 @@ public final class TrainingGraph {
 
   let hyper: LlamaHyperParameters
   let shape: AttentionShape
-  let layers: [LayerTape]
+  /// The residual stream entering each layer (always kept).
+  let inputs: [FloatBuffer]
+  /// One tape per layer, or a single one reused when `recompute` is on.
+  let tapes: [LayerTape]
+  /// Recompute each layer's activations in the backward from its input instead of keeping
+  /// them: the tape shrinks from ~0.7 MB to ~0.07 MB per token for one more forward pass.
+  public let recompute: Bool
   let xFinal: FloatBuffer
   let angles: FloatBuffer
   let branchU: [FloatBuffer]
@@ -60,6 +70,8 @@ public final class TrainingGraph {
   var lossRows: [Int] = []
   var labels: [Int32] = []
   var logits = FloatBuffer(0)
+  /// ∂loss/∂(normed final rows), loss rows x d.
+  let dLossRows: UnsafeMutablePointer<Float>
   var tokens = 0
   /// The packed sequences' token ranges; attention never crosses them.
   var segments: [Range<Int>] = []
@@ -68,8 +80,9 @@ public final class TrainingGraph {
   /// (default: the whole capacity).
   public init(
     model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, maxSequence: Int? = nil,
-    pool: ThreadPool
+    recompute: Bool = false, pool: ThreadPool
   ) {
+    self.recompute = recompute
     self.model = model
     self.parameters = parameters
     self.pool = pool
@@ -79,7 +92,10 @@ public final class TrainingGraph {
     hyper = model.hyper
     shape = AttentionShape(
       heads: hyper.headCount, kvHeads: hyper.kvHeadCount, headDim: hyper.headDimension)
-    layers = (0..<hyper.layerCount).map { _ in LayerTape(tokens: T, hyper: model.hyper) }
+    inputs = (0..<hyper.layerCount).map { _ in FloatBuffer(T * model.hyper.embeddingLength) }
+    tapes = (0..<(recompute ? min(1, hyper.layerCount) : hyper.layerCount)).map { _ in
+      LayerTape(tokens: T, hyper: model.hyper)
+    }
     let d = hyper.embeddingLength
     let f = hyper.feedForwardLength
     let qDim = hyper.queryDimension
@@ -105,7 +121,10 @@ public final class TrainingGraph {
     attentionWorkspace = AttentionWorkspace(
       shape: shape, maxTokens: self.maxSequence, threads: pool.threadCount)
     noise = parameters.modules.map { _ in LoRANoise() }
+    dLossRows = .allocate(capacity: T * d)
   }
+
+  deinit { dLossRows.deallocate() }
 
   /// Runs the forward pass over `tokens`; position t is scored on predicting token t+1 when
   /// `lossMask[t+1]`. With `gradientWeight`, also runs the backward and adds weight · ∂loss/∂θ
@@ -159,7 +178,7 @@ public final class TrainingGraph {
     let T = tokens.count
     let d = hyper.embeddingLength
     let weights = model.weights
-    let x0 = layers.isEmpty ? xFinal.pointer : layers[0].xIn.pointer
+    let x0 = inputs.isEmpty ? xFinal.pointer : inputs[0].pointer
     for segment in segments {
       for t in segment {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
@@ -168,44 +187,51 @@ public final class TrainingGraph {
           Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
       }
     }
-    for l in 0..<layers.count {
-      let tape = layers[l]
-      let w = weights.layers[l]
-      let next = l + 1 < layers.count ? layers[l + 1].xIn.pointer : xFinal.pointer
-      RMSNormOp.forward(
-        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
-        epsilon: hyper.rmsEpsilon, pool: pool)
-      project(tape.q.pointer, .q, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.k.pointer, .k, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.v.pointer, .v, layer: l, x: h.pointer, tokens: T, draw: draw)
-      addBias(w.queryBias, to: tape.q.pointer, tokens: T)
-      addBias(w.keyBias, to: tape.k.pointer, tokens: T)
-      addBias(w.valueBias, to: tape.v.pointer, tokens: T)
-      rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
-      rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
-      let qDim = hyper.queryDimension
-      let kvDim = hyper.kvDimension
-      for s in segments {
-        let (t0, n) = (s.lowerBound, s.count)
-        AttentionOp.forward(
-          out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
-          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
-          pool: pool, workspace: attentionWorkspace)
-      }
-      project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
-      add(tape.xMid.pointer, tape.xIn.pointer, projected.pointer, count: T * d)
+    for l in 0..<inputs.count { forwardLayer(l, tokens: T, draw: draw) }
+  }
 
-      RMSNormOp.forward(
-        h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
-        epsilon: hyper.rmsEpsilon, pool: pool)
-      project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
-      project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
-      SwiGLUOp.forward(
-        hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
-        count: T * hyper.feedForwardLength, pool: pool)
-      project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
-      add(next, tape.xMid.pointer, projected.pointer, count: T * d)
+  private func tape(_ layer: Int) -> LayerTape { recompute ? tapes[0] : tapes[layer] }
+
+  /// One layer's forward from inputs[layer] into the next layer's input (or xFinal).
+  private func forwardLayer(_ l: Int, tokens T: Int, draw: (LoRAModule, Int) -> LoRANoise) {
+    let d = hyper.embeddingLength
+    let tape = tape(l)
+    let input = inputs[l]
+    let w = model.weights.layers[l]
+    let next = l + 1 < inputs.count ? inputs[l + 1].pointer : xFinal.pointer
+    RMSNormOp.forward(
+      h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    project(tape.q.pointer, .q, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.k.pointer, .k, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.v.pointer, .v, layer: l, x: h.pointer, tokens: T, draw: draw)
+    addBias(w.queryBias, to: tape.q.pointer, tokens: T)
+    addBias(w.keyBias, to: tape.k.pointer, tokens: T)
+    addBias(w.valueBias, to: tape.v.pointer, tokens: T)
+    rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
+    rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
+    let qDim = hyper.queryDimension
+    let kvDim = hyper.kvDimension
+    for s in segments {
+      let (t0, n) = (s.lowerBound, s.count)
+      AttentionOp.forward(
+        out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
+        k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+        pool: pool, workspace: attentionWorkspace)
     }
+    project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
+    add(tape.xMid.pointer, input.pointer, projected.pointer, count: T * d)
+
+    RMSNormOp.forward(
+      h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
+    project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
+    SwiGLUOp.forward(
+      hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
+      count: T * hyper.feedForwardLength, pool: pool)
+    project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
+    add(next, tape.xMid.pointer, projected.pointer, count: T * d)
   }
 
   /// out = x·Wᵀ (+ the LoRA branch of this projection, when it is a target).
@@ -225,8 +251,13 @@ public final class TrainingGraph {
       noise: noise[index], tokens: T, pool: pool, workspace: loraWorkspace)
   }
 
-  /// The final norm and output projection at the loss rows only; returns the summed loss and,
-  /// with a weight, leaves weight · dlogits in `logits`.
+  /// Loss rows per pass through the output matrix: bounds the logits buffer (rows x vocabulary)
+  /// while keeping the matrix's dequantization rare.
+  static let logitRows = 256
+
+  /// The final norm and output projection at the loss rows only, a chunk of rows at a time;
+  /// returns the summed loss and, with a weight, leaves the gradient of the normed rows in
+  /// `dLossRows` (the output matrix's backward runs here, while the chunk's logits exist).
   private func outputLoss(gradientWeight: Float?) -> Double {
     let d = hyper.embeddingLength
     let R = lossRows.count
@@ -238,12 +269,27 @@ public final class TrainingGraph {
     RMSNormOp.forward(
       h.pointer, dh.pointer, weight: model.weights.outputNorm.base, width: d, rows: 0..<R,
       epsilon: hyper.rmsEpsilon, pool: pool)
-    if logits.count < R * V { logits = FloatBuffer(R * V) }
-    FrozenLinear.forward(
-      logits.pointer, model.weights.output, h.pointer, tokens: R, pool: pool,
-      workspace: frozenWorkspace)
-    return CrossEntropyOp.lossAndGradient(
-      logits: logits.pointer, labels: labels, vocabulary: V, weight: gradientWeight, pool: pool)
+    let chunk = min(R, Self.logitRows)
+    if logits.count < chunk * V { logits = FloatBuffer(chunk * V) }
+    var loss = 0.0
+    if gradientWeight != nil { dLossRows.update(repeating: 0, count: R * d) }
+    var first = 0
+    while first < R {
+      let rows = min(chunk, R - first)
+      FrozenLinear.forward(
+        logits.pointer, model.weights.output, h.pointer + first * d, tokens: rows, pool: pool,
+        workspace: frozenWorkspace)
+      loss += CrossEntropyOp.lossAndGradient(
+        logits: logits.pointer, labels: Array(labels[first..<(first + rows)]), vocabulary: V,
+        weight: gradientWeight, pool: pool)
+      if gradientWeight != nil {
+        FrozenLinear.backward(
+          dLossRows + first * d, model.weights.output, logits.pointer, tokens: rows, pool: pool,
+          workspace: frozenWorkspace)
+      }
+      first += rows
+    }
+    return loss
   }
 
   // MARK: backward
@@ -257,21 +303,24 @@ public final class TrainingGraph {
     let eps = hyper.rmsEpsilon
     let scale = parameters.config.scale
 
-    // Output projection and final norm, at the loss rows; scattered into dx.
-    h.zero()
-    FrozenLinear.backward(
-      h.pointer, weights.output, logits.pointer, tokens: R, pool: pool, workspace: frozenWorkspace)
+    // The final norm at the loss rows (the output matrix's part ran in outputLoss); scattered
+    // into dx.
     projected.zero()
     RMSNormOp.backward(
-      dx: projected.pointer, dy: h.pointer, x: dh.pointer, weight: weights.outputNorm.base,
+      dx: projected.pointer, dy: dLossRows, x: dh.pointer, weight: weights.outputNorm.base,
       width: d, tokens: R, epsilon: eps, pool: pool)
     dx.zero()
     for (i, t) in lossRows.enumerated() {
       (dx.pointer + t * d).update(from: projected.pointer + i * d, count: d)
     }
 
-    for l in stride(from: layers.count - 1, through: 0, by: -1) {
-      let tape = layers[l]
+    for l in stride(from: inputs.count - 1, through: 0, by: -1) {
+      if recompute {
+        // The same noise as the first pass: dropout is seeded, masks are kept per module.
+        forwardLayer(l, tokens: T) { module, _ in noise[parameters.index[module.target]!] }
+      }
+      let tape = tape(l)
+      let input = inputs[l]
       let w = weights.layers[l]
 
       // Feed-forward block: x_out = x_mid + down(silu(gate) ⊙ up), gate/up of rmsnorm(x_mid).
@@ -307,7 +356,7 @@ public final class TrainingGraph {
       rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
       rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
       RMSNormOp.forward(
-        h.pointer, tape.xIn.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
+        h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
         epsilon: eps, pool: pool)
       // Layer 0's input is the embedding, which has no gradient: skip dx there.
       let wantInput = l > 0
@@ -318,7 +367,7 @@ public final class TrainingGraph {
       projectBackward(.v, layer: l, x: h.pointer, dy: dv.pointer, dx: dhOut, tokens: T, scale: scale)
       if wantInput {
         RMSNormOp.backward(
-          dx: dx.pointer, dy: dh.pointer, x: tape.xIn.pointer, weight: w.attentionNorm.base,
+          dx: dx.pointer, dy: dh.pointer, x: input.pointer, weight: w.attentionNorm.base,
           width: d, tokens: T, epsilon: eps, pool: pool)
       }
     }

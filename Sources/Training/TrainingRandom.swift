@@ -27,8 +27,11 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
     (s0, s1, s2, s3) = (splitMix(), splitMix(), splitMix(), splitMix())
   }
 
+  // Stored as {"state": [four words]}, the layout checkpoints already on disk use.
+  private enum CodingKeys: String, CodingKey { case state }
+
   public init(from decoder: Decoder) throws {
-    let words = try decoder.singleValueContainer().decode([UInt64].self)
+    let words = try decoder.container(keyedBy: CodingKeys.self).decode([UInt64].self, forKey: .state)
     guard words.count == 4, words.contains(where: { $0 != 0 }) else {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "need four words, not all zero"))
     }
@@ -36,8 +39,8 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
   }
 
   public func encode(to encoder: Encoder) throws {
-    var container = encoder.singleValueContainer()
-    try container.encode(state)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(state, forKey: .state)
   }
 
   @inline(__always)
@@ -67,18 +70,20 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
   }
 
   /// Fills `out[0..<count]` with inverted-dropout factors: 0 with probability `p`, else 1/(1-p).
-  /// Two draws per 64-bit output (32 bits each: p is resolved to 2⁻³²).
+  /// Four draws per 64-bit output, 16 bits each: p is resolved to 2⁻¹⁶ (rates are given to
+  /// two or three decimals), and the mask fill is a visible share of a training step.
   public mutating func fillKeepMask(_ out: UnsafeMutablePointer<Float>, count: Int, dropProbability p: Float) {
     let keep = 1 / (1 - p)
-    let threshold = UInt64((Double(p) * 0x1.0p32).rounded())
+    let threshold = UInt64((Double(p) * 65536).rounded())
     var i = 0
-    while i + 1 < count {
-      let bits = next()
-      out[i] = bits & 0xFFFF_FFFF < threshold ? 0 : keep
-      out[i + 1] = bits >> 32 < threshold ? 0 : keep
-      i += 2
+    while i < count {
+      var bits = next()
+      for _ in 0..<min(4, count - i) {
+        out[i] = bits & 0xFFFF < threshold ? 0 : keep
+        bits >>= 16
+        i += 1
+      }
     }
-    if i < count { out[i] = next() & 0xFFFF_FFFF < threshold ? 0 : keep }
   }
 
   private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }

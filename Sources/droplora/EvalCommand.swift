@@ -23,6 +23,7 @@ struct EvalCommand: ParsableCommand {
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Type of the merged matrices for --generate: q8_0, f16 or f32.") var adapterType = "q8_0"
   @Flag(help: "Skip (and count) malformed JSONL lines instead of failing.") var skipBadLines = false
+  @Option(help: "Chat template to use instead of the model's (as given to train).") var chatTemplate: String?
   @Flag(help: "Print one JSON object.") var json = false
 
   func run() throws {
@@ -34,7 +35,7 @@ struct EvalCommand: ParsableCommand {
     do {
       model = try LlamaModel(file: file)
       tokenizer = try Tokenizer(gguf: file)
-      template = try tokenizer.chatTemplate()
+      template = try tokenizer.chatTemplate(named: chatTemplate)
     } catch {
       throw CommandFailure("\(file.path): \(error)")
     }

@@ -36,7 +36,10 @@ struct GradientFixture {
   let parameters: LoRAParameters
   let graph: TrainingGraph
 
-  init(spec: TinyModelSpec, config: LoRATrainingConfig, threads: Int = 2, factorSeed: UInt64 = 11) throws {
+  init(
+    spec: TinyModelSpec, config: LoRATrainingConfig, threads: Int = 1, factorSeed: UInt64 = 11,
+    recompute: Bool = false
+  ) throws {
     tiny = try TinyModel(spec)
     model = try LlamaModel(path: tiny.path)
     self.config = config
@@ -46,7 +49,8 @@ struct GradientFixture {
       for i in 0..<m.a.count { m.a[i] = Float(0.3 * random.symmetric()) }
       for i in 0..<m.b.count { m.b[i] = Float(0.3 * random.symmetric()) }
     }
-    graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 16, pool: ThreadPool(threads: threads))
+    graph = TrainingGraph(
+      model: model, parameters: parameters, maxTokens: 16, recompute: recompute, pool: ThreadPool(threads: threads))
   }
 
   /// The reference's view of the factors and of the noise the graph's last forward drew.
@@ -56,13 +60,17 @@ struct GradientFixture {
       let noise = graph.noise[i]
       lora[m.target.ggufName] = ReferenceLoRA(
         rank: m.rank, a: m.a.array.map(Double.init), b: m.b.array.map(Double.init),
-        dropout: noise.dropout?.array.map(Double.init), mask: noise.tokenMask?.array.map(Double.init),
+        dropout: noise.dropoutFactors(tokens: checkTokens.count, columns: m.columns)?.map(Double.init), mask: noise.tokenMask?.array.map(Double.init),
         stepMask: noise.stepMask?.array.map(Double.init))
     }
     return lora
   }
 }
 
+// Serialized, and single-threaded unless a test is about threads: the machine has 2 cores and
+// the timing-sensitive suites of other modules (HTTP clients with deadlines) run beside these.
+extension TrainingSuites {
+@Suite(.serialized)
 struct GradientCheckTests {
   static let cases: [GradientCase] = [
     GradientCase(name: "llama f32, plain LoRA", spec: TinyModelSpec()),
@@ -78,7 +86,8 @@ struct GradientCheckTests {
   ]
 
   @Test(arguments: cases)
-  func loraGradientsMatchFiniteDifferences(_ c: GradientCase) throws {
+  func loraGradientsMatchFiniteDifferences(_ c: GradientCase) async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(
       rank: 4, alpha: 8, dropout: c.dropout, targets: LlamaProjection.allCases,
       pruningRate: c.pruningRate, granularity: c.granularity)
@@ -123,11 +132,13 @@ struct GradientCheckTests {
     }
     lora.removeAll()
     #expect(checked == 2 * 3 * 14)
+    }
   }
 
   /// With `step` masks, a dropped rank direction k gets exactly zero gradient: row k of A and
   /// column k of B, in every module, for that step.
-  @Test func stepMaskedDirectionsGetZeroGradient() throws {
+  @Test func stepMaskedDirectionsGetZeroGradient() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(
       rank: 8, alpha: 16, dropout: 0.1, targets: LlamaProjection.allCases, pruningRate: 0.5,
       granularity: .step)
@@ -155,11 +166,13 @@ struct GradientCheckTests {
       }
     }
     #expect(dropped > 10 && kept > 10)
+    }
   }
 
   /// Evaluation (no gradient) gives the same loss as training's forward without noise, and the
   /// gradients do not depend on the thread count beyond rounding.
-  @Test func threadCountDoesNotChangeGradients() throws {
+  @Test func threadCountDoesNotChangeGradients() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 4, alpha: 8, dropout: 0, targets: [.q, .v, .down], pruningRate: 0)
     let one = try GradientFixture(spec: TinyModelSpec(), config: config, threads: 1)
     let two = try GradientFixture(spec: TinyModelSpec(), config: config, threads: 2)
@@ -174,11 +187,13 @@ struct GradientCheckTests {
       let largest = g1.map(abs).max()!
       #expect(zip(g1, g2).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(m1.target)")
     }
+    }
   }
 
   /// Packing sequences into one run (attention kept within each) gives the loss and gradients
   /// of running them one by one.
-  @Test func packedRunEqualsSeparateRuns() throws {
+  @Test func packedRunEqualsSeparateRuns() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 4, alpha: 8, dropout: 0, targets: LlamaProjection.allCases, pruningRate: 0)
     let separate = try GradientFixture(spec: TinyModelSpec(), config: config)
     let packed = try GradientFixture(spec: TinyModelSpec(), config: config)
@@ -197,5 +212,27 @@ struct GradientCheckTests {
       let largest = ga.map(abs).max()!
       #expect(zip(ga, gb).allSatisfy { abs($0 - $1) <= 1e-4 * largest }, "\(a.target)")
     }
+    }
   }
+
+  /// Recomputing activations in the backward gives the same gradients, bit for bit, with the
+  /// same noise (dropout regenerated from its seed, masks kept).
+  @Test func recomputedActivationsGiveTheSameGradients() async throws {
+    try await offCooperativePool {
+    let config = LoRATrainingConfig(
+      rank: 4, alpha: 8, dropout: 0.2, targets: LlamaProjection.allCases, pruningRate: 0.5, granularity: .token)
+    var results: [[UInt32]] = []
+    for recompute in [false, true] {
+      let fixture = try GradientFixture(spec: TinyModelSpec(matrixType: .q8_0), config: config, recompute: recompute)
+      var random = TrainingRandom(seed: 8)
+      let sampler = NoiseSampler(config: config)
+      _ = try fixture.graph.run(tokens: checkTokens, lossMask: checkMask, gradientWeight: 1) {
+        sampler.draw($0, tokens: $1, random: &random)
+      }
+      results.append(fixture.parameters.modules.flatMap { ($0.gradA.array + $0.gradB.array).map(\.bitPattern) })
+    }
+    #expect(results[0] == results[1])
+    }
+  }
+}
 }

@@ -26,9 +26,11 @@ struct GradientFixtureFile: Decodable {
   let entries: [Entry]
 }
 
-@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+extension TrainingSuites {
+@Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelGradientTests {
-  @Test func lossAndGradientsMatchFloat64Reference() throws {
+  @Test func lossAndGradientsMatchFloat64Reference() async throws {
+    try await offCooperativePool {
     let fixture = try JSONDecoder().decode(GradientFixtureFile.self, from: fixtureData("realmodel_gradients.json"))
     let file = try GGUFFile(path: defaultModelPath)
     let model = try LlamaModel(file: file)
@@ -61,7 +63,7 @@ struct RealModelGradientTests {
         }
       }
     }
-    let graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 64, pool: ThreadPool(threads: 2))
+    let graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 64, pool: ThreadPool(threads: 1))
     let result = try graph.run(tokens: fixture.tokens, lossMask: fixture.loss_mask, gradientWeight: 1) { _, _ in LoRANoise() }
     let lossError = abs(result.lossSum - fixture.loss) / fixture.loss
     // fp32 through 30 layers against float64: measured 4e-7 relative.
@@ -75,12 +77,14 @@ struct RealModelGradientTests {
       let ours = Double(entry.factor == "A" ? module.gradA[entry.index] : module.gradB[entry.index])
       let error = abs(ours - entry.gradient)
       worst = max(worst, error / largest)
-      // 0.2% of the entry plus 1e-4 of the largest checked gradient; measured worst: 3e-6 of
+      // 0.2% of the entry plus 1e-4 of the largest checked gradient; measured worst: 2e-6 to 7e-6 of
       // the largest (fp32 rounding over 30 layers, and the finite difference's O(h²) error).
       #expect(
         error <= 2e-3 * abs(entry.gradient) + 1e-4 * largest,
         "layer \(entry.layer) \(entry.projection) \(entry.factor)[\(entry.index)]: ours \(ours), reference \(entry.gradient)")
     }
     print("real-model gradients: loss relative error \(lossError), worst gradient error / largest \(worst)")
+    }
   }
+}
 }

@@ -28,7 +28,8 @@ let overfitSamples: [TrainingSample] = [
   ]),
 ]
 
-@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+extension TrainingSuites {
+@Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct RealModelTests {
   let file: GGUFFile
   let model: LlamaModel
@@ -42,7 +43,8 @@ struct RealModelTests {
     template = try tokenizer.chatTemplate()
   }
 
-  @Test func lossMaskCoversAnswersAndTheirEndOfTurnOnly() throws {
+  @Test func lossMaskCoversAnswersAndTheirEndOfTurnOnly() async throws {
+    try await offCooperativePool {
     let sample = TrainingSample(messages: [
       ChatMessage(role: "user", content: "Hi <|im_end|> there"),
       ChatMessage(role: "assistant", content: "Hello!"),
@@ -65,9 +67,11 @@ struct RealModelTests {
 
     let short = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: 20).encode(sample)
     #expect(short.truncated && short.sample.tokens.count == 20)
+    }
   }
 
-  @Test func jsonlFormatsAndBadLines() throws {
+  @Test func jsonlFormatsAndBadLines() async throws {
+    try await offCooperativePool {
     let text = """
       {"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}
 
@@ -89,6 +93,7 @@ struct RealModelTests {
     #expect(throws: TrainingError.badSample(path: "u", line: 1, reason: "no assistant message to learn from")) {
       try SampleFile.parse("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", path: "u", skipBadLines: false)
     }
+    }
   }
 
   /// End to end through the command line (which also picks OpenBLAS's kernels for this CPU;
@@ -96,7 +101,7 @@ struct RealModelTests {
   /// on four samples until the loss is near zero, then `droplora eval --generate` must find
   /// every greedy answer, generated through the serving path with the adapter merged.
   @Test(.enabled(if: droploraPath != nil, "droplora not built next to the tests"))
-  func overfitsAHandfulOfSamplesThroughTheCommandLine() throws {
+  func overfitsAHandfulOfSamplesThroughTheCommandLine() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("overfit-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -107,11 +112,11 @@ struct RealModelTests {
     }
     try (lines.joined(separator: "\n") + "\n").write(toFile: directory + "/train.jsonl", atomically: true, encoding: .utf8)
     let out = directory + "/adapter"
-    let train = try runDroplora([
+    let train = try await runDroplora([
       "train", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--out", out,
       "--method", "lora", "--rank", "16", "--alpha", "32", "--lora-dropout", "0",
       "--targets", "q,k,v,o,gate,up,down", "--lr", "3e-3", "--warmup", "3", "--batch-size", "4",
-      "--micro-batch", "4", "--max-seq-len", "128", "--steps", "24", "--seed", "1", "--threads", "2",
+      "--micro-batch", "4", "--max-seq-len", "128", "--steps", "24", "--seed", "1", "--threads", "1",
       "--json",
     ])
     let printed = train.split(separator: "\n").compactMap { line in
@@ -125,14 +130,53 @@ struct RealModelTests {
     #expect(FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors"))
     #expect(FileManager.default.fileExists(atPath: out + "/checkpoint/state.json"))
 
-    let eval = try runDroplora([
+    let eval = try await runDroplora([
       "eval", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--adapter", out,
-      "--generate", "--threads", "2", "--json",
+      "--generate", "--threads", "1", "--json",
     ])
     let report = try JSONSerialization.jsonObject(with: Data(eval.utf8)) as? [String: Any] ?? [:]
     let loss = report["loss"] as? Double ?? .infinity
     #expect(loss < 0.02, "eval loss after overfitting: \(loss); training: \(steps.map { $0["loss"] ?? "" })")
     #expect(report["exact_match_count"] as? Int == 4, "\(report)")
+  }
+}
+}
+
+extension TrainingSuites.RealModelTests {
+  /// The other options of `droplora train` end to end: a held-out fraction with its eval loss,
+  /// step masks, cosine schedule, chosen targets, the GGUF-LoRA export (which `eval` reads).
+  @Test(.enabled(if: droploraPath != nil, "droplora not built next to the tests"))
+  func trainOptionsAndGGUFExport() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("options-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let data = (0..<8).map { i in #"{"prompt":"Say \#(i)","completion":"\#(i) \#(i)"}"# }.joined(separator: "\n")
+    try data.write(toFile: directory + "/train.jsonl", atomically: true, encoding: .utf8)
+    let out = directory + "/out"
+    let train = try await runDroplora([
+      "train", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--out", out,
+      "--eval-fraction", "0.25", "--mask", "step", "--pruning-rate", "0.3", "--schedule", "cosine",
+      "--targets", "q,v,o,gate", "--rank", "4", "--alpha", "4", "--batch-size", "3", "--micro-batch", "2",
+      "--epochs", "1", "--warmup", "1", "--threads", "1", "--gguf", "--json",
+    ])
+    let printed = train.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    let steps = printed.filter { $0["step"] != nil }
+    #expect(steps.count == 2)  // 6 training samples, batches of 3, one epoch
+    #expect(steps.last?["eval_loss"] as? Double != nil)
+    #expect(steps.first?["lr"] as? Double == 0)  // warm-up starts at 0
+    let config = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: URL(fileURLWithPath: out + "/adapter_config.json"))) as? [String: Any]
+    #expect(config?["r"] as? Int == 4)
+    #expect(Set(config?["target_modules"] as? [String] ?? []) == ["q_proj", "v_proj", "o_proj", "gate_proj"])
+    let eval = try await runDroplora([
+      "eval", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--adapter",
+      out + "/adapter.gguf", "--threads", "1", "--json",
+    ])
+    let report = try JSONSerialization.jsonObject(with: Data(eval.utf8)) as? [String: Any] ?? [:]
+    #expect(report["samples"] as? Int == 8)
+    #expect((report["loss"] as? Double ?? 0) > 0)
   }
 }
 
@@ -144,23 +188,33 @@ let droploraPath: String? = {
 }()
 
 /// Runs droplora with `arguments`; returns its standard output, throws on a non-zero exit.
-func runDroplora(_ arguments: [String]) throws -> String {
+/// Awaits the exit instead of blocking a thread of the cooperative pool (output goes to files,
+/// read afterwards).
+func runDroplora(_ arguments: [String]) async throws -> String {
+  let directory = FileManager.default.temporaryDirectory
+  let outPath = directory.appendingPathComponent("droplora-stdout-\(UUID().uuidString)").path
+  let errPath = directory.appendingPathComponent("droplora-stderr-\(UUID().uuidString)").path
+  FileManager.default.createFile(atPath: outPath, contents: nil)
+  FileManager.default.createFile(atPath: errPath, contents: nil)
+  defer {
+    try? FileManager.default.removeItem(atPath: outPath)
+    try? FileManager.default.removeItem(atPath: errPath)
+  }
   let process = Process()
   process.executableURL = URL(fileURLWithPath: droploraPath!)
   process.arguments = arguments
-  let output = Pipe()
-  let errors = Pipe()
-  process.standardOutput = output
-  process.standardError = errors
-  try process.run()
-  // Read before waiting: a full pipe would block the child.
-  let data = output.fileHandleForReading.readDataToEndOfFile()
-  let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-  process.waitUntilExit()
-  guard process.terminationStatus == 0 else {
-    throw CommandError(description: "droplora \(arguments.first ?? "") exited \(process.terminationStatus): \(errorText)")
+  process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+  process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+  try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    process.terminationHandler = { _ in continuation.resume() }
+    do { try process.run() } catch { continuation.resume(throwing: error) }
   }
-  return String(decoding: data, as: UTF8.self)
+  let output = String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self)
+  guard process.terminationStatus == 0 else {
+    let errors = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+    throw CommandError(description: "droplora \(arguments.first ?? "") exited \(process.terminationStatus): \(errors)")
+  }
+  return output
 }
 
 struct CommandError: Error, CustomStringConvertible {

@@ -29,7 +29,7 @@ func tinyConfig(
       rank: 4, alpha: 8, dropout: dropout, targets: [.q, .k, .v, .o, .gate, .up, .down], method: method,
       pruningRate: p, granularity: granularity, initialization: initialization),
     optimizer: AdamWConfig(weightDecay: 0.01, maxGradNorm: 1), learningRate: 1e-2, schedule: .cosine,
-    warmupSteps: 2, totalSteps: 8, microBatch: 2, maxSequenceLength: 16, seed: 42, threads: 2)
+    warmupSteps: 2, totalSteps: 8, microBatch: 2, maxSequenceLength: 16, seed: 42, threads: 1)
 }
 
 /// Losses of `steps` steps of batches of 3 from the start of the data order.
@@ -46,6 +46,8 @@ func factorBits(_ adapter: LoRAAdapter) -> [UInt32] {
   adapter.targets.flatMap { t in (adapter.factors[t]!.a + adapter.factors[t]!.b).map(\.bitPattern) }
 }
 
+extension TrainingSuites {
+@Suite(.serialized)
 struct TrainerTests {
   let tiny: TinyModel
   let model: LlamaModel
@@ -57,7 +59,8 @@ struct TrainerTests {
   }
 
   @Test(arguments: [MaskGranularity.token, .step])
-  func sameSeedSameLossCurve(_ granularity: MaskGranularity) throws {
+  func sameSeedSameLossCurve(_ granularity: MaskGranularity) async throws {
+    try await offCooperativePool {
     var curves: [[Double]] = []
     var adapters: [[UInt32]] = []
     for _ in 0..<2 {
@@ -77,9 +80,11 @@ struct TrainerTests {
     var data = TrainingData(samples: samples, seed: 7)
     var position = DataPosition()
     #expect(try runSteps(trainer, data: &data, position: &position, steps: 6) != curves[0])
+    }
   }
 
-  @Test func pruningRateZeroIsExactlyLoRA() throws {
+  @Test func pruningRateZeroIsExactlyLoRA() async throws {
+    try await offCooperativePool {
     var bits: [[UInt32]] = []
     var curves: [[Double]] = []
     for config in [tinyConfig(method: .droplora, p: 0), tinyConfig(method: .lora, p: 0.5)] {
@@ -91,10 +96,12 @@ struct TrainerTests {
     }
     #expect(curves[0] == curves[1])
     #expect(bits[0] == bits[1])
+    }
   }
 
   @Test(arguments: [MaskGranularity.token, .step])
-  func resumeEqualsUninterrupted(_ granularity: MaskGranularity) throws {
+  func resumeEqualsUninterrupted(_ granularity: MaskGranularity) async throws {
+    try await offCooperativePool {
     let config = tinyConfig(granularity: granularity)
     let straight = try Trainer(model: model, config: config)
     var data = TrainingData(samples: samples, seed: 42)
@@ -123,9 +130,11 @@ struct TrainerTests {
     #expect(adapter.factors.count == 14)
     #expect(!FileManager.default.fileExists(atPath: directory + "/checkpoint.tmp"))
     #expect(!FileManager.default.fileExists(atPath: directory + "/checkpoint.old"))
+    }
   }
 
-  @Test func cancelledStepLeavesNoTrace() throws {
+  @Test func cancelledStepLeavesNoTrace() async throws {
+    try await offCooperativePool {
     let config = tinyConfig()
     let a = try Trainer(model: model, config: config)
     let b = try Trainer(model: model, config: config)
@@ -137,15 +146,17 @@ struct TrainerTests {
     let rb = try b.step(batch)!
     #expect(ra.loss == rb.loss)
     #expect(factorBits(a.snapshot()) == factorBits(b.snapshot()))
+    }
   }
 
   /// PiSSA/MiLoRA: the model starts exactly at the base (frozen product subtracted), and the
   /// exported adapter (rank 2r) gives the trained model's loss through the evaluator.
   @Test(arguments: [LoRAInit.pissa, .milora, .gaussian])
-  func initialisationsStartAtBaseAndExport(_ initialization: LoRAInit) throws {
+  func initialisationsStartAtBaseAndExport(_ initialization: LoRAInit) async throws {
+    try await offCooperativePool {
     let config = tinyConfig(initialization: initialization)
     let trainer = try Trainer(model: model, config: config)
-    let base = try Evaluator(model: model, adapter: nil, maxSequenceLength: 16, threads: 2).loss(samples)
+    let base = try Evaluator(model: model, adapter: nil, maxSequenceLength: 16, threads: 1).loss(samples)
     let start = try trainer.evaluate(samples)
     #expect(abs(start.loss - base.loss) <= 1e-4 * base.loss, "\(start.loss) vs base \(base.loss)")
     var data = TrainingData(samples: samples, seed: 42)
@@ -156,13 +167,15 @@ struct TrainerTests {
     let exported = trainer.snapshot()
     #expect(exported.rank == (initialization == .gaussian ? 4 : 8))
     #expect(abs(exported.scale - config.lora.scale) < 1e-6)
-    let viaExport = try Evaluator(model: model, adapter: exported, maxSequenceLength: 16, threads: 2).loss(samples)
+    let viaExport = try Evaluator(model: model, adapter: exported, maxSequenceLength: 16, threads: 1).loss(samples)
     #expect(abs(viaExport.loss - trained.loss) <= 1e-4 * trained.loss)
+    }
   }
 
   /// SVD initialisation: B0·A0·s reproduces W's top singular directions; for full rank the
   /// product is W itself.
-  @Test func pissaFullRankReproducesWeight() throws {
+  @Test func pissaFullRankReproducesWeight() async throws {
+    try await offCooperativePool {
     var config = tinyConfig(initialization: .pissa)
     config.lora.rank = 64  // min(rows, columns) of q (64 x 64)
     config.lora.alpha = 64
@@ -181,9 +194,11 @@ struct TrainerTests {
       }
     }
     #expect(worst < 1e-4)
+    }
   }
 
-  @Test func adamWMatchesItsFormula() throws {
+  @Test func adamWMatchesItsFormula() async throws {
+    try await offCooperativePool {
     let config = LoRATrainingConfig(rank: 1, alpha: 1, dropout: 0, targets: [.q], method: .lora, pruningRate: 0)
     let parameters = LoRAParameters(config: config, hyper: model.hyper)
     let optimizer = AdamW(config: AdamWConfig(weightDecay: 0.1, maxGradNorm: 0), parameters: parameters)
@@ -210,9 +225,11 @@ struct TrainerTests {
     m0.gradA[0] = 3
     m0.gradB[0] = 4
     #expect(clipped.update(parameters, lr: 0, pool: pool) == 5)
+    }
   }
 
-  @Test func schedules() {
+  @Test func schedules() async throws {
+    try await offCooperativePool {
     let linear = LearningRateSchedule(kind: .linear, peak: 1, warmupSteps: 4, totalSteps: 14)
     #expect(linear.rate(atStep: 0) == 0)
     #expect(linear.rate(atStep: 2) == 0.5)
@@ -223,9 +240,11 @@ struct TrainerTests {
     #expect(cosine.rate(atStep: 0) == 2)
     #expect(abs(cosine.rate(atStep: 5) - 1) < 1e-6)
     #expect(cosine.rate(atStep: 10) < 1e-6)
+    }
   }
 
-  @Test func dataOrderAndSplit() {
+  @Test func dataOrderAndSplit() async throws {
+    try await offCooperativePool {
     var data = TrainingData(samples: samples, seed: 3)
     var position = DataPosition()
     let epoch0 = data.nextBatch(size: 7, position: &position)
@@ -238,5 +257,37 @@ struct TrainerTests {
     let (train, eval) = TrainingData.split(samples, evalFraction: 0.3, seed: 1)
     #expect(eval.count == 2 && train.count == 5)
     #expect(Set((train + eval).map(\.tokens)) == Set(samples.map(\.tokens)))
+    }
   }
+
+  /// Mask factors: 0 with probability p, else exactly 1/(1-p), so the mean stays 1.
+  @Test(arguments: [Float(0.05), 0.3, 0.5])
+  func keepMaskStatistics(_ p: Float) async throws {
+    try await offCooperativePool {
+    var random = TrainingRandom(seed: 12)
+    let count = 200_003  // not a multiple of 4: the last word is used in part
+    var mask = [Float](repeating: .nan, count: count)
+    mask.withUnsafeMutableBufferPointer { random.fillKeepMask($0.baseAddress!, count: count, dropProbability: p) }
+    let dropped = Double(mask.filter { $0 == 0 }.count) / Double(count)
+    #expect(abs(dropped - Double(p)) < 0.005, "dropped \(dropped) for p \(p)")
+    #expect(mask.allSatisfy { $0 == 0 || $0 == 1 / (1 - p) })
+    let mean = mask.reduce(0.0) { $0 + Double($1) } / Double(count)
+    #expect(abs(mean - 1) < 0.02)
+    }
+  }
+
+  /// The random state round-trips through its checkpoint form, {"state": [four words]}.
+  @Test func randomStateCoding() async throws {
+    try await offCooperativePool {
+    var random = TrainingRandom(seed: 5)
+    _ = random.next()
+    let json = try JSONEncoder().encode(random)
+    #expect(String(decoding: json, as: UTF8.self).hasPrefix(#"{"state":["#))
+    var decoded = try JSONDecoder().decode(TrainingRandom.self, from: json)
+    #expect(decoded == random)
+    #expect(decoded.next() == random.next())
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode(TrainingRandom.self, from: Data(#"{"state":[0,0,0,0]}"#.utf8)) }
+    }
+  }
+}
 }
