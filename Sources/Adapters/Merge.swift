@@ -79,8 +79,6 @@ public final class MergedWeights: @unchecked Sendable {
 public enum Merge {
   /// Rows one sgemm updates.
   static let tileRows = 64
-  // TEMPORARY A/B knob for measuring; removed before commit.
-  static let useReferenceKernel = getenv("DROPLORA_MERGE_REF") != nil
 
   /// `base` with `adapter` merged into every matrix it targets. The adapter must have been
   /// validated against `base.hyper` (the readers do that).
@@ -164,16 +162,10 @@ public enum Merge {
         // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns).
         // OpenBLAS's sgemm with its AVX-512 kernels (the CLI and daemon set OPENBLAS_CORETYPE)
         // beats the register-blocked dq_add_low_rank; the tile is still in cache from dequantizing.
-        if useReferenceKernel {
-          dq_add_low_rank(
-            tile, Int64(columns), b.baseAddress! + start * rank, Int64(rank), a.baseAddress!,
-            Int64(columns), Int64(count), Int64(columns), Int64(rank), scale)
-        } else {
-          Blas.multiply(
-            rows: count, columns: columns, inner: rank, scale: scale, a: b.baseAddress! + start * rank,
-            lda: rank, transposeB: false, b: a.baseAddress!, ldb: columns, c: tile, ldc: columns,
-            accumulate: true)
-        }
+        Blas.multiply(
+          rows: count, columns: columns, inner: rank, scale: scale, a: b.baseAddress! + start * rank,
+          lda: rank, transposeB: false, b: a.baseAddress!, ldb: columns, c: tile, ldc: columns,
+          accumulate: true)
       }
     }
     for r in 0..<count {

@@ -58,7 +58,7 @@ import Testing
   }
 
   /// Merge type `none`: the base model and a hook per adapter, cached like merged sets; a
-  /// request's pair outlives an unload and computes what the fp32 reference hook computes.
+  /// request's pair outlives an unload and still applies the adapter.
   @Test func unmergedServingHandsOutBaseAndHook() throws {
     let base = try requireModel()
     let registry = AdapterRegistry(base: base, cacheCapacity: 2, mergeType: .none)
@@ -71,9 +71,10 @@ import Testing
     #expect(throws: AdapterError.self) { try registry.model(for: "a") }
     registry.unload(name: "a")
     let unmerged = try allLogits(a.model, testPrompt, hook: a.hook)
-    let reference = try allLogits(base, testPrompt, hook: LoRAProjectionHook(adapter: small(base.hyper, seed: 1)))
+    // LoRAHook's numerics are LoRAHookTests' job; here: the registry's hook is that adapter's.
+    let direct = try allLogits(base, testPrompt, hook: LoRAHook(adapter: small(base.hyper, seed: 1)))
     #expect(maxAbsDifference(unmerged, try allLogits(base, testPrompt)) > 0.1, "the adapter must matter")
-    #expect(meanAbsDifference(unmerged, reference) < 0.01)
+    #expect(unmerged == direct)
     #expect(throws: AdapterError.self) { try Merge.merge(small(base.hyper, seed: 1), into: base, type: .none, pool: ThreadPool(threads: 1)) }
   }
 }
