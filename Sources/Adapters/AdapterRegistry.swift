@@ -3,9 +3,19 @@
 // LlamaModel; a request keeps the one it started with, and Swift's reference counting keeps
 // that set's memory alive until the request drops it, however the registry changes meanwhile
 // (load, unload, eviction, reloading a name). The base model is always available.
+// With merge type `none` the cache holds unmerged hooks (F16 factors) instead of merged sets:
+// `weights(for:)` hands out the base model and the hook its context applies at each projection.
 import Foundation
 import Kernels
 import Llama
+
+/// What a request computes with: `model`, and, when the registry serves unmerged, the hook its
+/// context must apply at every projection (`LlamaContext.projectionHook = hook`). Both are
+/// immutable; a request keeps the pair it was handed.
+public struct AdaptedModel: Sendable {
+  public let model: LlamaModel
+  public let hook: LoRAHook?
+}
 
 public final class AdapterRegistry: @unchecked Sendable {
   // unchecked: every mutable field is guarded by `lock`.
@@ -28,7 +38,7 @@ public final class AdapterRegistry: @unchecked Sendable {
   private let pool: ThreadPool
   private var adapters: [String: LoRAAdapter] = [:]
   /// Merged sets, most recently used last.
-  private var cache: [(name: String, model: LlamaModel)] = []
+  private var cache: [(name: String, weights: AdaptedModel)] = []
   private var defaultName: String?
   private var capacity: Int
   private var hits = 0
@@ -86,25 +96,39 @@ public final class AdapterRegistry: @unchecked Sendable {
   }
 
   /// The weights for a request: `name` nil → the default, "base" → the base model, otherwise
-  /// the named adapter merged (from the cache, or merged now and cached).
+  /// the named adapter merged (from the cache, or merged now and cached). With merge type
+  /// `none` there is no merged model: use `weights(for:)`; this throws for an adapter then.
   public func model(for name: String?) throws(AdapterError) -> LlamaModel {
+    let weights = try weights(for: name)
+    if weights.hook != nil {
+      throw .unsupportedOption(key: "merge type", value: "none (use weights(for:) and apply the hook)")
+    }
+    return weights.model
+  }
+
+  /// The weights for a request and, with merge type `none`, the hook to apply (nil otherwise
+  /// and for the base model). Cached like merged sets.
+  public func weights(for name: String?) throws(AdapterError) -> AdaptedModel {
     lock.lock()
     defer { lock.unlock() }
-    guard let chosen = name ?? defaultName, chosen != Self.baseName else { return base }
+    guard let chosen = name ?? defaultName, chosen != Self.baseName else { return AdaptedModel(model: base, hook: nil) }
     if let index = cache.firstIndex(where: { $0.name == chosen }) {
       let entry = cache.remove(at: index)
       cache.append(entry)
       hits += 1
-      return entry.model
+      return entry.weights
     }
     guard let adapter = adapters[chosen] else { throw .unknownAdapter(chosen) }
     misses += 1
     // Merging holds the lock: one merge at a time, on the registry's own threads.
-    let merged = try Merge.merge(adapter, into: base, type: mergeType, pool: pool)
+    let weights =
+      mergeType == .none
+      ? AdaptedModel(model: base, hook: LoRAHook(adapter: adapter))
+      : AdaptedModel(model: try Merge.merge(adapter, into: base, type: mergeType, pool: pool), hook: nil)
     if capacity > 0 {
-      cache.append((chosen, merged))
+      cache.append((chosen, weights))
       if cache.count > capacity { cache.removeFirst(cache.count - capacity) }
     }
-    return merged
+    return weights
   }
 }

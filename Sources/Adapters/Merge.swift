@@ -1,6 +1,6 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
-// added by a register-blocked low-rank kernel (dq_add_low_rank) and are quantized back;
+// added by OpenBLAS's sgemm while still in cache, and are quantized back;
 // threads take disjoint runs of tiles. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
 // it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
@@ -15,12 +15,17 @@ import Llama
 
 public enum MergeType: String, Sendable, CaseIterable {
   case q8_0, f16, f32
+  /// Serve unmerged: the base weights stay as they are and the adapter is applied at each
+  /// projection (`LoRAHook`); nothing is merged, so `Merge.merge` refuses it.
+  case none
 
-  public var ggmlType: UInt32 {
+  /// The GGML type of the merged matrices; nil for `none`.
+  public var ggmlType: UInt32? {
     switch self {
     case .q8_0: return UInt32(DQ_TYPE_Q8_0)
     case .f16: return UInt32(DQ_TYPE_F16)
     case .f32: return UInt32(DQ_TYPE_F32)
+    case .none: return nil
     }
   }
 
@@ -81,12 +86,15 @@ public enum Merge {
     _ adapter: LoRAAdapter, into base: LlamaModel, type: MergeType = .q8_0, pool: ThreadPool
   ) throws(AdapterError) -> LlamaModel {
     try adapter.validate(against: base.hyper)
+    guard let ggmlType = type.ggmlType else {
+      throw .unsupportedOption(key: "merge type", value: "none (nothing to merge: apply a LoRAHook instead)")
+    }
     let targets = adapter.targets
     var offsets: [LoRATarget: Int] = [:]
     var total = 0
     for target in targets {
       let f = adapter.factors[target]!  // from targets
-      let rowSize = Int(dq_row_size(type.ggmlType, Int64(f.columns)))
+      let rowSize = Int(dq_row_size(ggmlType, Int64(f.columns)))
       guard rowSize > 0 else {
         throw .unsupportedOption(
           key: "merge type", value: "\(type.rawValue) for \(target) (\(f.columns) columns are not whole blocks)")
@@ -118,13 +126,13 @@ public enum Merge {
       let tile = tiles + thread * tileStride
       for item in items {
         let (index, start) = tilesOfJobs[item]
-        mergeTile(jobs[index], start: start, type: type.ggmlType, scale: scale, tile: tile)
+        mergeTile(jobs[index], start: start, type: ggmlType, scale: scale, tile: tile)
       }
     }
     for (target, job) in zip(targets, jobs) {
       let f = job.factors
       // The type is supported and columns are whole blocks (checked above).
-      let merged = WeightMatrix(type: type.ggmlType, rows: f.rows, columns: f.columns, base: job.out)!
+      let merged = WeightMatrix(type: ggmlType, rows: f.rows, columns: f.columns, base: job.out)!
       matrices[target] = merged
       replacements[target.layer, default: [:]][target.projection] = merged
     }
@@ -152,11 +160,12 @@ public enum Merge {
     f.a.withUnsafeBufferPointer { a in
       f.b.withUnsafeBufferPointer { b in
         // tile (count x columns) += scale · B[start..<start+count, :] (count x r) · A (r x columns).
-        // A register-blocked kernel, not sgemm: rank is small, and Debian's OpenBLAS runs its
-        // SSE3 fallback on CPUs it doesn't recognise (3x slower here).
-        dq_add_low_rank(
-          tile, Int64(columns), b.baseAddress! + start * rank, Int64(rank), a.baseAddress!,
-          Int64(columns), Int64(count), Int64(columns), Int64(rank), scale)
+        // OpenBLAS's sgemm with its AVX-512 kernels (the CLI and daemon set OPENBLAS_CORETYPE)
+        // beats the register-blocked dq_add_low_rank; the tile is still in cache from dequantizing.
+        Blas.multiply(
+          rows: count, columns: columns, inner: rank, scale: scale, a: b.baseAddress! + start * rank,
+          lda: rank, transposeB: false, b: a.baseAddress!, ldb: columns, c: tile, ldc: columns,
+          accumulate: true)
       }
     }
     for r in 0..<count {
@@ -165,8 +174,8 @@ public enum Merge {
   }
 }
 
-/// The unmerged adapter at each projection: out += s · B · (A x). The reference the merged
-/// weights are tested against, and a way to run an adapter without merging it.
+/// The unmerged adapter at each projection: out += s · B · (A x) in fp32 on the calling thread.
+/// The reference the merged weights and `LoRAHook` (the fast F16 serving path) are tested against.
 public final class LoRAProjectionHook: LlamaProjectionHook {
   let adapter: LoRAAdapter
   private var scratch: [Float] = []
@@ -175,7 +184,7 @@ public final class LoRAProjectionHook: LlamaProjectionHook {
 
   public func apply(
     layer: Int, projection: LlamaProjection, out: UnsafeMutablePointer<Float>,
-    x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int
+    x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int, pool: ThreadPool
   ) {
     guard let f = adapter.factors[LoRATarget(layer: layer, projection: projection)] else { return }
     if scratch.count < tokens * f.rank { scratch = [Float](repeating: 0, count: tokens * f.rank) }

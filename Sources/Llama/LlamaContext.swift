@@ -202,7 +202,7 @@ public final class LlamaContext {
     multiply(out, w, x, tokens: tokens)
     projectionHook?.apply(
       layer: layer, projection: projection, out: out, x: x, tokens: tokens, rows: w.rows,
-      columns: w.columns)
+      columns: w.columns, pool: pool)
   }
 
   private func attentionBlock(layer: Int, tokens n: Int) {

@@ -1,6 +1,6 @@
 // `droplora adapter bench`: the adapter numbers of the README — load + merge time for random
-// adapters of several ranks on every projection, switching between two cached merged sets,
-// memory per merged set, and decode tokens/s merged versus base.
+// adapters of several ranks on every projection, switching between two cached sets,
+// memory per merged set, and decode tokens/s of the base, merged and unmerged (LoRAHook).
 import Adapters
 import ArgumentParser
 import Dispatch
@@ -15,11 +15,12 @@ struct AdapterBenchCommand: ParsableCommand {
   @OptionGroup var modelOptions: ModelOptions
   @Option(help: "Compute threads.") var threads = 2
   @Option(help: "Ranks to measure (repeatable).") var rank: [Int] = [8, 32, 64]
-  @Option(help: "Type of the merged matrices: q8_0, f16 or f32.") var type = "q8_0"
+  @Option(help: "Type of the merged matrices: q8_0, f16, f32, or none (unmerged).") var type = "q8_0"
   @Option(help: "Tokens decoded for the decode measurement.") var genTokens = 64
   @Option(help: "Repetitions; the best run is reported.") var repetitions = 3
 
   func run() throws {
+    OpenBLASCoreType.ensureSet()  // measure the merge with the sgemm kernels the daemon gets
     let model = try loadModel(modelOptions)
     let mergeType = try MergeType(parsing: type)
     let pool = ThreadPool(threads: threads)
@@ -33,43 +34,57 @@ struct AdapterBenchCommand: ParsableCommand {
       var bestLoad = Double.infinity
       var bestMerge = Double.infinity
       var last: LlamaModel?
+      var hookBytes = 0
       for _ in 0..<max(1, repetitions) {
         let start = now()
         let adapter = try AdapterFile.read(path: path, base: model.hyper)
         let loaded = now()
-        last = try Merge.merge(adapter, into: model, type: mergeType, pool: pool)
+        if mergeType == .none {
+          hookBytes = LoRAHook(adapter: adapter).byteCount  // "merge" = building the F16 factors
+        } else {
+          last = try Merge.merge(adapter, into: model, type: mergeType, pool: pool)
+        }
         bestLoad = min(bestLoad, loaded - start)
         bestMerge = min(bestMerge, now() - loaded)
       }
-      let bytes = (last?.owner as? MergedWeights)?.byteCount ?? 0
+      let bytes = (last?.owner as? MergedWeights)?.byteCount ?? hookBytes
       print(String(format: "rank %3d  load %.1f ms  merge %.1f ms  (load+merge %.1f ms)  merged set %.1f MiB (%@)",
                    r, bestLoad * 1000, bestMerge * 1000, (bestLoad + bestMerge) * 1000,
                    Double(bytes) / 1_048_576, type))
       if let last { merged.append(last) }
     }
 
-    // Switching: a registry with two adapters cached; time model(for:) alternating.
+    // Switching: a registry with two adapters cached; time weights(for:) alternating.
     let registry = AdapterRegistry(base: model, cacheCapacity: 2, mergeType: mergeType, threads: threads)
     try registry.add(LoRAAdapter.random(base: model.hyper, rank: 8, seed: 1), name: "a")
     try registry.add(LoRAAdapter.random(base: model.hyper, rank: 8, seed: 2), name: "b")
-    _ = try registry.model(for: "a")
-    _ = try registry.model(for: "b")
+    _ = try registry.weights(for: "a")
+    _ = try registry.weights(for: "b")
     let switches = 1000
     let switchStart = now()
-    for i in 0..<switches { _ = try registry.model(for: i % 2 == 0 ? "a" : "b") }
+    for i in 0..<switches { _ = try registry.weights(for: i % 2 == 0 ? "a" : "b") }
     print(String(format: "switch between two cached adapters: %.2f µs", (now() - switchStart) / Double(switches) * 1e6))
 
-    // Base and merged alternate, so both see the same machine load; best run of each.
-    if let first = merged.first {
-      let baseContext = decodeContext(model)
-      let mergedContext = decodeContext(first)
-      var best = (base: Double.infinity, merged: Double.infinity)
-      for _ in 0..<max(1, repetitions) {
-        best.base = min(best.base, try decodeSeconds(baseContext))
-        best.merged = min(best.merged, try decodeSeconds(mergedContext))
+    // Base, merged and unmerged (LoRAHook at each projection, one per rank) alternate within
+    // every repetition, so all see the same machine load; best run of each.
+    do {
+      var runs: [(label: String, context: LlamaContext)] = [("base", decodeContext(model))]
+      if let first = merged.first {
+        runs.append((String(format: "merged rank %d %@", rank[0], type), decodeContext(first)))
       }
-      print(String(format: "decode base %.1f tok/s, merged (rank %d, %@) %.1f tok/s",
-                   Double(genTokens) / best.base, rank[0], type, Double(genTokens) / best.merged))
+      for r in rank {
+        let context = decodeContext(model)
+        context.projectionHook = LoRAHook(adapter: LoRAAdapter.random(base: model.hyper, rank: r, seed: UInt64(r)))
+        runs.append((String(format: "unmerged rank %d (F16 factors)", r), context))
+      }
+      var best = [Double](repeating: .infinity, count: runs.count)
+      for _ in 0..<max(1, repetitions) {
+        for (i, run) in runs.enumerated() { best[i] = min(best[i], try decodeSeconds(run.context)) }
+      }
+      for (i, run) in runs.enumerated() {
+        print(String(format: "decode %@: %.1f tok/s (%.1f%% of base)", run.label,
+                     Double(genTokens) / best[i], best[0] / best[i] * 100))
+      }
     }
     print(String(format: "peak RSS %.1f MiB", Double(peakRSSBytes()) / 1_048_576))
   }

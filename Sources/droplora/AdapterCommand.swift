@@ -48,6 +48,7 @@ struct AdapterCommand: ParsableCommand {
     @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
+      OpenBLASCoreType.ensureSet()  // the merge's sgemm, as in the daemon
       let model = try loadModel(modelOptions)
       let lora = try readAdapter(adapter, model: model)
       do {

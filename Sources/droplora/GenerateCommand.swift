@@ -30,7 +30,7 @@ struct GenerateCommand: ParsableCommand {
   @Option(help: "Chat template to use instead of the model's: \(ChatTemplate.names.joined(separator: ", ")).")
   var chatTemplate: String?
   @Option(help: "LoRA adapter to merge in (PEFT directory or GGUF-LoRA file).") var adapter: String?
-  @Option(help: "Type of the merged matrices: q8_0, f16 or f32.") var adapterType = "q8_0"
+  @Option(help: "Type of the merged matrices: q8_0, f16, f32, or none (serve unmerged: the base weights stay as they are and the adapter is applied at each projection).") var adapterType = "q8_0"
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Context length (prompt plus generated tokens).") var ctxSize = 4096
   @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
@@ -52,6 +52,8 @@ struct GenerateCommand: ParsableCommand {
   }
 
   func run() throws {
+    // The merge's sgemm runs OpenBLAS's fast kernels only with the core type set (as the daemon does).
+    if adapter != nil { OpenBLASCoreType.ensureSet() }
     let file = try modelOptions.open()
     let tokenizer: Tokenizer
     var model: LlamaModel
@@ -61,11 +63,16 @@ struct GenerateCommand: ParsableCommand {
     } catch {
       throw CommandFailure("\(file.path): \(error)")
     }
+    var hook: LoRAHook?
     if let adapter {
       let lora = try readAdapter(adapter, model: model)
       do {
-        model = try Merge.merge(
-          lora, into: model, type: MergeType(parsing: adapterType), pool: ThreadPool(threads: threads))
+        let type = try MergeType(parsing: adapterType)
+        if type == .none {
+          hook = LoRAHook(adapter: lora)  // base weights as they are, the adapter at each projection
+        } else {
+          model = try Merge.merge(lora, into: model, type: type, pool: ThreadPool(threads: threads))
+        }
       } catch {
         throw CommandFailure("cannot merge \(adapter): \(error)")
       }
@@ -79,6 +86,7 @@ struct GenerateCommand: ParsableCommand {
     let generator = Generator(
       model: model, tokenizer: tokenizer, contextLength: contextLength, threads: threads,
       kvCache: kvCacheType)
+    generator.context.projectionHook = hook
     let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stop: stop)
     let result = try generator.generate(promptTokens: promptTokens, options: options) { text in
       if !json {

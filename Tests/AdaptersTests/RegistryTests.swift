@@ -2,6 +2,7 @@
 // cache of merged sets, and requests that keep the weights they started with while adapters
 // are unloaded, replaced or evicted.
 import Adapters
+import Kernels
 import Llama
 import Testing
 
@@ -54,5 +55,26 @@ import Testing
     // The request ends: its merged set goes with it.
     inFlight = nil
     #expect(buffers == nil)
+  }
+
+  /// Merge type `none`: the base model and a hook per adapter, cached like merged sets; a
+  /// request's pair outlives an unload and still applies the adapter.
+  @Test func unmergedServingHandsOutBaseAndHook() throws {
+    let base = try requireModel()
+    let registry = AdapterRegistry(base: base, cacheCapacity: 2, mergeType: .none)
+    try registry.add(small(base.hyper, seed: 1), name: "a")
+    let base0 = try registry.weights(for: "base")
+    #expect(base0.model === base && base0.hook == nil)
+    let a = try registry.weights(for: "a")
+    #expect(a.model === base && a.hook != nil)
+    #expect(try registry.weights(for: "a").hook === a.hook)  // cached
+    #expect(throws: AdapterError.self) { try registry.model(for: "a") }
+    registry.unload(name: "a")
+    let unmerged = try allLogits(a.model, testPrompt, hook: a.hook)
+    // LoRAHook's numerics are LoRAHookTests' job; here: the registry's hook is that adapter's.
+    let direct = try allLogits(base, testPrompt, hook: LoRAHook(adapter: small(base.hyper, seed: 1)))
+    #expect(maxAbsDifference(unmerged, try allLogits(base, testPrompt)) > 0.1, "the adapter must matter")
+    #expect(unmerged == direct)
+    #expect(throws: AdapterError.self) { try Merge.merge(small(base.hyper, seed: 1), into: base, type: .none, pool: ThreadPool(threads: 1)) }
   }
 }

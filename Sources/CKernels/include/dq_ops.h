@@ -44,6 +44,18 @@ void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const f
 void dq_add_low_rank_ref(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
                          int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale);
 
+// Unmerged LoRA at one projection in two steps (F16 factors, see lora.c):
+//   down: u[k] = scale * sum_j a[k * columns + j] * x[j]            (k < rank; a is rank x columns)
+//   up:   y[j] += sum_k u[k] * bt[k * ldbt + j]                       (j < n; bt is B transposed)
+void dq_lora_down_f16(float *u, const uint16_t *a, int64_t rank, const float *x, int64_t columns,
+                      float scale);
+void dq_lora_down_f16_ref(float *u, const uint16_t *a, int64_t rank, const float *x,
+                          int64_t columns, float scale);
+void dq_lora_up_f16(float *y, const uint16_t *bt, int64_t ldbt, const float *u, int64_t rank,
+                    int64_t n);
+void dq_lora_up_f16_ref(float *y, const uint16_t *bt, int64_t ldbt, const float *u, int64_t rank,
+                        int64_t n);
+
 // y[i] += a * x[i]
 void dq_axpy(float *y, float a, const float *x, int64_t n);
 

@@ -1,0 +1,94 @@
+// The serving path for an unmerged adapter: y += s·B·(A x) at every targeted projection, with
+// A (rank x in) and Bᵀ (rank x out) converted once to F16 into one buffer, contiguous per target
+// (half the bytes of F32: decode is bound by reading memory). A single token splits the rank
+// dot products, then the output rows, across the context's pool; a batch gives each thread
+// whole tokens. Immutable after init, so contexts on different threads may share one hook.
+import CKernels
+import Kernels
+import Llama
+
+public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
+  // unchecked: the factor buffer is written in init and only read afterwards.
+  struct Target {
+    let rank: Int
+    let rows: Int
+    let columns: Int
+    let a: UnsafeMutablePointer<UInt16>  // rank x columns
+    let bt: UnsafeMutablePointer<UInt16>  // rank x rows (B transposed)
+  }
+
+  public let scale: Float
+  /// Bytes of F16 factors read per token when every target is applied.
+  public let byteCount: Int
+  private let layerCount: Int
+  private let targets: [Target?]  // [layer * projections + projection's index]
+  private let storage: UnsafeMutablePointer<UInt16>
+  private static let projections = LlamaProjection.allCases
+
+  public init(adapter: LoRAAdapter) {
+    scale = adapter.scale
+    layerCount = (adapter.targets.map(\.layer).max() ?? -1) + 1
+    var count = 0
+    for f in adapter.factors.values { count += f.rank * (f.rows + f.columns) }
+    storage = .allocate(capacity: max(1, count))
+    byteCount = count * 2
+    var targets = [Target?](repeating: nil, count: layerCount * Self.projections.count)
+    var next = storage
+    var transposed: [Float] = []
+    for target in adapter.targets {
+      let f = adapter.factors[target]!  // from targets
+      let a = next
+      let bt = next + f.rank * f.columns
+      next += f.rank * (f.rows + f.columns)
+      f.a.withUnsafeBufferPointer {
+        dq_quantize_row(UInt32(DQ_TYPE_F16), $0.baseAddress!, a, Int64(f.a.count))
+      }
+      transposed.removeAll(keepingCapacity: true)
+      transposed.reserveCapacity(f.b.count)
+      for k in 0..<f.rank {
+        for i in 0..<f.rows { transposed.append(f.b[i * f.rank + k]) }
+      }
+      transposed.withUnsafeBufferPointer {
+        dq_quantize_row(UInt32(DQ_TYPE_F16), $0.baseAddress!, bt, Int64(f.b.count))
+      }
+      targets[target.layer * Self.projections.count + Self.projections.firstIndex(of: target.projection)!] =
+        Target(rank: f.rank, rows: f.rows, columns: f.columns, a: a, bt: bt)
+    }
+    self.targets = targets
+  }
+
+  deinit { storage.deallocate() }
+
+  public func apply(
+    layer: Int, projection: LlamaProjection, out: UnsafeMutablePointer<Float>,
+    x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int, pool: ThreadPool
+  ) {
+    guard layer < layerCount,
+      let t = targets[layer * Self.projections.count + Self.projections.firstIndex(of: projection)!]
+    else { return }
+    precondition(t.rows == rows && t.columns == columns, "adapter shape does not match the weights")
+    let rank = t.rank
+    let scale = self.scale
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * rank) { buffer in
+      let u = buffer.baseAddress!
+      if tokens == 1 {
+        pool.parallelFor(rank) { ks, _ in
+          dq_lora_down_f16(
+            u + ks.lowerBound, t.a + ks.lowerBound * columns, Int64(ks.count), x, Int64(columns), scale)
+        }
+        // Chunks of 32 rows keep every thread on the vector path.
+        pool.parallelFor(rows, align: 32) { js, _ in
+          dq_lora_up_f16(
+            out + js.lowerBound, t.bt + js.lowerBound, Int64(rows), u, Int64(rank), Int64(js.count))
+        }
+      } else {
+        pool.parallelFor(tokens) { range, _ in
+          for i in range {
+            dq_lora_down_f16(u + i * rank, t.a, Int64(rank), x + i * columns, Int64(columns), scale)
+            dq_lora_up_f16(out + i * rows, t.bt, Int64(rows), u + i * rank, Int64(rank), Int64(rows))
+          }
+        }
+      }
+    }
+  }
+}
