@@ -218,9 +218,9 @@ public final class ServingEngine: @unchecked Sendable {
       job.continuation.finish()
       return nil
     }
-    let model: LlamaModel
+    let weights: AdaptedModel
     do {
-      model = try registry.model(for: job.request.adapter)
+      weights = try registry.weights(for: job.request.adapter)
     } catch {
       let failure: ServingError
       if case .unknownAdapter(let name) = error { failure = .unknownAdapter(name) } else {
@@ -230,7 +230,7 @@ public final class ServingEngine: @unchecked Sendable {
       report(job, sequence: nil, reused: 0, firstToken: nil, failed: true)
       return nil
     }
-    let (slot, reused) = takeSlot(for: model, prompt: job.promptTokens)
+    let (slot, reused) = takeSlot(for: weights, prompt: job.promptTokens)
     let sequence = GenerationSequence(
       context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens,
       options: job.request.options, prefillChunk: prefillChunk, reusing: reused)
@@ -289,25 +289,32 @@ public final class ServingEngine: @unchecked Sendable {
         timeToFirstToken: Double((firstToken ?? now) - job.submitted) / 1e9, failed: failed))
   }
 
-  /// A free slot for `model`: the one whose cache shares the longest prefix with `prompt`
-  /// (same weights only), else an unused or new one, else the least useful free one.
-  private func takeSlot(for model: LlamaModel, prompt: [Int32]) -> (Slot, Int) {
+  /// A free slot for `weights`: the one whose cache shares the longest prefix with `prompt`
+  /// (same weights and same unmerged adapter only: a cache computed under other weights is
+  /// meaningless), else an unused or new one, else the least useful free one.
+  private func takeSlot(for weights: AdaptedModel, prompt: [Int32]) -> (Slot, Int) {
+    func matches(_ slot: Slot) -> Bool {
+      slot.context.model === weights.model && slot.context.projectionHook as AnyObject? === weights.hook
+    }
     var best: (slot: Slot, shared: Int)?
     for slot in slots where !slot.busy {
-      let shared = slot.context.model === model ? commonPrefixLength(slot.cachedTokens, prompt) : 0
+      let shared = matches(slot) ? commonPrefixLength(slot.cachedTokens, prompt) : 0
       if best == nil || shared > best!.shared { best = (slot, shared) }
     }
     let chosen: (slot: Slot, shared: Int)
     if let best, best.shared > 0 || slots.count >= maxConcurrentSnapshot() {
       chosen = best
     } else {
-      let slot = Slot(context: LlamaContext(
-          model: model, contextLength: contextSize, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache))
+      let slot = Slot(
+        context: LlamaContext(
+          model: weights.model, contextLength: contextSize, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache))
+      slot.context.projectionHook = weights.hook
       slots.append(slot)
       chosen = (slot, 0)
     }
-    if chosen.slot.context.model !== model {
-      chosen.slot.context.use(model: model)
+    if !matches(chosen.slot) {
+      chosen.slot.context.use(model: weights.model)
+      chosen.slot.context.projectionHook = weights.hook
       chosen.slot.cachedTokens = []
     }
     chosen.slot.busy = true

@@ -4,8 +4,9 @@
 // spellings as raw values.
 
 public enum KVCacheType: String, Sendable, CaseIterable { case f32, f16 }
-/// The tensor type adapters are merged into (the Adapters module's MergeType spellings).
-public enum MergeTypeName: String, Sendable, CaseIterable { case q8_0, f16, f32 }
+/// The tensor type adapters are merged into (the Adapters module's MergeType spellings);
+/// `none` serves them unmerged, applied at each projection.
+public enum MergeTypeName: String, Sendable, CaseIterable { case q8_0, f16, f32, none }
 /// DropLoRA mask granularity: one rank mask per training step, or one per token and rank element.
 public enum MaskGranularity: String, Sendable, CaseIterable { case step, token }
 /// swift-log's levels, spelled as in swift-log.

@@ -187,6 +187,7 @@ final class Daemon: Sendable {
     case .q8_0: return .q8_0
     case .f16: return .f16
     case .f32: return .f32
+    case .none: return .none
     }
   }
 

@@ -126,8 +126,13 @@ extension DaemonTests {
     /// The end-to-end promise: push a small task's data to a fresh adapter, training runs in
     /// the background, a version is published, and the task's held-out accuracy (exact match
     /// of greedy answers on the samples the journal held out) rises from the base model's.
-    @Test func heldOutAccuracyRisesAfterAPush() throws {
-      let daemon = try DaemonProcess(arguments: Self.arguments + ["--set", "training.held_out_every=5"])
+    /// Under both a merged (Q8_0) and an unmerged (`none`) serving of the adapter; the base
+    /// model's answers come first, so a KV cache wrongly shared between the base and the
+    /// adapter would show here.
+    @Test(arguments: ["q8_0", "none"])
+    func heldOutAccuracyRisesAfterAPush(mergeType: String) throws {
+      let daemon = try DaemonProcess(
+        arguments: Self.arguments + ["--set", "training.held_out_every=5", "--set", "adapters.merge_type=\(mergeType)"])
       defer { daemon.stop() }
       let socket = daemon.socketPath
       #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "tagger", "rank": 8, "pruning_rate": 0.3}"#).status == 201)
