@@ -45,6 +45,8 @@ public struct TrainingStatus: Sendable, Codable, Equatable {
   public var samplesPending: Int
   public var samplesHeldOut: Int
   public var step: Int
+  /// Passes of the replay walk over the samples trained so far.
+  public var replayEpoch = 0
   /// Moving average of the training loss (nats per target token).
   public var trainLoss: Double?
   public var evalLoss: Double?
@@ -216,6 +218,8 @@ public final class BackgroundTraining: @unchecked Sendable {
       status.samplesHeldOut = counts.heldOut
       status.samplesPending = counts.pending
       status.samplesTrained = counts.training - counts.pending
+      // How many times the replay walk has gone through the trained samples.
+      status.replayEpoch = status.samplesTrained > 0 ? job.replayed / status.samplesTrained : 0
       return status
     }
   }

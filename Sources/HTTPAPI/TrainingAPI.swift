@@ -33,6 +33,8 @@ public struct TrainingStatusInfo: Sendable, Codable, Equatable {
   public var samplesPending: Int
   public var samplesHeldOut: Int
   public var step: Int
+  /// Passes of the replay walk over the samples trained so far.
+  public var replayEpoch: Int
   public var trainLoss: Double?
   public var evalLoss: Double?
   public var servingEvalLoss: Double?
@@ -45,7 +47,7 @@ public struct TrainingStatusInfo: Sendable, Codable, Equatable {
 
   public init(
     adapter: String, state: String, reason: String?, samplesReceived: Int, samplesTrained: Int,
-    samplesPending: Int, samplesHeldOut: Int, step: Int, trainLoss: Double?, evalLoss: Double?,
+    samplesPending: Int, samplesHeldOut: Int, step: Int, replayEpoch: Int = 0, trainLoss: Double?, evalLoss: Double?,
     servingEvalLoss: Double?, learningRate: Double?, tokensPerSecond: Double?, servingVersion: Int,
     candidateVersion: Int?, lastPublish: Double?, lastDecision: String?
   ) {
@@ -57,6 +59,7 @@ public struct TrainingStatusInfo: Sendable, Codable, Equatable {
     self.samplesPending = samplesPending
     self.samplesHeldOut = samplesHeldOut
     self.step = step
+    self.replayEpoch = replayEpoch
     self.trainLoss = trainLoss
     self.evalLoss = evalLoss
     self.servingEvalLoss = servingEvalLoss
@@ -74,6 +77,7 @@ public struct TrainingStatusInfo: Sendable, Codable, Equatable {
     case samplesTrained = "samples_trained"
     case samplesPending = "samples_pending"
     case samplesHeldOut = "samples_held_out"
+    case replayEpoch = "replay_epoch"
     case trainLoss = "train_loss"
     case evalLoss = "eval_loss"
     case servingEvalLoss = "serving_eval_loss"

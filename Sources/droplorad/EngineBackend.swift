@@ -138,7 +138,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     TrainingStatusInfo(
       adapter: s.adapter, state: s.state.rawValue, reason: s.reason, samplesReceived: s.samplesReceived,
       samplesTrained: s.samplesTrained, samplesPending: s.samplesPending, samplesHeldOut: s.samplesHeldOut,
-      step: s.step, trainLoss: s.trainLoss, evalLoss: s.evalLoss, servingEvalLoss: s.servingEvalLoss,
+      step: s.step, replayEpoch: s.replayEpoch, trainLoss: s.trainLoss, evalLoss: s.evalLoss, servingEvalLoss: s.servingEvalLoss,
       learningRate: s.learningRate, tokensPerSecond: s.tokensPerSecond, servingVersion: s.servingVersion,
       candidateVersion: s.candidateVersion, lastPublish: s.lastPublish, lastDecision: s.lastDecision)
   }

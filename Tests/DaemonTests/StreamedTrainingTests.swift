@@ -82,6 +82,7 @@ extension DaemonTests {
       // Everything trained: the newest version's held-out loss is below the first's.
       let drained = try waitFor(socket) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
       #expect(drained["samples_trained"] as? Int == 18)
+      #expect(drained["replay_epoch"] is Int)
       let versions = (try curl(socket, "GET", "/v1/adapters/task/versions").json()["data"] as? [[String: Any]]) ?? []
       #expect(versions.count >= 2, "\(versions)")
       let losses = versions.compactMap { $0["eval_loss"] as? Double }
