@@ -6,6 +6,9 @@ extension LlamaProjection {
   /// `q`, `k`, `v`, `o`, `gate`, `up`, `down`.
   public var shortName: String { String(describing: self) }
 
+  /// The Hugging Face module name (`q_proj`), as PEFT's target_modules lists it.
+  public var huggingFaceName: String { HFNames.module(self).name }
+
   /// Reads a short, Hugging Face or GGUF name; nil for anything else.
   public init?(anyName name: String) {
     guard

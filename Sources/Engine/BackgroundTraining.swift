@@ -559,14 +559,7 @@ public final class BackgroundTraining: @unchecked Sendable {
     let meta = condition.withLock { job.meta }
     do {
       try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true)
-      let data = try JSONEncoder().encode(meta)
-      try data.write(to: URL(fileURLWithPath: metaPath(name) + ".tmp"))
-      let fd = open(metaPath(name) + ".tmp", O_RDONLY)
-      if fd >= 0 {
-        fsync(fd)
-        close(fd)
-      }
-      _ = rename(metaPath(name) + ".tmp", metaPath(name))
+      try AtomicFile.write(try JSONEncoder().encode(meta), to: metaPath(name))
     } catch {
       log("training '\(name)': cannot save \(metaPath(name)): \(error)")
     }

@@ -3,8 +3,8 @@
 // one, never a torn one.
 import Foundation
 
-enum AtomicFile {
-  static func write(_ data: Data, to path: String) throws(TrainingError) {
+public enum AtomicFile {
+  public static func write(_ data: Data, to path: String) throws(TrainingError) {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw .io(path: temporary, reason: String(cString: strerror(errno))) }
@@ -31,7 +31,7 @@ enum AtomicFile {
     syncDirectory(of: path)
   }
 
-  static func syncDirectory(of path: String) {
+  public static func syncDirectory(of path: String) {
     let directory = (path as NSString).deletingLastPathComponent
     let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if fd >= 0 {

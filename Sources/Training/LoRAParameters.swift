@@ -78,7 +78,7 @@ public final class LoRAParameters: @unchecked Sendable {
   /// The trained adapter as an ordinary LoRA adapter. PiSSA/MiLoRA factors are exported the
   /// way PEFT converts them: ΔW = s(B·A − B0·A0) = s·[B, −B0]·[A; A0], rank 2r.
   public func snapshot(baseModelName: String? = nil) -> LoRAAdapter {
-    let names = config.targets.map { Self.peftModuleName($0) }
+    let names = config.targets.map(\.huggingFaceName)
     let hasFrozen = modules.contains { $0.frozenA != nil }
     let rank = hasFrozen ? 2 * config.rank : config.rank
     // With rank doubled the scale must stay s: alpha' = s·r' (or s·sqrt(r') with rsLoRA).
@@ -124,15 +124,4 @@ public final class LoRAParameters: @unchecked Sendable {
     }
   }
 
-  static func peftModuleName(_ projection: LlamaProjection) -> String {
-    switch projection {
-    case .q: return "q_proj"
-    case .k: return "k_proj"
-    case .v: return "v_proj"
-    case .o: return "o_proj"
-    case .gate: return "gate_proj"
-    case .up: return "up_proj"
-    case .down: return "down_proj"
-    }
-  }
 }

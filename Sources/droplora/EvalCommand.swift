@@ -28,17 +28,9 @@ struct EvalCommand: ParsableCommand {
 
   func run() throws {
     OpenBLASCoreType.ensureSet()
-    let file = try modelOptions.open()
-    let tokenizer: Tokenizer
-    let template: ChatTemplate
-    var model: LlamaModel
-    do {
-      model = try LlamaModel(file: file)
-      tokenizer = try Tokenizer(gguf: file)
-      template = try tokenizer.chatTemplate(named: chatTemplate)
-    } catch {
-      throw CommandFailure("\(file.path): \(error)")
-    }
+    let opened = try modelOptions.openForTraining(chatTemplate: chatTemplate)
+    let (tokenizer, template) = (opened.tokenizer, opened.template)
+    var model = opened.model
     let lora = try adapter.map { try readAdapter($0, model: model) }
     let samples: SampleFile
     do { samples = try SampleFile.read(path: data, skipBadLines: skipBadLines) } catch {

@@ -2,6 +2,8 @@
 import ArgumentParser
 import Foundation
 import GGUF
+import Llama
+import Tokenization
 
 struct ModelOptions: ParsableArguments {
   @Option(name: .long, help: "GGUF model file (default: models/\(ModelLocator.defaultFileName)).")
@@ -13,6 +15,17 @@ struct ModelOptions: ParsableArguments {
     throw CommandFailure(
       "no --model given and \(ModelLocator.defaultFileName) was not found in ./models or next to "
         + "the droplora executable; run scripts/fetch-model.sh or pass --model PATH")
+  }
+
+  /// The model, its tokenizer and the chat template samples are rendered with (`train`, `eval`).
+  func openForTraining(chatTemplate: String?) throws -> (model: LlamaModel, tokenizer: Tokenizer, template: ChatTemplate) {
+    let file = try open()
+    do {
+      let tokenizer = try Tokenizer(gguf: file)
+      return (try LlamaModel(file: file), tokenizer, try tokenizer.chatTemplate(named: chatTemplate))
+    } catch {
+      throw CommandFailure("\(file.path): \(error)")
+    }
   }
 
   func open() throws -> GGUFFile {

@@ -76,7 +76,7 @@ struct TrainCommand: ParsableCommand {
     }
     var projections: [LlamaProjection] = []
     for name in targets.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-      guard let projection = Self.projection(named: name) else {
+      guard let projection = LlamaProjection(anyName: name) else {
         throw ValidationError("unknown target '\(name)' (use q,k,v,o,gate,up,down)")
       }
       projections.append(projection)
@@ -88,28 +88,10 @@ struct TrainCommand: ParsableCommand {
     return config
   }
 
-  static func projection(named name: String) -> LlamaProjection? {
-    let names: [String: LlamaProjection] = [
-      "q": .q, "k": .k, "v": .v, "o": .o, "gate": .gate, "up": .up, "down": .down,
-      "q_proj": .q, "k_proj": .k, "v_proj": .v, "o_proj": .o, "gate_proj": .gate,
-      "up_proj": .up, "down_proj": .down,
-    ]
-    return names[name]
-  }
 
   func run() throws {
     OpenBLASCoreType.ensureSet()
-    let file = try modelOptions.open()
-    let model: LlamaModel
-    let tokenizer: Tokenizer
-    let template: ChatTemplate
-    do {
-      model = try LlamaModel(file: file)
-      tokenizer = try Tokenizer(gguf: file)
-      template = try tokenizer.chatTemplate(named: chatTemplate)
-    } catch {
-      throw CommandFailure("\(file.path): \(error)")
-    }
+    let (model, tokenizer, template) = try modelOptions.openForTraining(chatTemplate: chatTemplate)
     let encoder = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: maxSeqLen)
     let loaded = try loadSamples(data, encoder: encoder)
     var trainSamples = loaded.samples

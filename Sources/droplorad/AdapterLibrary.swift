@@ -7,6 +7,7 @@ import Foundation
 import HTTPAPI
 import Llama
 import Logging
+import Training
 
 final class AdapterLibrary: @unchecked Sendable {
   // unchecked: `entries` and `defaultName` are guarded by `lock`; the registry locks itself.
@@ -204,39 +205,13 @@ final class AdapterLibrary: @unchecked Sendable {
     do {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-      try AtomicFile.write(try encoder.encode(record), to: recordURL)
+      try FileManager.default.createDirectory(
+        at: recordURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+      try AtomicFile.write(try encoder.encode(record), to: recordURL.path)
     } catch {
       logger.error("cannot save the adapter list to \(recordURL.path): \(error)")
     }
   }
 
   private static func now() -> Int { Int(Date().timeIntervalSince1970) }
-}
-
-enum AtomicFile {
-  /// Replaces `url` with `data` so a crash leaves either the old or the new file, never a mix.
-  static func write(_ data: Data, to url: URL) throws {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    let temporary = url.path + ".tmp"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-    defer { close(fd) }
-    try data.withUnsafeBytes { raw in
-      var offset = 0
-      while offset < raw.count {
-        let written = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-        guard written > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        offset += written
-      }
-    }
-    guard fsync(fd) == 0, rename(temporary, url.path) == 0 else {
-      throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-    }
-    // The rename is durable once the directory is.
-    let directory = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
-    if directory >= 0 {
-      fsync(directory)
-      close(directory)
-    }
-  }
 }
