@@ -185,22 +185,29 @@ public final class BackgroundTraining: @unchecked Sendable {
     for (index, line) in body.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
       let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !trimmed.isEmpty else { continue }
+      guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
+        rejected.append(.init(line: index + 1, reason: "not a JSON object"))
+        continue
+      }
       do {
-        _ = try TrainingSample.parse(Substring(trimmed))
+        _ = try TrainingSample.parse(object: object)
       } catch {
         rejected.append(.init(line: index + 1, reason: error.reason))
         continue
       }
-      let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any]
-      if let id = object?["id"], !(id is String) {
+      if let id = object["id"], !(id is String) {
         rejected.append(.init(line: index + 1, reason: "\"id\" must be a string"))
         continue
       }
-      good.append((object?["id"] as? String, trimmed))
+      good.append((object["id"] as? String, trimmed))
     }
     do {
       let outcome = try journal.append(adapter: adapter, lines: good)
-      condition.withLock { condition.broadcast() }
+      let job = job(for: adapter)
+      condition.withLock {
+        job.mayHavePending = true
+        condition.broadcast()
+      }
       return IngestReport(accepted: outcome.accepted, duplicates: outcome.duplicates, rejected: rejected)
     } catch {
       throw .failed("the journal could not store the samples: \(error)")
@@ -342,11 +349,13 @@ public final class BackgroundTraining: @unchecked Sendable {
       let job = jobs[name] ?? loadJob(name)
       jobs[name] = job
       guard job.status.state != .failed, !job.meta.paused else { continue }
-      let pending = (try? journal.counts(adapter: name, after: job.consumed).pending) ?? 0
-      if pending > 0 || job.publishRequested || (job.dirty && pending == 0) {
-        jobs[name] = job
-        return (name, job)
+      // The journal is asked only while new samples may be waiting: an idle daemon polls no
+      // database (ingest sets the flag again).
+      if job.mayHavePending {
+        let pending = (try? journal.counts(adapter: name, after: job.consumed).pending) ?? 0
+        job.mayHavePending = pending > 0
       }
+      if job.mayHavePending || job.publishRequested || job.dirty { return (name, job) }
     }
     return nil
   }
@@ -650,6 +659,8 @@ private final class Job {
   var dirty = false
   var stepsSincePublish = 0
   var publishRequested = false
+  /// Untrained samples may be in the journal (unknown after a start, set by every push).
+  var mayHavePending = true
   /// The learning rate changed: rebuild the trainer before the next step.
   var rebuild = false
   var consumedSnapshot: Int64 { consumed }

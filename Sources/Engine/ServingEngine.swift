@@ -78,10 +78,12 @@ public final class ServingEngine: @unchecked Sendable {
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
     queueLimit = max(0, configuration.queueLimit)
     pool = ThreadPool(threads: max(1, configuration.threads))
-    // A model without a usable template still serves raw completions; chat then fails clearly.
-    template = try? tokenizer.chatTemplate(named: configuration.chatTemplate)
-    if configuration.chatTemplate != nil && template == nil {
-      _ = try tokenizer.chatTemplate(named: configuration.chatTemplate)  // rethrows the reason
+    // A template asked for by name must exist; without one, a model lacking a usable template
+    // still serves raw completions and chat fails clearly.
+    if let name = configuration.chatTemplate {
+      template = try tokenizer.chatTemplate(named: name)
+    } else {
+      template = try? tokenizer.chatTemplate()
     }
   }
 

@@ -15,6 +15,11 @@ public struct TrainingSample: Sendable, Equatable {
     guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)),
       let dictionary = object as? [String: Any]
     else { throw SampleParseError("not a JSON object") }
+    return try parse(object: dictionary)
+  }
+
+  /// The same for a line already decoded (the daemon also reads its `"id"`).
+  public static func parse(object dictionary: [String: Any]) throws(SampleParseError) -> TrainingSample {
     if let messages = dictionary["messages"] {
       guard let list = messages as? [Any], !list.isEmpty else {
         throw SampleParseError("\"messages\" must be a non-empty array")

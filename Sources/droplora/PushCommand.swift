@@ -81,8 +81,7 @@ struct PushCommand: AsyncParsableCommand {
   static func withID(_ line: Substring, label: String, number: Int) -> String {
     let text = String(line)
     guard !text.trimmingCharacters(in: .whitespaces).isEmpty,
-      var object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], object["id"] == nil,
-      true
+      var object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], object["id"] == nil
     else { return text }
     let hash = text.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
     object["id"] = "\(label):\(number):\(String(hash, radix: 16))"

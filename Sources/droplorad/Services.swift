@@ -31,7 +31,7 @@ struct HTTPService: Service {
     }
     // The training step in progress ends at its next micro-batch and is checkpointed; then
     // anything still queued or running after the drain is cancelled.
-    await offCooperativePoolVoid {
+    try? await offCooperativePool {
       training.stop()
       engine.stop()
     }
@@ -74,14 +74,5 @@ struct ReloadService: Service {
       let outcome = await reload()
       _ = try? notifier.ready(status: outcome)
     }
-  }
-}
-
-func offCooperativePoolVoid(_ body: @escaping @Sendable () -> Void) async {
-  await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-    Thread {
-      body()
-      continuation.resume()
-    }.start()
   }
 }
