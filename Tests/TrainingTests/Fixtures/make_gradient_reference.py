@@ -5,9 +5,8 @@ it with respect to chosen entries of A and B, all in float64 numpy over weights 
 the `gguf` package (not by our kernels). Writes realmodel_gradients.json, which
 RealModelGradientTests compares with the Swift backward pass.
 
-The issue asks for PyTorch + PEFT; neither torch nor network access to its wheels was
-available in this session, so this float64 finite-difference reference stands in (same loss
-definition, independent code, exact up to ~1e-8).
+A second, float64 reference beside the PyTorch + PEFT one (make_peft_gradients.py, fp32
+autograd): same loss definition, independent code, exact up to ~1e-8.
 
     python3 Tests/TrainingTests/Fixtures/make_gradient_reference.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]
 """
