@@ -26,6 +26,10 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
   public var threads: Int
   /// Recompute activations per layer in the backward (less memory, one more forward pass).
   public var recomputeActivations: Bool = false
+  /// Fill each micro-batch with as many sequences as fit in `microBatch · maxSequenceLength`
+  /// tokens instead of exactly `microBatch` of them: short samples then share one forward
+  /// (larger, faster matrix products). Attention and positions stay per sample either way.
+  public var packSequences: Bool = false
 
   public init(
     lora: LoRATrainingConfig = LoRATrainingConfig(), optimizer: AdamWConfig = AdamWConfig(),
@@ -45,6 +49,31 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
     self.threads = threads
   }
 
+  /// Tokens one micro-batch holds (all its sequences together).
+  public var microBatchTokens: Int { microBatch * maxSequenceLength }
+
+  /// `batch` cut into micro-batches, in order: `microBatch` sequences each, or with
+  /// `packSequences` as many consecutive sequences as fit in `microBatchTokens`.
+  public func microBatches(of batch: [EncodedSample]) -> [ArraySlice<EncodedSample>] {
+    var slices: [ArraySlice<EncodedSample>] = []
+    var first = 0
+    while first < batch.count {
+      var end = first + 1
+      if packSequences {
+        var tokens = batch[first].tokens.count
+        while end < batch.count && tokens + batch[end].tokens.count <= microBatchTokens {
+          tokens += batch[end].tokens.count
+          end += 1
+        }
+      } else {
+        end = min(batch.count, first + microBatch)
+      }
+      slices.append(batch[first..<end])
+      first = end
+    }
+    return slices
+  }
+
   public var learningRateSchedule: LearningRateSchedule {
     LearningRateSchedule(kind: schedule, peak: learningRate, warmupSteps: warmupSteps, totalSteps: totalSteps)
   }
@@ -56,6 +85,25 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
     guard maxSequenceLength >= 2 else { throw .invalidConfig("max sequence length must be at least 2") }
     guard threads >= 1 else { throw .invalidConfig("threads must be at least 1") }
     guard totalSteps >= 1 else { throw .invalidConfig("total steps must be at least 1") }
+  }
+}
+
+extension TrainerConfig {
+  // Written by hand only so checkpoints from before a newer optional field still load.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    lora = try c.decode(LoRATrainingConfig.self, forKey: .lora)
+    optimizer = try c.decode(AdamWConfig.self, forKey: .optimizer)
+    learningRate = try c.decode(Float.self, forKey: .learningRate)
+    schedule = try c.decode(ScheduleKind.self, forKey: .schedule)
+    warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+    totalSteps = try c.decode(Int.self, forKey: .totalSteps)
+    microBatch = try c.decode(Int.self, forKey: .microBatch)
+    maxSequenceLength = try c.decode(Int.self, forKey: .maxSequenceLength)
+    seed = try c.decode(UInt64.self, forKey: .seed)
+    threads = try c.decode(Int.self, forKey: .threads)
+    recomputeActivations = try c.decodeIfPresent(Bool.self, forKey: .recomputeActivations) ?? false
+    packSequences = try c.decodeIfPresent(Bool.self, forKey: .packSequences) ?? false
   }
 }
 
@@ -94,7 +142,7 @@ public final class Trainer: @unchecked Sendable {
     pool = ThreadPool(threads: config.threads)
     // A micro-batch runs packed: capacity for microBatch sequences of the longest length.
     graph = TrainingGraph(
-      model: model, parameters: parameters, maxTokens: config.maxSequenceLength * config.microBatch,
+      model: model, parameters: parameters, maxTokens: config.microBatchTokens,
       maxSequence: config.maxSequenceLength, recompute: config.recomputeActivations, pool: pool)
     try LoRAInitializer.initialize(parameters, model: model, random: &random, pool: pool)
   }
@@ -115,20 +163,17 @@ public final class Trainer: @unchecked Sendable {
     sampler.drawStepMasks(parameters, random: &random)
     var lossSum = 0.0
     var tokens = 0
-    var first = 0
-    while first < batch.count {
+    for micro in config.microBatches(of: batch) {
       if isCancelled() {
         random = savedRandom
         parameters.zeroGradients()
         return nil
       }
-      let micro = Array(batch[first..<min(batch.count, first + config.microBatch)])
-      let result = try graph.run(micro, gradientWeight: weight) {
+      let result = try graph.run(Array(micro), gradientWeight: weight) {
         sampler.draw($0, tokens: $1, random: &random)
       }
       lossSum += result.lossSum
       tokens += micro.reduce(0) { $0 + $1.tokens.count }
-      first += config.microBatch
     }
     let lr = config.learningRateSchedule.rate(atStep: optimizer.step)
     let norm = optimizer.update(parameters, lr: lr, pool: pool)
@@ -143,13 +188,10 @@ public final class Trainer: @unchecked Sendable {
   public func evaluate(_ samples: [EncodedSample]) throws(TrainingError) -> (loss: Double, lossTokens: Int) {
     var sum = 0.0
     var count = 0
-    var first = 0
-    while first < samples.count {
-      let micro = Array(samples[first..<min(samples.count, first + config.microBatch)])
-      let result = try graph.run(micro, gradientWeight: nil) { _, _ in LoRANoise() }
+    for micro in config.microBatches(of: samples) {
+      let result = try graph.run(Array(micro), gradientWeight: nil) { _, _ in LoRANoise() }
       sum += result.lossSum
       count += result.lossTokens
-      first += config.microBatch
     }
     return (count > 0 ? sum / Double(count) : 0, count)
   }

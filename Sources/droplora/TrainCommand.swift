@@ -55,6 +55,8 @@ struct TrainCommand: ParsableCommand {
   @Option(help: "Chat template to use instead of the model's.") var chatTemplate: String?
   @Flag(help: "Recompute activations in the backward (less memory for long sequences, ~1/3 slower).")
   var recompute = false
+  @Flag(help: "Pack short samples: each micro-batch holds as many samples as fit in micro-batch × max-seq-len tokens (attention stays within each sample).")
+  var pack = false
 
   func validate() throws {
     if eval != nil && evalFraction != nil { throw ValidationError("give --eval or --eval-fraction, not both") }
@@ -116,6 +118,7 @@ struct TrainCommand: ParsableCommand {
       warmupSteps: warmup ?? min(100, totalSteps / 10), totalSteps: totalSteps,
       microBatch: microBatch, maxSequenceLength: maxSeqLen, seed: seed, threads: threads)
     config.recomputeActivations = recompute
+    config.packSequences = pack
     guard ScheduleKind(rawValue: schedule) != nil else { throw ValidationError("--schedule must be linear or cosine") }
 
     let trainer: Trainer

@@ -133,6 +133,39 @@ struct TrainerTests {
     }
   }
 
+  /// Packing puts several samples in one forward; attention and positions stay per sample, so
+  /// the step's loss and gradients are those of the unpacked step.
+  @Test func packedStepEqualsUnpackedStep() async throws {
+    try await offCooperativePool {
+    var config = tinyConfig(method: .lora, p: 0, dropout: 0)
+    config.microBatch = 1
+    var packed = config
+    packed.microBatch = 2
+    packed.packSequences = true
+    let batch = Array(samples.prefix(6))
+    let slices = packed.microBatches(of: batch)
+    // Capacity 2 · 16 tokens: the 6 samples (6–12 tokens) fit in fewer, fuller forwards.
+    #expect(slices.count < batch.count && slices.count >= 2)
+    #expect(slices.flatMap { $0 }.map(\.tokens) == batch.map(\.tokens))
+    #expect(slices.allSatisfy { $0.reduce(0) { $0 + $1.tokens.count } <= packed.microBatchTokens })
+    #expect(slices.contains { $0.count > 1 })
+
+    let one = try Trainer(model: model, config: config)
+    let many = try Trainer(model: model, config: packed)
+    let a = try one.step(batch)!
+    let b = try many.step(batch)!
+    #expect(a.tokens == b.tokens && a.lossTokens == b.lossTokens)
+    #expect(abs(a.loss - b.loss) <= 1e-5 * a.loss, "unpacked \(a.loss) packed \(b.loss)")
+    for (x, y) in zip(one.parameters.modules, many.parameters.modules) {
+      for (gx, gy, n) in [(x.gradA, y.gradA, x.a.count), (x.gradB, y.gradB, x.b.count)] {
+        let scale = (0..<n).reduce(Float(0)) { max($0, abs(gx.pointer[$1])) }
+        let worst = (0..<n).reduce(Float(0)) { max($0, abs(gx.pointer[$1] - gy.pointer[$1])) }
+        #expect(worst <= 1e-4 * scale + 1e-9, "\(x.target): gradients differ by \(worst) of \(scale)")
+      }
+    }
+    }
+  }
+
   @Test func cancelledStepLeavesNoTrace() async throws {
     try await offCooperativePool {
     let config = tinyConfig()
