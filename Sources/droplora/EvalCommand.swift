@@ -65,7 +65,9 @@ struct EvalCommand: ParsableCommand {
         let answer = sample.messages[answerIndex].content
         let prompt = tokenizer.encode(
           template.render(Array(sample.messages[..<answerIndex]), addGenerationPrompt: true), addSpecial: true)
-        let limit = tokenizer.encode(answer, addSpecial: false).count + 16
+        // A few tokens past the answer's own: anything longer cannot match it (only surrounding
+        // whitespace is ignored), so generating more would only cost time.
+        let limit = tokenizer.encode(answer, addSpecial: false).count + 4
         let generator = Generator(
           model: model, tokenizer: tokenizer, contextLength: prompt.count + limit + 1, threads: threads)
         let result = try generator.generate(
