@@ -35,16 +35,24 @@ public final class Evaluator {
       model: model, parameters: parameters, maxTokens: maxSequenceLength, pool: ThreadPool(threads: threads))
   }
 
-  /// Mean cross-entropy per loss token, and the number of loss tokens.
+  /// Mean cross-entropy per loss token, and the number of loss tokens. Consecutive samples
+  /// share one forward while they fit in the graph (each weight tile is dequantized once per
+  /// run, not once per sample); attention stays within each sample.
   public func loss(_ samples: [EncodedSample]) throws(TrainingError) -> (loss: Double, lossTokens: Int) {
     var sum = 0.0
     var count = 0
-    for sample in samples {
-      let result = try graph.run(tokens: sample.tokens, lossMask: sample.lossMask, gradientWeight: nil) {
-        _, _ in LoRANoise()
+    var first = 0
+    while first < samples.count {
+      var end = first + 1
+      var tokens = samples[first].tokens.count
+      while end < samples.count && tokens + samples[end].tokens.count <= graph.maxTokens {
+        tokens += samples[end].tokens.count
+        end += 1
       }
+      let result = try graph.run(Array(samples[first..<end]), gradientWeight: nil) { _, _ in LoRANoise() }
       sum += result.lossSum
       count += result.lossTokens
+      first = end
     }
     return (count > 0 ? sum / Double(count) : 0, count)
   }
