@@ -265,7 +265,7 @@ extension DaemonTests {
       // A last run drains everything that was stored.
       let daemon = try DaemonProcess(arguments: Self.arguments, directory: directory)
       defer { daemon.stop() }
-      let done = try waitFor(daemon.socketPath, timeout: 300) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
+      let done = try waitFor(daemon.socketPath, timeout: 600) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
       let received = done["samples_received"] as? Int ?? -1
       #expect(received >= acknowledged)
       #expect(done["samples_trained"] as? Int == received - (done["samples_held_out"] as? Int ?? 0))
