@@ -1,7 +1,7 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
 // added by OpenBLAS's sgemm while still in cache, and are quantized back;
-// threads take disjoint runs of tiles. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
+// threads claim tiles one at a time. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
 // it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
 import Foundation
@@ -176,12 +176,11 @@ public enum Merge {
     }
     let scale = adapter.scale
     let tileStride = tileRows * widest
-    pool.parallelFor(tilesOfJobs.count) { items, thread in
-      let tile = tiles + thread * tileStride
-      for item in items {
-        let (index, start) = tilesOfJobs[item]
-        mergeTile(jobs[index], start: start, type: ggmlType, scale: scale, tile: tile)
-      }
+    // Threads claim tiles as they go: on a busy machine a descheduled thread's share is taken
+    // by the other instead of being waited for.
+    pool.parallelForEach(tilesOfJobs.count) { item, thread in
+      let (index, start) = tilesOfJobs[item]
+      mergeTile(jobs[index], start: start, type: ggmlType, scale: scale, tile: tiles + thread * tileStride)
     }
     for (target, job) in zip(targets, jobs) {
       let f = job.factors

@@ -133,6 +133,10 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
   }
 }
 
+int64_t dq_pool_claim(int64_t *counter, int64_t step) {
+  return __atomic_fetch_add(counter, step, __ATOMIC_RELAXED);
+}
+
 typedef struct {
   uint32_t type;
   int64_t n;

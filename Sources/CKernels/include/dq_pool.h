@@ -21,6 +21,10 @@ int dq_pool_threads(const dq_pool *pool);
 // per pool (the owner serialises calls).
 void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx);
 
+// Returns *counter and adds step to it, atomically (relaxed): threads of one job claiming work
+// items as they go, so a thread that is descheduled leaves its items to the others.
+int64_t dq_pool_claim(int64_t *counter, int64_t step);
+
 // y[r] = W[r,:] · x for r in [0, rows), rows split across the pool's threads in contiguous
 // chunks. x is already quantized to dq_vec_dot_type(type).
 void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
