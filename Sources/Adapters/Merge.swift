@@ -1,8 +1,9 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
-// added by OpenBLAS's sgemm while still in cache, and are quantized back;
-// threads claim tiles one at a time. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
-// it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
+// added by OpenBLAS's sgemm while still in cache, and are quantized back; threads claim tiles
+// one at a time. The merged matrices live in one buffer owned by `MergedWeights` (taken from
+// and given back to a `MergeBufferPool` when one is passed); the merged `LlamaModel` keeps it
+// alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
 import Foundation
 import Kernels

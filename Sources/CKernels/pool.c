@@ -179,8 +179,8 @@ static void matvec_lora_part(void *p, int ith, int nth) {
   const matvec_job *mv = &job->mv;
   const dq_lora_f16 *lora = &job->lora;
   // u = scale · A x, claimed in chunks of ranks before anything else: a thread that starts
-  // late (woken late, or descheduled on a busy machine) finds u already claimed by the others
-  // and never holds them up at the wait below.
+  // late (woken late, or descheduled on a busy machine) mostly finds u already claimed by the
+  // others, so they wait for it below only if it is descheduled inside a chunk it claimed.
   for (;;) {
     const int64_t k0 = atomic_fetch_add_explicit(&job->next_k, LORA_RANK_CHUNK, memory_order_relaxed);
     if (k0 >= lora->rank) break;

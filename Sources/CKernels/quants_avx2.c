@@ -565,7 +565,7 @@ TARGET static void dequant_q6_K(const void *src, float *dst, int64_t n) {
 // ---- activation quantizers ----------------------------------------------------------------
 // Same bytes as the reference: d = amax/127 and id = 1/d in scalar fp32, v = x*id per lane (one
 // rounding, like the scalar multiply), then roundf's halves-away-from-zero, done exactly as
-// trunc(v + copysign(0.5 - 2^-25, v)) (two operations instead of five). Exact for |v| < 2^22
+// trunc(v + copysign(0.5 - 2^-25, v)) (four instructions instead of nine). Exact for |v| < 2^22
 // (here |v| <= 127): v + c is exact or rounds up to the next integer only when v is at least a
 // half (k + 0.5 gives k + 1 - 2^-25, which rounds to k + 1); 0.49999997 stays 0, where adding
 // 0.5 would round to 1.
