@@ -3,6 +3,9 @@
 // LlamaModel; a request keeps the one it started with, and Swift's reference counting keeps
 // that set's memory alive until the request drops it, however the registry changes meanwhile
 // (load, unload, eviction, reloading a name). The base model is always available.
+// A merge evicts first when the cache is full, and takes the buffer of the evicted set once no
+// request holds it any more (`MergeBufferPool`, one buffer kept), so a steady stream of
+// switches does not pay the kernel for ~100 MiB of fresh zeroed pages per merge.
 // With merge type `none` the cache holds unmerged hooks (F16 factors) instead of merged sets:
 // `weights(for:)` hands out the base model and the hook its context applies at each projection.
 import Foundation
@@ -36,6 +39,7 @@ public final class AdapterRegistry: @unchecked Sendable {
 
   private let lock = NSLock()
   private let pool: ThreadPool
+  private let buffers = MergeBufferPool(capacity: 1)
   private var adapters: [String: LoRAAdapter] = [:]
   /// Merged sets, most recently used last.
   private var cache: [(name: String, weights: AdaptedModel)] = []
@@ -120,15 +124,16 @@ public final class AdapterRegistry: @unchecked Sendable {
     }
     guard let adapter = adapters[chosen] else { throw .unknownAdapter(chosen) }
     misses += 1
+    // Evict before merging, so the evicted set's buffer can be reused by this merge when no
+    // request holds it.
+    if capacity > 0, cache.count >= capacity { cache.removeFirst(cache.count - capacity + 1) }
     // Merging holds the lock: one merge at a time, on the registry's own threads.
     let weights =
       mergeType == .none
       ? AdaptedModel(model: base, hook: LoRAHook(adapter: adapter))
-      : AdaptedModel(model: try Merge.merge(adapter, into: base, type: mergeType, pool: pool), hook: nil)
-    if capacity > 0 {
-      cache.append((chosen, weights))
-      if cache.count > capacity { cache.removeFirst(cache.count - capacity) }
-    }
+      : AdaptedModel(
+        model: try Merge.merge(adapter, into: base, type: mergeType, pool: pool, buffers: buffers), hook: nil)
+    if capacity > 0 { cache.append((chosen, weights)) }
     return weights
   }
 }

@@ -1,8 +1,9 @@
 // The serving path for an unmerged adapter: y += s·B·(A x) at every targeted projection, with
 // A (rank x in) and Bᵀ (rank x out) converted once to F16 into one buffer, contiguous per target
-// (half the bytes of F32: decode is bound by reading memory). A single token splits the rank
-// dot products, then the output rows, across the context's pool; a batch gives each thread
-// whole tokens. Immutable after init, so contexts on different threads may share one hook.
+// (half the bytes of F32: decode is bound by reading memory). A single token hands the factors
+// to the context (`lowRank`), which adds the update inside the projection's own parallel pass
+// (MatMul.multiplyVector(adding:)); `apply` serves batches, each thread taking whole tokens.
+// Immutable after init, so contexts on different threads may share one hook.
 import CKernels
 import Kernels
 import Llama
@@ -58,6 +59,13 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
   }
 
   deinit { storage.deallocate() }
+
+  public func lowRank(layer: Int, projection: LlamaProjection) -> LowRankF16? {
+    guard layer < layerCount,
+      let t = targets[layer * Self.projections.count + Self.projections.firstIndex(of: projection)!]
+    else { return nil }
+    return LowRankF16(a: t.a, bt: t.bt, rank: t.rank, rows: t.rows, columns: t.columns, scale: scale)
+  }
 
   public func apply(
     layer: Int, projection: LlamaProjection, out: UnsafeMutablePointer<Float>,

@@ -1,9 +1,11 @@
 // Merging an adapter into the serving weights: W' = dequant(W) + s·B·A for every targeted
 // matrix, stored as Q8_0 (default), F16 or F32. Row tiles are dequantized to fp32, get s·B·A
-// added by OpenBLAS's sgemm while still in cache, and are quantized back;
-// threads take disjoint runs of tiles. The merged matrices live in one buffer owned by `MergedWeights`; the merged `LlamaModel` keeps
-// it alive, and every untargeted matrix stays a view into the base's mapping (no copy).
+// added by OpenBLAS's sgemm while still in cache, and are quantized back; threads claim tiles
+// one at a time. The merged matrices live in one buffer owned by `MergedWeights` (taken from
+// and given back to a `MergeBufferPool` when one is passed); the merged `LlamaModel` keeps it
+// alive, and every untargeted matrix stays a view into the base's mapping (no copy).
 import CKernels
+import Foundation
 import Kernels
 import Llama
 
@@ -45,25 +47,30 @@ public final class MergedWeights: @unchecked Sendable {
   let buffer: UnsafeMutableRawPointer
 
   let mappedCount: Int
+  /// Where the buffer goes when the set is dropped; weak, so a pool's kept buffers live no
+  /// longer than its owner (nil: back to the kernel).
+  weak var recycler: MergeBufferPool?
 
   init(
     byteCount: Int, type: MergeType, matrices: [LoRATarget: WeightMatrix],
-    buffer: UnsafeMutableRawPointer, mappedCount: Int
+    buffer: UnsafeMutableRawPointer, mappedCount: Int, recycler: MergeBufferPool?
   ) {
     self.byteCount = byteCount
     self.type = type
     self.matrices = matrices
     self.buffer = buffer
     self.mappedCount = mappedCount
+    self.recycler = recycler
   }
 
-  deinit { munmap(buffer, mappedCount) }
+  deinit {
+    if recycler?.keep(buffer, mappedCount: mappedCount) != true { munmap(buffer, mappedCount) }
+  }
 
   /// Anonymous memory for `count` bytes, in 2 MiB pages where the kernel allows (a merged set
   /// is ~100 MiB: 4 KiB pages would cost ~27k page faults on first write).
   static func allocate(_ count: Int) throws(AdapterError) -> (UnsafeMutableRawPointer, Int) {
-    let huge = 2 << 20
-    let size = max(huge, (count + huge - 1) / huge * huge)
+    let size = mappedSize(count)
     guard let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
       address != MAP_FAILED
     else {
@@ -74,6 +81,46 @@ public final class MergedWeights: @unchecked Sendable {
     #endif
     return (address, size)
   }
+
+  static func mappedSize(_ count: Int) -> Int {
+    let huge = 2 << 20
+    return max(huge, (count + huge - 1) / huge * huge)
+  }
+}
+
+/// Buffers of dropped merged sets, kept for the next merge of the same size. A fresh mapping
+/// costs the kernel a zeroed page for every page on first write (the largest single cost of a
+/// merge after the arithmetic, ~100 MiB of pages); a kept buffer is already mapped and faulted in.
+/// Holds at most `capacity` buffers; more are returned to the kernel.
+public final class MergeBufferPool: @unchecked Sendable {
+  // unchecked: `free` is guarded by `lock`.
+  public let capacity: Int
+  private let lock = NSLock()
+  private var free: [(address: UnsafeMutableRawPointer, mappedCount: Int)] = []
+
+  public init(capacity: Int = 1) { self.capacity = max(0, capacity) }
+
+  deinit { for buffer in free { munmap(buffer.address, buffer.mappedCount) } }
+
+  /// Bytes held by kept buffers.
+  public var keptBytes: Int { lock.withLock { free.reduce(0) { $0 + $1.mappedCount } } }
+
+  /// A kept buffer of exactly `mappedCount` bytes, if any (the caller now owns it).
+  func take(mappedCount: Int) -> UnsafeMutableRawPointer? {
+    lock.withLock {
+      guard let index = free.firstIndex(where: { $0.mappedCount == mappedCount }) else { return nil }
+      return free.remove(at: index).address
+    }
+  }
+
+  /// Keeps `address` if there is room; false means the caller must unmap it.
+  func keep(_ address: UnsafeMutableRawPointer, mappedCount: Int) -> Bool {
+    lock.withLock {
+      guard free.count < capacity else { return false }
+      free.append((address, mappedCount))
+      return true
+    }
+  }
 }
 
 public enum Merge {
@@ -81,9 +128,11 @@ public enum Merge {
   static let tileRows = 64
 
   /// `base` with `adapter` merged into every matrix it targets. The adapter must have been
-  /// validated against `base.hyper` (the readers do that).
+  /// validated against `base.hyper` (the readers do that). With `buffers`, the merged set takes
+  /// a kept buffer of its size when there is one, and returns its own there when dropped.
   public static func merge(
-    _ adapter: LoRAAdapter, into base: LlamaModel, type: MergeType = .q8_0, pool: ThreadPool
+    _ adapter: LoRAAdapter, into base: LlamaModel, type: MergeType = .q8_0, pool: ThreadPool,
+    buffers: MergeBufferPool? = nil
   ) throws(AdapterError) -> LlamaModel {
     try adapter.validate(against: base.hyper)
     guard let ggmlType = type.ggmlType else {
@@ -102,7 +151,13 @@ public enum Merge {
       offsets[target] = total
       total += (f.rows * rowSize + 63) / 64 * 64
     }
-    let (buffer, mappedCount) = try MergedWeights.allocate(total)
+    let mappedCount = MergedWeights.mappedSize(total)
+    let buffer: UnsafeMutableRawPointer
+    if let kept = buffers?.take(mappedCount: mappedCount) {
+      buffer = kept
+    } else {
+      buffer = try MergedWeights.allocate(total).0
+    }
     let widest = targets.map { adapter.factors[$0]!.columns }.max() ?? 1
     let tiles = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount * tileRows * widest)
     defer { tiles.deallocate() }
@@ -122,12 +177,11 @@ public enum Merge {
     }
     let scale = adapter.scale
     let tileStride = tileRows * widest
-    pool.parallelFor(tilesOfJobs.count) { items, thread in
-      let tile = tiles + thread * tileStride
-      for item in items {
-        let (index, start) = tilesOfJobs[item]
-        mergeTile(jobs[index], start: start, type: ggmlType, scale: scale, tile: tile)
-      }
+    // Threads claim tiles as they go: on a busy machine a descheduled thread's share is taken
+    // by the other instead of being waited for.
+    pool.parallelForEach(tilesOfJobs.count) { item, thread in
+      let (index, start) = tilesOfJobs[item]
+      mergeTile(jobs[index], start: start, type: ggmlType, scale: scale, tile: tiles + thread * tileStride)
     }
     for (target, job) in zip(targets, jobs) {
       let f = job.factors
@@ -137,7 +191,8 @@ public enum Merge {
       replacements[target.layer, default: [:]][target.projection] = merged
     }
     let owner = MergedWeights(
-      byteCount: total, type: type, matrices: matrices, buffer: buffer, mappedCount: mappedCount)
+      byteCount: total, type: type, matrices: matrices, buffer: buffer, mappedCount: mappedCount,
+      recycler: buffers)
     return LlamaModel(base: base, replacing: replacements, owner: owner)
   }
 

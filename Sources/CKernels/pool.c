@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "dq_pool.h"
 #include "ckernels.h"
+#include "dq_ops.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -132,6 +133,10 @@ void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx) {
   }
 }
 
+int64_t dq_pool_claim(int64_t *counter, int64_t step) {
+  return __atomic_fetch_add(counter, step, __ATOMIC_RELAXED);
+}
+
 typedef struct {
   uint32_t type;
   int64_t n;
@@ -156,6 +161,51 @@ void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
                     const void *x, float *y, int64_t rows) {
   matvec_job job = {type, n, w, row_stride, x, y, rows};
   dq_pool_run(pool, matvec_part, &job);
+}
+
+typedef struct {
+  matvec_job mv;
+  const float *x_f32;
+  dq_lora_f16 lora;
+  float *u;
+  _Atomic int64_t next_k;  // first rank of u not yet claimed by a thread
+  _Atomic int64_t done_k;  // ranks of u written
+} matvec_lora_job;
+
+enum { LORA_RANK_CHUNK = 4 };
+
+static void matvec_lora_part(void *p, int ith, int nth) {
+  matvec_lora_job *job = p;
+  const matvec_job *mv = &job->mv;
+  const dq_lora_f16 *lora = &job->lora;
+  // u = scale · A x, claimed in chunks of ranks before anything else: a thread that starts
+  // late (woken late, or descheduled on a busy machine) mostly finds u already claimed by the
+  // others, so they wait for it below only if it is descheduled inside a chunk it claimed.
+  for (;;) {
+    const int64_t k0 = atomic_fetch_add_explicit(&job->next_k, LORA_RANK_CHUNK, memory_order_relaxed);
+    if (k0 >= lora->rank) break;
+    const int64_t k1 = k0 + LORA_RANK_CHUNK < lora->rank ? k0 + LORA_RANK_CHUNK : lora->rank;
+    dq_lora_down_f16(job->u + k0, lora->a + k0 * mv->n, k1 - k0, job->x_f32, mv->n, lora->scale);
+    atomic_fetch_add_explicit(&job->done_k, k1 - k0, memory_order_release);
+  }
+  // Chunks in multiples of 32 rows: own cache lines of y, and the vector path of the up kernel.
+  const int64_t per = ((mv->rows + nth - 1) / nth + 31) & ~(int64_t)31;
+  const int64_t begin = per * ith < mv->rows ? per * ith : mv->rows;
+  const int64_t end = begin + per < mv->rows ? begin + per : mv->rows;
+  if (begin >= end) return;
+  dq_matvec_rows(mv->type, mv->n, mv->w, mv->row_stride, mv->x, mv->y + begin, begin, end);
+  for (int spins = 1; atomic_load_explicit(&job->done_k, memory_order_acquire) < lora->rank; spins++) {
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
+  }
+  dq_lora_up_f16(mv->y + begin, lora->bt + begin, mv->rows, job->u, lora->rank, end - begin);
+}
+
+void dq_pool_matvec_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                         const void *x, const float *x_f32, float *y, int64_t rows,
+                         const dq_lora_f16 *lora, float *u) {
+  matvec_lora_job job = {{type, n, w, row_stride, x, y, rows}, x_f32, *lora, u, 0, 0};
+  dq_pool_run(pool, matvec_lora_part, &job);
 }
 
 typedef struct {

@@ -82,6 +82,23 @@ public enum MatMul {
       pool.pool, w.type, Int64(w.columns), w.base, w.rowStride, xq, out, Int64(w.rows))
   }
 
+  /// out[r] = W[r, :] · x + (scale · B (A x))[r]: `multiplyVector` with an unmerged low-rank
+  /// update added in the same parallel pass (one pool job; each thread adds its own rows).
+  public static func multiplyVector(
+    _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+    adding update: LowRankF16, pool: ThreadPool, workspace: MatMulWorkspace
+  ) {
+    precondition(update.rows == w.rows && update.columns == w.columns, "low-rank update does not match the weights")
+    let xq = workspace.activations
+    dq_quantize_row(w.activationType, x, xq, Int64(w.columns))
+    var lora = dq_lora_f16(a: update.a, bt: update.bt, rank: Int64(update.rank), scale: update.scale)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: update.rank) { u in
+      dq_pool_matvec_lora(
+        pool.pool, w.type, Int64(w.columns), w.base, w.rowStride, xq, x, out, Int64(w.rows), &lora,
+        u.baseAddress!)
+    }
+  }
+
   static func multiplyBatch(
     _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
     tokens: Int, pool: ThreadPool, workspace: MatMulWorkspace
@@ -102,5 +119,27 @@ public enum MatMul {
         start += count
       }
     }
+  }
+}
+
+/// An unmerged low-rank update y += scale · B (A x) with F16 factors, A (rank x columns) and
+/// Bᵀ (rank x rows), both row-major. Pointers into memory the caller keeps alive.
+public struct LowRankF16 {
+  public let a: UnsafePointer<UInt16>
+  public let bt: UnsafePointer<UInt16>
+  public let rank: Int
+  public let rows: Int
+  public let columns: Int
+  public let scale: Float
+
+  public init(
+    a: UnsafePointer<UInt16>, bt: UnsafePointer<UInt16>, rank: Int, rows: Int, columns: Int, scale: Float
+  ) {
+    self.a = a
+    self.bt = bt
+    self.rank = rank
+    self.rows = rows
+    self.columns = columns
+    self.scale = scale
   }
 }

@@ -49,6 +49,29 @@ public final class ThreadPool: @unchecked Sendable {
   }
 }
 
+extension ThreadPool {
+  /// Calls `body(item, thread)` for every item of `0..<count`, threads claiming items one at a
+  /// time as they go: for items of uneven cost, or a machine where a thread may be descheduled
+  /// (the others take its share instead of waiting for it).
+  public func parallelForEach(_ count: Int, _ body: (Int, Int) -> Void) {
+    if count <= 0 { return }
+    if threadCount == 1 {
+      for item in 0..<count { body(item, 0) }
+      return
+    }
+    let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    defer { next.deallocate() }
+    next.initialize(to: 0)
+    run { ith, _ in
+      while true {
+        let item = Int(dq_pool_claim(next, 1))
+        if item >= count { break }
+        body(item, ith)
+      }
+    }
+  }
+}
+
 private final class ClosureBox {
   let body: (Int, Int) -> Void
   init(_ body: @escaping (Int, Int) -> Void) { self.body = body }

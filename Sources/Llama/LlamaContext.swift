@@ -199,6 +199,11 @@ public final class LlamaContext {
     _ x: UnsafePointer<Float>, tokens: Int
   ) {
     let w = model.weights.layers[layer].matrix(projection)
+    if tokens == 1, let update = projectionHook?.lowRank(layer: layer, projection: projection) {
+      // Decode: the update rides in the projection's own parallel pass.
+      MatMul.multiplyVector(out, w, x, adding: update, pool: pool, workspace: workspace)
+      return
+    }
     multiply(out, w, x, tokens: tokens)
     projectionHook?.apply(
       layer: layer, projection: projection, out: out, x: x, tokens: tokens, rows: w.rows,

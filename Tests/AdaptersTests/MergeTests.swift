@@ -96,4 +96,30 @@ import Testing
     let reloaded = try LlamaModel(file: file)
     #expect(try allLogits(reloaded, testPrompt) == (try allLogits(merged, testPrompt)))
   }
+
+  /// A merge into a kept buffer (stale bytes of another adapter's set) writes the same matrices
+  /// as a merge into fresh memory; the buffer is kept only once its set is dropped.
+  @Test func reusedBufferMergesLikeFreshMemory() throws {
+    let base = try requireModel()
+    let pool = ThreadPool(threads: 2)
+    let buffers = MergeBufferPool(capacity: 1)
+    let projections: [LlamaProjection] = [.q, .v, .down]
+    let first = LoRAAdapter.random(base: base.hyper, rank: 4, projections: projections, bScale: 0.5, seed: 1)
+    let second = LoRAAdapter.random(base: base.hyper, rank: 8, projections: projections, bScale: 0.02, seed: 2)
+    var held: LlamaModel? = try Merge.merge(first, into: base, type: .q8_0, pool: pool, buffers: buffers)
+    let firstAddress = (held!.owner as! MergedWeights).matrices.values.map(\.base).min()!
+    #expect(buffers.keptBytes == 0)
+    held = nil
+    #expect(buffers.keptBytes > 0)
+    let reused = try Merge.merge(second, into: base, type: .q8_0, pool: pool, buffers: buffers)
+    let owner = reused.owner as! MergedWeights
+    #expect(owner.matrices.values.map(\.base).min()! == firstAddress)
+    #expect(buffers.keptBytes == 0)
+    let fresh = try Merge.merge(second, into: base, type: .q8_0, pool: pool)
+    let freshOwner = fresh.owner as! MergedWeights
+    for (target, matrix) in owner.matrices {
+      let other = freshOwner.matrices[target]!
+      #expect(memcmp(matrix.base, other.base, matrix.rows * matrix.rowStride) == 0, "\(target)")
+    }
+  }
 }

@@ -57,6 +57,28 @@ import Testing
     #expect(buffers == nil)
   }
 
+  /// At capacity, a merge evicts first and reuses the evicted set's buffer when no request
+  /// holds it; a held set keeps its buffer.
+  @Test func evictedBuffersAreReusedOnlyWhenDropped() throws {
+    let base = try requireModel()
+    let registry = AdapterRegistry(base: base, cacheCapacity: 1)
+    for (i, name) in ["a", "b", "c"].enumerated() { try registry.add(small(base.hyper, seed: UInt64(i)), name: name) }
+    func address(_ model: LlamaModel) -> UnsafeRawPointer {
+      (model.owner as! MergedWeights).matrices.values.map(\.base).min()!
+    }
+    var a: LlamaModel? = try registry.model(for: "a")
+    let aAddress = address(a!)
+    let aLogits = try allLogits(a!, testPrompt)
+    let b = try registry.model(for: "b")  // evicts a, which the request still holds
+    #expect(address(b) != aAddress)
+    #expect(try allLogits(a!, testPrompt) == aLogits)
+    a = nil
+    let c = try registry.model(for: "c")  // evicts b (held), reuses a's kept buffer
+    #expect(address(c) == aAddress)
+    #expect(registry.cachedNames == ["c"])
+    #expect(try allLogits(c, testPrompt) == (try allLogits(Merge.merge(small(base.hyper, seed: 2), into: base, pool: ThreadPool(threads: 1)), testPrompt)))
+  }
+
   /// Merge type `none`: the base model and a hook per adapter, cached like merged sets; a
   /// request's pair outlives an unload and still applies the adapter.
   @Test func unmergedServingHandsOutBaseAndHook() throws {

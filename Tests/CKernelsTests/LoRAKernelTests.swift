@@ -1,7 +1,9 @@
 // The unmerged-LoRA kernels (lora.c): the AVX2 twins against the scalar references, on random
 // F16 factors with ranks and lengths that exercise every tail (odd rank, columns not a multiple
 // of 16, rows not a multiple of 32). The twins differ only in summation order and FMA rounding,
-// so the bound is the usual recursive-summation one on S = sum |terms|.
+// so the bound is the usual recursive-summation one on S = sum |terms|. The fused decode job
+// (dq_pool_matvec_lora: quantized matvec plus the update, one pool job) against the matvec
+// rows and the scalar references, on 1-3 threads.
 import CKernels
 import Testing
 
@@ -41,6 +43,54 @@ import Testing
         let s = Double(abs(y0[j])) + (0..<rank).reduce(0.0) { $0 + Double(abs(u[$1] * dq_fp16_to_fp32(bt[$1 * ldbt + j]))) }
         #expect(abs(Double(ref[j] - fast[j])) <= Double(rank + 16) * 0x1p-23 * s + 1e-30,
                 "rank \(rank) rows \(rows) j \(j): \(ref[j]) vs \(fast[j])")
+      }
+    }
+  }
+
+  @Test(arguments: [1, 2, 3]) func fusedMatvecMatchesMatvecPlusReferences(threads: Int) {
+    var rng = SeededRNG(seed: 9000 + UInt64(threads))
+    let pool = dq_pool_create(Int32(threads))!
+    defer { dq_pool_destroy(pool) }
+    for name in ["Q4_1", "Q8_0"] {
+      let (type, _) = weightType(name)
+      for (rank, rows, n) in [(1, 31, 64), (3, 96, 576), (8, 577, 576), (32, 192, 576), (32, 576, 1536)] {
+        let rs = Quant.rowSize(type, n)
+        var w: [UInt8] = []
+        for _ in 0..<rows { w += Quant.randomRow(type, n: n, rng: &rng) }
+        let xf = (0..<n).map { _ in rng.gaussian() }
+        let xq = Quant.activation(for: type, xf)
+        let a = Self.f16((0..<rank * n).map { _ in rng.gaussian() * 0.05 })
+        let bt = Self.f16((0..<rank * rows).map { _ in rng.gaussian() * 0.05 })
+        let scale: Float = 0.75
+        var plain = [Float](repeating: 0, count: rows)
+        var fused = [Float](repeating: .nan, count: rows + 1)  // one sentinel past the end
+        var u = [Float](repeating: 0, count: rank)
+        w.withUnsafeBytes { wp in
+          xq.withUnsafeBytes { xp in
+            dq_matvec_rows(type, Int64(n), wp.baseAddress!, rs, xp.baseAddress!, &plain, 0, Int64(rows))
+            a.withUnsafeBufferPointer { ap in
+              bt.withUnsafeBufferPointer { bp in
+                var lora = dq_lora_f16(a: ap.baseAddress!, bt: bp.baseAddress!, rank: Int64(rank), scale: scale)
+                dq_pool_matvec_lora(
+                  pool, type, Int64(n), wp.baseAddress!, rs, xp.baseAddress!, xf, &fused, Int64(rows), &lora, &u)
+              }
+            }
+          }
+        }
+        #expect(fused.last!.isNaN, "wrote past the last row")
+        var uRef = [Float](repeating: 0, count: rank)
+        dq_lora_down_f16_ref(&uRef, a, Int64(rank), xf, Int64(n), scale)
+        var expected = plain
+        dq_lora_up_f16_ref(&expected, bt, Int64(rows), uRef, Int64(rank), Int64(rows))
+        let downS = (0..<rank).map { k in
+          (0..<n).reduce(0.0) { $0 + Double(abs(scale * dq_fp16_to_fp32(a[k * n + $1]) * xf[$1])) }
+        }
+        for j in 0..<rows {
+          let s = Double(abs(plain[j]))
+            + (0..<rank).reduce(0.0) { $0 + Double(abs(dq_fp16_to_fp32(bt[$1 * rows + j]))) * downS[$1] }
+          #expect(abs(Double(fused[j] - expected[j])) <= Double(rank + n / 8 + 32) * 0x1p-23 * s + 1e-30,
+                  "\(name) threads \(threads) rank \(rank) rows \(rows) j \(j): \(fused[j]) vs \(expected[j])")
+        }
       }
     }
   }

@@ -220,6 +220,12 @@ func quantizeTwinsAgree(name: String) {
     // a block whose scale is exactly 1 (amax 127), filled with exact halves
     x[0] = 127
     for i in 1..<32 { x[i] = Float(Int.random(in: -126...125, using: &rng)) + 0.5 }
+    // just below a half (0.49999997 + 0.5 rounds to 1 in fp32), and the smallest halves
+    x[1] = 0.5 - 0x1p-25
+    x[2] = -(0.5 - 0x1p-25)
+    x[3] = 0.5
+    x[4] = -0.5
+    x[5] = 1.5 - 0x1p-23
     x[32..<64] = ArraySlice(repeating: 0, count: 32)  // an all-zero block
     let ref = Quant.quantize(t, x, ref: true)
     let fast = Quant.quantize(t, x, ref: false)

@@ -1,5 +1,5 @@
 // ThreadPool: parallelFor hands out every index exactly once, in aligned chunks, with valid
-// thread indices; run calls its body once on every thread; thousands of tiny consecutive
+// thread indices; parallelForEach every item exactly once; run calls its body once on every thread; thousands of tiny consecutive
 // jobs (the decode loop's pattern) finish without a lost wake-up.
 import Foundation
 import Kernels
@@ -20,6 +20,22 @@ final class Counter: Sendable {
 }
 
 struct ThreadPoolTests {
+  @Test(
+    "parallelForEach hands out every item exactly once with valid thread indices",
+    arguments: [0, 1, 7, 1000], [1, 2, 3])
+  func claimsEveryItemOnce(count: Int, threads: Int) {
+    let pool = ThreadPool(threads: threads)
+    let log = CallLog<(Int, Int)>()
+    pool.parallelForEach(count) { item, thread in log.append((item, thread)) }
+    var hits = [Int](repeating: 0, count: count)
+    for (item, thread) in log.all {
+      #expect((0..<threads).contains(thread), "thread index \(thread) of \(threads)")
+      #expect((0..<count).contains(item), "item \(item) outside 0..<\(count)")
+      if (0..<count).contains(item) { hits[item] += 1 }
+    }
+    #expect(hits.allSatisfy { $0 == 1 })
+  }
+
   @Test(
     "parallelFor covers every index exactly once with valid thread indices",
     arguments: [0, 1, 7, 1000], [1, 2, 3])

@@ -21,6 +21,10 @@ int dq_pool_threads(const dq_pool *pool);
 // per pool (the owner serialises calls).
 void dq_pool_run(dq_pool *pool, dq_pool_fn fn, void *ctx);
 
+// Returns *counter and adds step to it, atomically (relaxed): threads of one job claiming work
+// items as they go, so a thread that is descheduled leaves its items to the others.
+int64_t dq_pool_claim(int64_t *counter, int64_t step);
+
 // y[r] = W[r,:] · x for r in [0, rows), rows split across the pool's threads in contiguous
 // chunks. x is already quantized to dq_vec_dot_type(type).
 void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
@@ -33,6 +37,22 @@ void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
 void dq_pool_matmul(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
                     const void *x, size_t x_stride, int64_t tokens, float *y, int64_t ldy,
                     int64_t rows);
+
+// An unmerged LoRA update in F16 factors, added to a projection: y += scale · B (A x).
+typedef struct {
+  const uint16_t *a;   // rank x n, row-major (A)
+  const uint16_t *bt;  // rank x rows, row-major (B transposed)
+  int64_t rank;
+  float scale;
+} dq_lora_f16;
+
+// dq_pool_matvec plus an unmerged LoRA update in the same pool job (one dispatch instead of
+// three): threads first claim chunks of u = scale · A x_f32 (ranks) until none are left, then
+// compute their rows of W x, wait until all of u is in, and add their rows of Bᵀᵀ u. x_f32 is
+// the fp32 input (x its quantized copy); u is caller scratch of lora->rank floats.
+void dq_pool_matvec_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                         const void *x, const float *x_f32, float *y, int64_t rows,
+                         const dq_lora_f16 *lora, float *u);
 
 #ifdef __cplusplus
 }
