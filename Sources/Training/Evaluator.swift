@@ -41,18 +41,10 @@ public final class Evaluator {
   public func loss(_ samples: [EncodedSample]) throws(TrainingError) -> (loss: Double, lossTokens: Int) {
     var sum = 0.0
     var count = 0
-    var first = 0
-    while first < samples.count {
-      var end = first + 1
-      var tokens = samples[first].tokens.count
-      while end < samples.count && tokens + samples[end].tokens.count <= graph.maxTokens {
-        tokens += samples[end].tokens.count
-        end += 1
-      }
-      let result = try graph.run(Array(samples[first..<end]), gradientWeight: nil) { _, _ in LoRANoise() }
+    for run in packedRuns(samples, tokenCapacity: graph.maxTokens) {
+      let result = try graph.run(Array(run), gradientWeight: nil) { _, _ in LoRANoise() }
       sum += result.lossSum
       count += result.lossTokens
-      first = end
     }
     return (count > 0 ? sum / Double(count) : 0, count)
   }

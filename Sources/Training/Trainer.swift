@@ -55,23 +55,8 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
   /// `batch` cut into micro-batches, in order: `microBatch` sequences each, or with
   /// `packSequences` as many consecutive sequences as fit in `microBatchTokens`.
   public func microBatches(of batch: [EncodedSample]) -> [ArraySlice<EncodedSample>] {
-    var slices: [ArraySlice<EncodedSample>] = []
-    var first = 0
-    while first < batch.count {
-      var end = first + 1
-      if packSequences {
-        var tokens = batch[first].tokens.count
-        while end < batch.count && tokens + batch[end].tokens.count <= microBatchTokens {
-          tokens += batch[end].tokens.count
-          end += 1
-        }
-      } else {
-        end = min(batch.count, first + microBatch)
-      }
-      slices.append(batch[first..<end])
-      first = end
-    }
-    return slices
+    if packSequences { return packedRuns(batch, tokenCapacity: microBatchTokens) }
+    return stride(from: 0, to: batch.count, by: microBatch).map { batch[$0..<min(batch.count, $0 + microBatch)] }
   }
 
   public var learningRateSchedule: LearningRateSchedule {
@@ -86,6 +71,24 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
     guard threads >= 1 else { throw .invalidConfig("threads must be at least 1") }
     guard totalSteps >= 1 else { throw .invalidConfig("total steps must be at least 1") }
   }
+}
+
+/// `samples` cut, in order, into runs of as many consecutive samples as fit in `tokenCapacity`
+/// tokens (a longer sample runs alone).
+func packedRuns(_ samples: [EncodedSample], tokenCapacity: Int) -> [ArraySlice<EncodedSample>] {
+  var runs: [ArraySlice<EncodedSample>] = []
+  var first = 0
+  while first < samples.count {
+    var end = first + 1
+    var tokens = samples[first].tokens.count
+    while end < samples.count && tokens + samples[end].tokens.count <= tokenCapacity {
+      tokens += samples[end].tokens.count
+      end += 1
+    }
+    runs.append(samples[first..<end])
+    first = end
+  }
+  return runs
 }
 
 extension TrainerConfig {
