@@ -118,7 +118,7 @@ def droplora(*args):
 def evaluate(out, adapter, threads):
     scores = {}
     for task in TASKS:
-        args = ["eval", "--data", os.path.join(out, f"eval_{task}.jsonl"), "--generate", "--json",
+        args = ["eval", "--data", os.path.join(out, f"eval_{task}.jsonl"), "--generate", "--no-loss", "--json",
                 "--threads", str(threads)]
         if adapter:
             args += ["--adapter", adapter]

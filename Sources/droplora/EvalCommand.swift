@@ -19,12 +19,18 @@ struct EvalCommand: ParsableCommand {
   @Option(help: "LoRA adapter (PEFT directory or GGUF-LoRA file); none evaluates the base.")
   var adapter: String?
   @Flag(help: "Also generate greedy answers and report exact-match accuracy.") var generate = false
+  @Flag(help: "With --generate, skip the loss pass (it costs more than short answers do).")
+  var noLoss = false
   @Option(help: "Longest sequence in tokens; longer samples are truncated.") var maxSeqLen = 2048
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Type of the merged matrices for --generate: q8_0, f16 or f32.") var adapterType = "q8_0"
   @Flag(help: "Skip (and count) malformed JSONL lines instead of failing.") var skipBadLines = false
   @Option(help: "Chat template to use instead of the model's (as given to train).") var chatTemplate: String?
   @Flag(help: "Print one JSON object.") var json = false
+
+  func validate() throws {
+    if noLoss && !generate { throw ValidationError("--no-loss needs --generate (nothing would be measured)") }
+  }
 
   func run() throws {
     OpenBLASCoreType.ensureSet()
@@ -39,16 +45,17 @@ struct EvalCommand: ParsableCommand {
     let encoder = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: maxSeqLen)
     let encoded = samples.samples.map { encoder.encode($0) }
     var report = EvalReport(
-      samples: encoded.count, lossTokens: 0, loss: 0, perplexity: 0,
-      truncated: encoded.filter(\.truncated).count, skippedLines: samples.skippedLines)
-    do {
-      let evaluator = try Evaluator(model: model, adapter: lora, maxSequenceLength: maxSeqLen, threads: threads)
-      let (loss, count) = try evaluator.loss(encoded.map(\.sample))
-      report.loss = loss
-      report.lossTokens = count
-      report.perplexity = exp(loss)
-    } catch {
-      throw CommandFailure("\(error)")
+      samples: encoded.count, truncated: encoded.filter(\.truncated).count, skippedLines: samples.skippedLines)
+    if !noLoss {
+      do {
+        let evaluator = try Evaluator(model: model, adapter: lora, maxSequenceLength: maxSeqLen, threads: threads)
+        let (loss, count) = try evaluator.loss(encoded.map(\.sample))
+        report.loss = loss
+        report.lossTokens = count
+        report.perplexity = exp(loss)
+      } catch {
+        throw CommandFailure("\(error)")
+      }
     }
 
     if generate {
@@ -85,9 +92,10 @@ struct EvalCommand: ParsableCommand {
     if json {
       try printJSON(report)
     } else {
-      var line = String(
-        format: "%d samples, %d loss tokens: loss %.4f, perplexity %.3f", report.samples,
-        report.lossTokens, report.loss, report.perplexity)
+      var line = "\(report.samples) samples"
+      if let loss = report.loss, let perplexity = report.perplexity, let lossTokens = report.lossTokens {
+        line += String(format: ", %d loss tokens: loss %.4f, perplexity %.3f", lossTokens, loss, perplexity)
+      }
       if let em = report.exactMatch {
         line += String(format: ", exact match %.1f%% (%d/%d)", em * 100, report.exactMatchCount ?? 0, report.samples)
       }
@@ -98,11 +106,12 @@ struct EvalCommand: ParsableCommand {
 
 struct EvalReport: Encodable {
   var samples: Int
-  var lossTokens: Int
-  var loss: Double
-  var perplexity: Double
   var truncated: Int
   var skippedLines: Int
+  /// nil with --no-loss.
+  var lossTokens: Int?
+  var loss: Double?
+  var perplexity: Double?
   var exactMatch: Double?
   var exactMatchCount: Int?
 

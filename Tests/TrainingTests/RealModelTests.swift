@@ -138,6 +138,15 @@ struct RealModelTests {
     let loss = report["loss"] as? Double ?? .infinity
     #expect(loss < 0.02, "eval loss after overfitting: \(loss); training: \(steps.map { $0["loss"] ?? "" })")
     #expect(report["exact_match_count"] as? Int == 4, "\(report)")
+
+    // --no-loss answers the same without the loss pass (and says nothing about loss).
+    let answersOnly = try await runDroplora([
+      "eval", "--model", defaultModelPath, "--data", directory + "/train.jsonl", "--adapter", out,
+      "--generate", "--no-loss", "--threads", "1", "--json",
+    ])
+    let short = try JSONSerialization.jsonObject(with: Data(answersOnly.utf8)) as? [String: Any] ?? [:]
+    #expect(short["exact_match_count"] as? Int == 4, "\(short)")
+    #expect(short["loss"] == nil && short["perplexity"] == nil, "\(short)")
   }
 }
 }
