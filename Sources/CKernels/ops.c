@@ -53,6 +53,22 @@ static void softmax_scalar(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+static double cross_entropy_scalar(float *z, int64_t n, int32_t label, float weight,
+                                   bool want_gradient) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; i++) max = z[i] > max ? z[i] : max;
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += (double)expf(z[i] - max);
+  const double lse = (double)max + log(total);
+  const double loss = lse - (double)z[label];
+  if (want_gradient) {
+    const float shift = (float)lse;
+    for (int64_t i = 0; i < n; i++) z[i] = weight * expf(z[i] - shift);
+    z[label] -= weight;
+  }
+  return loss;
+}
+
 static void swiglu_scalar(float *out, const float *gate, const float *up, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
@@ -122,6 +138,45 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n
   for (; i < n; i++) x[i] *= inv;
 }
 
+__attribute__((target("avx2,fma"))) static double cross_entropy_avx2(float *z, int64_t n,
+                                                                   int32_t label, float weight,
+                                                                   bool want_gradient) {
+  int64_t i = 0;
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z + i));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  float max = _mm_cvtss_f32(m);
+  for (; i < n; i++) max = z[i] > max ? z[i] : max;
+
+  // The sum in double (as the scalar twin): 50k terms of a vocabulary add up in float badly.
+  const __m256 vm = _mm256_set1_ps(max);
+  __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), vm));
+    sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  double lanes[4];
+  _mm256_storeu_pd(lanes, _mm256_add_pd(sum_lo, sum_hi));
+  double total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; i++) total += (double)expf(z[i] - max);
+  const double lse = (double)max + log(total);
+  const double loss = lse - (double)z[label];
+  if (want_gradient) {
+    const __m256 shift = _mm256_set1_ps((float)lse);
+    const __m256 w = _mm256_set1_ps(weight);
+    for (i = 0; i + 8 <= n; i += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(z + i), shift));
+      _mm256_storeu_ps(z + i, _mm256_mul_ps(w, e));
+    }
+    for (; i < n; i++) z[i] = weight * expf(z[i] - (float)lse);
+    z[label] -= weight;
+  }
+  return loss;
+}
+
 __attribute__((target("avx2,fma"))) static void swiglu_avx2(float *out, const float *gate,
                                                             const float *up, int64_t n) {
   int64_t i = 0;
@@ -167,6 +222,17 @@ void dq_softmax(float *x, int64_t n) {
 }
 
 void dq_softmax_ref(float *x, int64_t n) { softmax_scalar(x, n); }
+
+double dq_cross_entropy(float *z, int64_t n, int32_t label, float weight, bool want_gradient) {
+#if defined(__x86_64__)
+  if (dq_cpu_has_avx2()) return cross_entropy_avx2(z, n, label, weight, want_gradient);
+#endif
+  return cross_entropy_scalar(z, n, label, weight, want_gradient);
+}
+
+double dq_cross_entropy_ref(float *z, int64_t n, int32_t label, float weight, bool want_gradient) {
+  return cross_entropy_scalar(z, n, label, weight, want_gradient);
+}
 
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n) {
 #if defined(__x86_64__)
@@ -339,4 +405,71 @@ void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const f
   }
 #endif
   dq_add_low_rank_ref(w, ldw, b, ldb, a, lda, rows, columns, rank, scale);
+}
+
+static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static inline uint64_t xoshiro_next(uint64_t s[4]) {
+  const uint64_t result = rotl64(s[1] * 5, 7) * 9;
+  const uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl64(s[3], 45);
+  return result;
+}
+
+static void keep_mask_scalar(uint64_t state[4], float *out, int64_t i, int64_t count,
+                             uint32_t threshold, float keep) {
+  uint64_t s[4] = {state[0], state[1], state[2], state[3]};
+  while (i < count) {
+    uint64_t bits = xoshiro_next(s);
+    for (int k = 0; k < 4 && i < count; k++, i++, bits >>= 16)
+      out[i] = (uint32_t)(bits & 0xFFFF) < threshold ? 0.0f : keep;
+  }
+  for (int k = 0; k < 4; k++) state[k] = s[k];
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void keep_mask_avx2(uint64_t state[4], float *out,
+                                                          int64_t count, uint32_t threshold,
+                                                          float keep) {
+  uint64_t s[4] = {state[0], state[1], state[2], state[3]};
+  // Unsigned 16-bit compare through the signed one: flip the top bit of both sides.
+  const __m256i bias = _mm256_set1_epi16((short)0x8000);
+  const __m256i limit = _mm256_set1_epi16((short)((threshold > 0xFFFF ? 0xFFFF : threshold) ^ 0x8000));
+  const __m256i all = _mm256_set1_epi16(threshold > 0xFFFF ? -1 : 0);  // p = 1: drop all
+  const __m256 vkeep = _mm256_set1_ps(keep);
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    uint64_t words[4];
+    for (int k = 0; k < 4; k++) words[k] = xoshiro_next(s);
+    const __m256i draws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)words), bias);
+    const __m256i drop = _mm256_or_si256(_mm256_cmpgt_epi16(limit, draws), all);
+    const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(drop));
+    const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(drop, 1));
+    _mm256_storeu_ps(out + i, _mm256_andnot_ps(_mm256_castsi256_ps(lo), vkeep));
+    _mm256_storeu_ps(out + i + 8, _mm256_andnot_ps(_mm256_castsi256_ps(hi), vkeep));
+  }
+  for (int k = 0; k < 4; k++) state[k] = s[k];
+  keep_mask_scalar(state, out, i, count, threshold, keep);
+}
+#endif
+
+void dq_xoshiro_keep_mask(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
+                          float keep) {
+#if defined(__x86_64__)
+  if (dq_cpu_has_avx2()) {
+    keep_mask_avx2(state, out, count, threshold, keep);
+    return;
+  }
+#endif
+  keep_mask_scalar(state, out, 0, count, threshold, keep);
+}
+
+void dq_xoshiro_keep_mask_ref(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
+                              float keep) {
+  keep_mask_scalar(state, out, 0, count, threshold, keep);
 }

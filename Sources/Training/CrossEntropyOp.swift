@@ -1,7 +1,8 @@
 // Masked cross-entropy over the rows that have a label, from their logits, and its gradient
 //   loss_i = logsumexp(z_i) − z_i[y_i],   dz_i = weight · (softmax(z_i) − onehot(y_i)).
-// Sums are in double so a long sequence's loss does not depend on the split across threads.
-import Foundation
+// Each row runs in CKernels (vectorized exp); sums are in double so a long sequence's loss
+// does not depend on the split across threads.
+import CKernels
 import Kernels
 
 public enum CrossEntropyOp {
@@ -18,19 +19,7 @@ public enum CrossEntropyOp {
         pool.parallelFor(rows) { range, thread in
           var sum = 0.0
           for i in range {
-            let z = logits + i * V
-            var maxZ = -Float.infinity
-            for j in 0..<V where z[j] > maxZ { maxZ = z[j] }
-            var total = 0.0
-            for j in 0..<V { total += Double(expf(z[j] - maxZ)) }
-            let lse = Double(maxZ) + log(total)
-            let label = Int(labels[i])
-            sum += lse - Double(z[label])
-            if let weight {
-              let shift = Float(lse)
-              for j in 0..<V { z[j] = weight * expf(z[j] - shift) }
-              z[label] -= weight
-            }
+            sum += dq_cross_entropy(logits + i * V, Int64(V), labels[i], weight ?? 0, weight != nil)
           }
           partial[thread] += sum
         }

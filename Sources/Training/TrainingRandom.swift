@@ -2,6 +2,7 @@
 // xoshiro256** seeded through SplitMix64. Its four words are the whole state, so a checkpoint
 // stores them and a resumed run draws exactly what the uninterrupted one would have.
 
+import CKernels
 import Foundation
 
 public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatable {
@@ -73,17 +74,13 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable, Codable, Equatabl
   /// Four draws per 64-bit output, 16 bits each: p is resolved to 2⁻¹⁶ (rates are given to
   /// two or three decimals), and the mask fill is a visible share of a training step.
   public mutating func fillKeepMask(_ out: UnsafeMutablePointer<Float>, count: Int, dropProbability p: Float) {
-    let keep = 1 / (1 - p)
-    let threshold = UInt64((Double(p) * 65536).rounded())
-    var i = 0
-    while i < count {
-      var bits = next()
-      for _ in 0..<min(4, count - i) {
-        out[i] = bits & 0xFFFF < threshold ? 0 : keep
-        bits >>= 16
-        i += 1
-      }
+    var words = (s0, s1, s2, s3)
+    withUnsafeMutableBytes(of: &words) { raw in
+      dq_xoshiro_keep_mask(
+        raw.baseAddress!.assumingMemoryBound(to: UInt64.self), out, Int64(count),
+        UInt32((Double(p) * 65536).rounded()), 1 / (1 - p))
     }
+    (s0, s1, s2, s3) = words
   }
 
   private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }

@@ -1,4 +1,4 @@
-// The vectorised softmax and SwiGLU (polynomial exp) against their libm twins and float64.
+// The vectorised softmax, cross-entropy and SwiGLU (polynomial exp) against their libm twins and float64.
 import CKernels
 import Foundation
 import Testing
@@ -30,6 +30,63 @@ struct OpsKernelTests {
         let bound = p * (4e-7 + (maxValue - Double(input[i])) * 1.2e-7) + 1e-30
         #expect(abs(Double(fast[i]) - p) <= bound, "fast \(i): \(fast[i]) vs \(p)")
         #expect(abs(Double(reference[i]) - p) <= bound, "ref \(i)")
+      }
+    }
+  }
+
+  @Test("cross-entropy and its gradient match float64", arguments: [9, 4099, 49152])
+  func crossEntropy(count: Int) {
+    for scale: Float in [0.5, 10, 60] {
+      let input = Self.randomValues(count, scale: scale, seed: UInt64(count) &+ UInt64(scale))
+      let label = Int32(count / 3)
+      let weight: Float = 0.25
+      let maxValue = Double(input.max()!)
+      let exact = input.map { exp(Double($0) - maxValue) }
+      let total = exact.reduce(0, +)
+      let exactLoss = maxValue + log(total) - Double(input[Int(label)])
+      for gradient in [false, true] {
+        var fast = input
+        var reference = input
+        let fastLoss = dq_cross_entropy(&fast, Int64(count), label, weight, gradient)
+        let referenceLoss = dq_cross_entropy_ref(&reference, Int64(count), label, weight, gradient)
+        // The loss is a difference of O(max) terms rounded through float logits: absolute error.
+        let lossBound = 1e-6 * (abs(maxValue) + 1)
+        #expect(abs(fastLoss - exactLoss) <= lossBound, "fast loss \(fastLoss) vs \(exactLoss)")
+        #expect(abs(referenceLoss - exactLoss) <= lossBound, "ref loss")
+        guard gradient else {
+          #expect(fast == input, "without a gradient the logits stay")
+          continue
+        }
+        for i in 0..<count {
+          let p = exact[i] / total
+          let expected = Double(weight) * (p - (i == Int(label) ? 1 : 0))
+          // exp(x - lse) with lse rounded to float and x - lse rounded: |x| + |lse| ulps of error.
+          let lse = maxValue + log(total)
+          let bound = Double(weight) * (p * (1e-6 + (abs(lse) + abs(Double(input[i]))) * 1.2e-7) + 1e-7) + 1e-30
+          #expect(abs(Double(fast[i]) - expected) <= bound, "fast \(i): \(fast[i]) vs \(expected)")
+          #expect(abs(Double(reference[i]) - expected) <= bound, "ref \(i)")
+        }
+      }
+    }
+  }
+
+  @Test("keep masks: the AVX2 fill draws exactly what the scalar one does", arguments: [0, 1, 5, 16, 17, 1003])
+  func keepMask(count: Int) {
+    for (threshold, keep) in [(UInt32(0), Float(1)), (3277, 1 / 0.95), (32768, 2), (65536, .infinity)] {
+      var fastState: [UInt64] = [0x1234_5678_9ABC_DEF0, 7, 0xFFFF_0000_FFFF_0000, 99]
+      var referenceState = fastState
+      var fast = [Float](repeating: .nan, count: count)
+      var reference = fast
+      dq_xoshiro_keep_mask(&fastState, &fast, Int64(count), threshold, keep)
+      dq_xoshiro_keep_mask_ref(&referenceState, &reference, Int64(count), threshold, keep)
+      #expect(fast == reference, "threshold \(threshold)")
+      #expect(fastState == referenceState, "threshold \(threshold)")
+      #expect(fast.allSatisfy { $0 == 0 || $0 == keep })
+      if threshold == 0 { #expect(fast.allSatisfy { $0 == keep }) }
+      if threshold == 65536 { #expect(fast.allSatisfy { $0 == 0 }) }
+      if threshold == 32768 && count > 1000 {
+        let kept = fast.filter { $0 != 0 }.count
+        #expect(abs(kept - count / 2) < count / 10, "\(kept) of \(count) kept at p = 0.5")
       }
     }
   }

@@ -309,6 +309,18 @@ struct TrainerTests {
     }
   }
 
+  /// The mask fill (in CKernels) reads the generator's own stream: four 16-bit draws per
+  /// next(), lowest first, and leaves the state where next() would.
+  @Test func keepMaskFollowsTheStream() {
+    var random = TrainingRandom(seed: 21)
+    var words = random
+    var mask = [Float](repeating: .nan, count: 6)
+    mask.withUnsafeMutableBufferPointer { random.fillKeepMask($0.baseAddress!, count: 6, dropProbability: 0.5) }
+    let draws = [words.next(), words.next()].flatMap { w in (0..<4).map { (w >> (16 * UInt64($0))) & 0xFFFF } }
+    #expect(mask == draws.prefix(6).map { $0 < 32768 ? 0 : 2 })
+    #expect(random == words)
+  }
+
   /// The random state round-trips through its checkpoint form, {"state": [four words]}.
   @Test func randomStateCoding() async throws {
     try await offCooperativePool {

@@ -1,6 +1,7 @@
 // Elementwise and row-wise float kernels of the transformer forward pass. Plain loops the
 // compiler vectorises; the reductions use a fixed order so results don't depend on threads.
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -23,6 +24,12 @@ void dq_rope_apply(float *x, int n_heads, int head_dim, int rot_dim, const float
 // In place: x = softmax(x) over n elements (AVX2 exp when available; _ref is the libm twin).
 void dq_softmax(float *x, int64_t n);
 void dq_softmax_ref(float *x, int64_t n);
+
+// Cross-entropy of one row of logits z[0..n) against `label` (training): returns
+// logsumexp(z) - z[label], the exp sum kept in double. With `want_gradient`, overwrites z with
+// weight * (softmax(z) - onehot(label)). AVX2 exp when available; _ref is the libm twin.
+double dq_cross_entropy(float *z, int64_t n, int32_t label, float weight, bool want_gradient);
+double dq_cross_entropy_ref(float *z, int64_t n, int32_t label, float weight, bool want_gradient);
 
 // out[i] = silu(gate[i]) * up[i] (AVX2 exp when available; _ref is the libm twin)
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n);
@@ -68,3 +75,13 @@ float dq_dot_f32(const float *a, const float *b, int64_t n);
 #ifdef __cplusplus
 }
 #endif
+
+// Inverted-dropout factors from xoshiro256** (the trainer's generator; `state` is its four
+// words, advanced in place): each 64-bit output gives four draws of 16 bits, lowest first;
+// out[i] = 0 when the draw is below `threshold` (p·2¹⁶), else `keep` (1/(1-p)). The last
+// output's unused draws are discarded. AVX2 when available; _ref is the scalar twin (same
+// values, same final state).
+void dq_xoshiro_keep_mask(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
+                          float keep);
+void dq_xoshiro_keep_mask_ref(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
+                              float keep);
