@@ -107,7 +107,7 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp256(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
 }
 
-__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n) {
+__attribute__((target("avx2,fma"))) static float row_max_avx2(const float *x, int64_t n) {
   int64_t i = 0;
   __m256 vmax = _mm256_set1_ps(-INFINITY);
   for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
@@ -116,6 +116,12 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   float max = _mm_cvtss_f32(m);
   for (; i < n; i++) max = x[i] > max ? x[i] : max;
+  return max;
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n) {
+  int64_t i;
+  const float max = row_max_avx2(x, n);
 
   const __m256 vm = _mm256_set1_ps(max);
   __m256 vsum = _mm256_setzero_ps();
@@ -141,14 +147,8 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n
 __attribute__((target("avx2,fma"))) static double cross_entropy_avx2(float *z, int64_t n,
                                                                    int32_t label, float weight,
                                                                    bool want_gradient) {
-  int64_t i = 0;
-  __m256 vmax = _mm256_set1_ps(-INFINITY);
-  for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(z + i));
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  float max = _mm_cvtss_f32(m);
-  for (; i < n; i++) max = z[i] > max ? z[i] : max;
+  int64_t i;
+  const float max = row_max_avx2(z, n);
 
   // The sum in double (as the scalar twin): 50k terms of a vocabulary add up in float badly.
   const __m256 vm = _mm256_set1_ps(max);
