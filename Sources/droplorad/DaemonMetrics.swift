@@ -31,34 +31,25 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
     self.registry = registry
     func requests(_ outcome: String) -> Counter {
-      registry.makeCounter(
-        name: "droplorad_requests_total", labels: [("outcome", outcome)],
-        help: "Generation requests that ran, by outcome (ok, cancelled by the client, failed).")
+      registry.makeCounter(descriptor: Self.metric("droplorad_requests_total", "Generation requests that ran, by outcome (ok, cancelled by the client, failed)."), labels: [("outcome", outcome)])
     }
     requestsOK = requests("ok")
     requestsCancelled = requests("cancelled")
     requestsFailed = requests("failed")
-    promptTokens = registry.makeCounter(name: "droplorad_prompt_tokens_total", help: "Prompt tokens of finished requests.")
-    reusedPromptTokens = registry.makeCounter(
-      name: "droplorad_prompt_tokens_reused_total", help: "Prompt tokens served from a previous turn's KV cache.")
-    generatedTokens = registry.makeCounter(name: "droplorad_generated_tokens_total", help: "Tokens generated.")
-    promptSeconds = registry.makeCounter(name: "droplorad_prompt_seconds_total", help: "Compute time spent on prompts.")
-    decodeSeconds = registry.makeCounter(name: "droplorad_decode_seconds_total", help: "Compute time spent decoding.")
-    promptRate = registry.makeGauge(
-      name: "droplorad_prompt_tokens_per_second", help: "Prompt evaluation speed of the last request.")
-    decodeRate = registry.makeGauge(
-      name: "droplorad_decode_tokens_per_second", help: "Decode speed of the last request.")
-    timeToFirstToken = registry.makeValueHistogram(
-      name: "droplorad_time_to_first_token_seconds", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      help: "From a request's arrival to its first token, queueing and merging included.")
-    queueDepth = registry.makeGauge(name: "droplorad_queue_depth", help: "Requests waiting for a generation slot.")
-    running = registry.makeGauge(name: "droplorad_running_generations", help: "Generations computing now.")
-    adaptersLoaded = registry.makeGauge(name: "droplorad_adapters_loaded", help: "Adapters loaded.")
-    cacheHits = registry.makeCounter(
-      name: "droplorad_merged_cache_hits_total", help: "Requests served by an already merged weight set.")
-    cacheMisses = registry.makeCounter(
-      name: "droplorad_merged_cache_misses_total", help: "Requests that had to merge their adapter first.")
-    residentBytes = registry.makeGauge(name: "droplorad_resident_memory_bytes", help: "Resident set size of the daemon.")
+    promptTokens = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_tokens_total", "Prompt tokens of finished requests."))
+    reusedPromptTokens = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_tokens_reused_total", "Prompt tokens served from a previous turn's KV cache."))
+    generatedTokens = registry.makeCounter(descriptor: Self.metric("droplorad_generated_tokens_total", "Tokens generated."))
+    promptSeconds = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_seconds_total", "Compute time spent on prompts."))
+    decodeSeconds = registry.makeCounter(descriptor: Self.metric("droplorad_decode_seconds_total", "Compute time spent decoding."))
+    promptRate = registry.makeGauge(descriptor: Self.metric("droplorad_prompt_tokens_per_second", "Prompt evaluation speed of the last request."))
+    decodeRate = registry.makeGauge(descriptor: Self.metric("droplorad_decode_tokens_per_second", "Decode speed of the last request."))
+    timeToFirstToken = registry.makeValueHistogram(descriptor: Self.metric("droplorad_time_to_first_token_seconds", "From a request's arrival to its first token, queueing and merging included."), buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+    queueDepth = registry.makeGauge(descriptor: Self.metric("droplorad_queue_depth", "Requests waiting for a generation slot."))
+    running = registry.makeGauge(descriptor: Self.metric("droplorad_running_generations", "Generations computing now."))
+    adaptersLoaded = registry.makeGauge(descriptor: Self.metric("droplorad_adapters_loaded", "Adapters loaded."))
+    cacheHits = registry.makeCounter(descriptor: Self.metric("droplorad_merged_cache_hits_total", "Requests served by an already merged weight set."))
+    cacheMisses = registry.makeCounter(descriptor: Self.metric("droplorad_merged_cache_misses_total", "Requests that had to merge their adapter first."))
+    residentBytes = registry.makeGauge(descriptor: Self.metric("droplorad_resident_memory_bytes", "Resident set size of the daemon."))
   }
 
   func requestFinished(_ report: RequestReport) {
@@ -97,9 +88,14 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
       ]
       for (metric, help, value) in values {
         guard let value else { continue }
-        registry.makeGauge(name: metric, labels: [("adapter", name)], help: help).set(value)
+        registry.makeGauge(descriptor: Self.metric(metric, help), labels: [("adapter", name)]).set(value)
       }
     }
+  }
+
+  /// A metric's full name and help text (no namespace or unit parts: the names carry them).
+  static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
   }
 
   /// The exposition text, with the state gauges read now.

@@ -248,7 +248,7 @@ import Testing
           let read = try AdapterFile.read(path: readPath, base: hyper)
           try read.validate(against: hyper)
           accepted += 1
-        } catch is AdapterError {
+        } catch {
           continue
         }
       }

@@ -43,7 +43,7 @@ import Testing
     let registry = AdapterRegistry(base: base, cacheCapacity: 1)
     try registry.add(small(base.hyper, seed: 1), name: "a")
     var inFlight: LlamaModel? = try registry.model(for: "a")
-    weak var buffers = inFlight?.owner as? MergedWeights
+    weak let buffers = inFlight?.owner as? MergedWeights
     let before = try allLogits(inFlight!, testPrompt)
     // Unload, replace and evict while the request still holds its model.
     registry.unload(name: "a")
