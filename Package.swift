@@ -103,8 +103,10 @@ let package = Package(
     .testTarget(
       name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"],
       resources: [.copy("Fixtures")]),
+    // The tiny random model and its double-precision reference, shared by two test targets.
+    .target(name: "TinyModelSupport", dependencies: ["GGUF", "CKernels"], path: "Tests/TinyModelSupport"),
     .testTarget(
-      name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels"],
+      name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels", "TinyModelSupport"],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training"]),
     .testTarget(
@@ -112,7 +114,9 @@ let package = Package(
       resources: [.copy("Fixtures")]),
     .testTarget(
       name: "TrainingTests",
-      dependencies: ["Training", "Llama", "Adapters", "Tokenization", "GGUF", "Kernels", "CKernels"],
+      dependencies: [
+        "Training", "Llama", "Adapters", "Tokenization", "GGUF", "Kernels", "CKernels", "TinyModelSupport",
+      ],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(

@@ -5,6 +5,7 @@ import Foundation
 import GGUF
 import Llama
 import Testing
+import TinyModelSupport
 
 struct ReferenceFile: Decodable {
   struct Step: Decodable {

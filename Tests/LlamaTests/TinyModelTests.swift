@@ -4,6 +4,7 @@ import Foundation
 import GGUF
 import Llama
 import Testing
+import TinyModelSupport
 
 /// Largest |ours - reference| over all logits, relative to the largest reference magnitude.
 func relativeError(_ ours: [Float], _ reference: [[Double]]) -> Double {

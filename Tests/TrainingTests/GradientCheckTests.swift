@@ -13,6 +13,7 @@ import Kernels
 import Llama
 import Testing
 import Training
+import TinyModelSupport
 
 let checkTokens: [Int32] = [3, 17, 42, 5, 60, 0, 33, 33, 12, 8]
 let checkMask: [Bool] = [false, false, false, true, true, false, true, true, true, true]
@@ -26,7 +27,6 @@ struct GradientCase: CustomTestStringConvertible, Sendable {
   var testDescription: String { name }
 }
 
-extension TinyModelSpec: @unchecked Sendable {}
 
 /// A model, random nonzero factors on every projection, and a graph over them.
 struct GradientFixture {

@@ -7,6 +7,7 @@ import Foundation
 import Kernels
 import Testing
 import Training
+import TinyModelSupport
 
 private func randomValues(_ count: Int, seed: UInt64, scale: Double = 1) -> [Double] {
   var random = SplitMix(seed: seed)

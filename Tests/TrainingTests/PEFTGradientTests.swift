@@ -11,6 +11,7 @@ import Llama
 import Testing
 import Tokenization
 import Training
+import TinyModelSupport
 
 struct PEFTGradientFixture: Decodable {
   struct Module: Decodable {

@@ -9,6 +9,7 @@ import Llama
 import Testing
 import Tokenization
 import Training
+import TinyModelSupport
 
 struct GradientFixtureFile: Decodable {
   struct Entry: Decodable {

@@ -7,6 +7,7 @@ import Llama
 import Testing
 import Tokenization
 import Training
+import TinyModelSupport
 
 let overfitSamples: [TrainingSample] = [
   TrainingSample(messages: [
@@ -203,8 +204,8 @@ func runDroplora(_ arguments: [String]) async throws -> String {
   let directory = FileManager.default.temporaryDirectory
   let outPath = directory.appendingPathComponent("droplora-stdout-\(UUID().uuidString)").path
   let errPath = directory.appendingPathComponent("droplora-stderr-\(UUID().uuidString)").path
-  FileManager.default.createFile(atPath: outPath, contents: nil)
-  FileManager.default.createFile(atPath: errPath, contents: nil)
+  _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+  _ = FileManager.default.createFile(atPath: errPath, contents: nil)
   defer {
     try? FileManager.default.removeItem(atPath: outPath)
     try? FileManager.default.removeItem(atPath: errPath)

@@ -8,6 +8,7 @@ import Kernels
 import Llama
 import Testing
 import Training
+import TinyModelSupport
 
 /// Random token sequences with answers in their second half.
 func tinySamples(count: Int, seed: UInt64, vocabulary: Int = 61) -> [EncodedSample] {

@@ -1,43 +1,65 @@
-// A tiny random Llama-family model written with the GGUF writer (copied from LlamaTests'
-// TinyModel: test targets cannot import each other), and an independent double-precision
-// reference of the training loss with LoRA branches and given noise, for finite differences.
+// A tiny random Llama-family model written with the GGUF writer, and a plain reference
+// forward pass in double precision over its dequantized weights, shared by the inference and
+// training tests. The reference is written for clarity (naive loops, no cache, no batching),
+// independently of LlamaContext and the training graph.
 import CKernels
 import Foundation
 import GGUF
-import Llama
 
-struct TinyModelSpec {
-  var architecture = "llama"
-  var layers = 2
-  var embedding = 64
-  var heads = 4
-  var kvHeads = 2
-  var feedForward = 96
-  var vocabulary = 61
-  var ropeBase: Float = 10000
-  var epsilon: Float = 1e-5
-  var tiedOutput = false
-  var biases = false
+public struct TinyModelSpec: Sendable {
+  public var architecture: String
+  public var layers: Int
+  public var embedding: Int
+  public var heads: Int
+  public var kvHeads: Int
+  public var feedForward: Int
+  public var vocabulary: Int
+  public var ropeBase: Float
+  public var epsilon: Float
+  public var tiedOutput: Bool
+  public var biases: Bool
   /// Type of each projection matrix; norms are always F32.
-  var matrixType: GGMLType = .f32
-  var embeddingType: GGMLType = .f32
-  var seed: UInt64 = 7
+  public var matrixType: GGMLType
+  public var embeddingType: GGMLType
+  public var seed: UInt64
 
-  var headDimension: Int { embedding / heads }
+  public init(
+    architecture: String = "llama", layers: Int = 2, embedding: Int = 64, heads: Int = 4,
+    kvHeads: Int = 2, feedForward: Int = 96, vocabulary: Int = 61, ropeBase: Float = 10000,
+    epsilon: Float = 1e-5, tiedOutput: Bool = false, biases: Bool = false,
+    matrixType: GGMLType = .f32, embeddingType: GGMLType = .f32, seed: UInt64 = 7
+  ) {
+    self.architecture = architecture
+    self.layers = layers
+    self.embedding = embedding
+    self.heads = heads
+    self.kvHeads = kvHeads
+    self.feedForward = feedForward
+    self.vocabulary = vocabulary
+    self.ropeBase = ropeBase
+    self.epsilon = epsilon
+    self.tiedOutput = tiedOutput
+    self.biases = biases
+    self.matrixType = matrixType
+    self.embeddingType = embeddingType
+    self.seed = seed
+  }
+
+  public var headDimension: Int { embedding / heads }
 }
 
 /// The tiny model's weights as dense doubles, as the reference sees them.
-struct DenseWeights {
-  var tensors: [String: [Double]] = [:]
-  subscript(_ name: String) -> [Double] { tensors[name]! }
+public struct DenseWeights: Sendable {
+  public var tensors: [String: [Double]] = [:]
+  public subscript(_ name: String) -> [Double] { tensors[name]! }
 }
 
-struct TinyModel {
-  let spec: TinyModelSpec
-  let path: String
-  let dense: DenseWeights
+public struct TinyModel: Sendable {
+  public let spec: TinyModelSpec
+  public let path: String
+  public let dense: DenseWeights
 
-  init(_ spec: TinyModelSpec) throws {
+  public init(_ spec: TinyModelSpec) throws {
     self.spec = spec
     var writer = GGUFWriter()
     let arch = spec.architecture
@@ -105,43 +127,26 @@ struct TinyModel {
     self.dense = dense
   }
 
-  /// Summed cross-entropy of predicting tokens[t+1] at every t with lossMask[t+1], with LoRA
-  /// branches y += s·B·(m ⊙ (A·(x ⊙ dropout))), computed naively in double.
-  func referenceLoss(
-    _ tokens: [Int32], lossMask: [Bool], lora: [String: ReferenceLoRA], scale: Double
-  ) -> Double {
+  /// W·x for the weight `name` (rows x x.count), in double.
+  public func matvec(_ name: String, _ x: [Double], rows: Int) -> [Double] {
+    let m = dense[name]
+    let columns = x.count
+    return (0..<rows).map { r in (0..<columns).reduce(0.0) { $0 + m[r * columns + $1] * x[$1] } }
+  }
+
+  /// Logits of every position of `tokens`, computed from scratch (no cache), in double. Every
+  /// layer projection goes through `project(name, x, rows, position)`, by default W·x; callers
+  /// add their own terms there (the training tests' LoRA branches).
+  public func referenceLogits(
+    _ tokens: [Int32], project: ((String, [Double], Int, Int) -> [Double])? = nil
+  ) -> [[Double]] {
     let s = spec
     let d = s.embedding
     let hd = s.headDimension
     let group = s.heads / s.kvHeads
     let w = dense
     let neox = s.architecture == "qwen2"
-
-    func matvec(_ name: String, _ x: [Double], rows: Int) -> [Double] {
-      let m = w[name]
-      let columns = x.count
-      return (0..<rows).map { r in (0..<columns).reduce(0.0) { $0 + m[r * columns + $1] * x[$1] } }
-    }
-    /// W·x plus the LoRA branch of `name` at token `t`.
-    func project(_ name: String, _ x: [Double], rows: Int, token t: Int) -> [Double] {
-      var y = matvec(name, x, rows: rows)
-      guard let branch = lora[name] else { return y }
-      let n = x.count
-      let r = branch.rank
-      let xd = (0..<n).map { x[$0] * (branch.dropout?[t * n + $0] ?? 1) }
-      var u = [Double](repeating: 0, count: r)
-      for k in 0..<r {
-        var sum = 0.0
-        for c in 0..<n { sum += branch.a[k * n + c] * xd[c] }
-        u[k] = sum * (branch.mask?[t * r + k] ?? branch.stepMask?[k] ?? 1)
-      }
-      for row in 0..<rows {
-        var sum = 0.0
-        for k in 0..<r { sum += branch.b[row * r + k] * u[k] }
-        y[row] += scale * sum
-      }
-      return y
-    }
+    let project = project ?? { name, x, rows, _ in matvec(name, x, rows: rows) }
     func rmsnorm(_ x: [Double], _ name: String) -> [Double] {
       let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + Double(s.epsilon)).squareRoot()
       return zip(x, w[name]).map { $0 * scale * $1 }
@@ -163,9 +168,9 @@ struct TinyModel {
       var qs: [[Double]] = [], ks: [[Double]] = [], vs: [[Double]] = []
       for (p, x) in xs.enumerated() {
         let h = rmsnorm(x, "blk.\(l).attn_norm.weight")
-        var q = project("blk.\(l).attn_q.weight", h, rows: s.heads * hd, token: p)
-        var k = project("blk.\(l).attn_k.weight", h, rows: s.kvHeads * hd, token: p)
-        var v = project("blk.\(l).attn_v.weight", h, rows: s.kvHeads * hd, token: p)
+        var q = project("blk.\(l).attn_q.weight", h, s.heads * hd, p)
+        var k = project("blk.\(l).attn_k.weight", h, s.kvHeads * hd, p)
+        var v = project("blk.\(l).attn_v.weight", h, s.kvHeads * hd, p)
         if s.biases {
           q = zip(q, w["blk.\(l).attn_q.bias"]).map(+)
           k = zip(k, w["blk.\(l).attn_k.bias"]).map(+)
@@ -189,45 +194,25 @@ struct TinyModel {
             for i in 0..<hd { attended[head * hd + i] += scores[j] / total * vs[j][kvHead * hd + i] }
           }
         }
-        let projected = project("blk.\(l).attn_output.weight", attended, rows: d, token: p)
+        let projected = project("blk.\(l).attn_output.weight", attended, d, p)
         xs[p] = zip(xs[p], projected).map(+)
         let h = rmsnorm(xs[p], "blk.\(l).ffn_norm.weight")
-        let gate = project("blk.\(l).ffn_gate.weight", h, rows: s.feedForward, token: p)
-        let up = project("blk.\(l).ffn_up.weight", h, rows: s.feedForward, token: p)
+        let gate = project("blk.\(l).ffn_gate.weight", h, s.feedForward, p)
+        let up = project("blk.\(l).ffn_up.weight", h, s.feedForward, p)
         let hidden = zip(gate, up).map { $0 / (1 + exp(-$0)) * $1 }
-        xs[p] = zip(xs[p], project("blk.\(l).ffn_down.weight", hidden, rows: d, token: p)).map(+)
+        xs[p] = zip(xs[p], project("blk.\(l).ffn_down.weight", hidden, d, p)).map(+)
       }
     }
     let outputName = s.tiedOutput ? "token_embd.weight" : "output.weight"
-    var loss = 0.0
-    for t in 0..<(tokens.count - 1) where lossMask[t + 1] {
-      let logits = matvec(outputName, rmsnorm(xs[t], "output_norm.weight"), rows: s.vocabulary)
-      let m = logits.max()!
-      let lse = m + log(logits.map { exp($0 - m) }.reduce(0, +))
-      loss += lse - logits[Int(tokens[t + 1])]
-    }
-    return loss
+    return xs.map { matvec(outputName, rmsnorm($0, "output_norm.weight"), rows: s.vocabulary) }
   }
 }
 
-/// One LoRA branch as the reference sees it (GGUF tensor name → factors and noise).
-struct ReferenceLoRA {
-  var rank: Int
-  var a: [Double]
-  var b: [Double]
-  /// tokens x columns dropout factors.
-  var dropout: [Double]?
-  /// tokens x rank mask factors (`token` granularity).
-  var mask: [Double]?
-  /// rank mask factors shared by all tokens (`step` granularity).
-  var stepMask: [Double]?
-}
-
 /// A seeded generator for test data (SplitMix64).
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
+public struct SplitMix: Sendable {
+  public var state: UInt64
+  public init(seed: UInt64) { state = seed }
+  public mutating func next() -> UInt64 {
     state &+= 0x9E37_79B9_7F4A_7C15
     var z = state
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -235,5 +220,5 @@ struct SplitMix {
     return z ^ (z >> 31)
   }
   /// Uniform in [-1, 1).
-  mutating func symmetric() -> Double { Double(next() >> 11) * 0x1.0p-52 - 1 }
+  public mutating func symmetric() -> Double { Double(next() >> 11) * 0x1.0p-52 - 1 }
 }
