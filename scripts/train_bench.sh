@@ -48,7 +48,7 @@ peak=$(OPENBLAS_CORETYPE=$core "$work/sgemm_peak")
 echo "sgemm peak: $peak"
 gflops=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['sgemm_gflops_per_thread'])" "$peak")
 # Weights a token's forward multiplies by: every layer matrix and the output projection.
-weights=$(python3 - <<'PY'
+weights=$("$python" - <<'PY'
 import gguf
 r = gguf.GGUFReader("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 n = 0
