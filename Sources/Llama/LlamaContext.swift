@@ -214,7 +214,6 @@ public final class LlamaContext {
     let hyper = model.hyper
     let w = model.weights.layers[layer]
     let s = scratch
-    let d = hyper.embeddingLength
     let qDim = hyper.queryDimension
     let kvDim = hyper.kvDimension
 
@@ -305,7 +304,6 @@ public final class LlamaContext {
     let hyper = model.hyper
     let w = model.weights.layers[layer]
     let s = scratch
-    let d = hyper.embeddingLength
     let f = hyper.feedForwardLength
     rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
     project(s.gate, .gate, layer: layer, s.normed, tokens: n)

@@ -26,8 +26,8 @@ public struct LlamaHyperParameters: Sendable, Equatable {
   public var kvDimension: Int { kvHeadCount * headDimension }
 
   public init(file: GGUFFile) throws {
-    guard let arch = try file.architecture, Self.supportedArchitectures.contains(arch) else {
-      throw LlamaError.unsupportedArchitecture(try file.architecture)
+    guard let arch = file.architecture, Self.supportedArchitectures.contains(arch) else {
+      throw LlamaError.unsupportedArchitecture(file.architecture)
     }
     func required(_ suffix: String) throws -> Int {
       let key = "\(arch).\(suffix)"
