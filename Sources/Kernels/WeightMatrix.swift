@@ -9,6 +9,8 @@ public struct WeightMatrix: @unchecked Sendable {
   public let columns: Int
   public let base: UnsafeRawPointer
   public let rowStride: Int
+  /// Elements per quantization block (1 for float types): column ranges must align to it.
+  public let blockSize: Int
 
   /// Returns nil when the type is not computable or `columns` is not a whole number of blocks.
   public init?(type: UInt32, rows: Int, columns: Int, base: UnsafeRawPointer) {
@@ -19,6 +21,10 @@ public struct WeightMatrix: @unchecked Sendable {
     self.columns = columns
     self.base = base
     self.rowStride = Int(stride)
+    var block: Int64 = 1
+    var typeSize: Int64 = 0
+    _ = dq_type_info(type, &block, &typeSize)
+    blockSize = Int(block)
   }
 
   public var byteCount: Int { rows * rowStride }
@@ -35,5 +41,12 @@ public struct WeightMatrix: @unchecked Sendable {
   /// Dequantizes row `row` into `out[0..<columns]`.
   public func dequantizeRow(_ row: Int, into out: UnsafeMutablePointer<Float>) {
     dq_dequantize_row(type, base + row * rowStride, out, Int64(columns))
+  }
+
+  /// Dequantizes `columns` (whole blocks) of row `row` into `out[0..<columns.count]`.
+  public func dequantizeRow(_ row: Int, columns range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    precondition(range.lowerBound % blockSize == 0 && range.count % blockSize == 0 && range.upperBound <= columns)
+    let offset = range.lowerBound == 0 ? 0 : Int(dq_row_size(type, Int64(range.lowerBound)))
+    dq_dequantize_row(type, base + row * rowStride + offset, out, Int64(range.count))
   }
 }

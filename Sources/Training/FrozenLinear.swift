@@ -2,7 +2,6 @@
 // backward. Both dequantize W a tile of rows at a time into per-thread scratch and hand the
 // tile to sgemm, so the model is never held in fp32. Unlike the inference path, activations
 // are not quantized to 8 bits: the gradients must belong to the function the forward computes.
-import CKernels
 import Kernels
 
 /// Per-thread scratch for the dequantized tiles.
@@ -65,20 +64,16 @@ public enum FrozenLinear {
     precondition(pool.threadCount <= workspace.threads)
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
-    var blockSize: Int64 = 1
-    var typeSize: Int64 = 0
-    _ = dq_type_info(w.type, &blockSize, &typeSize)
-    let block = Int(blockSize)
+    let block = w.blockSize
     pool.parallelFor(columns / block) { blocks, thread in
       let first = blocks.lowerBound * block
       let width = blocks.count * block
-      let offset = first == 0 ? 0 : Int(dq_row_size(w.type, Int64(first)))
       let tile = workspace.tiles + thread * tileRows * workspace.maxColumns
       var start = 0
       while start < w.rows {
         let count = min(tileRows, w.rows - start)
         for r in 0..<count {
-          dq_dequantize_row(w.type, w.base + (start + r) * w.rowStride + offset, tile + r * width, Int64(width))
+          w.dequantizeRow(start + r, columns: first..<(first + width), into: tile + r * width)
         }
         Blas.multiply(
           rows: tokens, columns: width, inner: count, scale: 1, a: dy + start, lda: w.rows,

@@ -30,26 +30,41 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   init() {
     let registry = PrometheusCollectorRegistry()
     self.registry = registry
+    func counter(_ name: String, _ help: String) -> Counter {
+      registry.makeCounter(descriptor: Self.metric(name, help))
+    }
+    func gauge(_ name: String, _ help: String) -> Gauge {
+      registry.makeGauge(descriptor: Self.metric(name, help))
+    }
     func requests(_ outcome: String) -> Counter {
-      registry.makeCounter(descriptor: Self.metric("droplorad_requests_total", "Generation requests that ran, by outcome (ok, cancelled by the client, failed)."), labels: [("outcome", outcome)])
+      registry.makeCounter(
+        descriptor: Self.metric(
+          "droplorad_requests_total",
+          "Generation requests that ran, by outcome (ok, cancelled by the client, failed)."),
+        labels: [("outcome", outcome)])
     }
     requestsOK = requests("ok")
     requestsCancelled = requests("cancelled")
     requestsFailed = requests("failed")
-    promptTokens = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_tokens_total", "Prompt tokens of finished requests."))
-    reusedPromptTokens = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_tokens_reused_total", "Prompt tokens served from a previous turn's KV cache."))
-    generatedTokens = registry.makeCounter(descriptor: Self.metric("droplorad_generated_tokens_total", "Tokens generated."))
-    promptSeconds = registry.makeCounter(descriptor: Self.metric("droplorad_prompt_seconds_total", "Compute time spent on prompts."))
-    decodeSeconds = registry.makeCounter(descriptor: Self.metric("droplorad_decode_seconds_total", "Compute time spent decoding."))
-    promptRate = registry.makeGauge(descriptor: Self.metric("droplorad_prompt_tokens_per_second", "Prompt evaluation speed of the last request."))
-    decodeRate = registry.makeGauge(descriptor: Self.metric("droplorad_decode_tokens_per_second", "Decode speed of the last request."))
-    timeToFirstToken = registry.makeValueHistogram(descriptor: Self.metric("droplorad_time_to_first_token_seconds", "From a request's arrival to its first token, queueing and merging included."), buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
-    queueDepth = registry.makeGauge(descriptor: Self.metric("droplorad_queue_depth", "Requests waiting for a generation slot."))
-    running = registry.makeGauge(descriptor: Self.metric("droplorad_running_generations", "Generations computing now."))
-    adaptersLoaded = registry.makeGauge(descriptor: Self.metric("droplorad_adapters_loaded", "Adapters loaded."))
-    cacheHits = registry.makeCounter(descriptor: Self.metric("droplorad_merged_cache_hits_total", "Requests served by an already merged weight set."))
-    cacheMisses = registry.makeCounter(descriptor: Self.metric("droplorad_merged_cache_misses_total", "Requests that had to merge their adapter first."))
-    residentBytes = registry.makeGauge(descriptor: Self.metric("droplorad_resident_memory_bytes", "Resident set size of the daemon."))
+    promptTokens = counter("droplorad_prompt_tokens_total", "Prompt tokens of finished requests.")
+    reusedPromptTokens = counter(
+      "droplorad_prompt_tokens_reused_total", "Prompt tokens served from a previous turn's KV cache.")
+    generatedTokens = counter("droplorad_generated_tokens_total", "Tokens generated.")
+    promptSeconds = counter("droplorad_prompt_seconds_total", "Compute time spent on prompts.")
+    decodeSeconds = counter("droplorad_decode_seconds_total", "Compute time spent decoding.")
+    promptRate = gauge("droplorad_prompt_tokens_per_second", "Prompt evaluation speed of the last request.")
+    decodeRate = gauge("droplorad_decode_tokens_per_second", "Decode speed of the last request.")
+    timeToFirstToken = registry.makeValueHistogram(
+      descriptor: Self.metric(
+        "droplorad_time_to_first_token_seconds",
+        "From a request's arrival to its first token, queueing and merging included."),
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+    queueDepth = gauge("droplorad_queue_depth", "Requests waiting for a generation slot.")
+    running = gauge("droplorad_running_generations", "Generations computing now.")
+    adaptersLoaded = gauge("droplorad_adapters_loaded", "Adapters loaded.")
+    cacheHits = counter("droplorad_merged_cache_hits_total", "Requests served by an already merged weight set.")
+    cacheMisses = counter("droplorad_merged_cache_misses_total", "Requests that had to merge their adapter first.")
+    residentBytes = gauge("droplorad_resident_memory_bytes", "Resident set size of the daemon.")
   }
 
   func requestFinished(_ report: RequestReport) {

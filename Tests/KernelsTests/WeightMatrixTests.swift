@@ -73,4 +73,17 @@ struct WeightMatrixTests {
       #expect(row.map(Double.init) == Array(matrix.dense[(r * 256)..<((r + 1) * 256)]))
     }
   }
+
+  @Test("a column range of a row reads the same values as the whole row", arguments: ["F16", "Q8_0", "Q4_K"])
+  func dequantizeColumns(typeName: String) throws {
+    var rng = SplitMix(seed: 5)
+    let matrix = TestMatrix(type: matmulType(typeName), rows: 3, columns: 512, rng: &rng)
+    let w = matrix.weights
+    for range in [0..<256, 256..<512, 0..<512] where range.lowerBound % w.blockSize == 0 {
+      var part = [Float](repeating: .nan, count: range.count)
+      part.withUnsafeMutableBufferPointer { w.dequantizeRow(2, columns: range, into: $0.baseAddress!) }
+      #expect(part.map(Double.init) == Array(matrix.dense[(2 * 512 + range.lowerBound)..<(2 * 512 + range.upperBound)]))
+    }
+    #expect(w.blockSize == (typeName == "F16" ? 1 : typeName == "Q8_0" ? 32 : 256))
+  }
 }
