@@ -2,6 +2,9 @@
 // backward. Both dequantize W a tile of rows at a time into per-thread scratch and hand the
 // tile to sgemm, so the model is never held in fp32. Unlike the inference path, activations
 // are not quantized to 8 bits: the gradients must belong to the function the forward computes.
+// With ComputeType.bf16 the tiles and the activations are rounded to bf16 instead and the
+// products run in CKernels' dq_gemm_bf16 (fp32 sums).
+import CKernels
 import Kernels
 
 /// Per-thread scratch for the dequantized tiles.
@@ -16,17 +19,38 @@ public final class FrozenLinearWorkspace: @unchecked Sendable {
   let maxColumns: Int
   let maxTokens: Int
   let threads: Int
+  let computeType: ComputeType
   let tiles: UnsafeMutablePointer<Float>
+  /// bf16 only: the tiles rounded and laid out for dq_gemm_bf16 (per thread) ...
+  let bf16Tiles: UnsafeMutablePointer<UInt16>?
+  /// ... and the activations packed as its A operand: the forward's x (shared by the threads)
+  /// or, in the backward, each thread's slice of dy for the tile in hand.
+  let packed: UnsafeMutablePointer<UInt32>?
+  let packedPerThread: Int
 
-  public init(maxColumns: Int, maxTokens: Int, threads: Int) {
+  public init(maxColumns: Int, maxTokens: Int, threads: Int, computeType: ComputeType = .f32) {
+    precondition(computeType.isSupported, "compute type \(computeType) is not supported here")
     self.maxColumns = maxColumns
     self.maxTokens = maxTokens
     self.threads = max(1, threads)
+    self.computeType = computeType
     tiles = .allocate(capacity: self.threads * Self.tileRows * maxColumns)
+    let paddedTokens = Int(dq_bf16_padded_rows(Int64(maxTokens)))
+    packedPerThread = Self.tileRows / 2 * paddedTokens
+    if computeType == .bf16 {
+      bf16Tiles = .allocate(capacity: self.threads * Self.tileRows * maxColumns)
+      let forward = (maxColumns + 1) / 2 * paddedTokens
+      packed = .allocate(capacity: max(forward, self.threads * packedPerThread))
+    } else {
+      bf16Tiles = nil
+      packed = nil
+    }
   }
 
   deinit {
     tiles.deallocate()
+    bf16Tiles?.deallocate()
+    packed?.deallocate()
   }
 }
 
@@ -37,6 +61,9 @@ public enum FrozenLinear {
     tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
   ) {
     precondition(w.columns <= workspace.maxColumns && pool.threadCount <= workspace.threads)
+    if workspace.computeType == .bf16 && w.columns.isMultiple(of: 2) {
+      return forwardBF16(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
+    }
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
     pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
@@ -62,6 +89,9 @@ public enum FrozenLinear {
   ) {
     precondition(w.columns <= workspace.maxColumns && tokens <= workspace.maxTokens)
     precondition(pool.threadCount <= workspace.threads)
+    if workspace.computeType == .bf16 && w.rows.isMultiple(of: 2) {
+      return backwardBF16(dx, w, dy, tokens: tokens, pool: pool, workspace: workspace)
+    }
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
     let block = w.blockSize
@@ -78,6 +108,86 @@ public enum FrozenLinear {
         Blas.multiply(
           rows: tokens, columns: width, inner: count, scale: 1, a: dy + start, lda: w.rows,
           transposeB: false, b: tile, ldb: width, c: dx + first, ldc: columns, accumulate: true)
+        start += count
+      }
+    }
+  }
+
+  // MARK: bf16 (the same splits over threads and tiles as above)
+
+  /// x is packed once (in panels, over the threads), then every thread rounds its tiles of W
+  /// and multiplies them into its rows of out.
+  static func forwardBF16(
+    _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+    tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
+  ) {
+    precondition(tokens <= workspace.maxTokens)
+    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else { return }
+    let tileRows = FrozenLinearWorkspace.tileRows
+    let columns = w.columns
+    let pairs = columns / 2
+    let panelRows = Int(DQ_GEMM_BF16_ROWS)
+    let panels = (tokens + panelRows - 1) / panelRows
+    pool.parallelFor(panels) { range, _ in
+      let first = range.lowerBound * panelRows
+      dq_bf16_pack_a(
+        packed + first * pairs, x + first * columns, Int64(columns),
+        Int64(min(tokens - first, range.count * panelRows)), Int64(pairs))
+    }
+    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
+      let scratch = workspace.tiles + thread * tileRows * columns
+      let tile = bf16Tiles + thread * tileRows * columns
+      var start = rows.lowerBound
+      while start < rows.upperBound {
+        let count = min(tileRows, rows.upperBound - start)
+        for r in 0..<count {
+          w.dequantizeRow(start + r, into: scratch)
+          dq_bf16_convert(tile + r * columns, scratch, Int64(columns))
+        }
+        // Row r of the tile in bf16 holds pair p of column r at r·pairs + p.
+        tile.withMemoryRebound(to: UInt32.self, capacity: count * pairs) { b in
+          dq_gemm_bf16(
+            out + start, Int64(w.rows), packed, Int64(tokens), b, 1, Int64(pairs), Int64(count),
+            Int64(pairs), false)
+        }
+        start += count
+      }
+    }
+  }
+
+  /// Per thread and tile: dequantize its columns of the tile's rows, interleave row pairs in
+  /// bf16, pack the matching columns of dy, and add the product into its columns of dx.
+  static func backwardBF16(
+    _ dx: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ dy: UnsafePointer<Float>,
+    tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
+  ) {
+    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else { return }
+    let tileRows = FrozenLinearWorkspace.tileRows
+    let columns = w.columns
+    let block = w.blockSize
+    pool.parallelFor(columns / block) { blocks, thread in
+      let first = blocks.lowerBound * block
+      let width = blocks.count * block
+      let scratch = workspace.tiles + thread * tileRows * workspace.maxColumns
+      let tile = bf16Tiles + thread * tileRows * workspace.maxColumns
+      let packedDy = packed + thread * workspace.packedPerThread
+      var start = 0
+      while start < w.rows {
+        let count = min(tileRows, w.rows - start)
+        for r in 0..<count {
+          w.dequantizeRow(start + r, columns: first..<(first + width), into: scratch + r * width)
+        }
+        for p in 0..<(count / 2) {
+          dq_bf16_interleave_rows(
+            tile + 2 * p * width, scratch + 2 * p * width, scratch + (2 * p + 1) * width, Int64(width))
+        }
+        dq_bf16_pack_a(packedDy, dy + start, Int64(w.rows), Int64(tokens), Int64(count / 2))
+        // Pair p of column j (rows 2p and 2p+1 of the tile) sits at p·width + j.
+        tile.withMemoryRebound(to: UInt32.self, capacity: count / 2 * width) { b in
+          dq_gemm_bf16(
+            dx + first, Int64(columns), packedDy, Int64(tokens), b, Int64(width), 1, Int64(width),
+            Int64(count / 2), true)
+        }
         start += count
       }
     }

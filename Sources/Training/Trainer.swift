@@ -30,6 +30,8 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
   /// tokens instead of exactly `microBatch` of them: short samples then share one forward
   /// (larger, faster matrix products). Attention and positions stay per sample either way.
   public var packSequences: Bool = false
+  /// Precision of the frozen base's products (see ComputeType).
+  public var computeType: ComputeType = .f32
 
   public init(
     lora: LoRATrainingConfig = LoRATrainingConfig(), optimizer: AdamWConfig = AdamWConfig(),
@@ -70,6 +72,9 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
     guard maxSequenceLength >= 2 else { throw .invalidConfig("max sequence length must be at least 2") }
     guard threads >= 1 else { throw .invalidConfig("threads must be at least 1") }
     guard totalSteps >= 1 else { throw .invalidConfig("total steps must be at least 1") }
+    guard computeType.isSupported else {
+      throw .invalidConfig("compute type \(computeType.rawValue) needs a CPU with AVX512-BF16")
+    }
   }
 }
 
@@ -107,6 +112,7 @@ extension TrainerConfig {
     threads = try c.decode(Int.self, forKey: .threads)
     recomputeActivations = try c.decodeIfPresent(Bool.self, forKey: .recomputeActivations) ?? false
     packSequences = try c.decodeIfPresent(Bool.self, forKey: .packSequences) ?? false
+    computeType = try c.decodeIfPresent(ComputeType.self, forKey: .computeType) ?? .f32
   }
 }
 
@@ -146,7 +152,8 @@ public final class Trainer: @unchecked Sendable {
     // A micro-batch runs packed: capacity for microBatch sequences of the longest length.
     graph = TrainingGraph(
       model: model, parameters: parameters, maxTokens: config.microBatchTokens,
-      maxSequence: config.maxSequenceLength, recompute: config.recomputeActivations, pool: pool)
+      maxSequence: config.maxSequenceLength, recompute: config.recomputeActivations,
+      computeType: config.computeType, pool: pool)
     try LoRAInitializer.initialize(parameters, model: model, random: &random, pool: pool)
   }
 

@@ -80,7 +80,7 @@ public final class TrainingGraph {
   /// (default: the whole capacity).
   public init(
     model: LlamaModel, parameters: LoRAParameters, maxTokens: Int, maxSequence: Int? = nil,
-    recompute: Bool = false, pool: ThreadPool
+    recompute: Bool = false, computeType: ComputeType = .f32, pool: ThreadPool
   ) {
     self.recompute = recompute
     self.model = model
@@ -116,7 +116,8 @@ public final class TrainingGraph {
     dGate = FloatBuffer(T * f)
     dUp = FloatBuffer(T * f)
     let widest = max(d, qDim, f)
-    frozenWorkspace = FrozenLinearWorkspace(maxColumns: widest, maxTokens: T, threads: pool.threadCount)
+    frozenWorkspace = FrozenLinearWorkspace(
+      maxColumns: widest, maxTokens: T, threads: pool.threadCount, computeType: computeType)
     loraWorkspace = LoRAWorkspace(maxTokens: T, maxColumns: widest, rank: parameters.config.rank)
     attentionWorkspace = AttentionWorkspace(
       shape: shape, maxTokens: self.maxSequence, threads: pool.threadCount)

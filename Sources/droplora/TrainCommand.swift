@@ -57,6 +57,8 @@ struct TrainCommand: ParsableCommand {
   var recompute = false
   @Flag(help: "Pack short samples: each micro-batch holds as many samples as fit in micro-batch × max-seq-len tokens (attention stays within each sample).")
   var pack = false
+  @Option(help: "Precision of the products through the frozen base: f32, or bf16 (AVX512-BF16 CPUs: about twice as fast, gradients of a slightly rounded function).")
+  var computeType = "f32"
 
   func validate() throws {
     if eval != nil && evalFraction != nil { throw ValidationError("give --eval or --eval-fraction, not both") }
@@ -68,6 +70,7 @@ struct TrainCommand: ParsableCommand {
     if threads < 1 { throw ValidationError("--threads must be >= 1") }
     if saveEvery < 1 { throw ValidationError("--save-every must be >= 1") }
     _ = try loraConfig()
+    _ = try compute()
   }
 
   func loraConfig() throws -> LoRATrainingConfig {
@@ -90,6 +93,15 @@ struct TrainCommand: ParsableCommand {
     return config
   }
 
+  func compute() throws -> ComputeType {
+    guard let type = ComputeType(rawValue: computeType) else {
+      throw ValidationError("--compute-type must be f32 or bf16")
+    }
+    guard type.isSupported else {
+      throw ValidationError("--compute-type \(computeType) needs a CPU with AVX512-BF16 (this one has none)")
+    }
+    return type
+  }
 
   func run() throws {
     OpenBLASCoreType.ensureSet()
@@ -119,6 +131,7 @@ struct TrainCommand: ParsableCommand {
       microBatch: microBatch, maxSequenceLength: maxSeqLen, seed: seed, threads: threads)
     config.recomputeActivations = recompute
     config.packSequences = pack
+    config.computeType = try compute()
     guard ScheduleKind(rawValue: schedule) != nil else { throw ValidationError("--schedule must be linear or cosine") }
 
     let trainer: Trainer

@@ -1,0 +1,15 @@
+// Precision of the products through the frozen base weights in training (the LoRA branches,
+// attention, norms, the loss and the optimizer stay fp32 either way).
+import CKernels
+
+public enum ComputeType: String, Sendable, Codable, CaseIterable {
+  /// fp32 tiles and OpenBLAS sgemm: the gradients of exactly the function inference computes.
+  case f32
+  /// Weights and activations rounded to bf16 (8-bit mantissa) with fp32 sums, on AVX512-BF16
+  /// (`vdpbf16ps`, twice sgemm's rate): QLoRA's usual compute type. The gradients are those of
+  /// a slightly perturbed function (relative error ~2⁻⁹ per product).
+  case bf16
+
+  /// Whether this CPU runs it (f32 runs everywhere).
+  public var isSupported: Bool { self == .f32 || dq_cpu_has_avx512bf16() }
+}
