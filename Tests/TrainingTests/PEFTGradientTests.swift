@@ -32,8 +32,52 @@ struct PEFTGradientFixture: Decodable {
 extension TrainingSuites {
 @Suite(.serialized, .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 struct PEFTGradientTests {
+  /// Both fp32; transformers dequantizes Q4_1 itself.
   @Test func lossAndEveryGradientMatchPyTorchPEFT() async throws {
     try await offCooperativePool {
+      let errors = try compare(.f32, tolerances: Errors(loss: 1e-4, norm: 1e-3, entry: 1e-3))
+      print("PEFT gradients (f32): \(errors)")
+    }
+  }
+
+  /// bf16 products through the base against the same fp32 reference. The yardstick is how far
+  /// PyTorch's own bf16 (autocast, the fixture made with --autocast-bf16) lands from that
+  /// reference, by the same three measures: ours must stay within twice its error.
+  @Test(.enabled(if: ComputeType.bf16.isSupported, "needs AVX512-BF16"))
+  func bf16LossAndGradientsStayAsNearAsPyTorchBF16() async throws {
+    try await offCooperativePool {
+      let reference = try JSONDecoder().decode(PEFTGradientFixture.self, from: fixtureData("peft_gradients.json"))
+      let autocast = try JSONDecoder().decode(
+        PEFTGradientFixture.self, from: fixtureData("peft_gradients_autocast_bf16.json"))
+      let yardstick = Errors(autocast, against: reference)
+      let errors = try compare(
+        .bf16, tolerances: Errors(loss: 2 * yardstick.loss, norm: 2 * yardstick.norm, entry: 2 * yardstick.entry))
+      print("PEFT gradients (bf16): \(errors); PyTorch autocast bf16: \(yardstick)")
+    }
+  }
+
+  /// Relative errors against the reference: the loss, the worst module gradient norm, and the
+  /// worst sampled entry relative to its module's norm.
+  struct Errors: CustomStringConvertible {
+    var loss = 0.0, norm = 0.0, entry = 0.0
+    init(loss: Double = 0, norm: Double = 0, entry: Double = 0) {
+      self.loss = loss
+      self.norm = norm
+      self.entry = entry
+    }
+    init(_ other: PEFTGradientFixture, against reference: PEFTGradientFixture) {
+      loss = abs(other.loss - reference.loss) / reference.loss
+      for (o, r) in zip(other.modules, reference.modules) {
+        norm = max(norm, abs(o.norm - r.norm) / r.norm)
+        for (a, b) in zip(o.values, r.values) { entry = max(entry, abs(a - b) / r.norm) }
+      }
+    }
+    var description: String { "loss \(loss), worst norm \(norm), worst entry / norm \(entry)" }
+  }
+
+  /// Runs the fixture's sample with PEFT's adapter; the loss, every module's gradient norm and
+  /// every sampled entry must be within `tolerances` of the reference.
+  func compare(_ computeType: ComputeType, tolerances: Errors) throws -> Errors {
     let fixture = try JSONDecoder().decode(PEFTGradientFixture.self, from: fixtureData("peft_gradients.json"))
     let model = try LlamaModel(file: try GGUFFile(path: defaultModelPath))
     let adapterPath = packageRoot.appendingPathComponent(
@@ -45,16 +89,15 @@ struct PEFTGradientTests {
       targets: LlamaProjection.allCases, method: .lora, pruningRate: 0)
     let parameters = LoRAParameters(config: config, hyper: model.hyper)
     try parameters.load(from: adapter)
-    let graph = TrainingGraph(model: model, parameters: parameters, maxTokens: 64, pool: ThreadPool(threads: 2))
+    let graph = TrainingGraph(
+      model: model, parameters: parameters, maxTokens: 64, computeType: computeType, pool: ThreadPool(threads: 2))
     let result = try graph.run(tokens: fixture.tokens, lossMask: fixture.loss_mask, gradientWeight: 1) { _, _ in LoRANoise() }
 
-    let lossError = abs(result.lossSum - fixture.loss) / fixture.loss
-    // Both fp32; transformers dequantizes Q4_1 itself. Measured: see the print below.
-    #expect(lossError < 1e-4, "loss \(result.lossSum) vs PEFT \(fixture.loss)")
+    var errors = Errors()
+    errors.loss = abs(result.lossSum - fixture.loss) / fixture.loss
+    #expect(errors.loss < tolerances.loss, "loss \(result.lossSum) vs PEFT \(fixture.loss)")
 
     #expect(fixture.modules.count == 2 * parameters.modules.count)
-    var worstNorm = 0.0
-    var worstEntry = 0.0
     for reference in fixture.modules {
       let projection = try #require(LlamaProjection(anyName: reference.projection))
       let module = try #require(parameters.module(layer: reference.layer, projection: projection))
@@ -67,17 +110,16 @@ struct PEFTGradientTests {
       #expect(reference.shape == (isA ? [module.rank, module.columns] : [module.rows, module.rank]))
       let norm = gradient.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
       let normError = abs(norm - reference.norm) / max(reference.norm, 1e-12)
-      worstNorm = max(worstNorm, normError)
-      #expect(normError < 1e-3, "layer \(reference.layer) \(reference.projection) \(reference.factor): norm \(norm) vs PEFT \(reference.norm)")
+      errors.norm = max(errors.norm, normError)
+      #expect(normError < tolerances.norm, "layer \(reference.layer) \(reference.projection) \(reference.factor): norm \(norm) vs PEFT \(reference.norm)")
       for (index, value) in zip(reference.indices, reference.values) {
         // Relative to the module's gradient norm: single entries can be near zero.
         let error = abs(Double(gradient[index]) - value) / max(reference.norm, 1e-12)
-        worstEntry = max(worstEntry, error)
-        #expect(error < 1e-3, "layer \(reference.layer) \(reference.projection) \(reference.factor)[\(index)]: \(gradient[index]) vs PEFT \(value)")
+        errors.entry = max(errors.entry, error)
+        #expect(error < tolerances.entry, "layer \(reference.layer) \(reference.projection) \(reference.factor)[\(index)]: \(gradient[index]) vs PEFT \(value)")
       }
     }
-    print("PEFT gradients: loss relative error \(lossError), worst norm error \(worstNorm), worst entry error / norm \(worstEntry)")
-    }
+    return errors
   }
 }
 }

@@ -13,7 +13,11 @@ only match ours after the row permutation, which is what this fixture checks.
 For every module: the Frobenius norm of grad A and grad B and four entries of each (flat
 row-major indices in PEFT's layout).
 
-    python3 Tests/TrainingTests/Fixtures/make_peft_gradients.py [models/SmolLM2-135M-Instruct.Q4_1.gguf]
+With --autocast-bf16 the forward runs under torch.autocast(cpu, bfloat16) (PyTorch's usual
+mixed precision) and the result goes to peft_gradients_autocast_bf16.json: how far PyTorch's
+own bf16 lands from its fp32 gradients, the yardstick for droplora's --compute-type bf16.
+
+    python3 Tests/TrainingTests/Fixtures/make_peft_gradients.py [--autocast-bf16] [models/SmolLM2-135M-Instruct.Q4_1.gguf]
 (CPU; torch, transformers, peft, safetensors, gguf from PyPI)
 """
 import json
@@ -27,7 +31,9 @@ from transformers import AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-MODEL = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+AUTOCAST = "--autocast-bf16" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--autocast-bf16"]
+MODEL = ARGS[0] if ARGS else os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 ADAPTER = os.path.join(ROOT, "Tests", "AdaptersTests", "Fixtures", "peft_adapter")
 
 # The same conversation as make_gradient_reference.py ("You are terse." / "Who built the Glass
@@ -57,7 +63,11 @@ def main():
     peft_model.train()  # dropout is 0, so train mode only turns autograd bookkeeping on
 
     ids = torch.tensor([TOKENS])
-    logits = peft_model(ids).logits[0]
+    if AUTOCAST:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            logits = peft_model(ids).logits[0].float()
+    else:
+        logits = peft_model(ids).logits[0]
     rows = [t for t in range(len(TOKENS) - 1) if MASK[t + 1]]
     targets = torch.tensor([TOKENS[t + 1] for t in rows])
     loss = torch.nn.functional.cross_entropy(logits[rows], targets, reduction="sum")
@@ -84,9 +94,10 @@ def main():
         "versions": {"torch": torch.__version__, "peft": __import__("peft").__version__,
                      "transformers": __import__("transformers").__version__},
         "model": os.path.basename(MODEL), "adapter": "Tests/AdaptersTests/Fixtures/peft_adapter",
-        "tokens": TOKENS, "loss_mask": MASK, "loss": float(loss), "modules": modules,
+        "autocast": "bf16" if AUTOCAST else None, "tokens": TOKENS, "loss_mask": MASK, "loss": float(loss), "modules": modules,
     }
-    with open(os.path.join(HERE, "peft_gradients.json"), "w") as f:
+    name = "peft_gradients_autocast_bf16.json" if AUTOCAST else "peft_gradients.json"
+    with open(os.path.join(HERE, name), "w") as f:
         json.dump(out, f)
     print("loss", float(loss), "modules", len(modules))
 
