@@ -142,6 +142,8 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--droplora", default=BINARY, help="the droplora binary to run")
+    parser.add_argument("--compute-type", default="f32", choices=["f32", "bf16"],
+                        help="droplora train --compute-type (evaluation always runs f32)")
     args = parser.parse_args()
     BINARY = os.path.abspath(args.droplora)
     os.makedirs(args.out, exist_ok=True)
@@ -176,6 +178,7 @@ def main():
                 "--rank", str(args.rank), "--lr", args.lr, "--steps", str(args.steps),
                 "--batch-size", str(args.batch_size), "--micro-batch", "1", "--pack", "--max-seq-len", "512",
                 "--seed", str(seed), "--threads", str(args.threads), "--save-every", "1000000", "--json",
+                "--compute-type", args.compute_type,
             ).strip().splitlines()
             steps = [json.loads(l) for l in lines if '"step"' in l]
             train_report = {"final_train_loss": steps[-1].get("loss") if steps else None,

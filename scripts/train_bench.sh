@@ -8,6 +8,9 @@
 # counting 4 FLOPs per weight multiplied per token (every layer matrix and the output
 # projection; forward x·Wᵀ and backward dy·W — the base is frozen, so no weight-gradient
 # product). LoRA's and attention's FLOPs are left out, so the fraction is a lower bound.
+# On CPUs with AVX512-BF16 each setting also runs droplora with --compute-type bf16 and PyTorch
+# under torch.autocast(cpu, bfloat16) (its usual mixed precision), and the summary gives the
+# ratios of each pair; "%peak" stays relative to the fp32 sgemm peak, so bf16 may pass 100 %.
 # Usage: scripts/train_bench.sh [STEPS]
 # PyTorch comes from a venv under .build (torch, transformers, peft, gguf from PyPI; a few GB);
 # set PEFT_PYTHON to use another interpreter that has them.
@@ -61,27 +64,55 @@ print(n)
 PY
 )
 echo "weights multiplied per token: $weights"
-row() {  # implementation seq micro threads json
-  python3 - "$@" "$gflops" "$weights" <<'PY'
+results="$work/results.jsonl"
+run() {  # implementation seq micro threads json-line: prints the row and keeps it for the summary
+  python3 - "$@" "$gflops" "$weights" "$results" <<'PY'
 import json, sys
-name, length, micro, threads, line, gflops, weights = sys.argv[1:8]
+name, length, micro, threads, line, gflops, weights, results = sys.argv[1:9]
 s = json.loads(line)
 tps = s["tokens_per_second"]
 fraction = 4 * float(weights) * tps / 1e9 / (float(gflops) * int(threads))
-print(f"{name:<10} {length:<8} {micro:<6} {threads:<8} {tps:12.1f} {s['peak_rss_mib']:10.0f} {100 * fraction:9.0f}%", flush=True)
+print(f"{name:<14} {length:<8} {micro:<6} {threads:<8} {tps:12.1f} {s['peak_rss_mib']:10.0f} {100 * fraction:9.0f}%", flush=True)
+with open(results, "a") as f:
+    f.write(json.dumps({"impl": name, "setting": f"{length}/{micro}/{threads}", "tps": tps,
+                        "rss": s["peak_rss_mib"]}) + "\n")
 PY
 }
-printf "%-10s %-8s %-6s %-8s %12s %10s %10s\n" impl seq_len micro threads tokens/s peak_MiB "%peak"
+printf "%-14s %-8s %-6s %-8s %12s %10s %10s\n" impl seq_len micro threads tokens/s peak_MiB "%peak"
+bf16=$(grep -q avx512_bf16 /proc/cpuinfo && echo yes || echo no)
 for len in 256 512; do
   for micro in 1 4; do
     for threads in 1 2; do
-      line=$("$bin" train --data "$work/data.jsonl" --out "$work/out" --steps "$steps" --batch-size 4 \
-        --micro-batch "$micro" --max-seq-len "$len" --threads "$threads" --rank 32 --json 2>/dev/null | tail -1)
-      rm -rf "$work/out"
-      row droplora "$len" "$micro" "$threads" "$line"
-      line=$("$python" scripts/train_bench_peft.py --seq-len "$len" --micro-batch "$micro" \
-        --threads "$threads" --steps "$steps" --rank 32 2>/dev/null | tail -1)
-      row pytorch "$len" "$micro" "$threads" "$line"
+      types=(f32); [[ $bf16 == yes ]] && types+=(bf16)
+      for type in "${types[@]}"; do
+        line=$("$bin" train --data "$work/data.jsonl" --out "$work/out" --steps "$steps" --batch-size 4 \
+          --micro-batch "$micro" --max-seq-len "$len" --threads "$threads" --rank 32 \
+          --compute-type "$type" --json 2>/dev/null | tail -1)
+        rm -rf "$work/out"
+        run "droplora-$type" "$len" "$micro" "$threads" "$line"
+      done
+      autocasts=(""); [[ $bf16 == yes ]] && autocasts+=(--autocast-bf16)
+      for autocast in "${autocasts[@]}"; do
+        line=$("$python" scripts/train_bench_peft.py --seq-len "$len" --micro-batch "$micro" \
+          --threads "$threads" --steps "$steps" --rank 32 $autocast 2>/dev/null | tail -1)
+        name=pytorch-f32; [[ -n $autocast ]] && name=pytorch-bf16
+        run "$name" "$len" "$micro" "$threads" "$line"
+      done
     done
   done
 done
+# Ratios within each setting (seq/micro/threads), from the runs above.
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r["setting"], {})[r["impl"]] = r
+print()
+print(f"{'setting':<12} {'f32/pt-f32':>11} {'bf16/pt-f32':>12} {'bf16/pt-bf16':>13} {'mem f32/pt-f32':>15}")
+for setting, r in by.items():
+    def ratio(a, b, key="tps"):
+        return f"{r[a][key] / r[b][key]:.2f}x" if a in r and b in r else "-"
+    print(f"{setting:<12} {ratio('droplora-f32', 'pytorch-f32'):>11} {ratio('droplora-bf16', 'pytorch-f32'):>12} "
+          f"{ratio('droplora-bf16', 'pytorch-bf16'):>13} {ratio('droplora-f32', 'pytorch-f32', 'rss'):>15}")
+PY

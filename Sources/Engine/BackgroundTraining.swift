@@ -19,6 +19,8 @@ public struct BackgroundTrainingSettings: Sendable, Equatable {
   public var learningRate: Float = 3e-4
   public var pruningRate: Float = 0.5
   public var granularity: Training.MaskGranularity = .step
+  /// Read when an adapter's trainer is made (the daemon asks for a restart to change it).
+  public var computeType: ComputeType = .f32
   public var loraDropout: Float = 0.05
   public var batchSize = 8
   public var microBatch = 2
@@ -429,10 +431,11 @@ public final class BackgroundTraining: @unchecked Sendable {
       method: job.meta.pruningRate > 0 ? .droplora : .lora, pruningRate: Float(job.meta.pruningRate),
       granularity: settings.granularity)
     // A stream has no end: the schedule is flat after warm-up (linear over a horizon never reached).
-    let config = TrainerConfig(
+    var config = TrainerConfig(
       lora: lora, learningRate: settings.learningRate, schedule: .linear, warmupSteps: 10,
       totalSteps: Int(Int32.max), microBatch: settings.microBatch, maxSequenceLength: settings.maxSequenceLength,
       seed: Self.stableSeed(name), threads: settings.threads)
+    config.computeType = settings.computeType
     let trainer = try Trainer(model: engine.registry.base, config: config)
     let checkpointDirectory = directory + "/" + name
     if FileManager.default.fileExists(atPath: checkpointDirectory + "/checkpoint/state.json")

@@ -9,6 +9,8 @@ public enum KVCacheType: String, Sendable, CaseIterable { case f32, f16 }
 public enum MergeTypeName: String, Sendable, CaseIterable { case q8_0, f16, f32, none }
 /// DropLoRA mask granularity: one rank mask per training step, or one per token and rank element.
 public enum MaskGranularity: String, Sendable, CaseIterable { case step, token }
+/// Precision of the products through the frozen base in training (bf16 needs AVX512-BF16).
+public enum ComputeTypeName: String, Sendable, CaseIterable { case f32, bf16 }
 /// swift-log's levels, spelled as in swift-log.
 public enum LogLevelName: String, Sendable, CaseIterable {
   case trace, debug, info, notice, warning, error, critical
@@ -76,6 +78,7 @@ public struct TrainingDefaults: Sendable, Equatable {
   /// DropLoRA pruning rate p (0 = plain LoRA).
   public var pruningRate = 0.5
   public var maskGranularity = MaskGranularity.step
+  public var computeType = ComputeTypeName.f32
   public var loraDropout = 0.05
   public var learningRate = 3e-4
   /// Steps between published adapter versions.

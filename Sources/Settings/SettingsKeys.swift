@@ -81,6 +81,7 @@ enum SettingsKeys {
       // p = 1 would drop every direction: nothing would ever train.
       double("training.pruning_rate", \.training.pruningRate, 0...0.99),
       choice("training.mask_granularity", \.training.maskGranularity),
+      choice("training.compute_type", \.training.computeType),
       double("training.lora_dropout", \.training.loraDropout, 0...0.99),
       double("training.learning_rate", \.training.learningRate, 1e-9...1),
       int("training.publish_every", \.training.publishEvery, 1...1_000_000),

@@ -169,6 +169,7 @@ final class Daemon: Sendable {
     t.learningRate = Float(d.learningRate)
     t.pruningRate = Float(d.pruningRate)
     t.granularity = d.maskGranularity == .step ? .step : .token
+    t.computeType = d.computeType == .bf16 ? .bf16 : .f32
     t.loraDropout = Float(d.loraDropout)
     t.batchSize = d.batchSize
     t.microBatch = d.microBatch
@@ -227,6 +228,7 @@ final class Daemon: Sendable {
       ("adapters.directory", settings.adapters.directory != current.adapters.directory),
       ("adapters.merge_type", settings.adapters.mergeType != current.adapters.mergeType),
       ("state_directory", settings.stateDirectory != current.stateDirectory),
+      ("training.compute_type", settings.training.computeType != current.training.computeType),
     ]
     let pending = needRestart.filter(\.1).map(\.0)
     if !pending.isEmpty {

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import Settings
+import Training
 
 @main
 struct Droplorad: AsyncParsableCommand {
@@ -109,6 +110,12 @@ struct Droplorad: AsyncParsableCommand {
   static func loadSettings(path: String?, overrides: [String: String]) throws -> DaemonSettings {
     var settings = try path.map { path throws(SettingsError) in try SettingsLoader.load(path: path) } ?? DaemonSettings()
     try settings.apply(overrides: overrides)
+    // The one setting the file alone cannot validate: it depends on this CPU.
+    if settings.training.computeType == .bf16 && !Training.ComputeType.bf16.isSupported {
+      throw SettingsError(
+        .invalidValue("bf16 needs a CPU with AVX512-BF16 (this one has none); use f32"),
+        keyPath: "training.compute_type", source: path)
+    }
     return settings
   }
 }

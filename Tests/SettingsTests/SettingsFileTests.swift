@@ -30,7 +30,7 @@ let manPage = packageRoot.appendingPathComponent("man/droplorad.yaml.5").path
     #expect(s.limits.maxRequestBytes == 1_048_576 && s.limits.maxTokens == 4096)
     #expect(s.limits.maxConcurrentGenerations == 2 && s.limits.queueLimit == 32)
     #expect(s.training.rank == 32 && s.training.alpha == 64 && s.training.pruningRate == 0.5)
-    #expect(s.training.maskGranularity == .step && s.training.loraDropout == 0.05)
+    #expect(s.training.maskGranularity == .step && s.training.loraDropout == 0.05 && s.training.computeType == .f32)
     #expect(s.training.learningRate == 3e-4 && s.training.publishEvery == 50)
     #expect(s.stateDirectory == "/var/lib/droplora" && s.logLevel == .info)
   }
@@ -71,6 +71,7 @@ let manPage = packageRoot.appendingPathComponent("man/droplorad.yaml.5").path
         temperature: 0
       training:
         mask_granularity: token
+        compute_type: bf16
         learning_rate: 1e-4
       log_level: debug
       """)
@@ -86,6 +87,7 @@ let manPage = packageRoot.appendingPathComponent("man/droplorad.yaml.5").path
     expected.adapters.mergeType = .f16
     expected.generation.temperature = 0
     expected.training.maskGranularity = .token
+    expected.training.computeType = .bf16
     expected.training.learningRate = 1e-4
     expected.logLevel = .debug
     #expect(s == expected)
