@@ -186,22 +186,32 @@ BF16_TARGET static void tail_block(float *c, int64_t ldc, const uint32_t *panel,
   }
 }
 
-// Column-panel outer, row-panel inner: a panel of 12 columns of B (12 x pairs pairs) stays in
-// L1 while every A panel streams past it from L2.
+// Bytes of A kept in L2 while the column panels pass over them.
+enum { A_BLOCK_BYTES = 256 * 1024 };
+
+// Row blocks of A sized for L2, outermost; within one, column-panel outer and row-panel inner:
+// a panel of 12 columns of B (12 x pairs pairs) stays in L1 while the block's A panels stream
+// past it from L2. (Without the row blocks, a long A — thousands of tokens — would stream from
+// memory once per 12 columns.)
 BF16_TARGET static void gemm_avx512(float *c, int64_t ldc, const uint32_t *a_packed, int64_t rows,
                                     const uint32_t *b, int64_t ldb_pair, int64_t ldb_column,
                                     int64_t columns, int64_t pairs, bool accumulate) {
-  for (int64_t j = 0; j < columns; j += MAX_COLUMNS) {
-    const int width = columns - j < MAX_COLUMNS ? (int)(columns - j) : MAX_COLUMNS;
-    const uint32_t *bj = b + j * ldb_column;
-    for (int64_t i = 0; i < rows; i += ROWS) {
-      const uint32_t *panel = a_packed + i * pairs;
-      const int64_t valid = rows - i < ROWS ? rows - i : ROWS;
-      float *cij = c + i * ldc + j;
-      if (width == MAX_COLUMNS)
-        block(cij, ldc, panel, valid, bj, ldb_pair, ldb_column, MAX_COLUMNS, pairs, accumulate);
-      else
-        tail_block(cij, ldc, panel, valid, bj, ldb_pair, ldb_column, width, pairs, accumulate);
+  int64_t block_rows = A_BLOCK_BYTES / (4 * pairs) / ROWS * ROWS;
+  if (block_rows < ROWS) block_rows = ROWS;
+  for (int64_t first = 0; first < rows; first += block_rows) {
+    const int64_t last = rows - first < block_rows ? rows : first + block_rows;
+    for (int64_t j = 0; j < columns; j += MAX_COLUMNS) {
+      const int width = columns - j < MAX_COLUMNS ? (int)(columns - j) : MAX_COLUMNS;
+      const uint32_t *bj = b + j * ldb_column;
+      for (int64_t i = first; i < last; i += ROWS) {
+        const uint32_t *panel = a_packed + i * pairs;
+        const int64_t valid = rows - i < ROWS ? rows - i : ROWS;
+        float *cij = c + i * ldc + j;
+        if (width == MAX_COLUMNS)
+          block(cij, ldc, panel, valid, bj, ldb_pair, ldb_column, MAX_COLUMNS, pairs, accumulate);
+        else
+          tail_block(cij, ldc, panel, valid, bj, ldb_pair, ldb_column, width, pairs, accumulate);
+      }
     }
   }
 }

@@ -49,8 +49,10 @@ import Testing
   /// weight rows along k (forward) and row pairs interleaved (backward).
   @Test(arguments: [false, true]) func kernelEqualsTwinAndTwinEqualsTheProduct(interleaved: Bool) {
     var rng = SeededRNG(seed: interleaved ? 21 : 22)
-    // Every column tail (1...11 past a multiple of 12), rows under, at and past a panel.
-    let shapes = [(1, 1, 2), (32, 12, 576), (45, 100, 64), (256, 37, 512)] + (1...11).map { (33, 12 + $0, 34) }
+    // Every column tail (1...11 past a multiple of 12), rows under, at and past a panel, and
+    // (k = 2048) rows over several of the kernel's L2 row blocks, the last one partial.
+    let shapes = [(1, 1, 2), (32, 12, 576), (45, 100, 64), (256, 37, 512), (200, 13, 2048)]
+      + (1...11).map { (33, 12 + $0, 34) }
     for (rows, columns, k) in shapes {
       let a = (0..<rows * k).map { _ in rng.gaussian() }
       let bMatrix = (0..<k * columns).map { _ in rng.gaussian() * 0.1 }  // k x columns
