@@ -3,7 +3,8 @@
 // tile to sgemm, so the model is never held in fp32. Unlike the inference path, activations
 // are not quantized to 8 bits: the gradients must belong to the function the forward computes.
 // With ComputeType.bf16 the tiles and the activations are rounded to bf16 instead and the
-// products run in CKernels' dq_gemm_bf16 (fp32 sums).
+// products run in CKernels' dq_gemm_bf16 (fp32 sums); it takes k in pairs, so a matrix with an
+// odd reduction width (none in the Llama family) keeps the fp32 path.
 import CKernels
 import Kernels
 
@@ -122,7 +123,9 @@ public enum FrozenLinear {
     tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
   ) {
     precondition(tokens <= workspace.maxTokens)
-    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else { return }
+    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else {
+      preconditionFailure("an f32 workspace has no bf16 buffers")
+    }
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
     let pairs = columns / 2
@@ -161,7 +164,9 @@ public enum FrozenLinear {
     _ dx: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ dy: UnsafePointer<Float>,
     tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
   ) {
-    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else { return }
+    guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else {
+      preconditionFailure("an f32 workspace has no bf16 buffers")
+    }
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
     let block = w.blockSize

@@ -206,7 +206,10 @@ final class Daemon: Sendable {
     }
     LiveLogLevel.shared.level = LiveLogLevel.level(settings.logLevel)
     backend.update(settings)
-    backend.training.update(trainingSettings(settings, threads: backend.training.threads))
+    var training = trainingSettings(settings, threads: backend.training.threads)
+    // Trainers already made keep theirs, so every adapter keeps the start's until a restart.
+    training.computeType = trainingSettings(current, threads: backend.training.threads).computeType
+    backend.training.update(training)
     library.registry.cacheCapacity = settings.adapters.mergedCacheSize
     if settings.adapters.defaultAdapter != current.adapters.defaultAdapter {
       do {
