@@ -130,10 +130,20 @@ extension DaemonTests {
     /// Under both a merged (Q8_0) and an unmerged (`none`) serving of the adapter; the base
     /// model's answers come first, so a KV cache wrongly shared between the base and the
     /// adapter would show here.
-    @Test(arguments: ["q8_0", "none"])
-    func heldOutAccuracyRisesAfterAPush(mergeType: String) throws {
+    /// Served merged and unmerged; trained with fp32 products, and with bf16 ones where the CPU
+    /// has AVX512-BF16.
+    static let accuracyCases: [(mergeType: String, computeType: String)] =
+      [("q8_0", "f32"), ("none", "f32")]
+      + ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512_bf16") == true
+        ? [("q8_0", "bf16")] : [])
+
+    @Test(arguments: accuracyCases)
+    func heldOutAccuracyRisesAfterAPush(mergeType: String, computeType: String) throws {
       let daemon = try DaemonProcess(
-        arguments: Self.arguments + ["--set", "training.held_out_every=5", "--set", "adapters.merge_type=\(mergeType)"])
+        arguments: Self.arguments + [
+          "--set", "training.held_out_every=5", "--set", "adapters.merge_type=\(mergeType)",
+          "--set", "training.compute_type=\(computeType)",
+        ])
       defer { daemon.stop() }
       let socket = daemon.socketPath
       #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "tagger", "rank": 8, "pruning_rate": 0.3}"#).status == 201)
