@@ -8,6 +8,8 @@
 # counting 4 FLOPs per weight multiplied per token (every layer matrix and the output
 # projection; forward x·Wᵀ and backward dy·W — the base is frozen, so no weight-gradient
 # product). LoRA's and attention's FLOPs are left out, so the fraction is a lower bound.
+# Both sides time the training steps only (first step included, model loading and droplora's
+# final checkpoint write excluded).
 # On CPUs with AVX512-BF16 each setting also runs droplora with --compute-type bf16 and PyTorch
 # under torch.autocast(cpu, bfloat16) (its usual mixed precision), and the summary gives the
 # ratios of each pair; "%peak" stays relative to the fp32 sgemm peak, so bf16 may pass 100 %.
@@ -85,9 +87,15 @@ for len in 256 512; do
     for threads in 1 2; do
       types=(f32); [[ $bf16 == yes ]] && types+=(bf16)
       for type in "${types[@]}"; do
+        # tokens/s from the last step's line (the steps alone, as PyTorch's script times them:
+        # the final checkpoint and adapter writes come after it), peak RSS from the summary.
         line=$("$bin" train --data "$work/data.jsonl" --out "$work/out" --steps "$steps" --batch-size 4 \
           --micro-batch "$micro" --max-seq-len "$len" --threads "$threads" --rank 32 \
-          --compute-type "$type" --json 2>/dev/null | tail -1)
+          --compute-type "$type" --json 2>/dev/null | python3 -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+last_step = [l for l in lines if "step" in l][-1]
+print(json.dumps({"tokens_per_second": last_step["tokens_per_second"], "peak_rss_mib": lines[-1]["peak_rss_mib"]}))')
         rm -rf "$work/out"
         run "droplora-$type" "$len" "$micro" "$threads" "$line"
       done
