@@ -22,20 +22,26 @@ static inline uint32_t bf16_pair(float low, float high) {
   return (uint32_t)dq_fp32_to_bf16(low) | ((uint32_t)dq_fp32_to_bf16(high) << 16);
 }
 
-static void pack_a_scalar(uint32_t *packed, const float *a, int64_t lda, int64_t rows,
-                          int64_t pairs) {
+// Writes pair p of `row` to out[p * ROWS] for p < pairs (one row of an A panel).
+typedef void (*pack_row_fn)(uint32_t *out, const float *row, int64_t pairs);
+
+static void pack_panels(uint32_t *packed, const float *a, int64_t lda, int64_t rows, int64_t pairs,
+                        pack_row_fn pack_row) {
   const int64_t padded = dq_bf16_padded_rows(rows);
   for (int64_t panel = 0; panel < padded; panel += ROWS) {
     uint32_t *out = packed + panel * pairs;
     for (int64_t i = 0; i < ROWS; i++) {
-      if (panel + i >= rows) {
+      if (panel + i < rows) {
+        pack_row(out + i, a + (panel + i) * lda, pairs);
+      } else {
         for (int64_t p = 0; p < pairs; p++) out[p * ROWS + i] = 0;
-        continue;
       }
-      const float *row = a + (panel + i) * lda;
-      for (int64_t p = 0; p < pairs; p++) out[p * ROWS + i] = bf16_pair(row[2 * p], row[2 * p + 1]);
     }
   }
+}
+
+static void pack_row_scalar(uint32_t *out, const float *row, int64_t pairs) {
+  for (int64_t p = 0; p < pairs; p++) out[p * ROWS] = bf16_pair(row[2 * p], row[2 * p + 1]);
 }
 
 static void convert_scalar(uint16_t *out, const float *x, int64_t n) {
@@ -58,26 +64,14 @@ BF16_TARGET static inline __m512i convert32(const float *x) {
   return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
 }
 
-BF16_TARGET static void pack_a_avx512(uint32_t *packed, const float *a, int64_t lda, int64_t rows,
-                                      int64_t pairs) {
-  const int64_t padded = dq_bf16_padded_rows(rows), wide = pairs / 16 * 16;
-  const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
-                                                             5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32(ROWS));
-  for (int64_t panel = 0; panel < padded; panel += ROWS) {
-    uint32_t *out = packed + panel * pairs;
-    for (int64_t i = 0; i < ROWS; i++) {
-      if (panel + i >= rows) {
-        for (int64_t p = 0; p < pairs; p++) out[p * ROWS + i] = 0;
-        continue;
-      }
-      const float *row = a + (panel + i) * lda;
-      int64_t p = 0;
-      for (; p < wide; p += 16)  // 16 pairs of the row down 16 slots of the panel
-        _mm512_i32scatter_epi32(out + p * ROWS + i, stride, convert32(row + 2 * p), 4);
-      for (; p < pairs; p++) out[p * ROWS + i] = bf16_pair(row[2 * p], row[2 * p + 1]);
-    }
-  }
+// 16 pairs of the row at a time, scattered down 16 slots of the panel.
+BF16_TARGET static void pack_row_avx512(uint32_t *out, const float *row, int64_t pairs) {
+  const int64_t wide = pairs / 16 * 16;
+  const __m512i stride = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(ROWS));
+  for (int64_t p = 0; p < wide; p += 16)
+    _mm512_i32scatter_epi32(out + p * ROWS, stride, convert32(row + 2 * p), 4);
+  pack_row_scalar(out + wide * ROWS, row + 2 * wide, pairs - wide);
 }
 
 BF16_TARGET static void convert_avx512(uint16_t *out, const float *x, int64_t n) {
@@ -100,9 +94,9 @@ BF16_TARGET static void interleave_avx512(uint16_t *out, const float *row0, cons
 
 void dq_bf16_pack_a(uint32_t *packed, const float *a, int64_t lda, int64_t rows, int64_t pairs) {
 #if defined(__x86_64__)
-  if (dq_cpu_has_avx512bf16()) return pack_a_avx512(packed, a, lda, rows, pairs);
+  if (dq_cpu_has_avx512bf16()) return pack_panels(packed, a, lda, rows, pairs, pack_row_avx512);
 #endif
-  pack_a_scalar(packed, a, lda, rows, pairs);
+  pack_panels(packed, a, lda, rows, pairs, pack_row_scalar);
 }
 
 void dq_bf16_convert(uint16_t *out, const float *x, int64_t n) {

@@ -65,19 +65,11 @@ public enum FrozenLinear {
     if workspace.computeType == .bf16 && w.columns.isMultiple(of: 2) {
       return forwardBF16(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
     }
-    let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
-    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
-      let tile = workspace.tiles + thread * tileRows * columns
-      var start = rows.lowerBound
-      while start < rows.upperBound {
-        let count = min(tileRows, rows.upperBound - start)
-        for r in 0..<count { w.dequantizeRow(start + r, into: tile + r * columns) }
-        Blas.multiply(
-          rows: tokens, columns: count, inner: columns, scale: 1, a: x, lda: columns,
-          transposeB: true, b: tile, ldb: columns, c: out + start, ldc: w.rows)
-        start += count
-      }
+    forEachRowTile(w, pool: pool, workspace: workspace) { _, start, count, tile in
+      Blas.multiply(
+        rows: tokens, columns: count, inner: columns, scale: 1, a: x, lda: columns,
+        transposeB: true, b: tile, ldb: columns, c: out + start, ldc: w.rows)
     }
   }
 
@@ -93,10 +85,46 @@ public enum FrozenLinear {
     if workspace.computeType == .bf16 && w.rows.isMultiple(of: 2) {
       return backwardBF16(dx, w, dy, tokens: tokens, pool: pool, workspace: workspace)
     }
+    forEachColumnTile(w, pool: pool, workspace: workspace) { _, first, width, start, count, tile in
+      Blas.multiply(
+        rows: tokens, columns: width, inner: count, scale: 1, a: dy + start, lda: w.rows,
+        transposeB: false, b: tile, ldb: width, c: dx + first, ldc: w.columns, accumulate: true)
+    }
+  }
+
+  // MARK: tiles (shared by the fp32 and bf16 products)
+
+  /// Splits W's rows over the threads (in multiples of rowAlign); each thread gets its rows a
+  /// tile at a time, dequantized into its scratch: body(thread, first row, rows, tile), the
+  /// tile rows x w.columns.
+  static func forEachRowTile(
+    _ w: WeightMatrix, pool: ThreadPool, workspace: FrozenLinearWorkspace,
+    _ body: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void
+  ) {
     let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
+    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
+      let tile = workspace.tiles + thread * tileRows * columns
+      var start = rows.lowerBound
+      while start < rows.upperBound {
+        let count = min(tileRows, rows.upperBound - start)
+        for r in 0..<count { w.dequantizeRow(start + r, into: tile + r * columns) }
+        body(thread, start, count, tile)
+        start += count
+      }
+    }
+  }
+
+  /// Splits W's columns over the threads (whole quantization blocks); each thread gets its
+  /// columns of every row, a tile of rows at a time, dequantized into its scratch:
+  /// body(thread, first column, columns, first row, rows, tile), the tile rows x columns.
+  static func forEachColumnTile(
+    _ w: WeightMatrix, pool: ThreadPool, workspace: FrozenLinearWorkspace,
+    _ body: (Int, Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void
+  ) {
+    let tileRows = FrozenLinearWorkspace.tileRows
     let block = w.blockSize
-    pool.parallelFor(columns / block) { blocks, thread in
+    pool.parallelFor(w.columns / block) { blocks, thread in
       let first = blocks.lowerBound * block
       let width = blocks.count * block
       let tile = workspace.tiles + thread * tileRows * workspace.maxColumns
@@ -106,15 +134,13 @@ public enum FrozenLinear {
         for r in 0..<count {
           w.dequantizeRow(start + r, columns: first..<(first + width), into: tile + r * width)
         }
-        Blas.multiply(
-          rows: tokens, columns: width, inner: count, scale: 1, a: dy + start, lda: w.rows,
-          transposeB: false, b: tile, ldb: width, c: dx + first, ldc: columns, accumulate: true)
+        body(thread, first, width, start, count, tile)
         start += count
       }
     }
   }
 
-  // MARK: bf16 (the same splits over threads and tiles as above)
+  // MARK: bf16
 
   /// x is packed once (in panels, over the threads), then every thread rounds its tiles of W
   /// and multiplies them into its rows of out.
@@ -126,7 +152,6 @@ public enum FrozenLinear {
     guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else {
       preconditionFailure("an f32 workspace has no bf16 buffers")
     }
-    let tileRows = FrozenLinearWorkspace.tileRows
     let columns = w.columns
     let pairs = columns / 2
     let panelRows = Int(DQ_GEMM_BF16_ROWS)
@@ -137,29 +162,20 @@ public enum FrozenLinear {
         packed + first * pairs, x + first * columns, Int64(columns),
         Int64(min(tokens - first, range.count * panelRows)), Int64(pairs))
     }
-    pool.parallelFor(w.rows, align: FrozenLinearWorkspace.rowAlign) { rows, thread in
-      let scratch = workspace.tiles + thread * tileRows * columns
-      let tile = bf16Tiles + thread * tileRows * columns
-      var start = rows.lowerBound
-      while start < rows.upperBound {
-        let count = min(tileRows, rows.upperBound - start)
-        for r in 0..<count {
-          w.dequantizeRow(start + r, into: scratch)
-          dq_bf16_convert(tile + r * columns, scratch, Int64(columns))
-        }
-        // Row r of the tile in bf16 holds pair p of column r at r·pairs + p.
-        tile.withMemoryRebound(to: UInt32.self, capacity: count * pairs) { b in
-          dq_gemm_bf16(
-            out + start, Int64(w.rows), packed, Int64(tokens), b, 1, Int64(pairs), Int64(count),
-            Int64(pairs), false)
-        }
-        start += count
+    forEachRowTile(w, pool: pool, workspace: workspace) { thread, start, count, tile in
+      let rounded = bf16Tiles + thread * FrozenLinearWorkspace.tileRows * columns
+      dq_bf16_convert(rounded, tile, Int64(count * columns))
+      // Row r of the rounded tile holds pair p of column r at r·pairs + p.
+      rounded.withMemoryRebound(to: UInt32.self, capacity: count * pairs) { b in
+        dq_gemm_bf16(
+          out + start, Int64(w.rows), packed, Int64(tokens), b, 1, Int64(pairs), Int64(count),
+          Int64(pairs), false)
       }
     }
   }
 
-  /// Per thread and tile: dequantize its columns of the tile's rows, interleave row pairs in
-  /// bf16, pack the matching columns of dy, and add the product into its columns of dx.
+  /// Per thread and tile: interleave the tile's row pairs in bf16, pack the matching columns of
+  /// dy, and add the product into the thread's columns of dx.
   static func backwardBF16(
     _ dx: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ dy: UnsafePointer<Float>,
     tokens: Int, pool: ThreadPool, workspace: FrozenLinearWorkspace
@@ -167,33 +183,19 @@ public enum FrozenLinear {
     guard let packed = workspace.packed, let bf16Tiles = workspace.bf16Tiles else {
       preconditionFailure("an f32 workspace has no bf16 buffers")
     }
-    let tileRows = FrozenLinearWorkspace.tileRows
-    let columns = w.columns
-    let block = w.blockSize
-    pool.parallelFor(columns / block) { blocks, thread in
-      let first = blocks.lowerBound * block
-      let width = blocks.count * block
-      let scratch = workspace.tiles + thread * tileRows * workspace.maxColumns
-      let tile = bf16Tiles + thread * tileRows * workspace.maxColumns
+    forEachColumnTile(w, pool: pool, workspace: workspace) { thread, first, width, start, count, tile in
+      let rounded = bf16Tiles + thread * FrozenLinearWorkspace.tileRows * workspace.maxColumns
       let packedDy = packed + thread * workspace.packedPerThread
-      var start = 0
-      while start < w.rows {
-        let count = min(tileRows, w.rows - start)
-        for r in 0..<count {
-          w.dequantizeRow(start + r, columns: first..<(first + width), into: scratch + r * width)
-        }
-        for p in 0..<(count / 2) {
-          dq_bf16_interleave_rows(
-            tile + 2 * p * width, scratch + 2 * p * width, scratch + (2 * p + 1) * width, Int64(width))
-        }
-        dq_bf16_pack_a(packedDy, dy + start, Int64(w.rows), Int64(tokens), Int64(count / 2))
-        // Pair p of column j (rows 2p and 2p+1 of the tile) sits at p·width + j.
-        tile.withMemoryRebound(to: UInt32.self, capacity: count / 2 * width) { b in
-          dq_gemm_bf16(
-            dx + first, Int64(columns), packedDy, Int64(tokens), b, Int64(width), 1, Int64(width),
-            Int64(count / 2), true)
-        }
-        start += count
+      for p in 0..<(count / 2) {
+        dq_bf16_interleave_rows(
+          rounded + 2 * p * width, tile + 2 * p * width, tile + (2 * p + 1) * width, Int64(width))
+      }
+      dq_bf16_pack_a(packedDy, dy + start, Int64(w.rows), Int64(tokens), Int64(count / 2))
+      // Pair p of column j (rows 2p and 2p+1 of the tile) sits at p·width + j.
+      rounded.withMemoryRebound(to: UInt32.self, capacity: count / 2 * width) { b in
+        dq_gemm_bf16(
+          dx + first, Int64(w.columns), packedDy, Int64(tokens), b, Int64(width), 1, Int64(width),
+          Int64(count / 2), true)
       }
     }
   }
