@@ -57,7 +57,7 @@ struct TrainCommand: ParsableCommand {
   var recompute = false
   @Flag(help: "Pack short samples: each micro-batch holds as many samples as fit in micro-batch × max-seq-len tokens (attention stays within each sample).")
   var pack = false
-  @Option(help: "Precision of the products through the frozen base: f32, or bf16 (AVX512-BF16 CPUs: about twice as fast, gradients of a slightly rounded function).")
+  @Option(help: "Precision of the products through the frozen base: f32, or bf16 (AVX512-BF16 CPUs only: about 1.5 times the training speed, gradients of a slightly rounded function).")
   var computeType = "f32"
 
   func validate() throws {
