@@ -81,11 +81,12 @@ with open(results, "a") as f:
 PY
 }
 printf "%-14s %-8s %-6s %-8s %12s %10s %10s\n" impl seq_len micro threads tokens/s peak_MiB "%peak"
-bf16=$(grep -q avx512_bf16 /proc/cpuinfo && echo yes || echo no)
+# droplora's compute types and PyTorch's autocast flag: bf16 only where the CPU has it.
+types=(f32); autocasts=("")
+if grep -q avx512_bf16 /proc/cpuinfo; then types+=(bf16); autocasts+=(--autocast-bf16); fi
 for len in 256 512; do
   for micro in 1 4; do
     for threads in 1 2; do
-      types=(f32); [[ $bf16 == yes ]] && types+=(bf16)
       for type in "${types[@]}"; do
         # tokens/s from the last step's line (the steps alone, as PyTorch's script times them:
         # the final checkpoint and adapter writes come after it), peak RSS from the summary.
@@ -99,7 +100,6 @@ print(json.dumps({"tokens_per_second": last_step["tokens_per_second"], "peak_rss
         rm -rf "$work/out"
         run "droplora-$type" "$len" "$micro" "$threads" "$line"
       done
-      autocasts=(""); [[ $bf16 == yes ]] && autocasts+=(--autocast-bf16)
       for autocast in "${autocasts[@]}"; do
         line=$("$python" scripts/train_bench_peft.py --seq-len "$len" --micro-batch "$micro" \
           --threads "$threads" --steps "$steps" --rank 32 $autocast 2>/dev/null | tail -1)

@@ -5,8 +5,6 @@
 // (once per block, against 24 x pairs dot instructions).
 #include "dq_gemm_bf16.h"
 
-#include <string.h>
-
 #include "ckernels.h"
 #include "cpu_features.h"
 

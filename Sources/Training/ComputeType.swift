@@ -12,4 +12,9 @@ public enum ComputeType: String, Sendable, Codable, CaseIterable {
 
   /// Whether this CPU runs it (f32 runs everywhere).
   public var isSupported: Bool { self == .f32 || dq_cpu_has_avx512bf16() }
+
+  /// Why this CPU cannot run it (the message every front end shows), or nil.
+  public var unsupportedReason: String? {
+    isSupported ? nil : "\(rawValue) needs a CPU with AVX512-BF16 (this one has none); use f32"
+  }
 }

@@ -72,9 +72,7 @@ public struct TrainerConfig: Sendable, Codable, Equatable {
     guard maxSequenceLength >= 2 else { throw .invalidConfig("max sequence length must be at least 2") }
     guard threads >= 1 else { throw .invalidConfig("threads must be at least 1") }
     guard totalSteps >= 1 else { throw .invalidConfig("total steps must be at least 1") }
-    guard computeType.isSupported else {
-      throw .invalidConfig("compute type \(computeType.rawValue) needs a CPU with AVX512-BF16")
-    }
+    if let why = computeType.unsupportedReason { throw .invalidConfig("compute type " + why) }
   }
 }
 

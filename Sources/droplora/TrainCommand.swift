@@ -97,9 +97,7 @@ struct TrainCommand: ParsableCommand {
     guard let type = ComputeType(rawValue: computeType) else {
       throw ValidationError("--compute-type must be f32 or bf16")
     }
-    guard type.isSupported else {
-      throw ValidationError("--compute-type \(computeType) needs a CPU with AVX512-BF16 (this one has none)")
-    }
+    if let why = type.unsupportedReason { throw ValidationError("--compute-type " + why) }
     return type
   }
 

@@ -12,6 +12,7 @@ import ServiceLifecycle
 import Settings
 import Systemd
 import Tokenization
+import Training
 
 #if canImport(Glibc)
   import Glibc
@@ -169,7 +170,7 @@ final class Daemon: Sendable {
     t.learningRate = Float(d.learningRate)
     t.pruningRate = Float(d.pruningRate)
     t.granularity = d.maskGranularity == .step ? .step : .token
-    t.computeType = d.computeType == .bf16 ? .bf16 : .f32
+    t.computeType = computeType(d.computeType)
     t.loraDropout = Float(d.loraDropout)
     t.batchSize = d.batchSize
     t.microBatch = d.microBatch
@@ -181,6 +182,10 @@ final class Daemon: Sendable {
     t.maxBacklog = d.maxBacklog
     t.threads = threads
     return t
+  }
+
+  static func computeType(_ name: ComputeTypeName) -> Training.ComputeType {
+    name == .bf16 ? .bf16 : .f32
   }
 
   static func mergeType(_ name: MergeTypeName) -> MergeType {
@@ -208,7 +213,7 @@ final class Daemon: Sendable {
     backend.update(settings)
     var training = trainingSettings(settings, threads: backend.training.threads)
     // Trainers already made keep theirs, so every adapter keeps the start's until a restart.
-    training.computeType = trainingSettings(current, threads: backend.training.threads).computeType
+    training.computeType = computeType(current.training.computeType)
     backend.training.update(training)
     library.registry.cacheCapacity = settings.adapters.mergedCacheSize
     if settings.adapters.defaultAdapter != current.adapters.defaultAdapter {

@@ -111,10 +111,8 @@ struct Droplorad: AsyncParsableCommand {
     var settings = try path.map { path throws(SettingsError) in try SettingsLoader.load(path: path) } ?? DaemonSettings()
     try settings.apply(overrides: overrides)
     // The one setting the file alone cannot validate: it depends on this CPU.
-    if settings.training.computeType == .bf16 && !Training.ComputeType.bf16.isSupported {
-      throw SettingsError(
-        .invalidValue("bf16 needs a CPU with AVX512-BF16 (this one has none); use f32"),
-        keyPath: "training.compute_type", source: path)
+    if let why = Daemon.computeType(settings.training.computeType).unsupportedReason {
+      throw SettingsError(.invalidValue(why), keyPath: "training.compute_type", source: path)
     }
     return settings
   }

@@ -133,9 +133,7 @@ extension DaemonTests {
     /// Served merged and unmerged; trained with fp32 products, and with bf16 ones where the CPU
     /// has AVX512-BF16.
     static let accuracyCases: [(mergeType: String, computeType: String)] =
-      [("q8_0", "f32"), ("none", "f32")]
-      + ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512_bf16") == true
-        ? [("q8_0", "bf16")] : [])
+      [("q8_0", "f32"), ("none", "f32")] + (cpuHasAVX512BF16 ? [("q8_0", "bf16")] : [])
 
     @Test(arguments: accuracyCases)
     func heldOutAccuracyRisesAfterAPush(mergeType: String, computeType: String) throws {

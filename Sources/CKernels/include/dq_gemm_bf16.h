@@ -40,7 +40,8 @@ void dq_bf16_interleave_rows(uint16_t *out, const float *row0, const float *row1
 
 // c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + sum_p A-pair(p, i) · B-pair(p, j)
 // for i < rows, j < columns, p < pairs; a_packed from dq_bf16_pack_a(rows, pairs).
-// Requires dq_cpu_has_avx512bf16(); _ref is the scalar twin (same rounding, sums in float).
+// Without AVX512-BF16 it runs _ref, the scalar twin (same rounding and order, far slower: the
+// trainer refuses bf16 on such CPUs).
 void dq_gemm_bf16(float *c, int64_t ldc, const uint32_t *a_packed, int64_t rows,
                   const uint32_t *b, int64_t ldb_pair, int64_t ldb_column, int64_t columns,
                   int64_t pairs, bool accumulate);

@@ -1,5 +1,6 @@
-// Elementwise and row-wise float kernels of the transformer forward pass. Plain loops the
-// compiler vectorises; the reductions use a fixed order so results don't depend on threads.
+// Elementwise and row-wise float kernels of the transformer forward pass and of training. Plain
+// loops the compiler vectorises; the reductions use a fixed order so results don't depend on
+// threads.
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,10 +73,6 @@ void dq_add(float *y, const float *x, int64_t n);
 // sum_i a[i] * b[i] (AVX2/FMA when available).
 float dq_dot_f32(const float *a, const float *b, int64_t n);
 
-#ifdef __cplusplus
-}
-#endif
-
 // Inverted-dropout factors from xoshiro256** (the trainer's generator; `state` is its four
 // words, advanced in place): each 64-bit output gives four draws of 16 bits, lowest first;
 // out[i] = 0 when the draw is below `threshold` (p·2¹⁶), else `keep` (1/(1-p)). The last
@@ -85,3 +82,7 @@ void dq_xoshiro_keep_mask(uint64_t state[4], float *out, int64_t count, uint32_t
                           float keep);
 void dq_xoshiro_keep_mask_ref(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
                               float keep);
+
+#ifdef __cplusplus
+}
+#endif

@@ -22,6 +22,11 @@ enum Paths {
   }
 }
 
+/// Whether this CPU has AVX512-BF16, which `training.compute_type: bf16` needs (read here
+/// rather than asked of the daemon's own check, so the tests judge that check).
+let cpuHasAVX512BF16 =
+  (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" avx512_bf16") == true
+
 struct TestFailure: Error, CustomStringConvertible {
   var description: String
   init(_ description: String) { self.description = description }
