@@ -129,6 +129,23 @@ DEFINE_TILE4_K4(tile4_q5_K_512_vnni, TILE_512_VNNI, block_q5_K, 1, madd_add_vnni
 DEFINE_TILE4_Q6_K(tile4_q6_K_512, TILE_512, madd_add)
 DEFINE_TILE4_Q6_K(tile4_q6_K_512_vnni, TILE_512_VNNI, madd_add_vnni)
 
+// Q4_0 / Q5_0, 4 rows x 4 tokens on 256-bit vectors: AVX-512VL's 32 registers hold the 16
+// accumulators, EVEX dpbusd forms the integer sums.
+TILE_512_VNNI static inline __m256i dotacc_vnni(__m256i c, __m256i u, __m256i s) {
+  return _mm256_dpbusd_epi32(c, u, s);
+}
+DEFINE_TILE_ROWS(rows4_q4_0_vnni, TILE_512_VNNI, block_q4_0, tile_ucodes_q4_0, 8, 4, dotacc_vnni)
+DEFINE_TILE_ROWS(rows4_q5_0_vnni, TILE_512_VNNI, block_q5_0, tile_ucodes_q5_0, 16, 4, dotacc_vnni)
+
+dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows) {
+  *rows = 4;
+  switch (type) {
+    case DQ_TYPE_Q4_0: return rows4_q4_0_vnni;
+    case DQ_TYPE_Q5_0: return rows4_q5_0_vnni;
+    default: return NULL;
+  }
+}
+
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
   switch (type) {
     case DQ_TYPE_Q4_K: return vnni ? tile4_q4_K_512_vnni : tile4_q4_K_512;
@@ -141,5 +158,6 @@ dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
 #else
 
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
+dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows) { (void)type; *rows = 0; return NULL; }
 
 #endif
