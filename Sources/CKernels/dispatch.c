@@ -96,12 +96,15 @@ static dq_tile4_fn tile4_kernel(uint32_t type) {
   return f;
 }
 
-// Several rows x 4 tokens where the type has such a tile (its row count in *rows), else NULL.
-static dq_tile_rows_fn tile_rows_kernel(uint32_t type, int *rows) {
+// Several rows x several tokens (a multiple of 4) where the type has such a tile, else NULL.
+static dq_tile_rows_fn tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   dq_tile_rows_fn f = NULL;
   if (!force_avx2_tiles && dq_cpu_has_avx512_int8() && dq_cpu_has_avx512vnni())
-    f = dq_avx512_tile_rows_kernel(type, rows);
-  if (!f) f = dq_avx2_tile_rows_kernel(type, dq_cpu_has_avxvnni(), rows);
+    f = dq_avx512_tile_rows_kernel(type, rows, tokens);
+  if (!f) {
+    f = dq_avx2_tile_rows_kernel(type, dq_cpu_has_avxvnni(), rows);
+    *tokens = 4;
+  }
   return f;
 }
 
@@ -109,20 +112,24 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {
   dq_tile4_fn tile = use_simd() ? tile4_kernel(type) : NULL;
-  int rows = 0;
-  dq_tile_rows_fn multi = tile ? tile_rows_kernel(type, &rows) : NULL;
+  int rows = 0, width = 4;
+  dq_tile_rows_fn multi = tile ? tile_rows_kernel(type, &rows, &width) : NULL;
   const char *xs = x;
   int64_t t = 0;
   if (tile) {
-    for (; t + 4 <= tokens; t += 4) {
+    while (t + 4 <= tokens) {
+      const bool wide = multi && t + width <= tokens;
+      const int64_t step = wide ? width : 4;
       int64_t r = row_begin;
-      if (multi)
+      if (wide)
         for (; r + rows <= row_end; r += rows)
           multi(n, (const char *)w + (size_t)r * row_stride, row_stride, xs + (size_t)t * x_stride,
                 x_stride, y + t * ldy + (r - row_begin), ldy);
       for (; r < row_end; r++)
-        tile(n, (const char *)w + (size_t)r * row_stride, xs + (size_t)t * x_stride, x_stride,
-             y + t * ldy + (r - row_begin), ldy);
+        for (int64_t k = t; k < t + step; k += 4)
+          tile(n, (const char *)w + (size_t)r * row_stride, xs + (size_t)k * x_stride, x_stride,
+               y + k * ldy + (r - row_begin), ldy);
+      t += step;
     }
   }
   for (; t < tokens; t++)

@@ -11,14 +11,14 @@ dq_tile4_fn dq_avx2_tile4_more(uint32_t type, bool vnni);
 // AVX-512 BW/VL (+VNNI when vnni) tiles for the k-quants; NULL for other types.
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni);
 
-// Several weight rows (row_stride bytes apart) against 4 activation rows: y[j * ldy + r] for
-// r < the kernel's row count, j < 4. Bit-identical per (row, token) to the one-row dot.
+// Several weight rows (row_stride bytes apart) against several activation rows: y[j * ldy + r]
+// for r and j below the kernel's row and token counts. Bit-identical per (row, token) to the one-row dot.
 typedef void (*dq_tile_rows_fn)(int64_t n, const void *w, size_t row_stride, const void *x,
                                 size_t x_stride, float *y, int64_t ldy);
-// Q4_0 and Q5_0: 2 rows (AVX2, AVX-VNNI) or 4 rows (AVX-512 VL + VNNI, 32 vector registers).
-// NULL for other types; *rows receives the kernel's row count.
+// Q4_0 and Q5_0: 2 rows x 4 tokens (AVX2, AVX-VNNI) or 4 rows x 8 tokens (AVX-512 BW/VL + VNNI).
+// NULL for other types; *rows and *tokens receive the kernel's counts.
 dq_tile_rows_fn dq_avx2_tile_rows_kernel(uint32_t type, bool vnni, int *rows);
-dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows);
+dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

@@ -129,52 +129,65 @@ DEFINE_TILE4_K4(tile4_q5_K_512_vnni, TILE_512_VNNI, block_q5_K, 1, madd_add_vnni
 DEFINE_TILE4_Q6_K(tile4_q6_K_512, TILE_512, madd_add)
 DEFINE_TILE4_Q6_K(tile4_q6_K_512_vnni, TILE_512_VNNI, madd_add_vnni)
 
-// Q4_0 / Q5_0, 4 rows x 4 tokens: the scheme of DEFINE_TILE_ROWS (tiles.h) with two tokens side
+// Q4_0 / Q5_0, 4 rows x 8 tokens: the scheme of DEFINE_TILE_ROWS (tiles.h) with two tokens side
 // by side in each 512-bit register (the row's codes in both halves), so one dpbusd, one convert
-// and one FMA serve two tokens; each half does exactly the 256-bit lane arithmetic of the dot.
+// and one FMA serve two tokens, and each row block's codes are unpacked once for 8 tokens; each
+// half does exactly the 256-bit lane arithmetic of the one-row dot.
+TILE_512 static inline __m256i ucodes512_q4_0(const void *blk) {
+  return tile_unpack_nibbles(((const block_q4_0 *)blk)->qs);
+}
+TILE_512 static inline __m256i ucodes512_q5_0(const void *blk) {
+  const block_q5_0 *a = blk;  // the fifth bits straight from a mask register
+  const __m256i hi = _mm256_maskz_mov_epi8((__mmask32)dq_load_u32le(a->qh), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(tile_unpack_nibbles(a->qs), hi);
+}
+
+#define TOK 8
 #define DEFINE_TILE_ROWS_512(NAME, BLOCK, UCODES, OFF, R)                                         \
   TILE_512_VNNI static void NAME(int64_t n, const void *w, size_t row_stride, const void *x,     \
                                  size_t x_stride, float *y, int64_t ldy) {                      \
     const BLOCK *a[R];                                                                           \
     for (int r = 0; r < R; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride);       \
-    const block_q8_0 *b[4];                                                                      \
-    for (int j = 0; j < 4; j++) b[j] = (const block_q8_0 *)((const char *)x + j * x_stride);    \
-    __m512 acc[R][2];                                                                            \
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                     \
+    const block_q8_0 *b[TOK];                                                                    \
+    for (int j = 0; j < TOK; j++) b[j] = (const block_q8_0 *)((const char *)x + j * x_stride);  \
+    __m512 acc[R][TOK / 2];                                                                      \
+    for (int r = 0; r < R; r++)                                                                  \
+      for (int h = 0; h < TOK / 2; h++) acc[r][h] = _mm512_setzero_ps();                         \
     const __m512i off = _mm512_set1_epi8(OFF), zero = _mm512_setzero_si512();                    \
-    const __m512i idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);      \
-    const __m512i idx23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);      \
+    __m512i idx[TOK / 2];                                                                        \
+    for (int h = 0; h < TOK / 2; h++)                                                            \
+      idx[h] = _mm512_inserti64x4(_mm512_set1_epi32(2 * h), _mm256_set1_epi32(2 * h + 1), 1);   \
     for (int64_t i = 0; i < n / QK8_0; i++) {                                                    \
-      const uint64_t hx = (uint64_t)b[0][i].d | (uint64_t)b[1][i].d << 16 |                      \
-                          (uint64_t)b[2][i].d << 32 | (uint64_t)b[3][i].d << 48;                 \
-      const __m128 dx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)hx));                          \
-      const __m512i y01 = join(_mm256_loadu_si256((const __m256i *)b[0][i].qs),                  \
-                               _mm256_loadu_si256((const __m256i *)b[1][i].qs));                 \
-      const __m512i y23 = join(_mm256_loadu_si256((const __m256i *)b[2][i].qs),                  \
-                               _mm256_loadu_si256((const __m256i *)b[3][i].qs));                 \
-      const __m512i c01 = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, off, y01));           \
-      const __m512i c23 = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, off, y23));           \
+      uint16_t hx[TOK];                                                                          \
+      for (int j = 0; j < TOK; j++) hx[j] = b[j][i].d;                                           \
+      const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)hx));                   \
+      __m512i yv[TOK / 2], c[TOK / 2];                                                           \
+      for (int h = 0; h < TOK / 2; h++) {                                                        \
+        yv[h] = join(_mm256_loadu_si256((const __m256i *)b[2 * h][i].qs),                        \
+                     _mm256_loadu_si256((const __m256i *)b[2 * h + 1][i].qs));                   \
+        c[h] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, off, yv[h]));                    \
+      }                                                                                          \
       for (int r = 0; r < R; r++) {                                                              \
         const __m512i u = _mm512_broadcast_i64x4(UCODES(&a[r][i]));                              \
-        const __m512 sc = _mm512_castps128_ps512(_mm_mul_ps(_mm_set1_ps(tile_h2f(a[r][i].d)), dx)); \
-        acc[r][0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx01, sc),                            \
-                                    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c01, u, y01)), acc[r][0]); \
-        acc[r][1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx23, sc),                            \
-                                    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c23, u, y23)), acc[r][1]); \
+        const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_set1_ps(tile_h2f(a[r][i].d)), dx)); \
+        for (int h = 0; h < TOK / 2; h++)                                                        \
+          acc[r][h] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx[h], sc),                         \
+                                      _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c[h], u, yv[h])), acc[r][h]); \
       }                                                                                          \
     }                                                                                            \
     for (int r = 0; r < R; r++)                                                                  \
-      for (int h = 0; h < 2; h++) {                                                              \
+      for (int h = 0; h < TOK / 2; h++) {                                                        \
         y[(2 * h) * ldy + r] = tile_hsum_ps(_mm512_castps512_ps256(acc[r][h]));                  \
         y[(2 * h + 1) * ldy + r] = tile_hsum_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][h]), 1))); \
       }                                                                                          \
   }
 
-DEFINE_TILE_ROWS_512(rows4_q4_0_vnni, block_q4_0, tile_ucodes_q4_0, 8, 4)
-DEFINE_TILE_ROWS_512(rows4_q5_0_vnni, block_q5_0, tile_ucodes_q5_0, 16, 4)
+DEFINE_TILE_ROWS_512(rows4_q4_0_vnni, block_q4_0, ucodes512_q4_0, 8, 4)
+DEFINE_TILE_ROWS_512(rows4_q5_0_vnni, block_q5_0, ucodes512_q5_0, 16, 4)
 
-dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows) {
+dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   *rows = 4;
+  *tokens = TOK;
   switch (type) {
     case DQ_TYPE_Q4_0: return rows4_q4_0_vnni;
     case DQ_TYPE_Q5_0: return rows4_q5_0_vnni;
@@ -194,6 +207,8 @@ dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
 #else
 
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
-dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows) { (void)type; *rows = 0; return NULL; }
+dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
+  (void)type; *rows = *tokens = 0; return NULL;
+}
 
 #endif

@@ -27,7 +27,7 @@ import Testing
         rowBytes.append(q)
         w.replaceSubrange((r * stride)..<(r * stride + rs), with: q)
       }
-      for tokens in [1, 4, 7, 9] {
+      for tokens in [1, 4, 7, 9, 13, 16] {
         let xs = Quant.rowSize(dotType, n) + 16
         var x = [UInt8](repeating: 0xAB, count: xs * tokens)
         var xRows: [[UInt8]] = []
