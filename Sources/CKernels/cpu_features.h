@@ -5,3 +5,5 @@
 bool dq_cpu_has_avx2(void);     // AVX2 + FMA + F16C: every "avx2" twin assumes all three
 bool dq_cpu_has_avx512f(void);
 bool dq_cpu_has_avxvnni(void);  // VEX-encoded VNNI (dpbusd on 256-bit vectors)
+bool dq_cpu_has_avx512_int8(void);  // AVX-512 F + BW + VL (byte/word integer ops on zmm)
+bool dq_cpu_has_avx512vnni(void);

@@ -3,9 +3,14 @@
 // otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
 #include "cpu_features.h"
 #include "quants.h"
+#include "tiles.h"
 
 // Per thread, so a test forcing the references cannot change what concurrent work computes.
 static _Thread_local bool force_scalar = false;
+// Per thread too: lets a test run the AVX2 tiles on an AVX-512 machine.
+static _Thread_local bool force_avx2_tiles = false;
+
+void dq_force_avx2_tiles(bool on) { force_avx2_tiles = on; }
 
 static bool use_simd(void) {
   return !force_scalar && dq_cpu_has_avx2();
@@ -79,18 +84,53 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
   for (; r < row_end; r++, row += row_stride) y[r - row_begin] = f(n, row, x);
 }
 
+// The widest tile the CPU runs for `type`: AVX-512 (k-quants), else AVX2; with VNNI where one
+// dpbusd/dpwssd replaces maddubs + madd or madd + add. NULL: per-token dots.
+static dq_tile4_fn tile4_kernel(uint32_t type) {
+  dq_tile4_fn f = NULL;
+  if (!force_avx2_tiles && dq_cpu_has_avx512_int8())
+    f = dq_avx512_tile4_kernel(type, dq_cpu_has_avx512vnni());
+  const bool vnni = dq_cpu_has_avxvnni();
+  if (!f) f = dq_avx2_tile4_kernel(type, vnni);
+  if (!f) f = dq_avx2_tile4_more(type, vnni);
+  return f;
+}
+
+// Several rows x several tokens (a multiple of 4) where the type has such a tile, else NULL.
+static dq_tile_rows_fn tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
+  dq_tile_rows_fn f = NULL;
+  if (!force_avx2_tiles && dq_cpu_has_avx512_int8() && dq_cpu_has_avx512vnni())
+    f = dq_avx512_tile_rows_kernel(type, rows, tokens);
+  if (!f) {
+    f = dq_avx2_tile_rows_kernel(type, dq_cpu_has_avxvnni(), rows);
+    *tokens = 4;
+  }
+  return f;
+}
+
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {
-  // With AVX-VNNI one dpbusd replaces maddubs + madd.
-  dq_tile4_fn tile = use_simd() ? dq_avx2_tile4_kernel(type, dq_cpu_has_avxvnni()) : NULL;
+  dq_tile4_fn tile = use_simd() ? tile4_kernel(type) : NULL;
+  int rows = 0, width = 4;
+  dq_tile_rows_fn multi = tile ? tile_rows_kernel(type, &rows, &width) : NULL;
   const char *xs = x;
   int64_t t = 0;
   if (tile) {
-    for (; t + 4 <= tokens; t += 4)
-      for (int64_t r = row_begin; r < row_end; r++)
-        tile(n, (const char *)w + (size_t)r * row_stride, xs + (size_t)t * x_stride, x_stride,
-             y + t * ldy + (r - row_begin), ldy);
+    while (t + 4 <= tokens) {
+      const bool wide = multi && t + width <= tokens;
+      const int64_t step = wide ? width : 4;
+      int64_t r = row_begin;
+      if (wide)
+        for (; r + rows <= row_end; r += rows)
+          multi(n, (const char *)w + (size_t)r * row_stride, row_stride, xs + (size_t)t * x_stride,
+                x_stride, y + t * ldy + (r - row_begin), ldy);
+      for (; r < row_end; r++)
+        for (int64_t k = t; k < t + step; k += 4)
+          tile(n, (const char *)w + (size_t)r * row_stride, xs + (size_t)k * x_stride, x_stride,
+               y + k * ldy + (r - row_begin), ldy);
+      t += step;
+    }
   }
   for (; t < tokens; t++)
     dq_matvec_rows(type, n, w, row_stride, xs + (size_t)t * x_stride, y + t * ldy, row_begin,

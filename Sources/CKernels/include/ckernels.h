@@ -90,6 +90,8 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
 // tests can force the scalar references for the calling thread only.
 const char *dq_simd_path(void);
 void dq_force_scalar(bool on);
+// Tests: run dq_matmul_rows' AVX2 tiles on the calling thread even where AVX-512 ones exist.
+void dq_force_avx2_tiles(bool on);
 
 #ifdef __cplusplus
 }

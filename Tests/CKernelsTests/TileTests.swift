@@ -1,0 +1,72 @@
+// dq_matmul_rows (the batched product: prefill, training's frozen products, batched decode)
+// against the one-token kernels, for every weight type and on every tile path the CPU has
+// (AVX-512 and AVX2 tiles, scalar references): over a sub-range of rows with padded row and
+// activation strides, an output stride wider than the rows, and token counts that leave tails
+// after the 4-token tiles. The tiles keep each token's arithmetic, so every result must carry
+// exactly the bits of the dispatching one-row dot on the same path, and lie within the
+// summation tolerance of the scalar reference.
+import CKernels
+import Foundation
+import Testing
+
+@Suite struct TileTests {
+  enum Path: String, CaseIterable { case widest, avx2, scalar }
+
+  @Test(arguments: weightTypeNames, Path.allCases) func matmulRowsGivesTheBitsOfPerTokenDots(name: String, path: Path) {
+    let (type, block) = weightType(name)
+    var rng = SeededRNG(seed: 5000 + UInt64(type))
+    let dotType = dq_vec_dot_type(type)
+    for n in block == 256 ? [256, 768] : block == 1 ? [33, 96] : [32, 96, 576] {
+      let rows = 9
+      let rs = Quant.rowSize(type, n)
+      let stride = rs + 8  // rows need not be packed
+      var w = [UInt8](repeating: 0xEE, count: stride * rows)
+      var rowBytes: [[UInt8]] = []
+      for r in 0..<rows {
+        let q = Quant.randomRow(type, n: n, rng: &rng)
+        rowBytes.append(q)
+        w.replaceSubrange((r * stride)..<(r * stride + rs), with: q)
+      }
+      for tokens in [1, 4, 7, 9, 13, 16] {
+        let xs = Quant.rowSize(dotType, n) + 16
+        var x = [UInt8](repeating: 0xAB, count: xs * tokens)
+        var xRows: [[UInt8]] = []
+        for t in 0..<tokens {
+          let q = Quant.activation(for: type, (0..<n).map { _ in rng.gaussian() * (t == 2 ? 0 : 1) })
+          xRows.append(q)
+          x.replaceSubrange((t * xs)..<(t * xs + q.count), with: q)
+        }
+        let (begin, end) = (2, 9)
+        let ldy = end - begin + 3
+        var y = [Float](repeating: .nan, count: ldy * tokens)
+        dispatchPathLock.lock()
+        defer { dispatchPathLock.unlock() }
+        dq_force_scalar(path == .scalar)
+        dq_force_avx2_tiles(path == .avx2)
+        defer {
+          dq_force_scalar(false)
+          dq_force_avx2_tiles(false)
+        }
+        w.withUnsafeBytes { wp in
+          x.withUnsafeBytes { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+              dq_matmul_rows(type, Int64(n), wp.baseAddress!, stride, xp.baseAddress!, xs, Int64(tokens),
+                             yp.baseAddress!, Int64(ldy), Int64(begin), Int64(end))
+            }
+          }
+        }
+        for t in 0..<tokens {
+          for c in (end - begin)..<ldy { #expect(y[t * ldy + c].isNaN, "\(name) wrote into the output gap") }
+          for r in begin..<end {
+            let got = y[t * ldy + r - begin]
+            let one = Quant.dot(type, n: n, rowBytes[r], xRows[t], ref: false)
+            #expect(got.bitPattern == one.bitPattern, "\(name) \(path) n=\(n) tokens=\(tokens) row \(r) token \(t): \(got) vs \(one)")
+            let ref = Quant.dot(type, n: n, rowBytes[r], xRows[t], ref: true)
+            let s = magnitude(Quant.dequantize(type, rowBytes[r], n: n), Quant.dequantize(dotType, xRows[t], n: n))
+            #expect(abs(Double(got) - Double(ref)) <= summationTolerance(n: n, block: block, s), "\(name) \(path) row \(r) token \(t)")
+          }
+        }
+      }
+    }
+  }
+}
