@@ -4,7 +4,8 @@
 //
 // Per layer (PyTorch-style, x is [T, d]):
 //   h = rmsnorm(x) * w_attn_norm
-//   q, k, v = h Wqᵀ (+bq), h Wkᵀ (+bk), h Wvᵀ (+bv);  q, k = rope(q), rope(k)
+//   q, k, v = h Wqᵀ (+bq), h Wkᵀ (+bk), h Wvᵀ (+bv)
+//   (q/k-norm families: q, k = rmsnorm per head * w_q_norm, w_k_norm);  q, k = rope(q), rope(k)
 //   x = x + softmax(q kᵀ / sqrt(hd) + causal) v Woᵀ      (grouped-query: kv head = h / group)
 //   h = rmsnorm(x) * w_ffn_norm
 //   x = x + (silu(h Wgateᵀ) * (h Wupᵀ)) Wdownᵀ
@@ -86,7 +87,8 @@ public final class LlamaContext {
   /// the sequence: cached keys and values of other weights are meaningless. The scratch and
   /// cache sizes depend only on the hyper-parameters, so they must match.
   public func use(model newModel: LlamaModel) {
-    precondition(newModel.hyper == model.hyper, "use(model:) needs weights of the same shapes")
+    precondition(
+      newModel.hyper == model.hyper && newModel.rope == model.rope, "use(model:) needs weights of the same shapes")
     model = newModel
     position = 0
   }
@@ -140,9 +142,7 @@ public final class LlamaContext {
     pool.parallelFor(n) { range, _ in
       for t in range {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: s.x + t * d)
-        dq_rope_angles(
-          s.ropeAngles + t * hyper.ropeDimension, Int64(start + t), Int32(hyper.ropeDimension),
-          hyper.ropeBase, hyper.ropeFrequencyScale)
+        model.rope.angles(s.ropeAngles + t * hyper.ropeDimension, position: start + t)
       }
     }
     for layer in 0..<hyper.layerCount {
@@ -227,6 +227,17 @@ public final class LlamaContext {
         if let b = w.queryBias { dq_add(s.q + t * qDim, b.base, Int64(qDim)) }
         if let b = w.keyBias { dq_add(s.k + t * kvDim, b.base, Int64(kvDim)) }
         if let b = w.valueBias { dq_add(s.v + t * kvDim, b.base, Int64(kvDim)) }
+        if let qn = w.queryNorm, let kn = w.keyNorm {
+          let hd = hyper.headDimension
+          for head in 0..<hyper.headCount {
+            let row = s.q + t * qDim + head * hd
+            dq_rmsnorm(row, row, qn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+          for head in 0..<hyper.kvHeadCount {
+            let row = s.k + t * kvDim + head * hd
+            dq_rmsnorm(row, row, kn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+        }
         let angles = s.ropeAngles + t * hyper.ropeDimension
         dq_rope_apply(
           s.q + t * qDim, Int32(hyper.headCount), Int32(hyper.headDimension),

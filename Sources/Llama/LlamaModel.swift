@@ -7,6 +7,7 @@ public final class LlamaModel: Sendable {
   public let file: GGUFFile
   public let hyper: LlamaHyperParameters
   public let weights: LlamaWeights
+  public let rope: RoPEFrequencies
   /// Keeps the memory of replaced matrices alive (a merged adapter's buffers); nil for a model
   /// read straight from its file.
   public let owner: (any AnyObject & Sendable)?
@@ -15,6 +16,7 @@ public final class LlamaModel: Sendable {
     self.file = file
     hyper = try LlamaHyperParameters(file: file)
     weights = try LlamaWeights(file: file, hyper: hyper)
+    rope = RoPEFrequencies(hyper: hyper, factors: weights.ropeFrequencyFactors)
     owner = nil
   }
 
@@ -27,6 +29,7 @@ public final class LlamaModel: Sendable {
     file = base.file
     hyper = base.hyper
     weights = base.weights.replacing(replacements)
+    rope = base.rope
     self.owner = owner
   }
 

@@ -4,9 +4,9 @@
 // math as LlamaContext (see the comment at its top), except that matmuls run on dequantized
 // fp32 tiles and every projection may carry a LoRA branch.
 //
-// Kept per layer: the residual input, q/k (after RoPE), v, the attention output, the residual
-// after attention, gate and up (pre-activation), and each LoRA branch's u, token mask and
-// dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
+// Kept per layer: the residual input, q/k (after RoPE; also before the per-head norm for
+// families that have one), v, the attention output, the residual after attention, gate and up
+// (pre-activation), and each LoRA branch's u, token mask and dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
 // the backward (cheap, and most of the tape otherwise); attention probabilities are recomputed
 // per head (see AttentionOp). With `recompute`, only each layer's input is kept and the rest
 // is rebuilt layer by layer during the backward.
@@ -25,9 +25,14 @@ public struct SequenceLoss: Sendable, Equatable {
 /// when activations are recomputed.
 final class LayerTape {
   let q, k, v, attention, xMid, gate, up: FloatBuffer
+  /// q and k before the per-head RMSNorm (empty for families without one).
+  let qRaw, kRaw: FloatBuffer
 
   init(tokens T: Int, hyper: LlamaHyperParameters) {
     let d = hyper.embeddingLength
+    let normed = hyper.family.hasQueryKeyNorm
+    qRaw = FloatBuffer(normed ? T * hyper.queryDimension : 0)
+    kRaw = FloatBuffer(normed ? T * hyper.kvDimension : 0)
     q = FloatBuffer(T * hyper.queryDimension)
     k = FloatBuffer(T * hyper.kvDimension)
     v = FloatBuffer(T * hyper.kvDimension)
@@ -63,6 +68,8 @@ public final class TrainingGraph {
   let branchU: [FloatBuffer]
   // Scratch of the backward (and of the forward where noted).
   let h, hidden, projected, dx, dh, dq, dk, dv, dAttention, dHidden, dGate, dUp: FloatBuffer
+  /// Gradients of q and k before the per-head norm (empty for families without one).
+  let dqRaw, dkRaw: FloatBuffer
   let frozenWorkspace: FrozenLinearWorkspace
   let loraWorkspace: LoRAWorkspace
   let attentionWorkspace: AttentionWorkspace
@@ -115,6 +122,9 @@ public final class TrainingGraph {
     dHidden = FloatBuffer(T * f)
     dGate = FloatBuffer(T * f)
     dUp = FloatBuffer(T * f)
+    let normed = hyper.family.hasQueryKeyNorm
+    dqRaw = FloatBuffer(normed ? T * qDim : 0)
+    dkRaw = FloatBuffer(normed ? T * kvDim : 0)
     let widest = max(d, qDim, f)
     frozenWorkspace = FrozenLinearWorkspace(
       maxColumns: widest, maxTokens: T, threads: pool.threadCount, computeType: computeType)
@@ -183,9 +193,7 @@ public final class TrainingGraph {
     for segment in segments {
       for t in segment {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
-        dq_rope_angles(
-          angles.pointer + t * hyper.ropeDimension, Int64(t - segment.lowerBound),
-          Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
+        model.rope.angles(angles.pointer + t * hyper.ropeDimension, position: t - segment.lowerBound)
       }
     }
     for l in 0..<inputs.count { forwardLayer(l, tokens: T, draw: draw) }
@@ -209,6 +217,17 @@ public final class TrainingGraph {
     addBias(w.queryBias, to: tape.q.pointer, tokens: T)
     addBias(w.keyBias, to: tape.k.pointer, tokens: T)
     addBias(w.valueBias, to: tape.v.pointer, tokens: T)
+    if let qn = w.queryNorm, let kn = w.keyNorm {
+      let hd = hyper.headDimension
+      tape.qRaw.pointer.update(from: tape.q.pointer, count: T * hyper.queryDimension)
+      tape.kRaw.pointer.update(from: tape.k.pointer, count: T * hyper.kvDimension)
+      RMSNormOp.forward(
+        tape.q.pointer, tape.qRaw.pointer, weight: qn.base, width: hd, rows: 0..<(T * hyper.headCount),
+        epsilon: hyper.rmsEpsilon, pool: pool)
+      RMSNormOp.forward(
+        tape.k.pointer, tape.kRaw.pointer, weight: kn.base, width: hd, rows: 0..<(T * hyper.kvHeadCount),
+        epsilon: hyper.rmsEpsilon, pool: pool)
+    }
     rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
     rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
     let qDim = hyper.queryDimension
@@ -356,6 +375,20 @@ public final class TrainingGraph {
       }
       rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
       rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
+      // Through the per-head q/k norms, when the family has them.
+      var (dqIn, dkIn) = (dq.pointer, dk.pointer)
+      if let qn = w.queryNorm, let kn = w.keyNorm {
+        let hd = hyper.headDimension
+        dqRaw.zero()
+        dkRaw.zero()
+        RMSNormOp.backward(
+          dx: dqRaw.pointer, dy: dq.pointer, x: tape.qRaw.pointer, weight: qn.base, width: hd,
+          tokens: T * hyper.headCount, epsilon: eps, pool: pool)
+        RMSNormOp.backward(
+          dx: dkRaw.pointer, dy: dk.pointer, x: tape.kRaw.pointer, weight: kn.base, width: hd,
+          tokens: T * hyper.kvHeadCount, epsilon: eps, pool: pool)
+        (dqIn, dkIn) = (dqRaw.pointer, dkRaw.pointer)
+      }
       RMSNormOp.forward(
         h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
         epsilon: eps, pool: pool)
@@ -363,8 +396,8 @@ public final class TrainingGraph {
       let wantInput = l > 0
       dh.zero()
       let dhOut: UnsafeMutablePointer<Float>? = wantInput ? dh.pointer : nil
-      projectBackward(.q, layer: l, x: h.pointer, dy: dq.pointer, dx: dhOut, tokens: T, scale: scale)
-      projectBackward(.k, layer: l, x: h.pointer, dy: dk.pointer, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.q, layer: l, x: h.pointer, dy: dqIn, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.k, layer: l, x: h.pointer, dy: dkIn, dx: dhOut, tokens: T, scale: scale)
       projectBackward(.v, layer: l, x: h.pointer, dy: dv.pointer, dx: dhOut, tokens: T, scale: scale)
       if wantInput {
         RMSNormOp.backward(

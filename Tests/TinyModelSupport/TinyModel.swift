@@ -18,6 +18,14 @@ public struct TinyModelSpec: Sendable {
   public var epsilon: Float
   public var tiedOutput: Bool
   public var biases: Bool
+  /// Per-head RMSNorm of q and k before RoPE (`attn_q_norm` / `attn_k_norm`, as qwen3 has).
+  public var queryKeyNorm: Bool
+  /// Writes `rope_freqs.weight` (Llama 3.1 RoPE scaling factors, one per rotated pair).
+  public var ropeFrequencyFactors: Bool
+  /// Extra metadata written as is (tests of refused keys).
+  public var extraMetadata: [(String, GGUFValue)] = []
+  /// Extra F32 vectors of the given length written after the model's own (refused tensors).
+  public var extraTensors: [(String, Int)] = []
   /// Type of each projection matrix; norms are always F32.
   public var matrixType: GGMLType
   public var embeddingType: GGMLType
@@ -27,8 +35,11 @@ public struct TinyModelSpec: Sendable {
     architecture: String = "llama", layers: Int = 2, embedding: Int = 64, heads: Int = 4,
     kvHeads: Int = 2, feedForward: Int = 96, vocabulary: Int = 61, ropeBase: Float = 10000,
     epsilon: Float = 1e-5, tiedOutput: Bool = false, biases: Bool = false,
+    queryKeyNorm: Bool = false, ropeFrequencyFactors: Bool = false,
     matrixType: GGMLType = .f32, embeddingType: GGMLType = .f32, seed: UInt64 = 7
   ) {
+    self.queryKeyNorm = queryKeyNorm
+    self.ropeFrequencyFactors = ropeFrequencyFactors
     self.architecture = architecture
     self.layers = layers
     self.embedding = embedding
@@ -72,6 +83,7 @@ public struct TinyModel: Sendable {
     writer.set("\(arch).rope.freq_base", .float32(spec.ropeBase))
     writer.set("\(arch).attention.layer_norm_rms_epsilon", .float32(spec.epsilon))
     writer.set("\(arch).context_length", .uint32(256))
+    for (key, value) in spec.extraMetadata { writer.set(key, value) }
 
     var random = SplitMix(seed: spec.seed)
     var dense = DenseWeights()
@@ -103,6 +115,10 @@ public struct TinyModel: Sendable {
     if !spec.tiedOutput {
       try add("output.weight", spec.matrixType, rows: spec.vocabulary, columns: d, scale: 0.3)
     }
+    if spec.ropeFrequencyFactors {
+      // Factors from 1 to 19, as Llama 3.1's range from 1 (fast pairs) to 8 or 32 (slow ones).
+      try add("rope_freqs.weight", .f32, rows: 1, columns: spec.headDimension / 2, scale: 9, offset: 10)
+    }
     for l in 0..<spec.layers {
       let t = spec.matrixType
       try add("blk.\(l).attn_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 1)
@@ -119,6 +135,13 @@ public struct TinyModel: Sendable {
         try add("blk.\(l).attn_k.bias", .f32, rows: 1, columns: kvDim, scale: 0.3)
         try add("blk.\(l).attn_v.bias", .f32, rows: 1, columns: kvDim, scale: 0.3)
       }
+      if spec.queryKeyNorm {
+        try add("blk.\(l).attn_q_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
+        try add("blk.\(l).attn_k_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
+      }
+    }
+    for (name, count) in spec.extraTensors {
+      try add(name, .f32, rows: 1, columns: count, scale: 0.1, offset: 1)
     }
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("droplora-tests")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -145,8 +168,15 @@ public struct TinyModel: Sendable {
     let hd = s.headDimension
     let group = s.heads / s.kvHeads
     let w = dense
-    let neox = s.architecture == "qwen2"
+    let neox = s.architecture == "qwen2" || s.architecture == "qwen3"
+    let factors = s.ropeFrequencyFactors ? w["rope_freqs.weight"] : nil
     let project = project ?? { name, x, rows, _ in matvec(name, x, rows: rows) }
+    func headNorm(_ v: inout [Double], heads: Int, _ name: String) {
+      for h in 0..<heads {
+        let normed = rmsnorm(Array(v[(h * hd)..<((h + 1) * hd)]), name)
+        v.replaceSubrange((h * hd)..<((h + 1) * hd), with: normed)
+      }
+    }
     func rmsnorm(_ x: [Double], _ name: String) -> [Double] {
       let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + Double(s.epsilon)).squareRoot()
       return zip(x, w[name]).map { $0 * scale * $1 }
@@ -154,7 +184,7 @@ public struct TinyModel: Sendable {
     func rope(_ v: inout [Double], heads: Int, position: Int) {
       for h in 0..<heads {
         for i in 0..<(hd / 2) {
-          let theta = Double(position) * pow(Double(s.ropeBase), -2.0 * Double(i) / Double(hd))
+          let theta = Double(position) * pow(Double(s.ropeBase), -2.0 * Double(i) / Double(hd)) / (factors?[i] ?? 1)
           let (a, b) = neox ? (h * hd + i, h * hd + i + hd / 2) : (h * hd + 2 * i, h * hd + 2 * i + 1)
           let (x0, x1) = (v[a], v[b])
           v[a] = x0 * cos(theta) - x1 * sin(theta)
@@ -175,6 +205,10 @@ public struct TinyModel: Sendable {
           q = zip(q, w["blk.\(l).attn_q.bias"]).map(+)
           k = zip(k, w["blk.\(l).attn_k.bias"]).map(+)
           v = zip(v, w["blk.\(l).attn_v.bias"]).map(+)
+        }
+        if s.queryKeyNorm {
+          headNorm(&q, heads: s.heads, "blk.\(l).attn_q_norm.weight")
+          headNorm(&k, heads: s.kvHeads, "blk.\(l).attn_k_norm.weight")
         }
         rope(&q, heads: s.heads, position: p)
         rope(&k, heads: s.kvHeads, position: p)
