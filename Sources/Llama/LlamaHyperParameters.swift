@@ -21,9 +21,21 @@ public struct LlamaHyperParameters: Sendable, Equatable {
   /// Qwen2 rotates pairs (i, i + d/2); GGUF Llama q/k rows are permuted for pairs (2i, 2i+1).
   public var ropeIsNeox: Bool { family.ropeIsNeox }
   public var rmsEpsilon: Float
+  /// Positions a sliding-window layer attends to (itself included); 0 when no layer slides.
+  public var slidingWindow: Int
+  /// Every `slidingWindowPattern`-th layer (the last of each group) attends to everything;
+  /// the others slide (llama.cpp's default of 6 for Gemma 3).
+  public var slidingWindowPattern: Int
+  /// RoPE base of the sliding layers (their scale is 1).
+  public var slidingRopeBase: Float
   public var trainedContextLength: Int
 
   public var queryDimension: Int { headCount * headDimension }
+
+  /// Whether `layer` attends only to the last `slidingWindow` positions.
+  public func isSliding(_ layer: Int) -> Bool {
+    slidingWindow > 0 && layer % slidingWindowPattern < slidingWindowPattern - 1
+  }
   public var kvDimension: Int { kvHeadCount * headDimension }
 
   public init(file: GGUFFile) throws {
@@ -74,6 +86,23 @@ public struct LlamaHyperParameters: Sendable, Equatable {
       if let factor = try file.float("\(arch).rope.scaling.factor"), factor > 0 {
         ropeFrequencyScale = Float(1 / factor)
       }
+    }
+
+    slidingWindow = 0
+    slidingWindowPattern = 1
+    slidingRopeBase = 10000
+    if family.hasSlidingWindow, let window = try optional("attention.sliding_window") {
+      slidingWindow = window
+      if file.metadata["\(arch).attention.sliding_window_pattern"] != nil {
+        guard let pattern = try? file.int("\(arch).attention.sliding_window_pattern"), pattern > 0 else {
+          throw LlamaError.unsupportedFeature(
+            name: "\(arch).attention.sliding_window_pattern", reason: "is not a positive integer (per-layer lists are not implemented)")
+        }
+        slidingWindowPattern = pattern
+      } else {
+        slidingWindowPattern = 6
+      }
+      slidingRopeBase = Float(try file.float("\(arch).rope.freq_base_swa") ?? 10000)
     }
 
     guard headCount % kvHeadCount == 0 else {

@@ -46,6 +46,9 @@ public struct LlamaLayerWeights: Sendable {
   /// Per-head RMSNorm weights of q and k ([headDimension]), for families that have them.
   public let queryNorm: VectorView?
   public let keyNorm: VectorView?
+  /// RMSNorms of the attention and feed-forward outputs before the residual add (Gemma).
+  public let postAttentionNorm: VectorView?
+  public let postFeedForwardNorm: VectorView?
 
   public func matrix(_ projection: LlamaProjection) -> WeightMatrix { projections[projection]! }
 }
@@ -96,7 +99,11 @@ public struct LlamaWeights: Sendable {
         queryNorm: family.hasQueryKeyNorm
           ? try loader.vector("blk.\(layer).attn_q_norm.weight", count: hyper.headDimension) : nil,
         keyNorm: family.hasQueryKeyNorm
-          ? try loader.vector("blk.\(layer).attn_k_norm.weight", count: hyper.headDimension) : nil)
+          ? try loader.vector("blk.\(layer).attn_k_norm.weight", count: hyper.headDimension) : nil,
+        postAttentionNorm: family.hasPostNorms
+          ? try loader.vector("blk.\(layer).post_attention_norm.weight", count: d) : nil,
+        postFeedForwardNorm: family.hasPostNorms
+          ? try loader.vector("blk.\(layer).post_ffw_norm.weight", count: d) : nil)
     }
     if let unused = file.tensors.map(\.name).first(where: { !loader.used.contains($0) }) {
       throw LlamaError.unsupportedFeature(
@@ -114,7 +121,8 @@ public struct LlamaWeights: Sendable {
         attentionNorm: weights.attentionNorm, feedForwardNorm: weights.feedForwardNorm,
         projections: weights.projections.merging(swapped) { _, new in new },
         queryBias: weights.queryBias, keyBias: weights.keyBias, valueBias: weights.valueBias,
-        queryNorm: weights.queryNorm, keyNorm: weights.keyNorm)
+        queryNorm: weights.queryNorm, keyNorm: weights.keyNorm,
+        postAttentionNorm: weights.postAttentionNorm, postFeedForwardNorm: weights.postFeedForwardNorm)
     }
     return copy
   }

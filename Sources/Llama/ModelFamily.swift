@@ -3,6 +3,14 @@
 // architecture means adding a row here, not a copy of the forward.
 import GGUF
 
+/// The gated feed-forward's activation: act(x Wgateᵀ) ⊙ (x Wupᵀ).
+public enum FeedForwardActivation: String, Sendable, Equatable {
+  /// SwiGLU (Llama, Qwen).
+  case silu
+  /// GeGLU with the tanh approximation of GELU (Gemma).
+  case geluTanh
+}
+
 public struct ModelFamily: Sendable, Equatable {
   public let architecture: String
   /// RoPE rotates pairs (i, i + d/2) (NeoX) instead of (2i, 2i+1) (GGUF Llama's permuted rows).
@@ -13,6 +21,20 @@ public struct ModelFamily: Sendable, Equatable {
   public let allowsQKVBias: Bool
   /// Files may carry `rope_freqs.weight` (Llama 3.1 "llama3" RoPE scaling).
   public let allowsRoPEFrequencyFactors: Bool
+  public var activation: FeedForwardActivation = .silu
+  /// Token embeddings are multiplied by √d (Gemma).
+  public var scalesEmbedding = false
+  /// RMSNorms after the attention and feed-forward blocks, before the residual add
+  /// (`post_attention_norm`, `post_ffw_norm`; Gemma).
+  public var hasPostNorms = false
+  /// Reads `attention.sliding_window` (+ `sliding_window_pattern`, `rope.freq_base_swa`):
+  /// local layers attend to the last `window` positions with their own RoPE base (Gemma 3).
+  public var hasSlidingWindow = false
+
+  /// Keys this family implements that other families refuse.
+  var implementedKeys: Set<String> {
+    hasSlidingWindow ? ["attention.sliding_window"] : []
+  }
 
   public static let all: [String: ModelFamily] = [
     "llama": .init(
@@ -27,6 +49,10 @@ public struct ModelFamily: Sendable, Equatable {
     "qwen3": .init(
       architecture: "qwen3", ropeIsNeox: true, hasQueryKeyNorm: true, allowsQKVBias: false,
       allowsRoPEFrequencyFactors: false),
+    "gemma3": .init(
+      architecture: "gemma3", ropeIsNeox: true, hasQueryKeyNorm: true, allowsQKVBias: false,
+      allowsRoPEFrequencyFactors: false, activation: .geluTanh, scalesEmbedding: true, hasPostNorms: true,
+      hasSlidingWindow: true),
   ]
 
   /// Metadata keys (after the `<arch>.` prefix) that change the computation and that no family
@@ -43,7 +69,7 @@ public struct ModelFamily: Sendable, Equatable {
 
   /// Throws for the first unimplemented key `file` carries with a non-neutral value.
   func rejectUnimplementedMetadata(in file: GGUFFile) throws {
-    for (suffix, neutral) in Self.unimplementedKeys {
+    for (suffix, neutral) in Self.unimplementedKeys where !implementedKeys.contains(suffix) {
       let key = "\(architecture).\(suffix)"
       guard let value = file.metadata[key] else { continue }
       if let number = try? file.float(key), number == neutral { continue }

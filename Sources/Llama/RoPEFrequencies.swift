@@ -7,12 +7,23 @@ public struct RoPEFrequencies: Sendable, Equatable {
   /// Radians per position of each rotated pair (ropeDimension / 2 of them).
   public let radiansPerPosition: [Double]
 
-  public init(hyper: LlamaHyperParameters, factors: VectorView?) {
-    let d = hyper.ropeDimension
+  public init(dimension d: Int, base: Float, scale: Float, factors: VectorView?) {
     radiansPerPosition = (0..<(d / 2)).map { i in
       let factor = factors.map { Double($0.base[i]) } ?? 1
-      return Double(hyper.ropeFrequencyScale) * pow(Double(hyper.ropeBase), -2.0 * Double(i) / Double(d)) / factor
+      return Double(scale) * pow(Double(base), -2.0 * Double(i) / Double(d)) / factor
     }
+  }
+
+  /// The full-attention layers' frequencies.
+  public init(hyper: LlamaHyperParameters, factors: VectorView?) {
+    self.init(dimension: hyper.ropeDimension, base: hyper.ropeBase, scale: hyper.ropeFrequencyScale, factors: factors)
+  }
+
+  /// The sliding-window layers' frequencies (their own base, scale 1, as llama.cpp), or nil
+  /// when no layer slides.
+  public static func sliding(_ hyper: LlamaHyperParameters) -> RoPEFrequencies? {
+    hyper.slidingWindow > 0
+      ? RoPEFrequencies(dimension: hyper.ropeDimension, base: hyper.slidingRopeBase, scale: 1, factors: nil) : nil
   }
 
   /// Writes (cos, sin) of every pair's angle at `position` into `cosSin` (ropeDimension floats).

@@ -42,19 +42,22 @@ struct TinyModelTests {
     .init(
       name: "llama f16 rope_freqs (Llama 3.1 scaling)", architecture: "llama", matrixType: .f16, embeddingType: .f16,
       tied: false, biases: false, tolerance: 1e-4, ropeFrequencyFactors: true),
+    .init(
+      name: "gemma3 f32 (post-norms, GeGLU, sliding window 4)", architecture: "gemma3", matrixType: .f32,
+      embeddingType: .f32, tied: true, biases: false, tolerance: 1e-4),
     .init(name: "llama q8_0", architecture: "llama", matrixType: .q8_0, embeddingType: .q8_0, tied: true, biases: false, tolerance: 3e-2),
     .init(name: "llama q4_1", architecture: "llama", matrixType: .q4_1, embeddingType: .q8_0, tied: false, biases: false, tolerance: 3e-2),
     .init(name: "llama q5_0 bf16", architecture: "llama", matrixType: .q5_0, embeddingType: .bf16, tied: false, biases: false, tolerance: 3e-2),
   ]
 
   func makeModel(_ v: Variant) throws -> (TinyModel, LlamaModel) {
-    var spec = TinyModelSpec()
+    var spec = v.architecture == "gemma3" ? TinyModelSpec.gemma3() : TinyModelSpec()
     spec.architecture = v.architecture
     spec.matrixType = v.matrixType
     spec.embeddingType = v.embeddingType
     spec.tiedOutput = v.tied
     spec.biases = v.biases
-    spec.queryKeyNorm = v.queryKeyNorm
+    spec.queryKeyNorm = v.queryKeyNorm || v.architecture == "gemma3"
     spec.ropeFrequencyFactors = v.ropeFrequencyFactors
     let tiny = try TinyModel(spec)
     return (tiny, try LlamaModel(path: tiny.path))

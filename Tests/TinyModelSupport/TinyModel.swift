@@ -22,6 +22,13 @@ public struct TinyModelSpec: Sendable {
   public var queryKeyNorm: Bool
   /// Writes `rope_freqs.weight` (Llama 3.1 RoPE scaling factors, one per rotated pair).
   public var ropeFrequencyFactors: Bool
+  /// Gemma 3's options: embeddings × √d, post-norms, GeGLU (tanh GELU), and, when
+  /// `slidingWindow` > 0, layers l with l % slidingPattern < slidingPattern - 1 attending to the
+  /// last `slidingWindow` positions with RoPE base `slidingRopeBase`.
+  public var gemma: Bool = false
+  public var slidingWindow: Int = 0
+  public var slidingPattern: Int = 2
+  public var slidingRopeBase: Float = 10000
   /// Extra metadata written as is (tests of refused keys).
   public var extraMetadata: [(String, GGUFValue)] = []
   /// Extra F32 vectors of the given length written after the model's own (refused tensors).
@@ -57,6 +64,18 @@ public struct TinyModelSpec: Sendable {
   }
 
   public var headDimension: Int { embedding / heads }
+
+  /// A tiny Gemma 3: q/k norms, post-norms, GeGLU, √d embedding scale, tied output, and
+  /// layer 0 of each pair sliding over a window of 4 (the tests' 12 tokens cross it).
+  public static func gemma3(matrixType: GGMLType = .f32, seed: UInt64 = 7) -> TinyModelSpec {
+    var spec = TinyModelSpec(
+      architecture: "gemma3", ropeBase: 1_000_000, epsilon: 1e-6, tiedOutput: true, queryKeyNorm: true,
+      matrixType: matrixType, embeddingType: matrixType, seed: seed)
+    spec.gemma = true
+    spec.slidingWindow = 4
+    spec.slidingPattern = 2
+    return spec
+  }
 }
 
 /// The tiny model's weights as dense doubles, as the reference sees them.
@@ -84,6 +103,11 @@ public struct TinyModel: Sendable {
     writer.set("\(arch).attention.layer_norm_rms_epsilon", .float32(spec.epsilon))
     writer.set("\(arch).context_length", .uint32(256))
     for (key, value) in spec.extraMetadata { writer.set(key, value) }
+    if spec.slidingWindow > 0 {
+      writer.set("\(arch).attention.sliding_window", .uint32(UInt32(spec.slidingWindow)))
+      writer.set("\(arch).attention.sliding_window_pattern", .uint32(UInt32(spec.slidingPattern)))
+      writer.set("\(arch).rope.freq_base_swa", .float32(spec.slidingRopeBase))
+    }
 
     var random = SplitMix(seed: spec.seed)
     var dense = DenseWeights()
@@ -139,6 +163,10 @@ public struct TinyModel: Sendable {
         try add("blk.\(l).attn_q_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
         try add("blk.\(l).attn_k_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
       }
+      if spec.gemma {
+        try add("blk.\(l).post_attention_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 0.5)
+        try add("blk.\(l).post_ffw_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 0.5)
+      }
     }
     for (name, count) in spec.extraTensors {
       try add(name, .f32, rows: 1, columns: count, scale: 0.1, offset: 1)
@@ -168,7 +196,7 @@ public struct TinyModel: Sendable {
     let hd = s.headDimension
     let group = s.heads / s.kvHeads
     let w = dense
-    let neox = s.architecture == "qwen2" || s.architecture == "qwen3"
+    let neox = ["qwen2", "qwen3", "gemma3"].contains(s.architecture)
     let factors = s.ropeFrequencyFactors ? w["rope_freqs.weight"] : nil
     let project = project ?? { name, x, rows, _ in matvec(name, x, rows: rows) }
     func headNorm(_ v: inout [Double], heads: Int, _ name: String) {
@@ -181,10 +209,12 @@ public struct TinyModel: Sendable {
       let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + Double(s.epsilon)).squareRoot()
       return zip(x, w[name]).map { $0 * scale * $1 }
     }
-    func rope(_ v: inout [Double], heads: Int, position: Int) {
+    func sliding(_ l: Int) -> Bool { s.slidingWindow > 0 && l % s.slidingPattern < s.slidingPattern - 1 }
+    func rope(_ v: inout [Double], heads: Int, position: Int, layer: Int) {
+      let base = Double(sliding(layer) ? s.slidingRopeBase : s.ropeBase)
       for h in 0..<heads {
         for i in 0..<(hd / 2) {
-          let theta = Double(position) * pow(Double(s.ropeBase), -2.0 * Double(i) / Double(hd)) / (factors?[i] ?? 1)
+          let theta = Double(position) * pow(base, -2.0 * Double(i) / Double(hd)) / (factors?[i] ?? 1)
           let (a, b) = neox ? (h * hd + i, h * hd + i + hd / 2) : (h * hd + 2 * i, h * hd + 2 * i + 1)
           let (x0, x1) = (v[a], v[b])
           v[a] = x0 * cos(theta) - x1 * sin(theta)
@@ -193,7 +223,10 @@ public struct TinyModel: Sendable {
       }
     }
 
-    var xs: [[Double]] = tokens.map { Array(w["token_embd.weight"][Int($0) * d..<(Int($0) + 1) * d]) }
+    let embeddingScale = s.gemma ? Double(Float(d).squareRoot()) : 1
+    var xs: [[Double]] = tokens.map {
+      w["token_embd.weight"][Int($0) * d..<(Int($0) + 1) * d].map { $0 * embeddingScale }
+    }
     for l in 0..<s.layers {
       var qs: [[Double]] = [], ks: [[Double]] = [], vs: [[Double]] = []
       for (p, x) in xs.enumerated() {
@@ -210,31 +243,39 @@ public struct TinyModel: Sendable {
           headNorm(&q, heads: s.heads, "blk.\(l).attn_q_norm.weight")
           headNorm(&k, heads: s.kvHeads, "blk.\(l).attn_k_norm.weight")
         }
-        rope(&q, heads: s.heads, position: p)
-        rope(&k, heads: s.kvHeads, position: p)
+        rope(&q, heads: s.heads, position: p, layer: l)
+        rope(&k, heads: s.kvHeads, position: p, layer: l)
         qs.append(q); ks.append(k); vs.append(v)
       }
       for p in 0..<xs.count {
         var attended = [Double](repeating: 0, count: s.heads * hd)
         for head in 0..<s.heads {
           let kvHead = head / group
+          let first = sliding(l) ? max(0, p - s.slidingWindow + 1) : 0
           var scores = (0...p).map { j in
             (0..<hd).reduce(0.0) { $0 + qs[p][head * hd + $1] * ks[j][kvHead * hd + $1] } / Double(hd).squareRoot()
           }
           let maxScore = scores.max()!
-          scores = scores.map { exp($0 - maxScore) }
+          scores = scores.enumerated().map { j, score in j < first ? 0 : exp(score - maxScore) }
           let total = scores.reduce(0, +)
           for j in 0...p {
             for i in 0..<hd { attended[head * hd + i] += scores[j] / total * vs[j][kvHead * hd + i] }
           }
         }
-        let projected = project("blk.\(l).attn_output.weight", attended, d, p)
+        var projected = project("blk.\(l).attn_output.weight", attended, d, p)
+        if s.gemma { projected = rmsnorm(projected, "blk.\(l).post_attention_norm.weight") }
         xs[p] = zip(xs[p], projected).map(+)
         let h = rmsnorm(xs[p], "blk.\(l).ffn_norm.weight")
         let gate = project("blk.\(l).ffn_gate.weight", h, s.feedForward, p)
         let up = project("blk.\(l).ffn_up.weight", h, s.feedForward, p)
-        let hidden = zip(gate, up).map { $0 / (1 + exp(-$0)) * $1 }
-        xs[p] = zip(xs[p], project("blk.\(l).ffn_down.weight", hidden, d, p)).map(+)
+        let hidden = zip(gate, up).map { g, u in
+          s.gemma
+            ? 0.5 * g * (1 + tanh((2 / Double.pi).squareRoot() * (g + 0.044715 * g * g * g))) * u
+            : g / (1 + exp(-g)) * u
+        }
+        var down = project("blk.\(l).ffn_down.weight", hidden, d, p)
+        if s.gemma { down = rmsnorm(down, "blk.\(l).post_ffw_norm.weight") }
+        xs[p] = zip(xs[p], down).map(+)
       }
     }
     let outputName = s.tiedOutput ? "token_embd.weight" : "output.weight"
