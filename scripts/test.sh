@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/fetch-model.sh
+scripts/fetch-gemma3.sh  # Gemma 3 270M for the gemma3 reference tests
 if [ -x scripts/fetch-test-vocabs.sh ]; then scripts/fetch-test-vocabs.sh; fi
 swift build -c release --build-tests
 # One test at a time: synchronous numeric tests run on Swift's cooperative pool, which has one

@@ -4,11 +4,15 @@
 //
 // Per layer (PyTorch-style, x is [T, d]):
 //   h = rmsnorm(x) * w_attn_norm
-//   q, k, v = h Wqᵀ (+bq), h Wkᵀ (+bk), h Wvᵀ (+bv);  q, k = rope(q), rope(k)
+//   q, k, v = h Wqᵀ (+bq), h Wkᵀ (+bk), h Wvᵀ (+bv)
+//   (q/k-norm families: q, k = rmsnorm per head * w_q_norm, w_k_norm);  q, k = rope(q), rope(k)
 //   x = x + softmax(q kᵀ / sqrt(hd) + causal) v Woᵀ      (grouped-query: kv head = h / group)
 //   h = rmsnorm(x) * w_ffn_norm
 //   x = x + (silu(h Wgateᵀ) * (h Wupᵀ)) Wdownᵀ
 // logits = rmsnorm(x) * w_out_norm  Woutᵀ
+// Family options (ModelFamily): x starts as embedding * √d; the attention and feed-forward
+// outputs are RMS-normed (post-norms) before their residual add; GeGLU (tanh GELU) instead of
+// SwiGLU; sliding layers attend to the last `slidingWindow` positions with their own RoPE.
 import CKernels
 import Kernels
 
@@ -86,7 +90,9 @@ public final class LlamaContext {
   /// the sequence: cached keys and values of other weights are meaningless. The scratch and
   /// cache sizes depend only on the hyper-parameters, so they must match.
   public func use(model newModel: LlamaModel) {
-    precondition(newModel.hyper == model.hyper, "use(model:) needs weights of the same shapes")
+    precondition(
+      newModel.hyper == model.hyper && newModel.rope == model.rope && newModel.slidingRope == model.slidingRope,
+      "use(model:) needs weights of the same shapes")
     model = newModel
     position = 0
   }
@@ -137,12 +143,17 @@ public final class LlamaContext {
     let s = scratch
 
     let start = position
+    let model = model
+    // llama.cpp scales by sqrtf(n_embd) in float.
+    let embeddingScale: Float? = hyper.family.scalesEmbedding ? Float(d).squareRoot() : nil
     pool.parallelFor(n) { range, _ in
       for t in range {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: s.x + t * d)
-        dq_rope_angles(
-          s.ropeAngles + t * hyper.ropeDimension, Int64(start + t), Int32(hyper.ropeDimension),
-          hyper.ropeBase, hyper.ropeFrequencyScale)
+        if let embeddingScale {
+          for i in 0..<d { s.x[t * d + i] *= embeddingScale }
+        }
+        model.rope.angles(s.ropeAngles + t * hyper.ropeDimension, position: start + t)
+        model.slidingRope?.angles(s.slidingRopeAngles + t * hyper.ropeDimension, position: start + t)
       }
     }
     for layer in 0..<hyper.layerCount {
@@ -222,12 +233,24 @@ public final class LlamaContext {
     project(s.k, .k, layer: layer, s.normed, tokens: n)
     project(s.v, .v, layer: layer, s.normed, tokens: n)
     let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
+    let ropeAngles = hyper.isSliding(layer) ? s.slidingRopeAngles : s.ropeAngles
     pool.parallelFor(n) { range, _ in
       for t in range {
         if let b = w.queryBias { dq_add(s.q + t * qDim, b.base, Int64(qDim)) }
         if let b = w.keyBias { dq_add(s.k + t * kvDim, b.base, Int64(kvDim)) }
         if let b = w.valueBias { dq_add(s.v + t * kvDim, b.base, Int64(kvDim)) }
-        let angles = s.ropeAngles + t * hyper.ropeDimension
+        if let qn = w.queryNorm, let kn = w.keyNorm {
+          let hd = hyper.headDimension
+          for head in 0..<hyper.headCount {
+            let row = s.q + t * qDim + head * hd
+            dq_rmsnorm(row, row, qn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+          for head in 0..<hyper.kvHeadCount {
+            let row = s.k + t * kvDim + head * hd
+            dq_rmsnorm(row, row, kn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+        }
+        let angles = ropeAngles + t * hyper.ropeDimension
         dq_rope_apply(
           s.q + t * qDim, Int32(hyper.headCount), Int32(hyper.headDimension),
           Int32(hyper.ropeDimension), angles, neox)
@@ -240,6 +263,7 @@ public final class LlamaContext {
 
     attention(layer: layer, tokens: n)
     project(s.projected, .o, layer: layer, s.attention, tokens: n)
+    if let post = w.postAttentionNorm { rmsnorm(s.projected, s.projected, post, rows: 0..<n) }
     addResidual(s.x, s.projected, tokens: n)
   }
 
@@ -276,6 +300,7 @@ public final class LlamaContext {
     let start = position
     let blockRows = Scratch.attentionBlockRows
     let blocks = (n + blockRows - 1) / blockRows
+    let window = hyper.isSliding(layer) ? hyper.slidingWindow : Int.max
 
     pool.parallelFor(blocks * hyper.headCount) { tasks, thread in
       let scores = s.scores + thread * s.scoresPerThread
@@ -285,16 +310,27 @@ public final class LlamaContext {
         let t0 = (task / hyper.headCount) * blockRows
         let out = s.attention + t0 * qDim + head * hd
         let query = s.q + t0 * qDim + head * hd
-        let rows = Int64(min(blockRows, n - t0))
-        switch element {
-        case .f32:
-          dq_attention_head(
-            out, Int64(qDim), query, Int64(qDim), keys32 + kvHead * hd, values32 + kvHead * hd, Int64(kvDim),
-            rows, Int64(hd), Int64(start + t0 + 1), scale, scores)
-        case .f16:
-          dq_attention_head_f16(
-            out, Int64(qDim), query, Int64(qDim), keys16 + kvHead * hd, values16 + kvHead * hd, Int64(kvDim),
-            rows, Int64(hd), Int64(start + t0 + 1), scale, scores)
+        let rows = min(blockRows, n - t0)
+        // Query at position p sees keys [first, p], first = max(0, p - window + 1). While no
+        // row of the block has lost a key to the window, one causal call serves them all;
+        // past that, each row runs alone over its own window.
+        let lastPosition = start + t0 + rows - 1
+        let runs: [(row: Int, count: Int, firstKey: Int)] =
+          lastPosition - window + 1 <= 0
+          ? [(0, rows, 0)] : (0..<rows).map { ($0, 1, max(0, start + t0 + $0 - window + 1)) }
+        for run in runs {
+          let visible = Int64(start + t0 + run.row + 1 - run.firstKey)
+          let keyOffset = run.firstKey * kvDim + kvHead * hd
+          switch element {
+          case .f32:
+            dq_attention_head(
+              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim), keys32 + keyOffset,
+              values32 + keyOffset, Int64(kvDim), Int64(run.count), Int64(hd), visible, scale, scores)
+          case .f16:
+            dq_attention_head_f16(
+              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim), keys16 + keyOffset,
+              values16 + keyOffset, Int64(kvDim), Int64(run.count), Int64(hd), visible, scale, scores)
+          }
         }
       }
     }
@@ -308,11 +344,16 @@ public final class LlamaContext {
     rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
     project(s.gate, .gate, layer: layer, s.normed, tokens: n)
     project(s.up, .up, layer: layer, s.normed, tokens: n)
+    let activation = hyper.family.activation
     pool.parallelFor(n) { range, _ in
       let offset = range.lowerBound * f
-      dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
+      switch activation {
+      case .silu: dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
+      case .geluTanh: GeGLU.forward(s.gate + offset, gate: s.gate + offset, up: s.up + offset, count: range.count * f)
+      }
     }
     project(s.projected, .down, layer: layer, s.gate, tokens: n)
+    if let post = w.postFeedForwardNorm { rmsnorm(s.projected, s.projected, post, rows: 0..<n) }
     addResidual(s.x, s.projected, tokens: n)
   }
 }
@@ -326,6 +367,8 @@ final class Scratch {
   let x, normed, q, k, v, attention, projected, gate, up, scores: UnsafeMutablePointer<Float>
   /// RoPE cos/sin of each token's position, computed once per forward pass for all layers.
   let ropeAngles: UnsafeMutablePointer<Float>
+  /// The same for the sliding-window layers' RoPE (unused when no layer slides).
+  let slidingRopeAngles: UnsafeMutablePointer<Float>
   /// Attention scores of one thread: a block of query rows over every cached position.
   let scoresPerThread: Int
 
@@ -336,7 +379,7 @@ final class Scratch {
       tokens * d, tokens * d, tokens * hyper.queryDimension, tokens * hyper.kvDimension,
       tokens * hyper.kvDimension, tokens * hyper.queryDimension, tokens * d,
       tokens * hyper.feedForwardLength, tokens * hyper.feedForwardLength,
-      threads * scoresPerThread, tokens * hyper.ropeDimension,
+      threads * scoresPerThread, tokens * hyper.ropeDimension, tokens * hyper.ropeDimension,
     ]
     slab = .allocate(capacity: sizes.reduce(0, +))
     var offset = 0
@@ -348,6 +391,7 @@ final class Scratch {
     (x, normed, q, k, v, attention) = (views[0], views[1], views[2], views[3], views[4], views[5])
     (projected, gate, up, scores) = (views[6], views[7], views[8], views[9])
     ropeAngles = views[10]
+    slidingRopeAngles = views[11]
   }
 
   deinit { slab.deallocate() }

@@ -11,12 +11,15 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
   case tokenOutOfRange(token: Int32, vocabularySize: Int)
   case contextFull(needed: Int, capacity: Int)
   case emptyInput
+  /// A tensor or metadata key that changes the computation in a way this build does not
+  /// implement: refused, never silently ignored.
+  case unsupportedFeature(name: String, reason: String)
 
   public var description: String {
     switch self {
     case .unsupportedArchitecture(let arch):
       return "unsupported model architecture '\(arch ?? "(none)")': supported are "
-        + LlamaHyperParameters.supportedArchitectures.sorted().joined(separator: ", ")
+        + ModelFamily.all.keys.sorted().joined(separator: ", ")
     case .missingMetadata(let key): return "model metadata lacks '\(key)'"
     case .invalidMetadata(let key, let reason): return "model metadata '\(key)': \(reason)"
     case .missingTensor(let name): return "model lacks tensor '\(name)'"
@@ -29,6 +32,8 @@ public enum LlamaError: Error, Equatable, CustomStringConvertible {
     case .contextFull(let needed, let capacity):
       return "sequence needs \(needed) positions but the context holds \(capacity)"
     case .emptyInput: return "no tokens to evaluate"
+    case .unsupportedFeature(let name, let reason):
+      return "model '\(name)' \(reason); refusing to run with different math"
     }
   }
 }

@@ -7,6 +7,9 @@ public final class LlamaModel: Sendable {
   public let file: GGUFFile
   public let hyper: LlamaHyperParameters
   public let weights: LlamaWeights
+  public let rope: RoPEFrequencies
+  /// The sliding-window layers' RoPE, when the model has such layers.
+  public let slidingRope: RoPEFrequencies?
   /// Keeps the memory of replaced matrices alive (a merged adapter's buffers); nil for a model
   /// read straight from its file.
   public let owner: (any AnyObject & Sendable)?
@@ -15,6 +18,8 @@ public final class LlamaModel: Sendable {
     self.file = file
     hyper = try LlamaHyperParameters(file: file)
     weights = try LlamaWeights(file: file, hyper: hyper)
+    rope = RoPEFrequencies(hyper: hyper, factors: weights.ropeFrequencyFactors)
+    slidingRope = RoPEFrequencies.sliding(hyper)
     owner = nil
   }
 
@@ -27,6 +32,8 @@ public final class LlamaModel: Sendable {
     file = base.file
     hyper = base.hyper
     weights = base.weights.replacing(replacements)
+    rope = base.rope
+    slidingRope = base.slidingRope
     self.owner = owner
   }
 
@@ -35,6 +42,11 @@ public final class LlamaModel: Sendable {
   }
 
   public var vocabularySize: Int { weights.tokenEmbedding.rows }
+
+  /// The RoPE of `layer`: the sliding layers' own, or the model's.
+  public func rope(layer: Int) -> RoPEFrequencies {
+    hyper.isSliding(layer) ? slidingRope! : rope
+  }
 
   /// The widest input any matmul of this model takes (sizes the matmul workspace).
   var widestMatrixInput: Int {

@@ -43,6 +43,12 @@ public struct LlamaLayerWeights: Sendable {
   public let queryBias: VectorView?
   public let keyBias: VectorView?
   public let valueBias: VectorView?
+  /// Per-head RMSNorm weights of q and k ([headDimension]), for families that have them.
+  public let queryNorm: VectorView?
+  public let keyNorm: VectorView?
+  /// RMSNorms of the attention and feed-forward outputs before the residual add (Gemma).
+  public let postAttentionNorm: VectorView?
+  public let postFeedForwardNorm: VectorView?
 
   public func matrix(_ projection: LlamaProjection) -> WeightMatrix { projections[projection]! }
 }
@@ -52,10 +58,15 @@ public struct LlamaWeights: Sendable {
   public let outputNorm: VectorView
   /// The output matrix; the token embedding when the model ties them.
   public let output: WeightMatrix
+  /// Llama 3.1 RoPE scaling: the rotation frequency of pair i is divided by factor i.
+  public let ropeFrequencyFactors: VectorView?
   public private(set) var layers: [LlamaLayerWeights]
 
+  /// Every tensor of the file must be one this forward pass uses: an unknown one (an extra
+  /// norm, a bias, scaling factors) would otherwise be ignored and the logits silently wrong.
   public init(file: GGUFFile, hyper: LlamaHyperParameters) throws {
     let loader = TensorLoader(file: file)
+    let family = hyper.family
     let d = hyper.embeddingLength
     tokenEmbedding = try loader.matrix("token_embd.weight", columns: d, rows: nil)
     let vocabularySize = tokenEmbedding.rows
@@ -65,6 +76,9 @@ public struct LlamaWeights: Sendable {
     } else {
       output = tokenEmbedding
     }
+    ropeFrequencyFactors =
+      family.allowsRoPEFrequencyFactors
+      ? try loader.optionalVector("rope_freqs.weight", count: hyper.ropeDimension / 2) : nil
     layers = try (0..<hyper.layerCount).map { layer in
       var projections: [LlamaProjection: WeightMatrix] = [:]
       for projection in LlamaProjection.allCases {
@@ -76,9 +90,24 @@ public struct LlamaWeights: Sendable {
         attentionNorm: try loader.vector("blk.\(layer).attn_norm.weight", count: d),
         feedForwardNorm: try loader.vector("blk.\(layer).ffn_norm.weight", count: d),
         projections: projections,
-        queryBias: try loader.optionalVector("blk.\(layer).attn_q.bias", count: hyper.queryDimension),
-        keyBias: try loader.optionalVector("blk.\(layer).attn_k.bias", count: hyper.kvDimension),
-        valueBias: try loader.optionalVector("blk.\(layer).attn_v.bias", count: hyper.kvDimension))
+        queryBias: family.allowsQKVBias
+          ? try loader.optionalVector("blk.\(layer).attn_q.bias", count: hyper.queryDimension) : nil,
+        keyBias: family.allowsQKVBias
+          ? try loader.optionalVector("blk.\(layer).attn_k.bias", count: hyper.kvDimension) : nil,
+        valueBias: family.allowsQKVBias
+          ? try loader.optionalVector("blk.\(layer).attn_v.bias", count: hyper.kvDimension) : nil,
+        queryNorm: family.hasQueryKeyNorm
+          ? try loader.vector("blk.\(layer).attn_q_norm.weight", count: hyper.headDimension) : nil,
+        keyNorm: family.hasQueryKeyNorm
+          ? try loader.vector("blk.\(layer).attn_k_norm.weight", count: hyper.headDimension) : nil,
+        postAttentionNorm: family.hasPostNorms
+          ? try loader.vector("blk.\(layer).post_attention_norm.weight", count: d) : nil,
+        postFeedForwardNorm: family.hasPostNorms
+          ? try loader.vector("blk.\(layer).post_ffw_norm.weight", count: d) : nil)
+    }
+    if let unused = file.tensors.map(\.name).first(where: { !loader.used.contains($0) }) {
+      throw LlamaError.unsupportedFeature(
+        name: unused, reason: "is a tensor the \(hyper.architecture) forward pass does not use")
     }
   }
 
@@ -91,18 +120,25 @@ public struct LlamaWeights: Sendable {
       return LlamaLayerWeights(
         attentionNorm: weights.attentionNorm, feedForwardNorm: weights.feedForwardNorm,
         projections: weights.projections.merging(swapped) { _, new in new },
-        queryBias: weights.queryBias, keyBias: weights.keyBias, valueBias: weights.valueBias)
+        queryBias: weights.queryBias, keyBias: weights.keyBias, valueBias: weights.valueBias,
+        queryNorm: weights.queryNorm, keyNorm: weights.keyNorm,
+        postAttentionNorm: weights.postAttentionNorm, postFeedForwardNorm: weights.postFeedForwardNorm)
     }
     return copy
   }
 }
 
 /// Looks tensors up by name and checks their type and shape before handing out views.
-struct TensorLoader {
+final class TensorLoader {
   let file: GGUFFile
+  /// Names of the tensors handed out so far.
+  private(set) var used: Set<String> = []
+
+  init(file: GGUFFile) { self.file = file }
 
   func info(_ name: String) throws -> GGUFTensorInfo {
     guard let info = file.tensor(named: name) else { throw LlamaError.missingTensor(name: name) }
+    used.insert(name)
     return info
   }
 

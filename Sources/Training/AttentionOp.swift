@@ -13,11 +13,14 @@ public struct AttentionShape: Sendable {
   public let heads: Int
   public let kvHeads: Int
   public let headDim: Int
+  /// Query t sees keys [t - window + 1, t] (sliding-window layers); Int.max: all earlier keys.
+  public let window: Int
 
-  public init(heads: Int, kvHeads: Int, headDim: Int) {
+  public init(heads: Int, kvHeads: Int, headDim: Int, window: Int = .max) {
     self.heads = heads
     self.kvHeads = kvHeads
     self.headDim = headDim
+    self.window = window
   }
 
   public var qDim: Int { heads * headDim }
@@ -142,7 +145,8 @@ public enum AttentionOp {
   }
 
   /// p (rows.count x rows.upperBound, row-major) = causal softmax(scale · q kᵀ) of query rows
-  /// `rows` against keys 0..<rows.upperBound for one head; entries past the diagonal are 0.
+  /// `rows` against keys 0..<rows.upperBound for one head; entries past the diagonal, and
+  /// before the sliding window, are 0 (so the backward needs no mask of its own).
   private static func probabilities(
     _ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
     shape: AttentionShape, rows: Range<Int>
@@ -154,7 +158,9 @@ public enum AttentionOp {
     for r in 0..<rows.count {
       let row = p + r * width
       let last = rows.lowerBound + r
-      dq_softmax(row, Int64(last + 1))
+      let first = shape.window == .max ? 0 : max(0, last - shape.window + 1)
+      dq_softmax(row + first, Int64(last + 1 - first))
+      for j in 0..<first { row[j] = 0 }
       for j in (last + 1)..<max(last + 1, width) { row[j] = 0 }
     }
   }

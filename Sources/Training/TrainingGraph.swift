@@ -4,9 +4,9 @@
 // math as LlamaContext (see the comment at its top), except that matmuls run on dequantized
 // fp32 tiles and every projection may carry a LoRA branch.
 //
-// Kept per layer: the residual input, q/k (after RoPE), v, the attention output, the residual
-// after attention, gate and up (pre-activation), and each LoRA branch's u, token mask and
-// dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
+// Kept per layer: the residual input, q/k (after RoPE; also before the per-head norm for
+// families that have one), v, the attention output, the residual after attention, gate and up
+// (pre-activation), and each LoRA branch's u, token mask and dropout seed. The norm outputs, the SwiGLU product and the dropout factors are recomputed in
 // the backward (cheap, and most of the tape otherwise); attention probabilities are recomputed
 // per head (see AttentionOp). With `recompute`, only each layer's input is kept and the rest
 // is rebuilt layer by layer during the backward.
@@ -25,9 +25,18 @@ public struct SequenceLoss: Sendable, Equatable {
 /// when activations are recomputed.
 final class LayerTape {
   let q, k, v, attention, xMid, gate, up: FloatBuffer
+  /// q and k before the per-head RMSNorm (empty for families without one).
+  let qRaw, kRaw: FloatBuffer
+  /// The attention and feed-forward outputs before their post-norms (empty without them).
+  let attentionOut, feedForwardOut: FloatBuffer
 
   init(tokens T: Int, hyper: LlamaHyperParameters) {
     let d = hyper.embeddingLength
+    let normed = hyper.family.hasQueryKeyNorm
+    qRaw = FloatBuffer(normed ? T * hyper.queryDimension : 0)
+    kRaw = FloatBuffer(normed ? T * hyper.kvDimension : 0)
+    attentionOut = FloatBuffer(hyper.family.hasPostNorms ? T * d : 0)
+    feedForwardOut = FloatBuffer(hyper.family.hasPostNorms ? T * d : 0)
     q = FloatBuffer(T * hyper.queryDimension)
     k = FloatBuffer(T * hyper.kvDimension)
     v = FloatBuffer(T * hyper.kvDimension)
@@ -51,6 +60,8 @@ public final class TrainingGraph {
 
   let hyper: LlamaHyperParameters
   let shape: AttentionShape
+  /// The sliding-window layers' attention shape (the same as `shape` when none slides).
+  let slidingShape: AttentionShape
   /// The residual stream entering each layer (always kept).
   let inputs: [FloatBuffer]
   /// One tape per layer, or a single one reused when `recompute` is on.
@@ -60,9 +71,15 @@ public final class TrainingGraph {
   public let recompute: Bool
   let xFinal: FloatBuffer
   let angles: FloatBuffer
+  /// RoPE angles of the sliding-window layers (empty when none slides).
+  let slidingAngles: FloatBuffer
   let branchU: [FloatBuffer]
   // Scratch of the backward (and of the forward where noted).
   let h, hidden, projected, dx, dh, dq, dk, dv, dAttention, dHidden, dGate, dUp: FloatBuffer
+  /// Gradients of q and k before the per-head norm (empty for families without one).
+  let dqRaw, dkRaw: FloatBuffer
+  /// Gradient of a block's output before its post-norm (empty without post-norms).
+  let dPostNorm: FloatBuffer
   let frozenWorkspace: FrozenLinearWorkspace
   let loraWorkspace: LoRAWorkspace
   let attentionWorkspace: AttentionWorkspace
@@ -92,6 +109,9 @@ public final class TrainingGraph {
     hyper = model.hyper
     shape = AttentionShape(
       heads: hyper.headCount, kvHeads: hyper.kvHeadCount, headDim: hyper.headDimension)
+    slidingShape = AttentionShape(
+      heads: hyper.headCount, kvHeads: hyper.kvHeadCount, headDim: hyper.headDimension,
+      window: hyper.slidingWindow > 0 ? hyper.slidingWindow : .max)
     inputs = (0..<hyper.layerCount).map { _ in FloatBuffer(T * model.hyper.embeddingLength) }
     tapes = (0..<(recompute ? min(1, hyper.layerCount) : hyper.layerCount)).map { _ in
       LayerTape(tokens: T, hyper: model.hyper)
@@ -102,6 +122,7 @@ public final class TrainingGraph {
     let kvDim = hyper.kvDimension
     xFinal = FloatBuffer(T * d)
     angles = FloatBuffer(T * hyper.ropeDimension)
+    slidingAngles = FloatBuffer(model.slidingRope == nil ? 0 : T * hyper.ropeDimension)
     branchU = parameters.modules.map { FloatBuffer(T * $0.rank) }
     h = FloatBuffer(T * d)
     hidden = FloatBuffer(T * f)
@@ -115,6 +136,10 @@ public final class TrainingGraph {
     dHidden = FloatBuffer(T * f)
     dGate = FloatBuffer(T * f)
     dUp = FloatBuffer(T * f)
+    let normed = hyper.family.hasQueryKeyNorm
+    dqRaw = FloatBuffer(normed ? T * qDim : 0)
+    dkRaw = FloatBuffer(normed ? T * kvDim : 0)
+    dPostNorm = FloatBuffer(hyper.family.hasPostNorms ? T * d : 0)
     let widest = max(d, qDim, f)
     frozenWorkspace = FrozenLinearWorkspace(
       maxColumns: widest, maxTokens: T, threads: pool.threadCount, computeType: computeType)
@@ -180,12 +205,17 @@ public final class TrainingGraph {
     let d = hyper.embeddingLength
     let weights = model.weights
     let x0 = inputs.isEmpty ? xFinal.pointer : inputs[0].pointer
+    // As LlamaContext: sqrtf(d) in float.
+    let embeddingScale: Float = hyper.family.scalesEmbedding ? Float(d).squareRoot() : 1
     for segment in segments {
       for t in segment {
         weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: x0 + t * d)
-        dq_rope_angles(
-          angles.pointer + t * hyper.ropeDimension, Int64(t - segment.lowerBound),
-          Int32(hyper.ropeDimension), hyper.ropeBase, hyper.ropeFrequencyScale)
+        if embeddingScale != 1 {
+          for i in 0..<d { x0[t * d + i] *= embeddingScale }
+        }
+        let position = t - segment.lowerBound
+        model.rope.angles(angles.pointer + t * hyper.ropeDimension, position: position)
+        model.slidingRope?.angles(slidingAngles.pointer + t * hyper.ropeDimension, position: position)
       }
     }
     for l in 0..<inputs.count { forwardLayer(l, tokens: T, draw: draw) }
@@ -209,18 +239,31 @@ public final class TrainingGraph {
     addBias(w.queryBias, to: tape.q.pointer, tokens: T)
     addBias(w.keyBias, to: tape.k.pointer, tokens: T)
     addBias(w.valueBias, to: tape.v.pointer, tokens: T)
-    rope(tape.q.pointer, heads: hyper.headCount, tokens: T, backward: false)
-    rope(tape.k.pointer, heads: hyper.kvHeadCount, tokens: T, backward: false)
+    if let qn = w.queryNorm, let kn = w.keyNorm {
+      let hd = hyper.headDimension
+      tape.qRaw.pointer.update(from: tape.q.pointer, count: T * hyper.queryDimension)
+      tape.kRaw.pointer.update(from: tape.k.pointer, count: T * hyper.kvDimension)
+      RMSNormOp.forward(
+        tape.q.pointer, tape.qRaw.pointer, weight: qn.base, width: hd, rows: 0..<(T * hyper.headCount),
+        epsilon: hyper.rmsEpsilon, pool: pool)
+      RMSNormOp.forward(
+        tape.k.pointer, tape.kRaw.pointer, weight: kn.base, width: hd, rows: 0..<(T * hyper.kvHeadCount),
+        epsilon: hyper.rmsEpsilon, pool: pool)
+    }
+    rope(tape.q.pointer, heads: hyper.headCount, layer: l, tokens: T, backward: false)
+    rope(tape.k.pointer, heads: hyper.kvHeadCount, layer: l, tokens: T, backward: false)
     let qDim = hyper.queryDimension
     let kvDim = hyper.kvDimension
+    let layerShape = hyper.isSliding(l) ? slidingShape : shape
     for s in segments {
       let (t0, n) = (s.lowerBound, s.count)
       AttentionOp.forward(
         out: tape.attention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
-        k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+        k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: layerShape, tokens: n,
         pool: pool, workspace: attentionWorkspace)
     }
     project(projected.pointer, .o, layer: l, x: tape.attention.pointer, tokens: T, draw: draw)
+    postNorm(w.postAttentionNorm, keep: tape.attentionOut, tokens: T)
     add(tape.xMid.pointer, input.pointer, projected.pointer, count: T * d)
 
     RMSNormOp.forward(
@@ -228,10 +271,9 @@ public final class TrainingGraph {
       epsilon: hyper.rmsEpsilon, pool: pool)
     project(tape.gate.pointer, .gate, layer: l, x: h.pointer, tokens: T, draw: draw)
     project(tape.up.pointer, .up, layer: l, x: h.pointer, tokens: T, draw: draw)
-    SwiGLUOp.forward(
-      hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer,
-      count: T * hyper.feedForwardLength, pool: pool)
+    activate(tape, tokens: T)
     project(projected.pointer, .down, layer: l, x: hidden.pointer, tokens: T, draw: draw)
+    postNorm(w.postFeedForwardNorm, keep: tape.feedForwardOut, tokens: T)
     add(next, tape.xMid.pointer, projected.pointer, count: T * d)
   }
 
@@ -253,8 +295,9 @@ public final class TrainingGraph {
   }
 
   /// Loss rows per pass through the output matrix: bounds the logits buffer (rows x vocabulary)
-  /// while keeping the matrix's dequantization rare.
-  static let logitRows = 256
+  /// while keeping the matrix's dequantization rare. At most 256 rows and 16 Mi logits (64 MiB):
+  /// 64 rows of Gemma 3's 262 144-token vocabulary, never the whole [tokens x vocabulary].
+  static func logitRows(vocabulary: Int) -> Int { max(8, min(256, (1 << 24) / max(1, vocabulary))) }
 
   /// The final norm and output projection at the loss rows only, a chunk of rows at a time;
   /// returns the summed loss and, with a weight, leaves the gradient of the normed rows in
@@ -270,7 +313,7 @@ public final class TrainingGraph {
     RMSNormOp.forward(
       h.pointer, dh.pointer, weight: model.weights.outputNorm.base, width: d, rows: 0..<R,
       epsilon: hyper.rmsEpsilon, pool: pool)
-    let chunk = min(R, Self.logitRows)
+    let chunk = min(R, Self.logitRows(vocabulary: V))
     if logits.count < chunk * V { logits = FloatBuffer(chunk * V) }
     var loss = 0.0
     if gradientWeight != nil { dLossRows.update(repeating: 0, count: R * d) }
@@ -328,12 +371,11 @@ public final class TrainingGraph {
       RMSNormOp.forward(
         h.pointer, tape.xMid.pointer, weight: w.feedForwardNorm.base, width: d, rows: 0..<T,
         epsilon: eps, pool: pool)
-      SwiGLUOp.forward(hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer, count: T * f, pool: pool)
+      activate(tape, tokens: T)
       dHidden.zero()
-      projectBackward(.down, layer: l, x: hidden.pointer, dy: dx.pointer, dx: dHidden.pointer, tokens: T, scale: scale)
-      SwiGLUOp.backward(
-        dGate: dGate.pointer, dUp: dUp.pointer, dh: dHidden.pointer, gate: tape.gate.pointer,
-        up: tape.up.pointer, count: T * f, pool: pool)
+      let dDown = postNormBackward(w.postFeedForwardNorm, kept: tape.feedForwardOut, dy: dx.pointer, tokens: T)
+      projectBackward(.down, layer: l, x: hidden.pointer, dy: dDown, dx: dHidden.pointer, tokens: T, scale: scale)
+      activateBackward(tape, tokens: T)
       dh.zero()
       projectBackward(.gate, layer: l, x: h.pointer, dy: dGate.pointer, dx: dh.pointer, tokens: T, scale: scale)
       projectBackward(.up, layer: l, x: h.pointer, dy: dUp.pointer, dx: dh.pointer, tokens: T, scale: scale)
@@ -343,19 +385,35 @@ public final class TrainingGraph {
 
       // Attention block: x_mid = x_in + o(attention(rope(q), rope(k), v)).
       dAttention.zero()
-      projectBackward(.o, layer: l, x: tape.attention.pointer, dy: dx.pointer, dx: dAttention.pointer, tokens: T, scale: scale)
+      let dOut = postNormBackward(w.postAttentionNorm, kept: tape.attentionOut, dy: dx.pointer, tokens: T)
+      projectBackward(.o, layer: l, x: tape.attention.pointer, dy: dOut, dx: dAttention.pointer, tokens: T, scale: scale)
       let qDim = hyper.queryDimension
       let kvDim = hyper.kvDimension
+      let layerShape = hyper.isSliding(l) ? slidingShape : shape
       for s in segments {
         let (t0, n) = (s.lowerBound, s.count)
         AttentionOp.backward(
           dq: dq.pointer + t0 * qDim, dk: dk.pointer + t0 * kvDim, dv: dv.pointer + t0 * kvDim,
           dOut: dAttention.pointer + t0 * qDim, q: tape.q.pointer + t0 * qDim,
-          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: shape, tokens: n,
+          k: tape.k.pointer + t0 * kvDim, v: tape.v.pointer + t0 * kvDim, shape: layerShape, tokens: n,
           pool: pool, workspace: attentionWorkspace)
       }
-      rope(dq.pointer, heads: hyper.headCount, tokens: T, backward: true)
-      rope(dk.pointer, heads: hyper.kvHeadCount, tokens: T, backward: true)
+      rope(dq.pointer, heads: hyper.headCount, layer: l, tokens: T, backward: true)
+      rope(dk.pointer, heads: hyper.kvHeadCount, layer: l, tokens: T, backward: true)
+      // Through the per-head q/k norms, when the family has them.
+      var (dqIn, dkIn) = (dq.pointer, dk.pointer)
+      if let qn = w.queryNorm, let kn = w.keyNorm {
+        let hd = hyper.headDimension
+        dqRaw.zero()
+        dkRaw.zero()
+        RMSNormOp.backward(
+          dx: dqRaw.pointer, dy: dq.pointer, x: tape.qRaw.pointer, weight: qn.base, width: hd,
+          tokens: T * hyper.headCount, epsilon: eps, pool: pool)
+        RMSNormOp.backward(
+          dx: dkRaw.pointer, dy: dk.pointer, x: tape.kRaw.pointer, weight: kn.base, width: hd,
+          tokens: T * hyper.kvHeadCount, epsilon: eps, pool: pool)
+        (dqIn, dkIn) = (dqRaw.pointer, dkRaw.pointer)
+      }
       RMSNormOp.forward(
         h.pointer, input.pointer, weight: w.attentionNorm.base, width: d, rows: 0..<T,
         epsilon: eps, pool: pool)
@@ -363,8 +421,8 @@ public final class TrainingGraph {
       let wantInput = l > 0
       dh.zero()
       let dhOut: UnsafeMutablePointer<Float>? = wantInput ? dh.pointer : nil
-      projectBackward(.q, layer: l, x: h.pointer, dy: dq.pointer, dx: dhOut, tokens: T, scale: scale)
-      projectBackward(.k, layer: l, x: h.pointer, dy: dk.pointer, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.q, layer: l, x: h.pointer, dy: dqIn, dx: dhOut, tokens: T, scale: scale)
+      projectBackward(.k, layer: l, x: h.pointer, dy: dkIn, dx: dhOut, tokens: T, scale: scale)
       projectBackward(.v, layer: l, x: h.pointer, dy: dv.pointer, dx: dhOut, tokens: T, scale: scale)
       if wantInput {
         RMSNormOp.backward(
@@ -394,8 +452,65 @@ public final class TrainingGraph {
 
   // MARK: helpers
 
-  private func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, tokens T: Int, backward: Bool) {
+  /// hidden = act(gate) ⊙ up with the family's activation.
+  private func activate(_ tape: LayerTape, tokens T: Int) {
+    let count = T * hyper.feedForwardLength
+    switch hyper.family.activation {
+    case .silu:
+      SwiGLUOp.forward(hidden.pointer, gate: tape.gate.pointer, up: tape.up.pointer, count: count, pool: pool)
+    case .geluTanh:
+      let (out, gate, up) = (hidden.pointer, tape.gate.pointer, tape.up.pointer)
+      pool.parallelFor(count, align: 64) { range, _ in
+        let i = range.lowerBound
+        GeGLU.forward(out + i, gate: gate + i, up: up + i, count: range.count)
+      }
+    }
+  }
+
+  /// dGate, dUp from dHidden through the family's activation.
+  private func activateBackward(_ tape: LayerTape, tokens T: Int) {
+    let count = T * hyper.feedForwardLength
+    switch hyper.family.activation {
+    case .silu:
+      SwiGLUOp.backward(
+        dGate: dGate.pointer, dUp: dUp.pointer, dh: dHidden.pointer, gate: tape.gate.pointer,
+        up: tape.up.pointer, count: count, pool: pool)
+    case .geluTanh:
+      let (dg, du, dh, gate, up) = (dGate.pointer, dUp.pointer, dHidden.pointer, tape.gate.pointer, tape.up.pointer)
+      pool.parallelFor(count, align: 64) { range, _ in
+        let i = range.lowerBound
+        GeGLU.backward(dGate: dg + i, dUp: du + i, dh: dh + i, gate: gate + i, up: up + i, count: range.count)
+      }
+    }
+  }
+
+  /// projected = rmsnorm(projected) ⊙ weight, keeping the input in `keep`; nothing without one.
+  private func postNorm(_ weight: VectorView?, keep: FloatBuffer, tokens T: Int) {
+    guard let weight else { return }
+    let d = hyper.embeddingLength
+    keep.pointer.update(from: projected.pointer, count: T * d)
+    RMSNormOp.forward(
+      projected.pointer, keep.pointer, weight: weight.base, width: d, rows: 0..<T, epsilon: hyper.rmsEpsilon,
+      pool: pool)
+  }
+
+  /// The gradient of a block's output before its post-norm given `dy` after it (dy itself
+  /// when the family has no post-norms).
+  private func postNormBackward(
+    _ weight: VectorView?, kept: FloatBuffer, dy: UnsafeMutablePointer<Float>, tokens T: Int
+  ) -> UnsafeMutablePointer<Float> {
+    guard let weight else { return dy }
+    let d = hyper.embeddingLength
+    dPostNorm.zero()
+    RMSNormOp.backward(
+      dx: dPostNorm.pointer, dy: dy, x: kept.pointer, weight: weight.base, width: d, tokens: T,
+      epsilon: hyper.rmsEpsilon, pool: pool)
+    return dPostNorm.pointer
+  }
+
+  private func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, layer: Int, tokens T: Int, backward: Bool) {
     let width = heads * hyper.headDimension
+    let angles = hyper.isSliding(layer) ? slidingAngles : self.angles
     if backward {
       RoPEOp.backward(
         x, rowWidth: width, heads: heads, headDim: hyper.headDimension,

@@ -27,6 +27,8 @@ struct TinyModelTests {
     /// rounding remains; quantized weights take Q8-quantized activations in decode (about
     /// 0.4% relative error per dot product, compounding over two layers).
     let tolerance: Double
+    var queryKeyNorm = false
+    var ropeFrequencyFactors = false
     var testDescription: String { name }
   }
 
@@ -34,18 +36,29 @@ struct TinyModelTests {
     .init(name: "llama f32", architecture: "llama", matrixType: .f32, embeddingType: .f32, tied: false, biases: false, tolerance: 1e-4),
     .init(name: "llama f16 tied", architecture: "llama", matrixType: .f16, embeddingType: .f16, tied: true, biases: false, tolerance: 1e-4),
     .init(name: "qwen2 f32 biases neox", architecture: "qwen2", matrixType: .f32, embeddingType: .f32, tied: false, biases: true, tolerance: 1e-4),
+    .init(
+      name: "qwen3 f32 q/k norm neox", architecture: "qwen3", matrixType: .f32, embeddingType: .f32, tied: true,
+      biases: false, tolerance: 1e-4, queryKeyNorm: true),
+    .init(
+      name: "llama f16 rope_freqs (Llama 3.1 scaling)", architecture: "llama", matrixType: .f16, embeddingType: .f16,
+      tied: false, biases: false, tolerance: 1e-4, ropeFrequencyFactors: true),
+    .init(
+      name: "gemma3 f32 (post-norms, GeGLU, sliding window 4)", architecture: "gemma3", matrixType: .f32,
+      embeddingType: .f32, tied: true, biases: false, tolerance: 1e-4),
     .init(name: "llama q8_0", architecture: "llama", matrixType: .q8_0, embeddingType: .q8_0, tied: true, biases: false, tolerance: 3e-2),
     .init(name: "llama q4_1", architecture: "llama", matrixType: .q4_1, embeddingType: .q8_0, tied: false, biases: false, tolerance: 3e-2),
     .init(name: "llama q5_0 bf16", architecture: "llama", matrixType: .q5_0, embeddingType: .bf16, tied: false, biases: false, tolerance: 3e-2),
   ]
 
   func makeModel(_ v: Variant) throws -> (TinyModel, LlamaModel) {
-    var spec = TinyModelSpec()
+    var spec = v.architecture == "gemma3" ? TinyModelSpec.gemma3() : TinyModelSpec()
     spec.architecture = v.architecture
     spec.matrixType = v.matrixType
     spec.embeddingType = v.embeddingType
     spec.tiedOutput = v.tied
     spec.biases = v.biases
+    spec.queryKeyNorm = v.queryKeyNorm || v.architecture == "gemma3"
+    spec.ropeFrequencyFactors = v.ropeFrequencyFactors
     let tiny = try TinyModel(spec)
     return (tiny, try LlamaModel(path: tiny.path))
   }
@@ -105,7 +118,7 @@ struct TinyModelTests {
 
   @Test("truncating the cache and re-evaluating gives the same logits")
   func truncateAndReplay() throws {
-    let (tiny, model) = try makeModel(Self.variants[3])
+    let (tiny, model) = try makeModel(Self.variants.first { $0.name == "llama q8_0" }!)
     defer { try? FileManager.default.removeItem(atPath: tiny.path) }
     let context = LlamaContext(model: model, contextLength: 64, threads: 2)
     try context.evaluate(tinyTokens)

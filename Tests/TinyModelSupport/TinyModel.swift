@@ -18,6 +18,21 @@ public struct TinyModelSpec: Sendable {
   public var epsilon: Float
   public var tiedOutput: Bool
   public var biases: Bool
+  /// Per-head RMSNorm of q and k before RoPE (`attn_q_norm` / `attn_k_norm`, as qwen3 has).
+  public var queryKeyNorm: Bool
+  /// Writes `rope_freqs.weight` (Llama 3.1 RoPE scaling factors, one per rotated pair).
+  public var ropeFrequencyFactors: Bool
+  /// Gemma 3's options: embeddings × √d, post-norms, GeGLU (tanh GELU), and, when
+  /// `slidingWindow` > 0, layers l with l % slidingPattern < slidingPattern - 1 attending to the
+  /// last `slidingWindow` positions with RoPE base `slidingRopeBase`.
+  public var gemma: Bool = false
+  public var slidingWindow: Int = 0
+  public var slidingPattern: Int = 2
+  public var slidingRopeBase: Float = 10000
+  /// Extra metadata written as is (tests of refused keys).
+  public var extraMetadata: [(String, GGUFValue)] = []
+  /// Extra F32 vectors of the given length written after the model's own (refused tensors).
+  public var extraTensors: [(String, Int)] = []
   /// Type of each projection matrix; norms are always F32.
   public var matrixType: GGMLType
   public var embeddingType: GGMLType
@@ -27,8 +42,11 @@ public struct TinyModelSpec: Sendable {
     architecture: String = "llama", layers: Int = 2, embedding: Int = 64, heads: Int = 4,
     kvHeads: Int = 2, feedForward: Int = 96, vocabulary: Int = 61, ropeBase: Float = 10000,
     epsilon: Float = 1e-5, tiedOutput: Bool = false, biases: Bool = false,
+    queryKeyNorm: Bool = false, ropeFrequencyFactors: Bool = false,
     matrixType: GGMLType = .f32, embeddingType: GGMLType = .f32, seed: UInt64 = 7
   ) {
+    self.queryKeyNorm = queryKeyNorm
+    self.ropeFrequencyFactors = ropeFrequencyFactors
     self.architecture = architecture
     self.layers = layers
     self.embedding = embedding
@@ -46,6 +64,18 @@ public struct TinyModelSpec: Sendable {
   }
 
   public var headDimension: Int { embedding / heads }
+
+  /// A tiny Gemma 3: q/k norms, post-norms, GeGLU, √d embedding scale, tied output, and
+  /// layer 0 of each pair sliding over a window of 4 (the tests' 12 tokens cross it).
+  public static func gemma3(matrixType: GGMLType = .f32, seed: UInt64 = 7) -> TinyModelSpec {
+    var spec = TinyModelSpec(
+      architecture: "gemma3", ropeBase: 1_000_000, epsilon: 1e-6, tiedOutput: true, queryKeyNorm: true,
+      matrixType: matrixType, embeddingType: matrixType, seed: seed)
+    spec.gemma = true
+    spec.slidingWindow = 4
+    spec.slidingPattern = 2
+    return spec
+  }
 }
 
 /// The tiny model's weights as dense doubles, as the reference sees them.
@@ -72,6 +102,12 @@ public struct TinyModel: Sendable {
     writer.set("\(arch).rope.freq_base", .float32(spec.ropeBase))
     writer.set("\(arch).attention.layer_norm_rms_epsilon", .float32(spec.epsilon))
     writer.set("\(arch).context_length", .uint32(256))
+    for (key, value) in spec.extraMetadata { writer.set(key, value) }
+    if spec.slidingWindow > 0 {
+      writer.set("\(arch).attention.sliding_window", .uint32(UInt32(spec.slidingWindow)))
+      writer.set("\(arch).attention.sliding_window_pattern", .uint32(UInt32(spec.slidingPattern)))
+      writer.set("\(arch).rope.freq_base_swa", .float32(spec.slidingRopeBase))
+    }
 
     var random = SplitMix(seed: spec.seed)
     var dense = DenseWeights()
@@ -103,6 +139,10 @@ public struct TinyModel: Sendable {
     if !spec.tiedOutput {
       try add("output.weight", spec.matrixType, rows: spec.vocabulary, columns: d, scale: 0.3)
     }
+    if spec.ropeFrequencyFactors {
+      // Factors from 1 to 19, as Llama 3.1's range from 1 (fast pairs) to 8 or 32 (slow ones).
+      try add("rope_freqs.weight", .f32, rows: 1, columns: spec.headDimension / 2, scale: 9, offset: 10)
+    }
     for l in 0..<spec.layers {
       let t = spec.matrixType
       try add("blk.\(l).attn_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 1)
@@ -119,6 +159,17 @@ public struct TinyModel: Sendable {
         try add("blk.\(l).attn_k.bias", .f32, rows: 1, columns: kvDim, scale: 0.3)
         try add("blk.\(l).attn_v.bias", .f32, rows: 1, columns: kvDim, scale: 0.3)
       }
+      if spec.queryKeyNorm {
+        try add("blk.\(l).attn_q_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
+        try add("blk.\(l).attn_k_norm.weight", .f32, rows: 1, columns: spec.headDimension, scale: 0.3, offset: 1)
+      }
+      if spec.gemma {
+        try add("blk.\(l).post_attention_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 0.5)
+        try add("blk.\(l).post_ffw_norm.weight", .f32, rows: 1, columns: d, scale: 0.2, offset: 0.5)
+      }
+    }
+    for (name, count) in spec.extraTensors {
+      try add(name, .f32, rows: 1, columns: count, scale: 0.1, offset: 1)
     }
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("droplora-tests")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -145,16 +196,25 @@ public struct TinyModel: Sendable {
     let hd = s.headDimension
     let group = s.heads / s.kvHeads
     let w = dense
-    let neox = s.architecture == "qwen2"
+    let neox = ["qwen2", "qwen3", "gemma3"].contains(s.architecture)
+    let factors = s.ropeFrequencyFactors ? w["rope_freqs.weight"] : nil
     let project = project ?? { name, x, rows, _ in matvec(name, x, rows: rows) }
+    func headNorm(_ v: inout [Double], heads: Int, _ name: String) {
+      for h in 0..<heads {
+        let normed = rmsnorm(Array(v[(h * hd)..<((h + 1) * hd)]), name)
+        v.replaceSubrange((h * hd)..<((h + 1) * hd), with: normed)
+      }
+    }
     func rmsnorm(_ x: [Double], _ name: String) -> [Double] {
       let scale = 1 / (x.map { $0 * $0 }.reduce(0, +) / Double(x.count) + Double(s.epsilon)).squareRoot()
       return zip(x, w[name]).map { $0 * scale * $1 }
     }
-    func rope(_ v: inout [Double], heads: Int, position: Int) {
+    func sliding(_ l: Int) -> Bool { s.slidingWindow > 0 && l % s.slidingPattern < s.slidingPattern - 1 }
+    func rope(_ v: inout [Double], heads: Int, position: Int, layer: Int) {
+      let base = Double(sliding(layer) ? s.slidingRopeBase : s.ropeBase)
       for h in 0..<heads {
         for i in 0..<(hd / 2) {
-          let theta = Double(position) * pow(Double(s.ropeBase), -2.0 * Double(i) / Double(hd))
+          let theta = Double(position) * pow(base, -2.0 * Double(i) / Double(hd)) / (factors?[i] ?? 1)
           let (a, b) = neox ? (h * hd + i, h * hd + i + hd / 2) : (h * hd + 2 * i, h * hd + 2 * i + 1)
           let (x0, x1) = (v[a], v[b])
           v[a] = x0 * cos(theta) - x1 * sin(theta)
@@ -163,7 +223,10 @@ public struct TinyModel: Sendable {
       }
     }
 
-    var xs: [[Double]] = tokens.map { Array(w["token_embd.weight"][Int($0) * d..<(Int($0) + 1) * d]) }
+    let embeddingScale = s.gemma ? Double(Float(d).squareRoot()) : 1
+    var xs: [[Double]] = tokens.map {
+      w["token_embd.weight"][Int($0) * d..<(Int($0) + 1) * d].map { $0 * embeddingScale }
+    }
     for l in 0..<s.layers {
       var qs: [[Double]] = [], ks: [[Double]] = [], vs: [[Double]] = []
       for (p, x) in xs.enumerated() {
@@ -176,31 +239,43 @@ public struct TinyModel: Sendable {
           k = zip(k, w["blk.\(l).attn_k.bias"]).map(+)
           v = zip(v, w["blk.\(l).attn_v.bias"]).map(+)
         }
-        rope(&q, heads: s.heads, position: p)
-        rope(&k, heads: s.kvHeads, position: p)
+        if s.queryKeyNorm {
+          headNorm(&q, heads: s.heads, "blk.\(l).attn_q_norm.weight")
+          headNorm(&k, heads: s.kvHeads, "blk.\(l).attn_k_norm.weight")
+        }
+        rope(&q, heads: s.heads, position: p, layer: l)
+        rope(&k, heads: s.kvHeads, position: p, layer: l)
         qs.append(q); ks.append(k); vs.append(v)
       }
       for p in 0..<xs.count {
         var attended = [Double](repeating: 0, count: s.heads * hd)
         for head in 0..<s.heads {
           let kvHead = head / group
+          let first = sliding(l) ? max(0, p - s.slidingWindow + 1) : 0
           var scores = (0...p).map { j in
             (0..<hd).reduce(0.0) { $0 + qs[p][head * hd + $1] * ks[j][kvHead * hd + $1] } / Double(hd).squareRoot()
           }
           let maxScore = scores.max()!
-          scores = scores.map { exp($0 - maxScore) }
+          scores = scores.enumerated().map { j, score in j < first ? 0 : exp(score - maxScore) }
           let total = scores.reduce(0, +)
           for j in 0...p {
             for i in 0..<hd { attended[head * hd + i] += scores[j] / total * vs[j][kvHead * hd + i] }
           }
         }
-        let projected = project("blk.\(l).attn_output.weight", attended, d, p)
+        var projected = project("blk.\(l).attn_output.weight", attended, d, p)
+        if s.gemma { projected = rmsnorm(projected, "blk.\(l).post_attention_norm.weight") }
         xs[p] = zip(xs[p], projected).map(+)
         let h = rmsnorm(xs[p], "blk.\(l).ffn_norm.weight")
         let gate = project("blk.\(l).ffn_gate.weight", h, s.feedForward, p)
         let up = project("blk.\(l).ffn_up.weight", h, s.feedForward, p)
-        let hidden = zip(gate, up).map { $0 / (1 + exp(-$0)) * $1 }
-        xs[p] = zip(xs[p], project("blk.\(l).ffn_down.weight", hidden, d, p)).map(+)
+        let hidden = zip(gate, up).map { g, u in
+          s.gemma
+            ? 0.5 * g * (1 + tanh((2 / Double.pi).squareRoot() * (g + 0.044715 * g * g * g))) * u
+            : g / (1 + exp(-g)) * u
+        }
+        var down = project("blk.\(l).ffn_down.weight", hidden, d, p)
+        if s.gemma { down = rmsnorm(down, "blk.\(l).post_ffw_norm.weight") }
+        xs[p] = zip(xs[p], down).map(+)
       }
     }
     let outputName = s.tiedOutput ? "token_embd.weight" : "output.weight"

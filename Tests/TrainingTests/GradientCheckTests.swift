@@ -83,6 +83,14 @@ struct GradientCheckTests {
     GradientCase(
       name: "qwen2 biases (neox RoPE), dropout + token mask",
       spec: TinyModelSpec(architecture: "qwen2", biases: true), dropout: 0.1, pruningRate: 0.3),
+    GradientCase(
+      name: "qwen3 per-head q/k norms (neox RoPE), token mask",
+      spec: TinyModelSpec(architecture: "qwen3", tiedOutput: true, queryKeyNorm: true), pruningRate: 0.3),
+    GradientCase(
+      name: "llama rope_freqs (Llama 3.1 RoPE scaling)", spec: TinyModelSpec(ropeFrequencyFactors: true)),
+    GradientCase(
+      name: "gemma3: GeGLU, post-norms, q/k norms, √d embeddings, sliding window 4, token mask",
+      spec: TinyModelSpec.gemma3(), dropout: 0.1, pruningRate: 0.3),
   ]
 
   @Test(arguments: cases)
