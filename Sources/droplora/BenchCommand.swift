@@ -5,7 +5,10 @@ import ArgumentParser
 import Dispatch
 import Engine
 import Foundation
+import GGUF
+import Grammar
 import Llama
+import Tokenization
 
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -22,6 +25,8 @@ struct BenchCommand: ParsableCommand {
   var promptIds: String?
   @Flag(help: "Print one JSON object.") var json = false
   @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
+  @Option(help: "Also time decoding constrained to this JSON Schema (fresh matcher per finished document) against the same decode unconstrained, interleaved.")
+  var jsonSchema: String?
 
   func run() throws {
     let file = try modelOptions.open()
@@ -54,20 +59,78 @@ struct BenchCommand: ParsableCommand {
       best.decode = min(best.decode, now() - decodeStart)
     }
 
+    let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, context: context, first: prompt[0]) }
     let report = BenchReport(
       engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
       prefillTokensPerSecond: Double(prompt.count) / best.prefill,
       decodeTokensPerSecond: Double(genTokens) / best.decode,
       timeToFirstTokenMs: best.ttft * 1000,
       peakRSSMiB: Double(peakRSSBytes()) / 1_048_576,
-      modelMiB: Double(fileSize(file.path)) / 1_048_576)
+      modelMiB: Double(fileSize(file.path)) / 1_048_576,
+      unconstrainedDecodeTokensPerSecond: constrained?.plain,
+      constrainedDecodeTokensPerSecond: constrained?.constrained,
+      constrainedDocuments: constrained?.documents)
     if json {
       try printJSON(report)
     } else {
       print(String(format: "threads %d  prefill %.1f tok/s  decode %.1f tok/s  ttft %.1f ms  peak RSS %.1f MiB",
                    threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
                    report.timeToFirstTokenMs, report.peakRSSMiB))
+      if let constrained {
+        print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%), %d documents",
+                     constrained.plain, constrained.constrained, 100 * constrained.constrained / constrained.plain,
+                     constrained.documents))
+      }
     }
+  }
+
+  /// Greedy decode of genTokens tokens, unconstrained and constrained to the schema, alternated
+  /// `repetitions` times; best of each. A constrained document that completes (or ends) starts
+  /// a fresh matcher, as a new request would. The vocabulary trie is built before timing (the
+  /// daemon builds it once).
+  func benchConstrained(schemaPath: String, file: GGUFFile, context: LlamaContext, first: Int32) throws
+    -> (plain: Double, constrained: Double, documents: Int)
+  {
+    let grammar: Grammar
+    do {
+      grammar = try JSONSchemaCompiler.grammar(schema: String(contentsOfFile: schemaPath, encoding: .utf8))
+    } catch let error as JSONSchemaError {
+      throw CommandFailure("\(schemaPath): \(error)")
+    }
+    let tokenizer = try Tokenizer(gguf: file)
+    _ = TokenVocabularies.vocabulary(for: tokenizer)
+    var best = (plain: Double.infinity, constrained: Double.infinity)
+    var documents = 0
+    for _ in 0..<max(1, repetitions) {
+      context.reset()
+      try context.evaluate([first])
+      var greedy = Sampler(.greedy)
+      var start = now()
+      for _ in 0..<genTokens {
+        let token = greedy.sample(logits: context.lastLogits, history: [])
+        try context.evaluate([token])
+      }
+      best.plain = min(best.plain, now() - start)
+
+      context.reset()
+      try context.evaluate([first])
+      documents = 0
+      start = now()
+      var constraint = ConstrainedSampling(grammar: grammar, tokenizer: tokenizer)
+      for _ in 0..<genTokens {
+        var token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? tokenizer.eos ?? 0
+        if tokenizer.isEndOfGeneration(token) || constraint.isComplete {
+          documents += 1
+          constraint = ConstrainedSampling(grammar: grammar, tokenizer: tokenizer)
+          if tokenizer.isEndOfGeneration(token) {
+            token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? 0
+          }
+        }
+        try context.evaluate([token])
+      }
+      best.constrained = min(best.constrained, now() - start)
+    }
+    return (Double(genTokens) / best.plain, Double(genTokens) / best.constrained, documents)
   }
 
   static func readTokenIds(_ path: String) throws -> [Int32] {
@@ -94,6 +157,10 @@ struct BenchReport: Codable {
   var timeToFirstTokenMs: Double
   var peakRSSMiB: Double
   var modelMiB: Double
+  /// With --json-schema: greedy decode tokens/s without and with the constraint.
+  var unconstrainedDecodeTokensPerSecond: Double?
+  var constrainedDecodeTokensPerSecond: Double?
+  var constrainedDocuments: Int?
 
   enum CodingKeys: String, CodingKey {
     case engine, threads
@@ -104,6 +171,9 @@ struct BenchReport: Codable {
     case timeToFirstTokenMs = "ttft_ms"
     case peakRSSMiB = "peak_rss_mib"
     case modelMiB = "model_mib"
+    case unconstrainedDecodeTokensPerSecond = "unconstrained_decode_tps"
+    case constrainedDecodeTokensPerSecond = "constrained_decode_tps"
+    case constrainedDocuments = "constrained_documents"
   }
 }
 
