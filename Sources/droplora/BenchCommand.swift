@@ -59,7 +59,7 @@ struct BenchCommand: ParsableCommand {
       best.decode = min(best.decode, now() - decodeStart)
     }
 
-    let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, context: context, first: prompt[0]) }
+    let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, model: model) }
     let report = BenchReport(
       engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
       prefillTokensPerSecond: Double(prompt.count) / best.prefill,
@@ -67,57 +67,72 @@ struct BenchCommand: ParsableCommand {
       timeToFirstTokenMs: best.ttft * 1000,
       peakRSSMiB: Double(peakRSSBytes()) / 1_048_576,
       modelMiB: Double(fileSize(file.path)) / 1_048_576,
-      unconstrainedDecodeTokensPerSecond: constrained?.plain,
-      constrainedDecodeTokensPerSecond: constrained?.constrained,
-      constrainedDocuments: constrained?.documents)
+      unconstrainedDecodeTokensPerSecond: constrained.map { Double($0.tokens) / $0.plainSeconds },
+      constrainedDecodeTokensPerSecond: constrained.map { Double($0.tokens) / $0.constrainedSeconds },
+      constrainedDocuments: constrained?.documents,
+      unconstrainedChoiceMs: constrained.map { 1000 * $0.plainChoosing / Double($0.tokens) },
+      constrainedChoiceMs: constrained.map { 1000 * $0.constrainedChoosing / Double($0.tokens) })
     if json {
       try printJSON(report)
     } else {
       print(String(format: "threads %d  prefill %.1f tok/s  decode %.1f tok/s  ttft %.1f ms  peak RSS %.1f MiB",
                    threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
                    report.timeToFirstTokenMs, report.peakRSSMiB))
-      if let constrained {
-        print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%), %d documents",
-                     constrained.plain, constrained.constrained, 100 * constrained.constrained / constrained.plain,
-                     constrained.documents))
+      if let plain = report.unconstrainedDecodeTokensPerSecond, let constrained = report.constrainedDecodeTokensPerSecond {
+        print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%); choosing a token %.3f ms vs %.3f ms; %d documents completed",
+                     plain, constrained, 100 * constrained / plain, report.unconstrainedChoiceMs ?? 0,
+                     report.constrainedChoiceMs ?? 0, report.constrainedDocuments ?? 0))
       }
     }
   }
 
-  /// Greedy decode of genTokens tokens, unconstrained and constrained to the schema, alternated
-  /// `repetitions` times; best of each. A constrained document that completes (or ends) starts
-  /// a fresh matcher, as a new request would. The vocabulary trie is built before timing (the
-  /// daemon builds it once).
-  func benchConstrained(schemaPath: String, file: GGUFFile, context: LlamaContext, first: Int32) throws
-    -> (plain: Double, constrained: Double, documents: Int)
-  {
+  /// Greedy decode of genTokens tokens after a chat prompt asking for JSON, unconstrained and
+  /// constrained to the schema, alternated `repetitions` times; best of each, plus the time
+  /// spent choosing tokens (sampling, and masking when constrained) per token. A constrained
+  /// document that completes starts a fresh matcher, as a new request would. The vocabulary
+  /// trie is built before timing (the daemon builds it once).
+  func benchConstrained(schemaPath: String, file: GGUFFile, model: LlamaModel) throws -> ConstrainedBench {
+    let schemaText = try String(contentsOfFile: schemaPath, encoding: .utf8)
     let grammar: Grammar
     do {
-      grammar = try JSONSchemaCompiler.grammar(schema: String(contentsOfFile: schemaPath, encoding: .utf8))
-    } catch let error as JSONSchemaError {
+      grammar = try JSONSchemaCompiler.grammar(schema: schemaText)
+    } catch {
       throw CommandFailure("\(schemaPath): \(error)")
     }
     let tokenizer = try Tokenizer(gguf: file)
     _ = TokenVocabularies.vocabulary(for: tokenizer)
-    var best = (plain: Double.infinity, constrained: Double.infinity)
-    var documents = 0
+    let request = "Reply with one JSON object following this JSON Schema, nothing else:\n" + schemaText
+    let prompt = tokenizer.encode(
+      try tokenizer.chatTemplate().render([ChatMessage(role: "user", content: request)], addGenerationPrompt: true))
+    let context = LlamaContext(
+      model: model, contextLength: prompt.count + genTokens + 1, threads: threads, maxBatch: prompt.count,
+      cacheElement: kvCacheType)
+    var result = ConstrainedBench()
     for _ in 0..<max(1, repetitions) {
       context.reset()
-      try context.evaluate([first])
+      try context.evaluate(prompt)
       var greedy = Sampler(.greedy)
+      var choosing = 0.0
       var start = now()
       for _ in 0..<genTokens {
+        let t0 = now()
         let token = greedy.sample(logits: context.lastLogits, history: [])
+        choosing += now() - t0
         try context.evaluate([token])
       }
-      best.plain = min(best.plain, now() - start)
+      if now() - start < result.plainSeconds {
+        result.plainSeconds = now() - start
+        result.plainChoosing = choosing
+      }
 
       context.reset()
-      try context.evaluate([first])
-      documents = 0
+      try context.evaluate(prompt)
+      var documents = 0
+      choosing = 0
       start = now()
       var constraint = ConstrainedSampling(grammar: grammar, tokenizer: tokenizer)
       for _ in 0..<genTokens {
+        let t0 = now()
         var token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? tokenizer.eos ?? 0
         if tokenizer.isEndOfGeneration(token) || constraint.isComplete {
           documents += 1
@@ -126,11 +141,17 @@ struct BenchCommand: ParsableCommand {
             token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? 0
           }
         }
+        choosing += now() - t0
         try context.evaluate([token])
       }
-      best.constrained = min(best.constrained, now() - start)
+      if now() - start < result.constrainedSeconds {
+        result.constrainedSeconds = now() - start
+        result.constrainedChoosing = choosing
+        result.documents = documents
+      }
     }
-    return (Double(genTokens) / best.plain, Double(genTokens) / best.constrained, documents)
+    result.tokens = genTokens
+    return result
   }
 
   static func readTokenIds(_ path: String) throws -> [Int32] {
@@ -161,6 +182,9 @@ struct BenchReport: Codable {
   var unconstrainedDecodeTokensPerSecond: Double?
   var constrainedDecodeTokensPerSecond: Double?
   var constrainedDocuments: Int?
+  /// Milliseconds per token spent choosing it (sampling; masking too when constrained).
+  var unconstrainedChoiceMs: Double?
+  var constrainedChoiceMs: Double?
 
   enum CodingKeys: String, CodingKey {
     case engine, threads
@@ -174,7 +198,18 @@ struct BenchReport: Codable {
     case unconstrainedDecodeTokensPerSecond = "unconstrained_decode_tps"
     case constrainedDecodeTokensPerSecond = "constrained_decode_tps"
     case constrainedDocuments = "constrained_documents"
+    case unconstrainedChoiceMs = "unconstrained_choice_ms"
+    case constrainedChoiceMs = "constrained_choice_ms"
   }
+}
+
+struct ConstrainedBench {
+  var tokens = 0
+  var plainSeconds = Double.infinity
+  var plainChoosing = 0.0
+  var constrainedSeconds = Double.infinity
+  var constrainedChoosing = 0.0
+  var documents = 0
 }
 
 private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
