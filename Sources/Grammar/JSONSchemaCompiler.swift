@@ -1,6 +1,6 @@
 // JSON Schema → Grammar. The generated text is compact-ish JSON with bounded optional
 // whitespace, properties in the schema's order. Supported: type (and type lists, so
-// ["x", "null"] is nullable; OpenAPI's `nullable` too), properties/required,
+// ["x", "null"] is nullable; OpenAPI's `nullable` is not JSON Schema and is ignored), properties/required,
 // additionalProperties, items/minItems/maxItems, enum, const, minLength/maxLength, format
 // (date, time, date-time, uuid, email, ipv4, hostname), minimum/maximum and their exclusive
 // forms, anyOf/oneOf as unions, single-schema allOf, $ref into $defs/definitions (and "#"),
@@ -227,7 +227,6 @@ struct SchemaCompilation {
       }
     default: throw JSONSchemaError.invalidSchema("type must be a string or an array", path: path)
     }
-    if case .bool(true) = schema["nullable"] ?? .null, !types.isEmpty, !types.contains("null") { types.append("null") }
     if types.isEmpty { return Self.ref("value") }
     var options: [GrammarExpression] = []
     for t in types {
@@ -395,7 +394,7 @@ struct SchemaCompilation {
     let day30 = GrammarExpression.choice([day28, .text("29"), .text("30")])
     let day31 = GrammarExpression.choice([day30, .text("31")])
     let date = GrammarExpression.sequence([
-      digits(4), .text("-"),
+      .characters([0x31...0x39], negated: false), digits(3), .text("-"),  // years 1000-9999 (validators refuse 0000)
       .choice([.sequence([month31, .text("-"), day31]), .sequence([month30, .text("-"), day30]), .sequence([.text("02-"), day28])]),
     ])
     let hour = GrammarExpression.choice([.sequence([chars("01"), digit]), .sequence([.text("2"), chars("0123")])])

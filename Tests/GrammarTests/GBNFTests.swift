@@ -63,7 +63,7 @@ struct GBNFTests {
 
   @Test(arguments: [
     ("root ::= foo", GrammarError.undefinedRule("foo", line: 1, column: 10)),
-    ("root ::= \"a\"\nbar ::= [a-", GrammarError.syntax(line: 2, column: 8, message: "unterminated character class")),
+    ("root ::= \"a\"\nbar ::= [a-", GrammarError.syntax(line: 2, column: 9, message: "unterminated character class")),
     ("root ::= \"abc", GrammarError.syntax(line: 1, column: 10, message: "unterminated string literal")),
     ("root := \"a\"", GrammarError.syntax(line: 1, column: 6, message: "expected '::=' after rule name 'root'")),
     ("root ::= (\"a\" | \"b\"", GrammarError.syntax(line: 1, column: 10, message: "expected ')' to close the group opened")),
