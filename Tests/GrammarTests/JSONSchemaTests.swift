@@ -105,7 +105,6 @@ struct JSONSchemaTests {
     #expect(throws: JSONSchemaError.self) { try JSONSchemaCompiler.grammar(schema: #"{"type":"object""#) }
     #expect(throws: JSONSchemaError.self) { try JSONSchemaCompiler.grammar(schema: #"{"type":"integer","minimum":5,"maximum":4}"#) }
   }
-  }
 
   /// The trie scan must allow exactly the tokens a token-by-token check allows, at states along
   /// random walks (the scan's subtree skipping and caches are the optimisation under test).
