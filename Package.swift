@@ -43,7 +43,7 @@ let package = Package(
     .target(
       name: "Engine",
       dependencies: [
-        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training",
+        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar",
         .product(name: "GRDB", package: "GRDB.swift"),
       ]),
     // LoRA/DropLoRA fine-tuning on the mmapped quantized base: hand-written backward, AdamW,
@@ -51,6 +51,9 @@ let package = Package(
     .target(
       name: "Training",
       dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF"]),
+    // Constrained decoding: GBNF and JSON Schema compiled to a byte-level grammar, and the
+    // incremental matcher that masks the vocabulary. Knows nothing of HTTP or the model.
+    .target(name: "Grammar"),
     .target(name: "Settings", dependencies: ["CYAML"]),
     .target(
       name: "Systemd",
@@ -79,7 +82,7 @@ let package = Package(
     .executableTarget(
       name: "droplora",
       dependencies: [
-        "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training",
+        "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar",
         "DaemonClient", "HTTPAPI",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
@@ -108,7 +111,7 @@ let package = Package(
     .testTarget(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels", "TinyModelSupport"],
       resources: [.copy("Fixtures")]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
@@ -119,6 +122,7 @@ let package = Package(
       ],
       resources: [.copy("Fixtures")]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
+    .testTarget(name: "GrammarTests", dependencies: ["Grammar", "Tokenization", "GGUF"]),
     .testTarget(
       name: "SystemdTests",
       dependencies: ["Systemd", "CSystemd", .product(name: "Logging", package: "swift-log")]),

@@ -26,6 +26,7 @@ public final class GenerationSequence {
   private var decoder: StreamingDecoder
   private var stops: StopMatcher
   private var history: [Int32]
+  private var constraint: ConstrainedSampling?
 
   /// Starts a sequence on `context`, whose cache belongs to this sequence now. When the cache
   /// already holds the first `reusing` prompt tokens (a previous turn of the same chat on the
@@ -45,6 +46,7 @@ public final class GenerationSequence {
     decoder = tokenizer.streamingDecoder()
     stops = StopMatcher(stops: options.stop)
     history = promptTokens
+    constraint = options.grammar.map { ConstrainedSampling(grammar: $0, tokenizer: tokenizer) }
     prefilled = max(0, min(reusing, promptTokens.count - 1, context.position))
     reusedPromptTokens = prefilled
     context.truncate(to: prefilled)
@@ -102,13 +104,23 @@ public final class GenerationSequence {
       return emitted
     }
     guard result.tokens.count < options.maxTokens else { return finish(.length) }
-    let token = sampler.sample(logits: context.lastLogits, history: history[...])
+    let token: Int32
+    if constraint != nil {
+      // A grammar dead end (no token of the vocabulary continues it) ends like a stop.
+      guard let allowed = constraint!.sample(&sampler, logits: context.lastLogits, history: history[...]) else {
+        return finish(.stop)
+      }
+      token = allowed
+    } else {
+      token = sampler.sample(logits: context.lastLogits, history: history[...])
+    }
     if tokenizer.isEndOfGeneration(token) { return finish(.stop) }
     result.tokens.append(token)
     history.append(token)
     let (release, stopped) = stops.push(decoder.push(token))
     emit(release)
     if stopped { return finish(.stop, flush: false) }
+    if constraint?.isComplete == true { return finish(.stop) }
     guard result.tokens.count < options.maxTokens, context.position < context.capacity else {
       return finish(.length)
     }

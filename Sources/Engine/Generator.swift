@@ -2,6 +2,7 @@
 // stream text until an end-of-generation token, a stop string or the token limit (the steps are
 // GenerationSequence's). Synchronous: the offline CLI's loop; the daemon schedules sequences.
 import Dispatch
+import Grammar
 import Llama
 import Tokenization
 
@@ -9,16 +10,22 @@ public struct GenerationOptions: Sendable {
   public var maxTokens: Int
   public var sampling: SamplingParameters
   public var stop: [String]
+  /// When set, the output follows this grammar (JSON Schema or GBNF compiled by the Grammar
+  /// module) and generation stops when it is complete.
+  public var grammar: Grammar?
 
-  public init(maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = []) {
+  public init(
+    maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = [], grammar: Grammar? = nil
+  ) {
     self.maxTokens = maxTokens
     self.sampling = sampling
     self.stop = stop
+    self.grammar = grammar
   }
 }
 
 public enum FinishReason: String, Sendable, Codable {
-  case stop  // end-of-generation token or stop string
+  case stop  // end-of-generation token, stop string, or the grammar is complete
   case length  // max tokens or the context is full
   case cancelled
 }

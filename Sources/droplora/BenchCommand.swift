@@ -5,7 +5,10 @@ import ArgumentParser
 import Dispatch
 import Engine
 import Foundation
+import GGUF
+import Grammar
 import Llama
+import Tokenization
 
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -22,6 +25,8 @@ struct BenchCommand: ParsableCommand {
   var promptIds: String?
   @Flag(help: "Print one JSON object.") var json = false
   @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
+  @Option(help: "Also time decoding constrained to this JSON Schema (fresh matcher per finished document) against the same decode unconstrained, interleaved.")
+  var jsonSchema: String?
 
   func run() throws {
     let file = try modelOptions.open()
@@ -54,20 +59,99 @@ struct BenchCommand: ParsableCommand {
       best.decode = min(best.decode, now() - decodeStart)
     }
 
+    let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, model: model) }
     let report = BenchReport(
       engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
       prefillTokensPerSecond: Double(prompt.count) / best.prefill,
       decodeTokensPerSecond: Double(genTokens) / best.decode,
       timeToFirstTokenMs: best.ttft * 1000,
       peakRSSMiB: Double(peakRSSBytes()) / 1_048_576,
-      modelMiB: Double(fileSize(file.path)) / 1_048_576)
+      modelMiB: Double(fileSize(file.path)) / 1_048_576,
+      unconstrainedDecodeTokensPerSecond: constrained.map { Double($0.tokens) / $0.plainSeconds },
+      constrainedDecodeTokensPerSecond: constrained.map { Double($0.tokens) / $0.constrainedSeconds },
+      constrainedDocuments: constrained?.documents,
+      unconstrainedChoiceMs: constrained.map { 1000 * $0.plainChoosing / Double($0.tokens) },
+      constrainedChoiceMs: constrained.map { 1000 * $0.constrainedChoosing / Double($0.tokens) })
     if json {
       try printJSON(report)
     } else {
       print(String(format: "threads %d  prefill %.1f tok/s  decode %.1f tok/s  ttft %.1f ms  peak RSS %.1f MiB",
                    threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
                    report.timeToFirstTokenMs, report.peakRSSMiB))
+      if let plain = report.unconstrainedDecodeTokensPerSecond, let constrained = report.constrainedDecodeTokensPerSecond {
+        print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%); choosing a token %.3f ms vs %.3f ms; %d documents completed",
+                     plain, constrained, 100 * constrained / plain, report.unconstrainedChoiceMs ?? 0,
+                     report.constrainedChoiceMs ?? 0, report.constrainedDocuments ?? 0))
+      }
     }
+  }
+
+  /// Greedy decode of genTokens tokens after a chat prompt asking for JSON, unconstrained and
+  /// constrained to the schema, alternated `repetitions` times; best of each, plus the time
+  /// spent choosing tokens (sampling, and masking when constrained) per token. A constrained
+  /// document that completes starts a fresh matcher, as a new request would. The vocabulary
+  /// trie is built before timing (the daemon builds it once).
+  func benchConstrained(schemaPath: String, file: GGUFFile, model: LlamaModel) throws -> ConstrainedBench {
+    let schemaText = try String(contentsOfFile: schemaPath, encoding: .utf8)
+    let grammar: Grammar
+    do {
+      grammar = try JSONSchemaCompiler.grammar(schema: schemaText)
+    } catch {
+      throw CommandFailure("\(schemaPath): \(error)")
+    }
+    let tokenizer = try Tokenizer(gguf: file)
+    _ = TokenVocabularies.vocabulary(for: tokenizer)
+    let request = "Reply with one JSON object following this JSON Schema, nothing else:\n" + schemaText
+    let prompt = tokenizer.encode(
+      try tokenizer.chatTemplate().render([ChatMessage(role: "user", content: request)], addGenerationPrompt: true))
+    let context = LlamaContext(
+      model: model, contextLength: prompt.count + genTokens + 1, threads: threads, maxBatch: prompt.count,
+      cacheElement: kvCacheType)
+    var result = ConstrainedBench()
+    for _ in 0..<max(1, repetitions) {
+      context.reset()
+      try context.evaluate(prompt)
+      var greedy = Sampler(.greedy)
+      var choosing = 0.0
+      var start = now()
+      for _ in 0..<genTokens {
+        let t0 = now()
+        let token = greedy.sample(logits: context.lastLogits, history: [])
+        choosing += now() - t0
+        try context.evaluate([token])
+      }
+      if now() - start < result.plainSeconds {
+        result.plainSeconds = now() - start
+        result.plainChoosing = choosing
+      }
+
+      context.reset()
+      try context.evaluate(prompt)
+      var documents = 0
+      choosing = 0
+      start = now()
+      var constraint = ConstrainedSampling(grammar: grammar, tokenizer: tokenizer)
+      for _ in 0..<genTokens {
+        let t0 = now()
+        var token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? tokenizer.eos ?? 0
+        if tokenizer.isEndOfGeneration(token) || constraint.isComplete {
+          documents += 1
+          constraint = ConstrainedSampling(grammar: grammar, tokenizer: tokenizer)
+          if tokenizer.isEndOfGeneration(token) {
+            token = constraint.sample(&greedy, logits: context.lastLogits, history: []) ?? 0
+          }
+        }
+        choosing += now() - t0
+        try context.evaluate([token])
+      }
+      if now() - start < result.constrainedSeconds {
+        result.constrainedSeconds = now() - start
+        result.constrainedChoosing = choosing
+        result.documents = documents
+      }
+    }
+    result.tokens = genTokens
+    return result
   }
 
   static func readTokenIds(_ path: String) throws -> [Int32] {
@@ -94,6 +178,13 @@ struct BenchReport: Codable {
   var timeToFirstTokenMs: Double
   var peakRSSMiB: Double
   var modelMiB: Double
+  /// With --json-schema: greedy decode tokens/s without and with the constraint.
+  var unconstrainedDecodeTokensPerSecond: Double?
+  var constrainedDecodeTokensPerSecond: Double?
+  var constrainedDocuments: Int?
+  /// Milliseconds per token spent choosing it (sampling; masking too when constrained).
+  var unconstrainedChoiceMs: Double?
+  var constrainedChoiceMs: Double?
 
   enum CodingKeys: String, CodingKey {
     case engine, threads
@@ -104,7 +195,21 @@ struct BenchReport: Codable {
     case timeToFirstTokenMs = "ttft_ms"
     case peakRSSMiB = "peak_rss_mib"
     case modelMiB = "model_mib"
+    case unconstrainedDecodeTokensPerSecond = "unconstrained_decode_tps"
+    case constrainedDecodeTokensPerSecond = "constrained_decode_tps"
+    case constrainedDocuments = "constrained_documents"
+    case unconstrainedChoiceMs = "unconstrained_choice_ms"
+    case constrainedChoiceMs = "constrained_choice_ms"
   }
+}
+
+struct ConstrainedBench {
+  var tokens = 0
+  var plainSeconds = Double.infinity
+  var plainChoosing = 0.0
+  var constrainedSeconds = Double.infinity
+  var constrainedChoosing = 0.0
+  var documents = 0
 }
 
 private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -6,6 +6,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Grammar
 import Kernels
 import Llama
 import Tokenization
@@ -34,6 +35,11 @@ struct GenerateCommand: ParsableCommand {
   @Option(help: "Compute threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
   @Option(help: "Context length (prompt plus generated tokens).") var ctxSize = 4096
   @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
+  @Option(help: "Constrain the output to JSON valid under the JSON Schema in this file.")
+  var jsonSchema: String?
+  @Option(help: "Constrain the output to the GBNF grammar (llama.cpp's format, start rule root) in this file.")
+  var grammar: String?
+  @Flag(help: "Constrain the output to a JSON object (any keys and values).") var jsonObject = false
   @Flag(help: "Print {\"prompt_tokens\":[...],\"tokens\":[...],\"text\":\"...\"} when done.")
   var json = false
   @Argument(help: "The prompt, or - to read standard input.") var prompt: String
@@ -43,6 +49,29 @@ struct GenerateCommand: ParsableCommand {
     if threads < 1 { throw ValidationError("--threads must be >= 1") }
     if ctxSize < 1 { throw ValidationError("--ctx-size must be >= 1") }
     if let problem = sampling.validationError { throw ValidationError(problem) }
+    if [jsonSchema != nil, grammar != nil, jsonObject].filter({ $0 }).count > 1 {
+      throw ValidationError("--json-schema, --grammar and --json-object exclude each other")
+    }
+  }
+
+  /// The output grammar the options ask for, compiled (errors name the file and the problem).
+  func outputGrammar() throws -> Grammar? {
+    if jsonObject { return JSONSchemaCompiler.anyObjectGrammar() }
+    if let jsonSchema {
+      do {
+        return try JSONSchemaCompiler.grammar(schema: String(contentsOfFile: jsonSchema, encoding: .utf8))
+      } catch let error as JSONSchemaError {
+        throw CommandFailure("\(jsonSchema): \(error)")
+      }
+    }
+    if let grammar {
+      do {
+        return try Grammar(gbnf: String(contentsOfFile: grammar, encoding: .utf8))
+      } catch let error as GrammarError {
+        throw CommandFailure("\(grammar): \(error)")
+      }
+    }
+    return nil
   }
 
   var sampling: SamplingParameters {
@@ -54,6 +83,7 @@ struct GenerateCommand: ParsableCommand {
   func run() throws {
     // The merge's sgemm runs OpenBLAS's fast kernels only with the core type set (as the daemon does).
     if adapter != nil { OpenBLASCoreType.ensureSet() }
+    let constraint = try outputGrammar()
     let file = try modelOptions.open()
     let tokenizer: Tokenizer
     var model: LlamaModel
@@ -87,7 +117,7 @@ struct GenerateCommand: ParsableCommand {
       model: model, tokenizer: tokenizer, contextLength: contextLength, threads: threads,
       kvCache: kvCacheType)
     generator.context.projectionHook = hook
-    let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stop: stop)
+    let options = GenerationOptions(maxTokens: maxTokens, sampling: sampling, stop: stop, grammar: constraint)
     let result = try generator.generate(promptTokens: promptTokens, options: options) { text in
       if !json {
         FileHandle.standardOutput.write(Data(text.utf8))
