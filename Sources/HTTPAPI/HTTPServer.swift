@@ -26,15 +26,27 @@ public struct HTTPServerConfiguration: Sendable {
   public var peerPolicy: PeerPolicy
   /// A connection that sends nothing for this long while no response is owed is closed.
   public var idleTimeout: Duration
+  /// A request's head and body must arrive within this long of its first byte, however steadily
+  /// they trickle in (the idle timer alone restarts on every byte); past it: 408 and close.
+  public var requestTimeout: Duration
   /// Open connections beyond this get 503 with `Retry-After` and are closed, so a flood of
   /// clients runs into a clear answer instead of the process's descriptor limit.
   public var maxConnections: Int
+  /// Open connections one uid may hold (`SO_PEERCRED`); more get 429. Privileged uids are exempt.
+  public var maxConnectionsPerUser: Int
+  /// Of `maxConnections`, this many are kept for privileged uids, so a flood by other users
+  /// never locks root or the service's own user out of `/health`.
+  public var reservedConnections: Int
+  /// Root and the daemon's own user by default.
+  public var privilegedUIDs: Set<UInt32>
   public var logger: Logger
 
   public init(
     maxBodyBytes: Int = 4 << 20, maxPushBytes: Int = 64 << 20, socketMode: UInt32 = 0o660,
     peerPolicy: PeerPolicy = .init(),
-    idleTimeout: Duration = .seconds(60), maxConnections: Int = 512,
+    idleTimeout: Duration = .seconds(60), requestTimeout: Duration = .seconds(60),
+    maxConnections: Int = 512, maxConnectionsPerUser: Int = 64, reservedConnections: Int = 16,
+    privilegedUIDs: Set<UInt32> = [0, UInt32(getuid())],
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
@@ -42,9 +54,29 @@ public struct HTTPServerConfiguration: Sendable {
     self.socketMode = socketMode
     self.peerPolicy = peerPolicy
     self.idleTimeout = idleTimeout
+    self.requestTimeout = requestTimeout
     self.maxConnections = maxConnections
+    self.maxConnectionsPerUser = maxConnectionsPerUser
+    self.reservedConnections = reservedConnections
+    self.privilegedUIDs = privilegedUIDs
     self.logger = logger
   }
+
+  /// Whether one more connection from `uid` fits, given what is open now (not counting it).
+  public func admission(uid: UInt32?, open total: Int, openByUID: Int) -> ConnectionAdmission {
+    if let uid, privilegedUIDs.contains(uid) {
+      return total < maxConnections ? .admitted : .overTotal(limit: maxConnections)
+    }
+    if openByUID >= maxConnectionsPerUser { return .overPerUser(limit: maxConnectionsPerUser) }
+    let shared = max(0, maxConnections - reservedConnections)
+    return total < shared ? .admitted : .overTotal(limit: maxConnections)
+  }
+}
+
+public enum ConnectionAdmission: Sendable, Equatable {
+  case admitted
+  case overTotal(limit: Int)
+  case overPerUser(limit: Int)
 }
 
 public enum HTTPServerError: Error, Sendable, Equatable {
@@ -153,10 +185,12 @@ public final class HTTPServer: Sendable {
       peerCredentials(of: channel).flatMapThrowing { peer in
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
           withPipeliningAssistance: true, withErrorHandling: true)
-        let (seconds, attoseconds) = configuration.idleTimeout.components
-        let idle = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let closer = IdleConnectionCloser()
+        // First in the pipeline: it must see raw bytes, before the decoder has a head to show.
+        try channel.pipeline.syncOperations.addHandler(
+          RequestDeadline(timeout: timeAmount(configuration.requestTimeout), closer: closer), position: .first)
         try channel.pipeline.syncOperations.addHandlers(
-          IdleStateHandler(readTimeout: idle), IdleConnectionCloser())
+          IdleStateHandler(readTimeout: timeAmount(configuration.idleTimeout)), closer)
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
         return Accepted(channel: wrapped, peer: peer, admitted: policy.withLockedValue { $0 }.admits(peer))
       }
@@ -204,7 +238,7 @@ public final class HTTPServer: Sendable {
     case request(HTTPRequest)
     case tooLarge(HTTPRequestHead, limit: Int)
     case refused(HTTPRequestHead)
-    case overCapacity(HTTPRequestHead)
+    case overCapacity(HTTPRequestHead, ConnectionAdmission)
   }
 
   /// Sample pushes may be large; every other request stays under `maxBodyBytes`.
@@ -216,9 +250,9 @@ public final class HTTPServer: Sendable {
 
   private func serve(_ accepted: Accepted) async {
     let channel = accepted.channel
-    let id = connections.add(channel.channel)
+    let (id, admission) = connections.add(channel.channel, uid: accepted.peer?.uid, configuration: configuration)
     defer { connections.remove(id) }
-    let overCapacity = connections.count > configuration.maxConnections
+    let overCapacity = admission != .admitted
     let logger = configuration.logger
     do {
       try await channel.executeThenClose { inbound, outbound in
@@ -243,7 +277,7 @@ public final class HTTPServer: Sendable {
                   queue.yield(.refused(h))
                   discarding = true
                 } else if overCapacity {
-                  queue.yield(.overCapacity(h))
+                  queue.yield(.overCapacity(h, admission))
                   discarding = true
                 } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                   queue.yield(.tooLarge(h, limit: limit))
@@ -297,9 +331,12 @@ public final class HTTPServer: Sendable {
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
         try? await w.writeError(.forbidden)
         keepOpen = false
-      case .overCapacity(let h):
+      case .overCapacity(let h, let admission):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
+        switch admission {
+        case .overPerUser(let limit): try? await w.writeError(.tooManyConnectionsForUser(limit: limit))
+        default: try? await w.writeError(.tooManyConnections(limit: configuration.maxConnections))
+        }
         keepOpen = false
       case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
@@ -324,6 +361,11 @@ public final class HTTPServer: Sendable {
   }
 }
 
+func timeAmount(_ d: Duration) -> TimeAmount {
+  let (seconds, attoseconds) = d.components
+  return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+}
+
 /// Swallows errors on the listening channel so a failed accept doesn't finish the accept stream.
 private final class AcceptErrorAbsorber: ChannelInboundHandler, Sendable {
   typealias InboundIn = any Channel
@@ -336,6 +378,9 @@ final class ConnectionRegistry: Sendable {
   private struct Entry {
     var channel: any Channel
     var inFlight: Int
+    var uid: UInt32?
+    /// Refused over a cap: it gets its answer and closes, and holds no place meanwhile.
+    var counted: Bool
   }
   private struct State {
     var entries: [Int: Entry] = [:]
@@ -344,15 +389,25 @@ final class ConnectionRegistry: Sendable {
   }
   private let state = NIOLockedValueBox(State())
 
-  func add(_ channel: any Channel) -> Int {
-    let (id, draining) = state.withLockedValue { s in
+  /// Registers a connection and decides, in the same critical section, whether it fits the caps.
+  func add(
+    _ channel: any Channel, uid: UInt32? = nil, configuration: HTTPServerConfiguration = .init()
+  ) -> (Int, ConnectionAdmission) {
+    let (id, draining, admission) = state.withLockedValue { s in
+      var total = 0
+      var byUID = 0
+      for e in s.entries.values where e.counted {
+        total += 1
+        if e.uid == uid { byUID += 1 }
+      }
+      let admission = configuration.admission(uid: uid, open: total, openByUID: byUID)
       s.nextID += 1
-      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0)
-      return (s.nextID, s.draining)
+      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0, uid: uid, counted: admission == .admitted)
+      return (s.nextID, s.draining, admission)
     }
     // Accepted in the instant before the listener closed: nothing is in flight, so close it.
     if draining { channel.close(promise: nil) }
-    return id
+    return (id, admission)
   }
   func remove(_ id: Int) { state.withLockedValue { _ = $0.entries.removeValue(forKey: id) } }
   func begin(_ id: Int) { state.withLockedValue { $0.entries[id]?.inFlight += 1 } }
