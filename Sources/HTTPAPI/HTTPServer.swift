@@ -101,22 +101,21 @@ struct Accepted: Sendable {
 public final class HTTPServer: Sendable {
   private let serverChannel: NIOAsyncChannel<Accepted, Never>
   private let router: Router
-  private let configuration: HTTPServerConfiguration
+  /// Everything but the socket's mode can change live (`update`); connections read it when
+  /// accepted and per request.
+  private let live: NIOLockedValueBox<HTTPServerConfiguration>
+  private var configuration: HTTPServerConfiguration { live.withLockedValue { $0 } }
   private let connections = ConnectionRegistry()
   /// The path we bound and must unlink on shutdown; nil under socket activation.
   public let socketPath: String?
 
-  /// The peer policy in force; `updatePeerPolicy` changes it for connections accepted later.
-  private let policy: NIOLockedValueBox<PeerPolicy>
-
   private init(
     serverChannel: NIOAsyncChannel<Accepted, Never>, backend: any InferenceBackend,
-    configuration: HTTPServerConfiguration, socketPath: String?, policy: NIOLockedValueBox<PeerPolicy>
+    live: NIOLockedValueBox<HTTPServerConfiguration>, socketPath: String?
   ) {
-    self.policy = policy
+    self.live = live
     self.serverChannel = serverChannel
     self.router = Router(backend: backend)
-    self.configuration = configuration
     self.socketPath = socketPath
   }
 
@@ -127,12 +126,12 @@ public final class HTTPServer: Sendable {
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws -> HTTPServer {
     try removeStaleSocket(at: path)
-    let policy = NIOLockedValueBox(configuration.peerPolicy)
+    let live = NIOLockedValueBox(configuration)
     let channel: NIOAsyncChannel<Accepted, Never>
     do {
       channel = try await bootstrap(group: group).bind(
         unixDomainSocketPath: path, cleanupExistingSocketFile: false,
-        childChannelInitializer: childInitializer(configuration, policy: policy))
+        childChannelInitializer: childInitializer(live))
     } catch {
       throw HTTPServerError.bindFailed(path: path, message: String(describing: error))
     }
@@ -142,8 +141,7 @@ public final class HTTPServer: Sendable {
       try? await channel.channel.close()
       throw HTTPServerError.chmodFailed(path: path, errno: e)
     }
-    return HTTPServer(
-      serverChannel: channel, backend: backend, configuration: configuration, socketPath: path, policy: policy)
+    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: path)
   }
 
   /// Serves on a descriptor that is already bound and listening (systemd socket activation).
@@ -155,16 +153,28 @@ public final class HTTPServer: Sendable {
     guard descriptor >= 0, fcntl(descriptor, F_GETFD) != -1 else {
       throw HTTPServerError.invalidDescriptor(descriptor)
     }
-    let policy = NIOLockedValueBox(configuration.peerPolicy)
+    let live = NIOLockedValueBox(configuration)
     let channel = try await bootstrap(group: group).bind(
-      descriptor, childChannelInitializer: childInitializer(configuration, policy: policy))
-    return HTTPServer(
-      serverChannel: channel, backend: backend, configuration: configuration, socketPath: nil, policy: policy)
+      descriptor, childChannelInitializer: childInitializer(live))
+    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: nil)
   }
+
+  /// The peer policy in force.
+  public var peerPolicy: PeerPolicy { configuration.peerPolicy }
 
   /// Replaces the peer policy (a configuration reload); connections already admitted stay.
   public func updatePeerPolicy(_ newPolicy: PeerPolicy) {
-    policy.withLockedValue { $0 = newPolicy }
+    live.withLockedValue { $0.peerPolicy = newPolicy }
+  }
+
+  /// A configuration reload: body limits apply to the next request, caps, timeouts and the peer
+  /// policy to connections accepted from now on. The socket's file mode stays as bound.
+  public func update(_ newConfiguration: HTTPServerConfiguration) {
+    live.withLockedValue { current in
+      let mode = current.socketMode
+      current = newConfiguration
+      current.socketMode = mode
+    }
   }
 
   private static func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
@@ -179,10 +189,11 @@ public final class HTTPServer: Sendable {
   }
 
   private static func childInitializer(
-    _ configuration: HTTPServerConfiguration, policy: NIOLockedValueBox<PeerPolicy>
+    _ live: NIOLockedValueBox<HTTPServerConfiguration>
   ) -> @Sendable (any Channel) -> EventLoopFuture<Accepted> {
     { channel in
       peerCredentials(of: channel).flatMapThrowing { peer in
+        let configuration = live.withLockedValue { $0 }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
           withPipeliningAssistance: true, withErrorHandling: true)
         let closer = IdleConnectionCloser()
@@ -192,7 +203,7 @@ public final class HTTPServer: Sendable {
         try channel.pipeline.syncOperations.addHandlers(
           IdleStateHandler(readTimeout: timeAmount(configuration.idleTimeout)), closer)
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
-        return Accepted(channel: wrapped, peer: peer, admitted: policy.withLockedValue { $0 }.admits(peer))
+        return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
       }
     }
   }
@@ -253,6 +264,7 @@ public final class HTTPServer: Sendable {
     let (id, admission) = connections.add(channel.channel, uid: accepted.peer?.uid, configuration: configuration)
     defer { connections.remove(id) }
     let overCapacity = admission != .admitted
+    let configuration = self.configuration
     let logger = configuration.logger
     do {
       try await channel.executeThenClose { inbound, outbound in

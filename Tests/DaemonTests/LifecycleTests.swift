@@ -46,6 +46,29 @@ extension DaemonTests {
       #expect(daemon.log.contains("reload refused"))
     }
 
+    /// limits.max_request_bytes used to stay at its start value after SIGHUP although the docs
+    /// say limits change live; what cannot change live is named in the reload's log line.
+    @Test func sighupAppliesRequestLimitsAndNamesWhatNeedsARestart() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let config = directory + "/droplorad.yaml"
+      try "limits:\n  max_request_bytes: 1048576\n".write(toFile: config, atomically: true, encoding: .utf8)
+      let daemon = try DaemonProcess(arguments: ["--config", config], directory: directory)
+      defer { daemon.stop() }
+      let long = #"{"messages": [{"role": "user", "content": "\#(String(repeating: "x ", count: 3000))"}], "max_tokens": 1}"#
+      #expect(try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: long).status == 200)
+
+      try "limits:\n  max_request_bytes: 4096\nmodel:\n  context_size: 1024\n".write(
+        toFile: config, atomically: true, encoding: .utf8)
+      let seen = daemon.notifications.messages.count
+      daemon.signal(SIGHUP)
+      let ready = try daemon.notifications.wait(for: "READY=1", after: seen)
+      #expect(ready.contains("model.context_size need a restart"), "\(ready)")
+      let refused = try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: long)
+      #expect(refused.status == 413, "\(refused.body)")
+      #expect(daemon.log.contains("configuration reloaded; changes to model.context_size need a restart"), "\(daemon.log)")
+    }
+
     @Test func watchdogPingsComeFromTheServingLoop() throws {
       // WATCHDOG_USEC as systemd sets it for WatchdogSec=1 (no WATCHDOG_PID: any pid may ping).
       let daemon = try DaemonProcess(environment: ["WATCHDOG_USEC": "1000000"])
