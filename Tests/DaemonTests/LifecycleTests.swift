@@ -139,6 +139,27 @@ extension DaemonTests {
       #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 4242).status == 403)
     }
 
+    /// --check-config used to call a group that does not exist "valid"; the start then failed.
+    @Test func checkConfigResolvesGroups() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let cases = [
+        ("server:\n  allowed_groups: [root, no-such-group-dld]\n", "server.allowed_groups"),
+        ("server:\n  socket_group: no-such-group-dld\n", "server.socket_group"),
+      ]
+      for (text, key) in cases {
+        let file = directory + "/groups.yaml"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let refused = try runTool([Paths.daemon, "--config", file, "--check-config"])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(refused.stderr.contains(key) && refused.stderr.contains("no group 'no-such-group-dld'"), "\(refused.stderr)")
+      }
+      let good = directory + "/good.yaml"
+      try "server:\n  allowed_groups: [root, \"0\"]\n  socket_group: root\n".write(toFile: good, atomically: true, encoding: .utf8)
+      let ok = try runTool([Paths.daemon, "--config", good, "--check-config"])
+      #expect(ok.status == 0, "\(ok)")
+    }
+
     @Test func checkConfigValidatesAndExits() throws {
       let directory = try makeTemporaryDirectory()
       defer { try? FileManager.default.removeItem(atPath: directory) }
