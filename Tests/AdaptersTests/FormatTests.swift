@@ -39,7 +39,7 @@ import Testing
     (#"{"r": 8, "lora_alpha": 16, "peft_type": "IA3"}"#, "peft_type"),
     // Each of these was accepted and then made every chat empty.
     (#"{"r": 8, "lora_alpha": -16}"#, "lora_alpha = -16"),
-    (#"{"r": 8, "lora_alpha": 1e999}"#, "lora_alpha is not finite"),
+    (#"{"r": 8, "lora_alpha": 1e999}"#, "bad adapter_config.json"),  // JSONDecoder refuses it already
     (#"{"r": 8, "lora_alpha": 16, "target_modules": []}"#, "target_modules is empty"),
     (#"{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "lm_head"]}"#, "target_modules names 'lm_head'"),
     (#"{"r": 8, "lora_alpha": 16, "target_modules": "q_proj"}"#, "target_modules is the string 'q_proj'"),
