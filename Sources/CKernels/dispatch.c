@@ -3,6 +3,7 @@
 // otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
 #include "cpu_features.h"
 #include "quants.h"
+#include "dq_simd.h"
 
 // Per thread, so a test forcing the references cannot change what concurrent work computes.
 static _Thread_local bool force_scalar = false;
@@ -10,6 +11,8 @@ static _Thread_local bool force_scalar = false;
 static bool use_simd(void) {
   return !force_scalar && dq_cpu_has_avx2();
 }
+
+bool dq_simd_compiled(void) { return DQ_X86_SIMD; }
 
 const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
 
