@@ -203,6 +203,15 @@ import Testing
     #expect(throws: AdapterError.wrongShape(tensor: "blk.0.attn_q.weight.lora_a", expected: [d, d], found: [2, d])) {
       try AdapterFile.read(path: directory + "/flipped.gguf", base: hyper)
     }
+    // A FIFO (as the adapter, or as its adapter_config.json) is refused before it is opened.
+    let fifo = directory + "/fifo.gguf"
+    #expect(mkfifo(fifo, 0o600) == 0)
+    guard case .io(let fifoPath, _)? = { () -> AdapterError? in
+      do { _ = try AdapterFile.read(path: fifo, base: hyper); return nil } catch { return error }
+    }(), fifoPath == fifo else {
+      Issue.record("a FIFO was not refused as an adapter")
+      return
+    }
     // A model file is not an adapter.
     #expect(throws: AdapterError.self) { try AdapterFile.read(path: defaultModelPath, base: hyper) }
   }
