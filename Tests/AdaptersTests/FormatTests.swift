@@ -206,9 +206,9 @@ import Testing
     // A FIFO (as the adapter, or as its adapter_config.json) is refused before it is opened.
     let fifo = directory + "/fifo.gguf"
     #expect(mkfifo(fifo, 0o600) == 0)
-    guard case .io(let fifoPath, _)? = { () -> AdapterError? in
-      do { _ = try AdapterFile.read(path: fifo, base: hyper); return nil } catch { return error }
-    }(), fifoPath == fifo else {
+    var fifoError: AdapterError?
+    do { _ = try AdapterFile.read(path: fifo, base: hyper) } catch { fifoError = error }
+    guard case .io(let fifoPath, _)? = fifoError, fifoPath == fifo else {
       Issue.record("a FIFO was not refused as an adapter")
       return
     }
