@@ -3,13 +3,15 @@
 // per-task DropLoRA adapters. See README.md and the module table in DESIGN.md.
 import PackageDescription
 
+// Linux only (systemd, SO_PEERCRED, /proc); the C kernels also build without SIMD
+// (-Xcc -DDQ_SCALAR_ONLY, what aarch64 compiles): see Sources/CKernels/dq_simd.h.
+
 // C kernels are always optimised: a -O0 kernel makes debug test runs unbearably slow and
 // hides nothing that the scalar reference twins don't already check.
 let kernelCFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
 
 let package = Package(
   name: "droplorad",
-  platforms: [.macOS(.v14)],
   products: [
     .executable(name: "droplora", targets: ["droplora"]),
     .executable(name: "droplorad", targets: ["droplorad"]),

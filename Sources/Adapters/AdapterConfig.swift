@@ -3,6 +3,7 @@
 // absent. `checkSupported` refuses the options this project cannot apply (DoRA, trained
 // biases, per-module ranks, extra saved modules) with a message naming the option.
 import Foundation
+import Llama
 
 public struct AdapterConfig: Codable, Sendable, Equatable {
   /// `target_modules` is a list of module names or one regular expression.
@@ -109,12 +110,43 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
     return (try? encoder.encode(self)) ?? Data()
   }
 
+  /// The module names a target_modules entry may end in (PEFT matches full paths by suffix).
+  static let knownModules = Set(LlamaProjection.allCases.map(\.huggingFaceName))
+
+  /// The projection a target_modules entry names (`q_proj`, `model.layers.3.self_attn.q_proj`).
+  static func module(_ entry: String) -> String? {
+    let last = entry.split(separator: ".").last.map(String.init) ?? entry
+    return knownModules.contains(last) ? last : nil
+  }
+
+  /// A list of known projections; a string is a regular expression to PEFT, which this
+  /// project does not evaluate, so it is refused rather than silently matching nothing.
+  func checkTargetModules(path: String) throws(AdapterError) {
+    switch targetModules {
+    case nil: return  // optional in old PEFT files: the tensors name the targets
+    case .pattern(let pattern):
+      throw .badConfig(
+        path: path,
+        reason: "target_modules is the string '\(pattern)'; list the modules instead, e.g. [\"q_proj\", \"v_proj\"]")
+    case .names(let names):
+      guard !names.isEmpty else { throw .badConfig(path: path, reason: "target_modules is empty") }
+      if let unknown = names.first(where: { Self.module($0) == nil }) {
+        throw .badConfig(
+          path: path,
+          reason: "target_modules names '\(unknown)', not a projection of this model "
+            + "(known: \(Self.knownModules.sorted().joined(separator: ", ")))")
+      }
+    }
+  }
+
   func checkSupported(path: String) throws(AdapterError) {
     if let type = peftType, type != "LORA" {
       throw .unsupportedOption(key: "peft_type", value: "\(type) (only LORA adapters)")
     }
     guard r > 0, r <= 65536 else { throw .badConfig(path: path, reason: "r = \(r) must be in 1...65536") }
     guard loraAlpha.isFinite else { throw .badConfig(path: path, reason: "lora_alpha is not finite") }
+    guard loraAlpha >= 0 else { throw .badConfig(path: path, reason: "lora_alpha = \(loraAlpha) must not be negative") }
+    try checkTargetModules(path: path)
     if useDoRA == true { throw .unsupportedOption(key: "use_dora", value: "true (DoRA adapters)") }
     if loraBias == true { throw .unsupportedOption(key: "lora_bias", value: "true (a bias on lora_B)") }
     if fanInFanOut == true {

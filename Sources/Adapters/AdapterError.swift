@@ -20,6 +20,11 @@ public enum AdapterError: Error, Equatable, CustomStringConvertible {
   case wrongShape(tensor: String, expected: [Int], found: [Int])
   case inconsistentRank(target: String, rank: Int, expected: Int)
   case unsupportedOption(key: String, value: String)
+  /// A factor holds NaN or ±Inf (`tensor` names it, `factor` says lora_A or lora_B).
+  case nonFiniteFactor(tensor: String, factor: String)
+  /// |s|·r·max|A|·max|B| bounds every entry of the adapter's ΔW; past `limit` no base weight
+  /// survives it and every chat would come out empty.
+  case factorsTooLarge(tensor: String, bound: Float, limit: Float)
 
   // ---- against the base model
   case architectureMismatch(adapter: String, model: String)
@@ -59,6 +64,11 @@ public enum AdapterError: Error, Equatable, CustomStringConvertible {
         + "(per-module ranks are not supported)"
     case .unsupportedOption(let key, let value):
       return "adapter option \(key) = \(value) is not supported"
+    case .nonFiniteFactor(let tensor, let factor):
+      return "tensor '\(tensor)' \(factor) holds NaN or infinite values (a diverged or corrupt adapter)"
+    case .factorsTooLarge(let tensor, let bound, let limit):
+      return "tensor '\(tensor)' changes weights by up to \(bound) (lora_alpha/r times its largest "
+        + "lora_A and lora_B entries), beyond the sane limit \(limit): a diverged or corrupt adapter"
     case .architectureMismatch(let adapter, let model):
       return "adapter is for architecture '\(adapter)' but the model is '\(model)'; "
         + "use an adapter trained on this base model"

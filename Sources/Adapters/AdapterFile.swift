@@ -11,7 +11,7 @@ public enum AdapterFormat: String, Sendable {
   /// The format of an existing adapter at `path`.
   public static func detect(path: String) -> AdapterFormat {
     if path.hasSuffix(".gguf") { return .ggufLoRA }
-    if let handle = FileHandle(forReadingAtPath: path) {
+    if AdapterFile.kind(path) == .regular, let handle = FileHandle(forReadingAtPath: path) {
       defer { try? handle.close() }
       if let magic = try? handle.read(upToCount: 4), magic == Data("GGUF".utf8) { return .ggufLoRA }
     }
@@ -25,9 +25,29 @@ public enum AdapterFormat: String, Sendable {
 }
 
 public enum AdapterFile {
+  enum Kind { case regular, directory, missing, other }
+
+  /// What is at `path` (following symlinks), found without opening it: opening a FIFO would
+  /// wait for a writer forever.
+  static func kind(_ path: String) -> Kind {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return .missing }
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: return .regular
+    case S_IFDIR: return .directory
+    default: return .other
+    }
+  }
+
+  /// Refuses a FIFO, socket or device before anything opens it.
+  static func requireRegularFile(_ path: String) throws(AdapterError) {
+    if kind(path) == .other { throw .io(path: path, reason: "not a regular file (a FIFO, socket or device?)") }
+  }
+
   public static func read(path: String, base hyper: LlamaHyperParameters) throws(AdapterError)
     -> LoRAAdapter
   {
+    try requireRegularFile(path)
     switch AdapterFormat.detect(path: path) {
     case .ggufLoRA: return try GGUFLoRAFormat.read(path: path, base: hyper)
     case .peft: return try PEFTFormat.read(path: path, base: hyper)

@@ -97,6 +97,37 @@ public struct LoRAAdapter: Sendable {
       guard factors.rank == rank else {
         throw .inconsistentRank(target: target.ggufName, rank: factors.rank, expected: rank)
       }
+      try checkMagnitude(target, factors)
+    }
+    if case .names(let names)? = config.targetModules {
+      let listed = Set(names.compactMap(AdapterConfig.module))
+      if let stray = targets.first(where: { !listed.contains($0.projection.huggingFaceName) }) {
+        throw .badConfig(
+          path: "adapter_config.json",
+          reason: "tensor '\(stray.ggufName)' targets \(stray.projection.huggingFaceName), which target_modules does not list")
+      }
+    }
+  }
+
+  /// Largest credible bound on one entry of ΔW = s·B·A; base weights are O(0.1), trained
+  /// adapters change them by far less than 1.
+  public static let maxDeltaBound: Float = 1e4
+
+  /// Every factor finite, and s·r·max|A|·max|B| (a bound on every entry of ΔW) sane.
+  func checkMagnitude(_ target: LoRATarget, _ factors: LoRAFactors) throws(AdapterError) {
+    func largest(_ values: [Float]) -> Float? {
+      var m: Float = 0
+      for v in values {
+        guard v.isFinite else { return nil }
+        m = max(m, abs(v))
+      }
+      return m
+    }
+    guard let maxA = largest(factors.a) else { throw .nonFiniteFactor(tensor: target.ggufName, factor: "lora_A") }
+    guard let maxB = largest(factors.b) else { throw .nonFiniteFactor(tensor: target.ggufName, factor: "lora_B") }
+    let bound = Double(abs(scale)) * Double(rank) * Double(maxA) * Double(maxB)
+    guard bound <= Double(Self.maxDeltaBound) else {
+      throw .factorsTooLarge(tensor: target.ggufName, bound: Float(min(bound, Double(Float.greatestFiniteMagnitude))), limit: Self.maxDeltaBound)
     }
   }
 }

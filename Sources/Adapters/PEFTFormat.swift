@@ -21,6 +21,7 @@ public enum PEFTFormat {
     let directory = isDirectory.boolValue ? path : (path as NSString).deletingLastPathComponent
     let weightsPath = isDirectory.boolValue ? directory + "/" + weightsFileName : path
     let configPath = (directory.isEmpty ? "." : directory) + "/" + configFileName
+    try AdapterFile.requireRegularFile(configPath)
     guard let configData = FileManager.default.contents(atPath: configPath) else {
       throw .io(path: configPath, reason: "cannot read the adapter configuration (missing?)")
     }

@@ -45,6 +45,7 @@ public struct SafetensorsFile: Sendable {
   private let data: [UInt8]
 
   public init(path: String) throws(AdapterError) {
+    try AdapterFile.requireRegularFile(path)
     guard let contents = FileManager.default.contents(atPath: path) else {
       throw .io(path: path, reason: "cannot read the file (missing or unreadable)")
     }

@@ -10,7 +10,8 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 #endif
 
@@ -52,7 +53,7 @@ void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t 
   attention_ref(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, load_f16);
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 static inline float hsum256(__m256 x) __attribute__((target("avx2,fma")));
 static inline float hsum256(__m256 x) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
@@ -111,7 +112,7 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void atten
 }
 #endif
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // Whole groups of 8; returns how many were converted (the caller finishes the tail).
 __attribute__((target("avx2,fma,f16c"))) static int64_t fp32_to_fp16_avx2(uint16_t *dst, const float *src,
                                                                         int64_t n) {
@@ -142,7 +143,7 @@ __attribute__((target("avx2,fma,f16c"))) static void attention_avx2(
 void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                        const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                        int64_t visible0, float scale, float *scores) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 0);
     return;
@@ -154,7 +155,7 @@ void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, con
 void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq, const uint16_t *k,
                            const uint16_t *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                            int64_t visible0, float scale, float *scores) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 1);
     return;
@@ -165,7 +166,7 @@ void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq,
 
 void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n) {
   int64_t i = 0;
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     i = fp32_to_fp16_avx2(dst, src, n);
   }

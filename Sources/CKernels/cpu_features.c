@@ -11,7 +11,8 @@ static int features(void) {
   int f = atomic_load_explicit(&cached, memory_order_relaxed);
   if (f == 0) {
     f = FEATURES_KNOWN;
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c"))

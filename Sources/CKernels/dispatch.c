@@ -4,6 +4,7 @@
 #include "cpu_features.h"
 #include "quants.h"
 #include "tiles.h"
+#include "dq_simd.h"
 
 // Per thread, so a test forcing the references cannot change what concurrent work computes.
 static _Thread_local bool force_scalar = false;
@@ -15,6 +16,8 @@ void dq_force_avx2_tiles(bool on) { force_avx2_tiles = on; }
 static bool use_simd(void) {
   return !force_scalar && dq_cpu_has_avx2();
 }
+
+bool dq_simd_compiled(void) { return DQ_X86_SIMD; }
 
 const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
 

@@ -8,7 +8,8 @@
 #include "ckernels.h"
 #include "cpu_features.h"
 
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 #endif
 
@@ -53,7 +54,7 @@ static void interleave_scalar(uint16_t *out, const float *row0, const float *row
   }
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // vcvtne2ps2bf16 rounds to nearest even like dq_fp32_to_bf16 (it flushes fp32 denormals to
 // zero, which no weight or activation here is).
 #define BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
@@ -91,21 +92,21 @@ BF16_TARGET static void interleave_avx512(uint16_t *out, const float *row0, cons
 #endif
 
 void dq_bf16_pack_a(uint32_t *packed, const float *a, int64_t lda, int64_t rows, int64_t pairs) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx512bf16()) return pack_panels(packed, a, lda, rows, pairs, pack_row_avx512);
 #endif
   pack_panels(packed, a, lda, rows, pairs, pack_row_scalar);
 }
 
 void dq_bf16_convert(uint16_t *out, const float *x, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx512bf16()) return convert_avx512(out, x, n);
 #endif
   convert_scalar(out, x, n);
 }
 
 void dq_bf16_interleave_rows(uint16_t *out, const float *row0, const float *row1, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx512bf16()) return interleave_avx512(out, row0, row1, n);
 #endif
   interleave_scalar(out, row0, row1, n);
@@ -133,7 +134,7 @@ void dq_gemm_bf16_ref(float *c, int64_t ldc, const uint32_t *a_packed, int64_t r
   }
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // One block: 32 rows (one A panel) x `width` columns starting at b. `width` is a constant at
 // every call site, so the accumulator arrays live in registers.
 BF16_TARGET __attribute__((always_inline)) static inline void block(
@@ -212,7 +213,7 @@ BF16_TARGET static void gemm_avx512(float *c, int64_t ldc, const uint32_t *a_pac
 void dq_gemm_bf16(float *c, int64_t ldc, const uint32_t *a_packed, int64_t rows,
                   const uint32_t *b, int64_t ldb_pair, int64_t ldb_column, int64_t columns,
                   int64_t pairs, bool accumulate) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx512bf16()) {
     gemm_avx512(c, ldc, a_packed, rows, b, ldb_pair, ldb_column, columns, pairs, accumulate);
     return;

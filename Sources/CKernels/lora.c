@@ -9,7 +9,8 @@
 #include "ckernels.h"
 #include "dq_ops.h"
 
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 #endif
 
@@ -31,7 +32,7 @@ void dq_lora_up_f16_ref(float *y, const uint16_t *bt, int64_t ldbt, const float 
   }
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 __attribute__((target("avx2,fma,f16c"))) static inline __m256 load_f16x8(const uint16_t *p) {
   return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
@@ -98,7 +99,7 @@ __attribute__((target("avx2,fma,f16c"))) static void up_avx2(float *y, const uin
 
 void dq_lora_down_f16(float *u, const uint16_t *a, int64_t rank, const float *x, int64_t columns,
                       float scale) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     down_avx2(u, a, rank, x, columns, scale);
     return;
@@ -109,7 +110,7 @@ void dq_lora_down_f16(float *u, const uint16_t *a, int64_t rank, const float *x,
 
 void dq_lora_up_f16(float *y, const uint16_t *bt, int64_t ldbt, const float *u, int64_t rank,
                     int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     up_avx2(y, bt, ldbt, u, rank, n);
     return;

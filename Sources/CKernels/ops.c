@@ -5,7 +5,8 @@
 
 #include <math.h>
 
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 #endif
 
@@ -83,7 +84,7 @@ static void swiglu_backward_scalar(float *d_gate, float *d_up, const float *dh, 
   }
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // e^x for 8 floats: 2^(x log2 e) = 2^n · e^g with n = round(x log2 e), |g| <= ln2/2, and e^g by
 // its Taylor series to degree 7 (truncation error < 6e-9 relative, below float rounding).
 // Inputs are clamped to [-87.3, 88.7], where results stay normal floats.
@@ -212,7 +213,7 @@ __attribute__((target("avx2,fma"))) static void swiglu_backward_avx2(float *d_ga
 #endif
 
 void dq_softmax(float *x, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     softmax_avx2(x, n);
     return;
@@ -224,7 +225,7 @@ void dq_softmax(float *x, int64_t n) {
 void dq_softmax_ref(float *x, int64_t n) { softmax_scalar(x, n); }
 
 double dq_cross_entropy(float *z, int64_t n, int32_t label, float weight, bool want_gradient) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) return cross_entropy_avx2(z, n, label, weight, want_gradient);
 #endif
   return cross_entropy_scalar(z, n, label, weight, want_gradient);
@@ -235,7 +236,7 @@ double dq_cross_entropy_ref(float *z, int64_t n, int32_t label, float weight, bo
 }
 
 void dq_swiglu(float *out, const float *gate, const float *up, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     swiglu_avx2(out, gate, up, n);
     return;
@@ -250,7 +251,7 @@ void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n) {
 
 void dq_swiglu_backward(float *d_gate, float *d_up, const float *dh, const float *gate,
                         const float *up, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     swiglu_backward_avx2(d_gate, d_up, dh, gate, up, n);
     return;
@@ -278,7 +279,7 @@ static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
   return sum;
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, const float *b,
                                                               int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -298,7 +299,7 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, co
 #endif
 
 float dq_dot_f32(const float *a, const float *b, int64_t n) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) return dot_f32_avx2(a, b, n);
 #endif
   return dot_f32_scalar(a, b, n);
@@ -314,7 +315,7 @@ void dq_add_low_rank_ref(float *w, int64_t ldw, const float *b, int64_t ldb, con
     }
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // Up to 4 rows (nr) x 32 columns (4 vectors of 8) of w, accumulated over the whole rank.
 __attribute__((target("avx2,fma"))) static void low_rank_block(float *w, int64_t ldw,
                                                                const float *b, int64_t ldb,
@@ -344,7 +345,7 @@ __attribute__((target("avx2,fma"))) static void low_rank_block(float *w, int64_t
 }
 #endif
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 // The AVX-512 twin of low_rank_block: 4 rows x 64 columns (4 vectors of 16).
 __attribute__((target("avx512f"))) static void low_rank_block512(float *w, int64_t ldw,
                                                                  const float *b, int64_t ldb,
@@ -378,7 +379,7 @@ __attribute__((target("avx512f"))) static void low_rank_block512(float *w, int64
 
 void dq_add_low_rank(float *w, int64_t ldw, const float *b, int64_t ldb, const float *a,
                      int64_t lda, int64_t rows, int64_t columns, int64_t rank, float scale) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx512f()) {
     const int64_t wide = columns / 64 * 64;
     for (int64_t i = 0; i < rows; i += 4) {
@@ -432,7 +433,7 @@ static void keep_mask_scalar(uint64_t state[4], float *out, int64_t i, int64_t c
   for (int k = 0; k < 4; k++) state[k] = s[k];
 }
 
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
 __attribute__((target("avx2"))) static void keep_mask_avx2(uint64_t state[4], float *out,
                                                           int64_t count, uint32_t threshold,
                                                           float keep) {
@@ -460,7 +461,7 @@ __attribute__((target("avx2"))) static void keep_mask_avx2(uint64_t state[4], fl
 
 void dq_xoshiro_keep_mask(uint64_t state[4], float *out, int64_t count, uint32_t threshold,
                           float keep) {
-#if defined(__x86_64__)
+#if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
     keep_mask_avx2(state, out, count, threshold, keep);
     return;

@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#if defined(__x86_64__)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
 #else

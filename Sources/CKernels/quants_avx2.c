@@ -12,8 +12,9 @@
 // sign trick turns a -128 weight into the unsigned 128, and 2*128*127 still fits maddubs' int16.
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
+#include "dq_simd.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#if DQ_X86_SIMD
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
@@ -841,53 +842,10 @@ dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni) {
   }
 }
 
-#else  // not x86-64: no SIMD twins, the dispatcher uses the references
+#else  // not x86-64, or DQ_SCALAR_ONLY: no SIMD twins, the dispatcher uses the references
 
 dq_dot_fn dq_avx2_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type) { (void)type; return NULL; }
-// Q8_0 x Q8_0 for four tokens: |w| and the sign pattern of each weight block are computed once;
-// per token the integer sums, accumulators and order are exactly dot_q8_0_q8_0's.
-#define DEFINE_TILE4_Q8_0(NAME, ATTR, DOT)                                                        \
-  ATTR static void NAME(int64_t n, const void *w, const void *x, size_t x_stride, float *y,      \
-                        int64_t ldy) {                                                          \
-    const block_q8_0 *a = w;                                                                     \
-    const block_q8_0 *b[4];                                                                      \
-    for (int j = 0; j < 4; j++) b[j] = (const block_q8_0 *)((const char *)x + j * x_stride);    \
-    const int64_t nb = n / QK8_0;                                                                \
-    __m256 acc0[4], acc1[4];                                                                     \
-    for (int j = 0; j < 4; j++) acc0[j] = acc1[j] = _mm256_setzero_ps();                         \
-    int64_t i = 0;                                                                               \
-    for (; i + 2 <= nb; i += 2) {                                                                \
-      const __m256i w0 = _mm256_loadu_si256((const __m256i *)a[i].qs);                          \
-      const __m256i w1 = _mm256_loadu_si256((const __m256i *)a[i + 1].qs);                      \
-      const __m256i u0 = _mm256_sign_epi8(w0, w0), u1 = _mm256_sign_epi8(w1, w1);               \
-      for (int j = 0; j < 4; j++) {                                                              \
-        const __m256i p0 =                                                                       \
-            DOT(u0, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b[j][i].qs), w0));      \
-        const __m256i p1 =                                                                       \
-            DOT(u1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b[j][i + 1].qs), w1));  \
-        const __m128 d = scale_pair(a[i].d, a[i + 1].d, b[j][i].d, b[j][i + 1].d);              \
-        acc0[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(p0), acc0[j]);    \
-        acc1[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d)),                     \
-                                  _mm256_cvtepi32_ps(p1), acc1[j]);                              \
-      }                                                                                          \
-    }                                                                                            \
-    for (; i < nb; i++) {                                                                        \
-      const __m256i wv = _mm256_loadu_si256((const __m256i *)a[i].qs);                          \
-      const __m256i u = _mm256_sign_epi8(wv, wv);                                                \
-      for (int j = 0; j < 4; j++) {                                                              \
-        const __m256i p =                                                                        \
-            DOT(u, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b[j][i].qs), wv));       \
-        acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[j][i].d)),                  \
-                                  _mm256_cvtepi32_ps(p), acc0[j]);                               \
-      }                                                                                          \
-    }                                                                                            \
-    for (int j = 0; j < 4; j++) y[j * ldy] = hsum_ps(_mm256_add_ps(acc0[j], acc1[j]));           \
-  }
-
-DEFINE_TILE4_Q8_0(tile4_q8_0_q8_0, TARGET, dot_u8_s8)
-DEFINE_TILE4_Q8_0(tile4_q8_0_q8_0_vnni, TARGET_VNNI, dot_u8_s8_vnni)
-
 dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type) { (void)type; return NULL; }
 

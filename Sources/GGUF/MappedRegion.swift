@@ -20,7 +20,8 @@ final class MappedRegion: @unchecked Sendable {
   /// Maps `path` read-only. A file that shrinks while mapped can still raise SIGBUS on access;
   /// that is the price of zero-copy weights and is outside what a parser can check.
   init(path: String) throws(GGUFError) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; fstat refuses it below.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw .io(path: path, operation: "open", errno: errno) }
     defer { close(fd) }
     var info = stat()

@@ -12,6 +12,10 @@ public enum APIError: Error, Sendable, Equatable {
   case methodNotAllowed(allowed: [HTTPMethod])
   case bodyTooLarge(limit: Int)
   case forbidden
+  /// The daemon's connection cap (`limits.max_connections`) is reached.
+  case tooManyConnections(limit: Int)
+  /// This uid's cap (`limits.max_connections_per_user`) is reached.
+  case tooManyConnectionsForUser(limit: Int)
   case backend(BackendError)
   case internalFailure(String)
 }
@@ -81,6 +85,14 @@ extension APIError {
     case .forbidden:
       (status, type, code) = (.forbidden, "permission_error", "peer_not_allowed")
       message = "this user is not in the daemon's allowed_uids / allowed_groups"
+    case .tooManyConnections(let limit):
+      (status, type, code) = (.serviceUnavailable, "server_error", "too_many_connections")
+      headers.add(name: "Retry-After", value: "1")
+      message = "the daemon has its maximum of \(limit) connections open (limits.max_connections); retry after 1 s"
+    case .tooManyConnectionsForUser(let limit):
+      (status, type, code) = (.tooManyRequests, "rate_limit_error", "too_many_connections")
+      headers.add(name: "Retry-After", value: "1")
+      message = "this user already holds \(limit) connections to the daemon (limits.max_connections_per_user); close some"
     case .internalFailure(let m):
       (status, type, code, message) = (.internalServerError, "server_error", "internal_error", m)
     case .backend(let b):

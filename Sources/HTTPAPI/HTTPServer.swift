@@ -26,15 +26,27 @@ public struct HTTPServerConfiguration: Sendable {
   public var peerPolicy: PeerPolicy
   /// A connection that sends nothing for this long while no response is owed is closed.
   public var idleTimeout: Duration
+  /// A request's head and body must arrive within this long of its first byte, however steadily
+  /// they trickle in (the idle timer alone restarts on every byte); past it: 408 and close.
+  public var requestTimeout: Duration
   /// Open connections beyond this get 503 with `Retry-After` and are closed, so a flood of
   /// clients runs into a clear answer instead of the process's descriptor limit.
   public var maxConnections: Int
+  /// Open connections one uid may hold (`SO_PEERCRED`); more get 429. Privileged uids are exempt.
+  public var maxConnectionsPerUser: Int
+  /// Of `maxConnections`, this many are kept for privileged uids, so a flood by other users
+  /// never locks root or the service's own user out of `/health`.
+  public var reservedConnections: Int
+  /// Root and the daemon's own user by default.
+  public var privilegedUIDs: Set<UInt32>
   public var logger: Logger
 
   public init(
     maxBodyBytes: Int = 4 << 20, maxPushBytes: Int = 64 << 20, socketMode: UInt32 = 0o660,
     peerPolicy: PeerPolicy = .init(),
-    idleTimeout: Duration = .seconds(60), maxConnections: Int = 512,
+    idleTimeout: Duration = .seconds(60), requestTimeout: Duration = .seconds(60),
+    maxConnections: Int = 512, maxConnectionsPerUser: Int = 64, reservedConnections: Int = 16,
+    privilegedUIDs: Set<UInt32> = [0, UInt32(getuid())],
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
@@ -42,9 +54,29 @@ public struct HTTPServerConfiguration: Sendable {
     self.socketMode = socketMode
     self.peerPolicy = peerPolicy
     self.idleTimeout = idleTimeout
+    self.requestTimeout = requestTimeout
     self.maxConnections = maxConnections
+    self.maxConnectionsPerUser = maxConnectionsPerUser
+    self.reservedConnections = reservedConnections
+    self.privilegedUIDs = privilegedUIDs
     self.logger = logger
   }
+
+  /// Whether one more connection from `uid` fits, given what is open now (not counting it).
+  public func admission(uid: UInt32?, open total: Int, openByUID: Int) -> ConnectionAdmission {
+    if let uid, privilegedUIDs.contains(uid) {
+      return total < maxConnections ? .admitted : .overTotal(limit: maxConnections)
+    }
+    if openByUID >= maxConnectionsPerUser { return .overPerUser(limit: maxConnectionsPerUser) }
+    let shared = max(0, maxConnections - reservedConnections)
+    return total < shared ? .admitted : .overTotal(limit: maxConnections)
+  }
+}
+
+public enum ConnectionAdmission: Sendable, Equatable {
+  case admitted
+  case overTotal(limit: Int)
+  case overPerUser(limit: Int)
 }
 
 public enum HTTPServerError: Error, Sendable, Equatable {
@@ -69,22 +101,21 @@ struct Accepted: Sendable {
 public final class HTTPServer: Sendable {
   private let serverChannel: NIOAsyncChannel<Accepted, Never>
   private let router: Router
-  private let configuration: HTTPServerConfiguration
+  /// Everything but the socket's mode can change live (`update`); connections read it when
+  /// accepted and per request.
+  private let live: NIOLockedValueBox<HTTPServerConfiguration>
+  private var configuration: HTTPServerConfiguration { live.withLockedValue { $0 } }
   private let connections = ConnectionRegistry()
   /// The path we bound and must unlink on shutdown; nil under socket activation.
   public let socketPath: String?
 
-  /// The peer policy in force; `updatePeerPolicy` changes it for connections accepted later.
-  private let policy: NIOLockedValueBox<PeerPolicy>
-
   private init(
     serverChannel: NIOAsyncChannel<Accepted, Never>, backend: any InferenceBackend,
-    configuration: HTTPServerConfiguration, socketPath: String?, policy: NIOLockedValueBox<PeerPolicy>
+    live: NIOLockedValueBox<HTTPServerConfiguration>, socketPath: String?
   ) {
-    self.policy = policy
+    self.live = live
     self.serverChannel = serverChannel
     self.router = Router(backend: backend)
-    self.configuration = configuration
     self.socketPath = socketPath
   }
 
@@ -95,12 +126,12 @@ public final class HTTPServer: Sendable {
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws -> HTTPServer {
     try removeStaleSocket(at: path)
-    let policy = NIOLockedValueBox(configuration.peerPolicy)
+    let live = NIOLockedValueBox(configuration)
     let channel: NIOAsyncChannel<Accepted, Never>
     do {
       channel = try await bootstrap(group: group).bind(
         unixDomainSocketPath: path, cleanupExistingSocketFile: false,
-        childChannelInitializer: childInitializer(configuration, policy: policy))
+        childChannelInitializer: childInitializer(live))
     } catch {
       throw HTTPServerError.bindFailed(path: path, message: String(describing: error))
     }
@@ -110,8 +141,7 @@ public final class HTTPServer: Sendable {
       try? await channel.channel.close()
       throw HTTPServerError.chmodFailed(path: path, errno: e)
     }
-    return HTTPServer(
-      serverChannel: channel, backend: backend, configuration: configuration, socketPath: path, policy: policy)
+    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: path)
   }
 
   /// Serves on a descriptor that is already bound and listening (systemd socket activation).
@@ -123,16 +153,28 @@ public final class HTTPServer: Sendable {
     guard descriptor >= 0, fcntl(descriptor, F_GETFD) != -1 else {
       throw HTTPServerError.invalidDescriptor(descriptor)
     }
-    let policy = NIOLockedValueBox(configuration.peerPolicy)
+    let live = NIOLockedValueBox(configuration)
     let channel = try await bootstrap(group: group).bind(
-      descriptor, childChannelInitializer: childInitializer(configuration, policy: policy))
-    return HTTPServer(
-      serverChannel: channel, backend: backend, configuration: configuration, socketPath: nil, policy: policy)
+      descriptor, childChannelInitializer: childInitializer(live))
+    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: nil)
   }
+
+  /// The peer policy in force.
+  public var peerPolicy: PeerPolicy { configuration.peerPolicy }
 
   /// Replaces the peer policy (a configuration reload); connections already admitted stay.
   public func updatePeerPolicy(_ newPolicy: PeerPolicy) {
-    policy.withLockedValue { $0 = newPolicy }
+    live.withLockedValue { $0.peerPolicy = newPolicy }
+  }
+
+  /// A configuration reload: body limits apply to the next request, caps, timeouts and the peer
+  /// policy to connections accepted from now on. The socket's file mode stays as bound.
+  public func update(_ newConfiguration: HTTPServerConfiguration) {
+    live.withLockedValue { current in
+      let mode = current.socketMode
+      current = newConfiguration
+      current.socketMode = mode
+    }
   }
 
   private static func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
@@ -147,18 +189,21 @@ public final class HTTPServer: Sendable {
   }
 
   private static func childInitializer(
-    _ configuration: HTTPServerConfiguration, policy: NIOLockedValueBox<PeerPolicy>
+    _ live: NIOLockedValueBox<HTTPServerConfiguration>
   ) -> @Sendable (any Channel) -> EventLoopFuture<Accepted> {
     { channel in
       peerCredentials(of: channel).flatMapThrowing { peer in
+        let configuration = live.withLockedValue { $0 }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
           withPipeliningAssistance: true, withErrorHandling: true)
-        let (seconds, attoseconds) = configuration.idleTimeout.components
-        let idle = TimeAmount.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        let closer = IdleConnectionCloser()
+        // First in the pipeline: it must see raw bytes, before the decoder has a head to show.
+        try channel.pipeline.syncOperations.addHandler(
+          RequestDeadline(timeout: timeAmount(configuration.requestTimeout), closer: closer), position: .first)
         try channel.pipeline.syncOperations.addHandlers(
-          IdleStateHandler(readTimeout: idle), IdleConnectionCloser())
+          IdleStateHandler(readTimeout: timeAmount(configuration.idleTimeout)), closer)
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
-        return Accepted(channel: wrapped, peer: peer, admitted: policy.withLockedValue { $0 }.admits(peer))
+        return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
       }
     }
   }
@@ -204,7 +249,7 @@ public final class HTTPServer: Sendable {
     case request(HTTPRequest)
     case tooLarge(HTTPRequestHead, limit: Int)
     case refused(HTTPRequestHead)
-    case overCapacity(HTTPRequestHead)
+    case overCapacity(HTTPRequestHead, ConnectionAdmission)
   }
 
   /// Sample pushes may be large; every other request stays under `maxBodyBytes`.
@@ -216,9 +261,10 @@ public final class HTTPServer: Sendable {
 
   private func serve(_ accepted: Accepted) async {
     let channel = accepted.channel
-    let id = connections.add(channel.channel)
+    let (id, admission) = connections.add(channel.channel, uid: accepted.peer?.uid, configuration: configuration)
     defer { connections.remove(id) }
-    let overCapacity = connections.count > configuration.maxConnections
+    let overCapacity = admission != .admitted
+    let configuration = self.configuration
     let logger = configuration.logger
     do {
       try await channel.executeThenClose { inbound, outbound in
@@ -243,7 +289,7 @@ public final class HTTPServer: Sendable {
                   queue.yield(.refused(h))
                   discarding = true
                 } else if overCapacity {
-                  queue.yield(.overCapacity(h))
+                  queue.yield(.overCapacity(h, admission))
                   discarding = true
                 } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                   queue.yield(.tooLarge(h, limit: limit))
@@ -297,9 +343,12 @@ public final class HTTPServer: Sendable {
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
         try? await w.writeError(.forbidden)
         keepOpen = false
-      case .overCapacity(let h):
+      case .overCapacity(let h, let admission):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
+        switch admission {
+        case .overPerUser(let limit): try? await w.writeError(.tooManyConnectionsForUser(limit: limit))
+        default: try? await w.writeError(.tooManyConnections(limit: configuration.maxConnections))
+        }
         keepOpen = false
       case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
@@ -324,6 +373,11 @@ public final class HTTPServer: Sendable {
   }
 }
 
+func timeAmount(_ d: Duration) -> TimeAmount {
+  let (seconds, attoseconds) = d.components
+  return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+}
+
 /// Swallows errors on the listening channel so a failed accept doesn't finish the accept stream.
 private final class AcceptErrorAbsorber: ChannelInboundHandler, Sendable {
   typealias InboundIn = any Channel
@@ -336,6 +390,9 @@ final class ConnectionRegistry: Sendable {
   private struct Entry {
     var channel: any Channel
     var inFlight: Int
+    var uid: UInt32?
+    /// Refused over a cap: it gets its answer and closes, and holds no place meanwhile.
+    var counted: Bool
   }
   private struct State {
     var entries: [Int: Entry] = [:]
@@ -344,15 +401,25 @@ final class ConnectionRegistry: Sendable {
   }
   private let state = NIOLockedValueBox(State())
 
-  func add(_ channel: any Channel) -> Int {
-    let (id, draining) = state.withLockedValue { s in
+  /// Registers a connection and decides, in the same critical section, whether it fits the caps.
+  func add(
+    _ channel: any Channel, uid: UInt32? = nil, configuration: HTTPServerConfiguration = .init()
+  ) -> (Int, ConnectionAdmission) {
+    let (id, draining, admission) = state.withLockedValue { s in
+      var total = 0
+      var byUID = 0
+      for e in s.entries.values where e.counted {
+        total += 1
+        if e.uid == uid { byUID += 1 }
+      }
+      let admission = configuration.admission(uid: uid, open: total, openByUID: byUID)
       s.nextID += 1
-      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0)
-      return (s.nextID, s.draining)
+      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0, uid: uid, counted: admission == .admitted)
+      return (s.nextID, s.draining, admission)
     }
     // Accepted in the instant before the listener closed: nothing is in flight, so close it.
     if draining { channel.close(promise: nil) }
-    return id
+    return (id, admission)
   }
   func remove(_ id: Int) { state.withLockedValue { _ = $0.entries.removeValue(forKey: id) } }
   func begin(_ id: Int) { state.withLockedValue { $0.entries[id]?.inFlight += 1 } }

@@ -12,9 +12,15 @@ final class IdleConnectionCloser: ChannelDuplexHandler, RemovableChannelHandler 
 
   /// Requests fully received whose response has not ended yet: the server is working.
   private var owed = 0
+  /// Told when a whole request has arrived (RequestDeadline stops its clock).
+  var onRequestComplete: (() -> Void)?
+  var responseOwed: Bool { owed > 0 }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    if case .end = unwrapInboundIn(data) { owed += 1 }
+    if case .end = unwrapInboundIn(data) {
+      owed += 1
+      onRequestComplete?()
+    }
     context.fireChannelRead(data)
   }
 

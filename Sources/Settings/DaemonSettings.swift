@@ -69,6 +69,16 @@ public struct Limits: Sendable, Equatable {
   public var maxConcurrentGenerations = 2
   /// Requests waiting for a generation slot before new ones get 503 + Retry-After.
   public var queueLimit = 32
+
+  // Connections (HTTPServerConfiguration): caps by SO_PEERCRED uid and a deadline per request.
+  /// Open connections in all; past it 503 (root and the daemon's user may use the reserve).
+  public var maxConnections = 512
+  /// Open connections one uid may hold (root and the daemon's user are exempt); past it 429.
+  public var maxConnectionsPerUser = 64
+  /// Places of max_connections only root and the daemon's own user may take.
+  public var reservedConnections = 16
+  /// A request's head and body must arrive within this many seconds of its first byte; past it 408.
+  public var requestTimeoutSeconds = 60.0
   public init() {}
 }
 

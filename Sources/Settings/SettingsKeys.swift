@@ -75,6 +75,10 @@ enum SettingsKeys {
       int("limits.max_tokens", \.limits.maxTokens, 1...1_048_576),
       int("limits.max_concurrent_generations", \.limits.maxConcurrentGenerations, 1...1024),
       int("limits.queue_limit", \.limits.queueLimit, 0...1_000_000),
+      int("limits.max_connections", \.limits.maxConnections, 1...65536),
+      int("limits.max_connections_per_user", \.limits.maxConnectionsPerUser, 1...65536),
+      int("limits.reserved_connections", \.limits.reservedConnections, 0...65536),
+      double("limits.request_timeout_seconds", \.limits.requestTimeoutSeconds, 0.1...86400),
 
       int("training.rank", \.training.rank, 1...1024),
       double("training.alpha", \.training.alpha, 0.001...100_000),

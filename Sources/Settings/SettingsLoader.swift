@@ -91,6 +91,13 @@ public enum SettingsLoader {
           "generation.max_tokens (\(s.generation.maxTokens)) is above limits.max_tokens (\(s.limits.maxTokens))"),
         keyPath: path, mark: marks[path])
     }
+    if s.limits.reservedConnections >= s.limits.maxConnections {
+      let path = "limits.reserved_connections"
+      throw SettingsError(
+        .outOfRange(
+          "limits.reserved_connections (\(s.limits.reservedConnections)) leaves no place of limits.max_connections (\(s.limits.maxConnections)) for other users"),
+        keyPath: path, mark: marks[path])
+    }
   }
 }
 

@@ -120,9 +120,7 @@ final class Daemon: Sendable {
 
   /// systemd's listening socket when activated, else `server.socket_path` bound here.
   private func bind(_ settings: DaemonSettings, backend: EngineBackend, logger: Logger) async throws -> HTTPServer {
-    let configuration = HTTPServerConfiguration(
-      maxBodyBytes: settings.limits.maxRequestBytes, maxPushBytes: settings.limits.maxPushBytes, socketMode: settings.server.socketMode,
-      peerPolicy: try Self.peerPolicy(settings.server), logger: logger)
+    let configuration = Self.httpConfiguration(settings, peerPolicy: try Self.peerPolicy(settings.server), logger: logger)
     let activated = try SocketActivation.listenFileDescriptors()
     if let first = activated.first {
       if activated.count > 1 { logger.warning("systemd passed \(activated.count) sockets; serving the first") }
@@ -142,6 +140,16 @@ final class Daemon: Sendable {
       }
     }
     return server
+  }
+
+  /// The server's limits from the settings: one mapping for the start and every reload.
+  static func httpConfiguration(_ settings: DaemonSettings, peerPolicy: PeerPolicy, logger: Logger) -> HTTPServerConfiguration {
+    let limits = settings.limits
+    return HTTPServerConfiguration(
+      maxBodyBytes: limits.maxRequestBytes, maxPushBytes: limits.maxPushBytes, socketMode: settings.server.socketMode,
+      peerPolicy: peerPolicy, requestTimeout: .milliseconds(Int64((limits.requestTimeoutSeconds * 1000).rounded())),
+      maxConnections: limits.maxConnections, maxConnectionsPerUser: limits.maxConnectionsPerUser,
+      reservedConnections: limits.reservedConnections, logger: logger)
   }
 
   /// The configured uids and groups; when any are listed, root and the daemon's own user are
@@ -223,26 +231,35 @@ final class Daemon: Sendable {
         logger.error("adapters.default: \(error)")
       }
     }
+    let policy: PeerPolicy
     do {
-      server.updatePeerPolicy(try peerPolicy(settings.server))
+      policy = try peerPolicy(settings.server)
     } catch {
       logger.error("access lists not changed: \(error)")
+      policy = server.peerPolicy
     }
-    var serverAtStart = settings.server
-    serverAtStart.allowedUIDs = current.server.allowedUIDs
-    serverAtStart.allowedGroups = current.server.allowedGroups
+    // Body limits, connection caps and the request deadline apply from the next request/connection.
+    server.update(httpConfiguration(settings, peerPolicy: policy, logger: logger))
     let needRestart: [(String, Bool)] = [
-      ("model", settings.model != current.model), ("server", serverAtStart != current.server),
+      ("model.path", settings.model.path != current.model.path),
+      ("model.context_size", settings.model.contextSize != current.model.contextSize),
+      ("model.threads", settings.model.threads != current.model.threads),
+      ("model.kv_cache_type", settings.model.kvCacheType != current.model.kvCacheType),
+      ("server.socket_path", settings.server.socketPath != current.server.socketPath),
+      ("server.socket_mode", settings.server.socketMode != current.server.socketMode),
+      ("server.socket_group", settings.server.socketGroup != current.server.socketGroup),
       ("adapters.directory", settings.adapters.directory != current.adapters.directory),
       ("adapters.merge_type", settings.adapters.mergeType != current.adapters.mergeType),
       ("state_directory", settings.stateDirectory != current.stateDirectory),
       ("training.compute_type", settings.training.computeType != current.training.computeType),
     ]
     let pending = needRestart.filter(\.1).map(\.0)
-    if !pending.isEmpty {
-      logger.warning("changes to \(pending.joined(separator: ", ")) take effect at the next restart")
+    if pending.isEmpty {
+      logger.notice("configuration reloaded")
+      return "serving (configuration reloaded)"
     }
-    logger.notice("configuration reloaded")
-    return "serving (configuration reloaded)"
+    let restart = "changes to \(pending.joined(separator: ", ")) need a restart and do not apply yet"
+    logger.warning("configuration reloaded; \(restart)")
+    return "serving (configuration reloaded; \(restart))"
   }
 }

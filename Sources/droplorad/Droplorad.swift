@@ -114,6 +114,18 @@ struct Droplorad: AsyncParsableCommand {
     if let why = Daemon.computeType(settings.training.computeType).unsupportedReason {
       throw SettingsError(.invalidValue(why), keyPath: "training.compute_type", source: path)
     }
+    try resolveGroups(settings, source: path)
     return settings
+  }
+
+  /// Group names must exist on this system (the start would fail on them): --check-config and
+  /// reloads say so before a restart does.
+  static func resolveGroups(_ settings: DaemonSettings, source: String?) throws {
+    for name in settings.server.allowedGroups where Daemon.groupID(name) == nil {
+      throw SettingsError(.invalidValue("no group '\(name)' on this system"), keyPath: "server.allowed_groups", source: source)
+    }
+    if let name = settings.server.socketGroup, Daemon.groupID(name) == nil {
+      throw SettingsError(.invalidValue("no group '\(name)' on this system"), keyPath: "server.socket_group", source: source)
+    }
   }
 }

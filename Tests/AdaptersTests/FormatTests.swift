@@ -20,8 +20,9 @@ import Testing
     #expect(config.r == 8 && config.loraAlpha == 16 && config.useRSLoRA == true)
     #expect(config.targetModules == .names(["v_proj", "q_proj"]))
     #expect(abs(config.scale - 16 / Float(8).squareRoot()) < 1e-6)
-    let pattern = try AdapterConfig.decode(Data(#"{"r": 4, "lora_alpha": 8, "target_modules": ".*proj"}"#.utf8), path: "c")
-    #expect(pattern.targetModules == .pattern(".*proj") && pattern.scale == 2)
+    let full = try AdapterConfig.decode(
+      Data(#"{"r": 4, "lora_alpha": 8, "target_modules": ["model.layers.0.self_attn.q_proj"]}"#.utf8), path: "c")
+    #expect(full.scale == 2)
     // Encoding keeps the on-disk names.
     let text = String(decoding: config.encoded(), as: UTF8.self)
     #expect(text.contains("\"lora_alpha\"") && text.contains("\"use_rslora\"") && text.contains("\"target_modules\""))
@@ -36,6 +37,12 @@ import Testing
     (#"{"r": 8, "lora_alpha": 16, "rank_pattern": {"q_proj": 4}}"#, "rank_pattern"),
     (#"{"r": 8, "lora_alpha": 16, "modules_to_save": ["lm_head"]}"#, "modules_to_save"),
     (#"{"r": 8, "lora_alpha": 16, "peft_type": "IA3"}"#, "peft_type"),
+    // Each of these was accepted and then made every chat empty.
+    (#"{"r": 8, "lora_alpha": -16}"#, "lora_alpha = -16"),
+    (#"{"r": 8, "lora_alpha": 1e999}"#, "bad adapter_config.json"),  // JSONDecoder refuses it already
+    (#"{"r": 8, "lora_alpha": 16, "target_modules": []}"#, "target_modules is empty"),
+    (#"{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "lm_head"]}"#, "target_modules names 'lm_head'"),
+    (#"{"r": 8, "lora_alpha": 16, "target_modules": "q_proj"}"#, "target_modules is the string 'q_proj'"),
   ])
   func refusesWhatItCannotApply(json: String, expected: String) {
     do {
@@ -196,8 +203,70 @@ import Testing
     #expect(throws: AdapterError.wrongShape(tensor: "blk.0.attn_q.weight.lora_a", expected: [d, d], found: [2, d])) {
       try AdapterFile.read(path: directory + "/flipped.gguf", base: hyper)
     }
+    // A FIFO (as the adapter, or as its adapter_config.json) is refused before it is opened.
+    let fifo = directory + "/fifo.gguf"
+    #expect(mkfifo(fifo, 0o600) == 0)
+    var fifoError: AdapterError?
+    do { _ = try AdapterFile.read(path: fifo, base: hyper) } catch { fifoError = error }
+    guard case .io(let fifoPath, _)? = fifoError, fifoPath == fifo else {
+      Issue.record("a FIFO was not refused as an adapter")
+      return
+    }
     // A model file is not an adapter.
     #expect(throws: AdapterError.self) { try AdapterFile.read(path: defaultModelPath, base: hyper) }
+  }
+
+  /// NaN, ±Inf or absurdly large factors used to load (201) and then every chat came out empty.
+  @Test func nonFiniteOrHugeFactorsAreRefusedNamingTheTensor() throws {
+    let hyper = try requireModel().hyper
+    let directory = try scratchDirectory("nonfinite")
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let d = hyper.embeddingLength
+    let q = "base_model.model.model.layers.0.self_attn.q_proj"
+    func peft(a: Float, b: Float, alpha: Double = 4, modules: [String] = ["q_proj"]) throws -> AdapterError? {
+      var writer = SafetensorsWriter()
+      var av = [Float](repeating: 0.01, count: 2 * d)
+      var bv = [Float](repeating: 0.01, count: d * 2)
+      av[7] = a
+      bv[d] = b
+      writer.add(name: q + ".lora_A.weight", dtype: .f32, shape: [2, d], values: av)
+      writer.add(name: q + ".lora_B.weight", dtype: .f32, shape: [d, 2], values: bv)
+      try writer.write(to: directory + "/" + PEFTFormat.weightsFileName)
+      try AdapterConfig(r: 2, loraAlpha: alpha, targetModules: modules).encoded()
+        .write(to: URL(fileURLWithPath: directory + "/" + PEFTFormat.configFileName))
+      do {
+        _ = try PEFTFormat.read(path: directory, base: hyper)
+        return nil
+      } catch {
+        return error
+      }
+    }
+    #expect(try peft(a: 0.5, b: -0.5) == nil)  // an ordinary adapter still loads
+    #expect(try peft(a: .nan, b: 0) == .nonFiniteFactor(tensor: "blk.0.attn_q.weight", factor: "lora_A"))
+    #expect(try peft(a: 0, b: .infinity) == .nonFiniteFactor(tensor: "blk.0.attn_q.weight", factor: "lora_B"))
+    #expect(try peft(a: 0, b: -.infinity) == .nonFiniteFactor(tensor: "blk.0.attn_q.weight", factor: "lora_B"))
+    guard case .factorsTooLarge(let tensor, _, _)? = try peft(a: 1e6, b: 1e3) else {
+      Issue.record("huge factors were accepted")
+      return
+    }
+    #expect(tensor == "blk.0.attn_q.weight")
+    // A tensor for a module target_modules does not list.
+    guard case .badConfig(_, let reason)? = try peft(a: 0.5, b: 0.5, modules: ["v_proj"]) else {
+      Issue.record("a q_proj tensor under target_modules [v_proj] was accepted")
+      return
+    }
+    #expect(reason.contains("q_proj"))
+    // GGUF-LoRA files go through the same check.
+    var adapter = LoRAAdapter.random(base: hyper, rank: 2, projections: [.v], layers: 0..<1)
+    var f = adapter.factors.values.first!
+    var b = f.b
+    b[3] = .nan
+    f = LoRAFactors(rank: f.rank, rows: f.rows, columns: f.columns, a: f.a, b: b)
+    adapter.factors[adapter.factors.keys.first!] = f
+    try GGUFLoRAFormat.write(adapter, to: directory + "/nan.gguf", base: hyper)
+    #expect(throws: AdapterError.nonFiniteFactor(tensor: "blk.0.attn_v.weight", factor: "lora_B")) {
+      try AdapterFile.read(path: directory + "/nan.gguf", base: hyper)
+    }
   }
 
   @Test func truncatedAdapterFilesAreRefused() throws {

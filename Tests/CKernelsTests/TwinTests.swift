@@ -176,7 +176,7 @@ let dispatchPathLock = NSLock()
       let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
       let flagsLine = try #require(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") })
       let flags = Set(flagsLine.split(separator: " ").map(String.init))
-      let has = flags.contains("avx2") && flags.contains("fma") && flags.contains("f16c")
+      let has = flags.contains("avx2") && flags.contains("fma") && flags.contains("f16c") && dq_simd_compiled()
       #expect(String(cString: dq_simd_path()) == (has ? "avx2" : "scalar"))
     }
   #endif

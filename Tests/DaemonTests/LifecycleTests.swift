@@ -46,6 +46,30 @@ extension DaemonTests {
       #expect(daemon.log.contains("reload refused"))
     }
 
+    /// limits.max_request_bytes used to stay at its start value after SIGHUP although the docs
+    /// say limits change live; what cannot change live is named in the reload's log line.
+    @Test func sighupAppliesRequestLimitsAndNamesWhatNeedsARestart() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let config = directory + "/droplorad.yaml"
+      try "limits:\n  max_request_bytes: 1048576\n".write(toFile: config, atomically: true, encoding: .utf8)
+      let daemon = try DaemonProcess(arguments: ["--config", config], directory: directory)
+      defer { daemon.stop() }
+      // Over 4096 bytes, but a short prompt: JSON whitespace pads it.
+      let long = #"{"messages": [{"role": "user", "content": "hi"}],\#(String(repeating: " ", count: 6000))"max_tokens": 1}"#
+      #expect(try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: long).status == 200)
+
+      try "limits:\n  max_request_bytes: 4096\nmodel:\n  kv_cache_type: f16\n".write(
+        toFile: config, atomically: true, encoding: .utf8)
+      let seen = daemon.notifications.messages.count
+      daemon.signal(SIGHUP)
+      let ready = try daemon.notifications.wait(for: "READY=1", after: seen)
+      #expect(ready.contains("model.kv_cache_type need a restart"), "\(ready)")
+      let refused = try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: long)
+      #expect(refused.status == 413, "\(refused.body)")
+      #expect(daemon.log.contains("configuration reloaded; changes to model.kv_cache_type need a restart"), "\(daemon.log)")
+    }
+
     @Test func watchdogPingsComeFromTheServingLoop() throws {
       // WATCHDOG_USEC as systemd sets it for WatchdogSec=1 (no WATCHDOG_PID: any pid may ping).
       let daemon = try DaemonProcess(environment: ["WATCHDOG_USEC": "1000000"])
@@ -114,6 +138,27 @@ extension DaemonTests {
       try daemon.notifications.wait(for: "READY=1", after: seen)
       #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 65534).status == 200)
       #expect(try curl(daemon.socketPath, "GET", "/health", asUser: 4242).status == 403)
+    }
+
+    /// --check-config used to call a group that does not exist "valid"; the start then failed.
+    @Test func checkConfigResolvesGroups() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let cases = [
+        ("server:\n  allowed_groups: [root, no-such-group-dld]\n", "server.allowed_groups"),
+        ("server:\n  socket_group: no-such-group-dld\n", "server.socket_group"),
+      ]
+      for (text, key) in cases {
+        let file = directory + "/groups.yaml"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let refused = try runTool([Paths.daemon, "--config", file, "--check-config"])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(refused.stderr.contains(key) && refused.stderr.contains("no group 'no-such-group-dld'"), "\(refused.stderr)")
+      }
+      let good = directory + "/good.yaml"
+      try "server:\n  allowed_groups: [root, \"0\"]\n  socket_group: root\n".write(toFile: good, atomically: true, encoding: .utf8)
+      let ok = try runTool([Paths.daemon, "--config", good, "--check-config"])
+      #expect(ok.status == 0, "\(ok)")
     }
 
     @Test func checkConfigValidatesAndExits() throws {

@@ -84,6 +84,12 @@ import Testing
     #expect(throws: GGUFError.notARegularFile(path: directory.path)) {
       try GGUFFile(path: directory.path)
     }
+    // A FIFO as the model used to block in open() until a writer came (forever).
+    let fifo = directory.appendingPathComponent("model.fifo").path
+    #expect(mkfifo(fifo, 0o600) == 0)
+    #expect(throws: GGUFError.notARegularFile(path: fifo)) {
+      try GGUFFile(path: fifo)
+    }
     let missing = directory.appendingPathComponent("missing.gguf").path
     #expect(throws: GGUFError.io(path: missing, operation: "open", errno: ENOENT)) {
       try GGUFFile(path: missing)

@@ -227,6 +227,104 @@ func post(_ target: String, _ json: String, close: Bool = true) -> String {
     }
   }
 
+  /// One byte every 100 ms restarts the idle timer each time; the request deadline still ends it.
+  @Test func requestTricklingInIsCutAtTheDeadline() async throws {
+    var config = HTTPServerConfiguration()
+    config.idleTimeout = .seconds(10)
+    config.requestTimeout = .milliseconds(800)
+    try await withServer(configuration: config) { path, _, _ in
+      let (elapsed, response) = try await offPool {
+        let c = try UnixHTTPClient(path: path, timeoutSeconds: 10)
+        let start = ContinuousClock.now
+        let bytes = Array("GET /health HTTP/1.1\r\nHost: x\r\n".utf8) + Array(repeating: UInt8(ascii: "a"), count: 200)
+        for b in bytes {
+          if (try? c.send([b])) == nil { break }  // the server closed
+          var pollFD = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
+          if poll(&pollFD, 1, 100) > 0 { break }  // it answered
+        }
+        let r = try c.readResponse()
+        return (ContinuousClock.now - start, r)
+      }
+      #expect(response.status == 408)
+      #expect(try errorObject(response)["code"] as? String == "request_timeout")
+      #expect(elapsed < .seconds(5))
+    }
+  }
+
+  @Test func connectionsBeyondTheUserCapGet429() async throws {
+    var config = HTTPServerConfiguration()
+    config.privilegedUIDs = []  // the test's own uid is an ordinary client here
+    config.maxConnectionsPerUser = 3
+    try await withServer(configuration: config) { path, _, _ in
+      let (status, code) = try await offPool {
+        let held = try (0..<3).map { _ in try UnixHTTPClient(path: path) }
+        for c in held {
+          try c.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+          _ = try c.readResponse()
+        }
+        return try withExtendedLifetime(held) {
+          let extra = try UnixHTTPClient(path: path)
+          try extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+          let r = try extra.readResponse()
+          return (r.status, try errorObject(r)["code"] as? String)
+        }
+      }
+      #expect(status == 429)
+      #expect(code == "too_many_connections")
+      var ok = 0
+      for _ in 0..<300 where ok != 200 {
+        ok = try await request(path, "GET", "/health").status
+        if ok != 200 { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(ok == 200)
+    }
+  }
+
+  /// 600 idle connections by ordinary users (today: /health answers 503 to everyone, root too).
+  @Test func privilegedUsersKeepAReserveUnderAFlood() {
+    var config = HTTPServerConfiguration()
+    config.maxConnections = 512
+    config.reservedConnections = 16
+    config.maxConnectionsPerUser = 64
+    config.privilegedUIDs = [0, 990]
+    // One user alone stops at its own cap, leaving the rest for everyone else.
+    #expect(config.admission(uid: 1000, open: 64, openByUID: 64) == .overPerUser(limit: 64))
+    #expect(config.admission(uid: 1001, open: 64, openByUID: 0) == .admitted)
+    // Many users together fill the shared part; root and the service user still get in.
+    #expect(config.admission(uid: 1042, open: 496, openByUID: 10) == .overTotal(limit: 512))
+    #expect(config.admission(uid: nil, open: 496, openByUID: 10) == .overTotal(limit: 512))
+    #expect(config.admission(uid: 0, open: 496, openByUID: 0) == .admitted)
+    #expect(config.admission(uid: 990, open: 511, openByUID: 200) == .admitted)
+    #expect(config.admission(uid: 0, open: 512, openByUID: 0) == .overTotal(limit: 512))
+    // The default treats root and the running user as privileged.
+    #expect(HTTPServerConfiguration().privilegedUIDs == [0, getuid()])
+  }
+
+  /// The same flood end to end, from one ordinary uid: it is held to its own cap (429); a
+  /// privileged user may use the reserve beyond the shared part.
+  @Test func anIdleFloodDoesNotLockOutThePrivilegedUser() async throws {
+    var config = HTTPServerConfiguration()
+    config.maxConnectionsPerUser = 8
+    config.maxConnections = 16
+    config.reservedConnections = 4
+    config.privilegedUIDs = []
+    try await withServer(configuration: config) { path, _, _ in
+      let flood = try await offPool { try (0..<40).map { _ in try UnixHTTPClient(path: path) } }
+      try await Task.sleep(for: .milliseconds(200))  // let the server accept them all
+      let extra = try await request(path, "GET", "/health")
+      #expect(extra.status == 429)
+      #expect(flood.allSatisfy { $0.fd >= 0 })  // keeps the flood open until here
+    }
+    config.privilegedUIDs = [getuid()]
+    try await withServer(configuration: config) { path, _, _ in
+      // Privileged: no per-user cap, and the reserve is theirs: 15 idle ones, then /health.
+      let held = try await offPool { try (0..<15).map { _ in try UnixHTTPClient(path: path) } }
+      try await Task.sleep(for: .milliseconds(200))
+      #expect(try await request(path, "GET", "/health").status == 200)
+      #expect(held.allSatisfy { $0.fd >= 0 })
+    }
+  }
+
   @Test func expectContinueGetsAnInterimResponse() async throws {
     try await withServer { path, _, _ in
       let (interim, final) = try await offPool {

@@ -86,6 +86,8 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end);
 
+// False when built with DQ_SCALAR_ONLY (or not for x86-64): only the scalar twins exist.
+bool dq_simd_compiled(void);
 // Which SIMD path the dispatching functions use ("avx2" or "scalar") on the calling thread;
 // tests can force the scalar references for the calling thread only.
 const char *dq_simd_path(void);
