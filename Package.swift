@@ -108,7 +108,9 @@ let package = Package(
     .testTarget(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels", "TinyModelSupport"],
       resources: [.copy("Fixtures")]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training"]),
+    .testTarget(
+      name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training"],
+      resources: [.copy("Fixtures")]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),
