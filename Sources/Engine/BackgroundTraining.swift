@@ -73,6 +73,15 @@ public struct TrainingVersion: Sendable, Codable, Equatable {
   /// Unix seconds.
   public var created: Double
   public var published: Bool
+
+  public init(version: Int, step: Int, evalLoss: Double?, trainLoss: Double?, created: Double, published: Bool) {
+    self.version = version
+    self.step = step
+    self.evalLoss = evalLoss
+    self.trainLoss = trainLoss
+    self.created = created
+    self.published = published
+  }
 }
 
 public struct IngestReport: Sendable, Equatable {
