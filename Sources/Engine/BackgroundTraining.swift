@@ -383,6 +383,8 @@ public final class BackgroundTraining: @unchecked Sendable {
       condition.unlock()
       guard keepGoing, let (name, job) = next else { break }
       trainOneStep(name, job)
+      // Deleted during the step: whatever the step wrote for it (a version directory) goes too.
+      if condition.withLock({ job.removed }) { try? FileManager.default.removeItem(atPath: directory + "/" + name) }
     }
     // Leave every trained adapter resumable.
     for (name, job) in condition.withLock({ jobs.map { ($0.key, $0.value) } }) where job.dirty {

@@ -276,6 +276,7 @@ final class AdapterLibrary: @unchecked Sendable {
     let text = "\(error)"
     if let error = error as? CocoaError, error.code == .fileWriteOutOfSpace { return true }
     return text.contains("No space left") || text.contains("Disk quota") || text.contains("ENOSPC")
+      || text.contains("enough space")
   }
 
   private static func now() -> Int { Int(Date().timeIntervalSince1970) }
