@@ -113,7 +113,9 @@ let package = Package(
     .testTarget(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels", "TinyModelSupport"],
       resources: [.copy("Fixtures")]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"]),
+    .testTarget(
+      name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"],
+      resources: [.copy("Fixtures")]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),

@@ -30,13 +30,16 @@ public struct BackgroundTrainingSettings: Sendable, Equatable {
   public var publishMargin = 0.02
   public var keepVersions = 5
   public var maxBacklog = 100_000
+  /// Under sustained serving load, the least fraction of wall time training still gets.
+  public var minComputeShare = 0.05
   public var threads = 1
   /// Held-out samples (the newest) a publish decision is measured on.
   public var evaluationSamples = 64
   public init() {}
 }
 
-public enum TrainingState: String, Sendable, Codable { case idle, training, paused, stopped, failed }
+/// `waiting`: samples are pending but serving has the cores (the reason says how many).
+public enum TrainingState: String, Sendable, Codable { case idle, waiting, training, paused, stopped, failed }
 
 public struct TrainingStatus: Sendable, Codable, Equatable {
   public var adapter: String
@@ -70,6 +73,15 @@ public struct TrainingVersion: Sendable, Codable, Equatable {
   /// Unix seconds.
   public var created: Double
   public var published: Bool
+
+  public init(version: Int, step: Int, evalLoss: Double?, trainLoss: Double?, created: Double, published: Bool) {
+    self.version = version
+    self.step = step
+    self.evalLoss = evalLoss
+    self.trainLoss = trainLoss
+    self.created = created
+    self.published = published
+  }
 }
 
 public struct IngestReport: Sendable, Equatable {
@@ -103,6 +115,8 @@ public final class BackgroundTraining: @unchecked Sendable {
   // unchecked: `jobs`, `settings` and `running` are guarded by `condition`; a Job's trainer is
   // touched only by the training thread, its reported fields under `condition`.
   public let journal: SampleJournal
+  /// Owns each adapter's pruning rate, paused flag, overrides, versions and serving version.
+  public let catalog: AdapterCatalog
   private let engine: ServingEngine
   private let tokenizer: Tokenizer
   private let directory: String
@@ -114,19 +128,23 @@ public final class BackgroundTraining: @unchecked Sendable {
   private var thread: Thread?
   private let finished = DispatchSemaphore(value: 0)
   private let encoder: SampleEncoder?
+  /// When the last step ended and how long it took (for the minimum share under load).
+  private var lastStepEnded = DispatchTime.now().uptimeNanoseconds
+  private var lastStepSeconds = 1.0
 
   /// `stateDirectory/training/<adapter>/` holds each adapter's checkpoint and versions; the
   /// journal is `stateDirectory/journal.sqlite`.
   public init(
-    engine: ServingEngine, tokenizer: Tokenizer, stateDirectory: String, heldOutEvery: Int,
-    settings: BackgroundTrainingSettings, log: @escaping @Sendable (String) -> Void
-  ) throws {
+    engine: ServingEngine, tokenizer: Tokenizer, stateDirectory: String, journal: SampleJournal,
+    catalog: AdapterCatalog, settings: BackgroundTrainingSettings, log: @escaping @Sendable (String) -> Void
+  ) {
     self.engine = engine
     self.tokenizer = tokenizer
     self.settings = settings
     self.log = log
     directory = stateDirectory + "/training"
-    journal = try SampleJournal(path: stateDirectory + "/journal.sqlite", heldOutEvery: heldOutEvery)
+    self.journal = journal
+    self.catalog = catalog
     encoder = (try? tokenizer.chatTemplate()).map {
       SampleEncoder(tokenizer: tokenizer, template: $0, maxTokens: settings.maxSequenceLength)
     }
@@ -136,10 +154,12 @@ public final class BackgroundTraining: @unchecked Sendable {
 
   /// Serves each adapter's latest published version (from an earlier run) and starts the thread.
   public func start() {
-    for name in engine.registry.names {
-      let job = job(for: name)
-      if let version = job.meta.servingVersion, let adapter = try? readVersion(name, version) {
-        try? engine.registry.add(adapter, name: name)
+    for entry in (try? catalog.all()) ?? [] where engine.registry.adapter(named: entry.name) != nil {
+      guard let version = entry.servingVersion else { continue }
+      do {
+        try engine.registry.add(try readVersion(entry.name, version), name: entry.name)
+      } catch {
+        log("training '\(entry.name)': version \(version) does not load, serving the adapter's file: \(error)")
       }
     }
     condition.withLock {
@@ -184,7 +204,9 @@ public final class BackgroundTraining: @unchecked Sendable {
     }
     var good: [(clientID: String?, line: String)] = []
     var rejected: [IngestReport.Rejection] = []
-    for (index, line) in body.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // "\r\n" is one Character in Swift: splitting on "\n" alone would see one line.
+    let lines = body.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+    for (index, line) in lines.enumerated() {
       let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !trimmed.isEmpty else { continue }
       guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
@@ -227,6 +249,13 @@ public final class BackgroundTraining: @unchecked Sendable {
       status.samplesHeldOut = counts.heldOut
       status.samplesPending = counts.pending
       status.samplesTrained = counts.training - counts.pending
+      // Pending samples and no step running: say so rather than "idle".
+      if status.state == .idle, counts.pending > 0, !job.paused {
+        status.state = .waiting
+        status.reason =
+          engine.isBusy
+          ? "waiting for serving: \(counts.pending) samples pending" : "\(counts.pending) samples pending, next step soon"
+      }
       // How many times the replay walk has gone through the trained samples.
       status.replayEpoch = status.samplesTrained > 0 ? job.replayed / status.samplesTrained : 0
       return status
@@ -238,24 +267,34 @@ public final class BackgroundTraining: @unchecked Sendable {
   public func control(adapter: String, action: Action) throws(TrainingControlError) -> TrainingStatus {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
     let job = job(for: adapter)
+    do {
+      let paused: Bool? =
+        switch action {
+        case .start, .resume: false
+        case .pause, .stop: true
+        case .publish: nil
+        }
+      if let paused { try catalog.update(adapter) { $0.paused = paused } }
+    } catch {
+      throw Self.mapped(error)
+    }
     condition.withLock {
       switch action {
       case .start, .resume:
-        job.meta.paused = false
+        job.paused = false
         if job.status.state != .training { job.status.state = .idle }
         job.status.reason = nil
       case .pause:
-        job.meta.paused = true
+        job.paused = true
         job.status.state = .paused
       case .stop:
-        job.meta.paused = true
+        job.paused = true
         job.status.state = .stopped
       case .publish:
         job.publishRequested = true
       }
       condition.broadcast()
     }
-    saveMeta(adapter, job)
     return try status(adapter: adapter)
   }
 
@@ -276,44 +315,53 @@ public final class BackgroundTraining: @unchecked Sendable {
   public func change(adapter: String, _ changes: Overrides) throws(TrainingControlError) -> TrainingStatus {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
     let job = job(for: adapter)
-    condition.withLock {
-      if let lr = changes.learningRate {
-        job.meta.overrides.learningRate = lr
-        job.rebuild = true
+    do {
+      try catalog.update(adapter) {
+        if let lr = changes.learningRate { $0.learningRate = Double(lr) }
+        if let b = changes.batchSize { $0.batchSize = b }
+        if let p = changes.publishEvery { $0.publishEvery = p }
       }
-      if let b = changes.batchSize { job.meta.overrides.batchSize = b }
-      if let p = changes.publishEvery { job.meta.overrides.publishEvery = p }
+    } catch {
+      throw Self.mapped(error)
+    }
+    condition.withLock {
+      if changes.learningRate != nil { job.rebuild = true }
       condition.broadcast()
     }
-    saveMeta(adapter, job)
     return try status(adapter: adapter)
   }
 
   public func versions(adapter: String) throws(TrainingControlError) -> [TrainingVersion] {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
-    let job = job(for: adapter)
-    return condition.withLock { job.meta.versions }
+    do {
+      return try catalog.versions(of: adapter)
+    } catch {
+      throw Self.mapped(error)
+    }
   }
 
   /// Serves saved version `version` again (training continues from where it is).
   public func rollback(adapter: String, to version: Int) throws(TrainingControlError) -> TrainingStatus {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
     let job = job(for: adapter)
-    guard condition.withLock({ job.meta.versions.contains { $0.version == version } }) else {
-      throw .unknownVersion(version)
-    }
+    let versions = try versions(adapter: adapter)
+    guard versions.contains(where: { $0.version == version }) else { throw .unknownVersion(version) }
+    let weights: LoRAAdapter
     do {
-      try engine.registry.add(try readVersion(adapter, version), name: adapter)
+      weights = try readVersion(adapter, version)
     } catch {
       throw .failed("version \(version) does not load: \(error)")
     }
+    do {
+      try catalog.rollback(adapter, to: version) { try engine.registry.add(weights, name: adapter) }
+    } catch {
+      throw Self.mapped(error)
+    }
     condition.withLock {
-      job.meta.servingVersion = version
       job.status.servingVersion = version
-      job.status.servingEvalLoss = job.meta.versions.first { $0.version == version }?.evalLoss
+      job.status.servingEvalLoss = versions.first { $0.version == version }?.evalLoss
       job.status.lastDecision = "rolled back to version \(version)"
     }
-    saveMeta(adapter, job)
     return try status(adapter: adapter)
   }
 
@@ -325,7 +373,7 @@ public final class BackgroundTraining: @unchecked Sendable {
       var next: (String, Job)?
       condition.lock()
       while running {
-        if !engine.isBusy, let candidate = nextJob() {
+        if !engine.isBusy || starvedLongEnough(), let candidate = nextJob() {
           next = candidate
           break
         }
@@ -335,6 +383,8 @@ public final class BackgroundTraining: @unchecked Sendable {
       condition.unlock()
       guard keepGoing, let (name, job) = next else { break }
       trainOneStep(name, job)
+      // Deleted during the step: whatever the step wrote for it (a version directory) goes too.
+      if condition.withLock({ job.removed }) { try? FileManager.default.removeItem(atPath: directory + "/" + name) }
     }
     // Leave every trained adapter resumable.
     for (name, job) in condition.withLock({ jobs.map { ($0.key, $0.value) } }) where job.dirty {
@@ -350,7 +400,7 @@ public final class BackgroundTraining: @unchecked Sendable {
     for name in names {
       let job = jobs[name] ?? loadJob(name)
       jobs[name] = job
-      guard job.status.state != .failed, !job.meta.paused else { continue }
+      guard job.status.state != .failed, !job.paused else { continue }
       // The journal is asked only while new samples may be waiting: an idle daemon polls no
       // database (ingest sets the flag again).
       if job.mayHavePending {
@@ -363,12 +413,12 @@ public final class BackgroundTraining: @unchecked Sendable {
   }
 
   private func trainOneStep(_ name: String, _ job: Job) {
+    guard let entry = try? catalog.adapter(named: name) else { return }
     let (settings, rebuild) = condition.withLock { () -> (BackgroundTrainingSettings, Bool) in
       var s = self.settings
-      let o = job.meta.overrides
-      s.learningRate = o.learningRate ?? s.learningRate
-      s.batchSize = o.batchSize ?? s.batchSize
-      s.publishEvery = o.publishEvery ?? s.publishEvery
+      s.learningRate = entry.learningRate.map(Float.init) ?? s.learningRate
+      s.batchSize = entry.batchSize ?? s.batchSize
+      s.publishEvery = entry.publishEvery ?? s.publishEvery
       let rebuild = job.rebuild
       job.rebuild = false
       return (s, rebuild)
@@ -379,12 +429,13 @@ public final class BackgroundTraining: @unchecked Sendable {
       job.trainer = nil
     }
     do {
-      let trainer = try job.trainer ?? makeTrainer(name, job, settings)
+      let trainer = try job.trainer ?? makeTrainer(name, job, settings, pruningRate: entry.pruningRate)
       job.trainer = trainer
       let fresh = try journal.trainingSamples(adapter: name, after: job.consumed, limit: settings.batchSize)
       if fresh.isEmpty {
         // Backlog drained (or a publish was asked for): decide on what has been trained.
         if job.dirty || job.publishRequested { try publish(name, job, trainer, settings) }
+        releaseIfCheckpointed(job)
         return
       }
       let replayCount = job.consumed > 0 ? Int((Double(settings.batchSize) * settings.replayRatio).rounded()) : 0
@@ -392,11 +443,20 @@ public final class BackgroundTraining: @unchecked Sendable {
       let batch = try (fresh + replayed).map { try encode($0) }
       condition.withLock { job.status.state = .training }
       let started = DispatchTime.now().uptimeNanoseconds
-      guard let report = try trainer.step(batch, isCancelled: { [engine] in engine.isBusy || !self.isRunning }) else {
+      // A step taken for the minimum share runs to its end alongside generation.
+      let forced = engine.isBusy
+      guard
+        let report = try trainer.step(
+          batch, isCancelled: { [engine] in (!forced && engine.isBusy) || !self.isRunning })
+      else {
         condition.withLock { job.status.state = .idle }
         return  // serving needs the cores; nothing consumed, retried later
       }
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+      condition.withLock {
+        lastStepEnded = DispatchTime.now().uptimeNanoseconds
+        lastStepSeconds = seconds
+      }
       condition.withLock {
         job.consumed = fresh.last!.id
         job.dirty = true
@@ -410,6 +470,7 @@ public final class BackgroundTraining: @unchecked Sendable {
       // nothing pending" always means the latest training has been judged).
       let drained = try journal.counts(adapter: name, after: job.consumed).pending == 0
       if job.stepsSincePublish >= settings.publishEvery || drained { try publish(name, job, trainer, settings) }
+      if drained { releaseIfCheckpointed(job) }
       condition.withLock { job.status.state = .idle }
     } catch {
       log("training '\(name)' failed: \(error)")
@@ -422,13 +483,34 @@ public final class BackgroundTraining: @unchecked Sendable {
 
   private var isRunning: Bool { condition.withLock { running } }
 
-  private func makeTrainer(_ name: String, _ job: Job, _ settings: BackgroundTrainingSettings) throws -> Trainer {
+  /// An idle trainer (nothing pending, its state in the checkpoint) gives its memory back; the
+  /// next push rebuilds it from the checkpoint, optimizer state included.
+  private func releaseIfCheckpointed(_ job: Job) {
+    condition.withLock {
+      if !job.dirty { job.trainer = nil }
+    }
+  }
+
+  /// Under sustained load: whether training has waited long enough that a step now keeps its
+  /// share of the time at `minComputeShare` (a step of s seconds every s(1-share)/share).
+  /// Called under `condition`.
+  private func starvedLongEnough() -> Bool {
+    let share = settings.minComputeShare
+    guard share > 0 else { return false }
+    let waited = Double(DispatchTime.now().uptimeNanoseconds - lastStepEnded) / 1e9
+    // Before any step has been timed, assume a second.
+    return waited >= max(lastStepSeconds, 0.05) * (1 - share) / share
+  }
+
+  private func makeTrainer(
+    _ name: String, _ job: Job, _ settings: BackgroundTrainingSettings, pruningRate: Double
+  ) throws -> Trainer {
     guard let adapter = engine.registry.adapter(named: name) else { throw TrainingControlError.unknownAdapter(name) }
     let targets = Array(Set(adapter.targets.map(\.projection)))
     let lora = LoRATrainingConfig(
       rank: adapter.rank, alpha: adapter.config.loraAlpha, useRSLoRA: adapter.config.useRSLoRA ?? false,
       dropout: settings.loraDropout, targets: LlamaProjection.allCases.filter(targets.contains),
-      method: job.meta.pruningRate > 0 ? .droplora : .lora, pruningRate: Float(job.meta.pruningRate),
+      method: pruningRate > 0 ? .droplora : .lora, pruningRate: Float(pruningRate),
       granularity: settings.granularity)
     // A stream has no end: the schedule is flat after warm-up (linear over a horizon never reached).
     var config = TrainerConfig(
@@ -491,7 +573,7 @@ public final class BackgroundTraining: @unchecked Sendable {
     }
     let accept = candidate == nil || serving == nil || candidate! <= serving! + settings.publishMargin
     let snapshot = trainer.snapshot()
-    let version = condition.withLock { (job.meta.versions.map(\.version).max() ?? 0) + 1 }
+    let version = (try catalog.versions(of: name).map(\.version).max() ?? 0) + 1
     try writeVersion(name, version, snapshot)
     let entry = TrainingVersion(
       version: version, step: trainer.stepCount, evalLoss: candidate, trainLoss: job.status.trainLoss,
@@ -501,15 +583,18 @@ public final class BackgroundTraining: @unchecked Sendable {
       accept
       ? "published version \(version): held-out loss \(describe(candidate)) vs serving \(describe(serving))"
       : "kept version \(version) as a candidate: held-out loss \(describe(candidate)) is worse than the serving \(describe(serving)) by more than \(settings.publishMargin)"
-    if accept { try engine.registry.add(snapshot, name: name) }
+    // One transaction: the version is recorded and (when published) swapped in, or, when the
+    // adapter was deleted meanwhile, neither happens.
+    let doomed = try catalog.recordVersion(name, entry, keep: settings.keepVersions) {
+      try engine.registry.add(snapshot, name: name)
+    }
+    for old in doomed { try? FileManager.default.removeItem(atPath: versionPath(name, old)) }
     condition.withLock {
-      job.meta.versions.append(entry)
       job.status.evalLoss = candidate
       job.status.lastDecision = decision
       job.stepsSincePublish = 0
       job.publishRequested = false
       if accept {
-        job.meta.servingVersion = version
         job.status.servingVersion = version
         job.status.servingEvalLoss = candidate
         job.status.lastPublish = entry.created
@@ -519,18 +604,16 @@ public final class BackgroundTraining: @unchecked Sendable {
       }
     }
     log("training '\(name)': \(decision)")
-    pruneVersions(name, job, keep: settings.keepVersions)
     checkpoint(name, job)
   }
 
   private func checkpoint(_ name: String, _ job: Job) {
-    guard let trainer = job.trainer else { return }
+    guard let trainer = job.trainer, !condition.withLock({ job.removed }) else { return }
     let position = condition.withLock { DataPosition(epoch: job.replayed, cursor: Int(job.consumed)) }
     do {
       try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true)
       try trainer.saveCheckpoint(to: directory + "/" + name, dataPosition: position)
       condition.withLock { job.dirty = false }
-      saveMeta(name, job)
     } catch {
       log("training '\(name)': checkpoint failed: \(error)")
     }
@@ -546,35 +629,15 @@ public final class BackgroundTraining: @unchecked Sendable {
     try? FileManager.default.removeItem(atPath: temporary)
     try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
     try AdapterFile.write(adapter, to: temporary, format: .peft, base: engine.registry.base.hyper)
+    // Synced before the rename, so a published version is never an empty directory after a crash.
+    try AtomicFile.syncTree(temporary)
     try? FileManager.default.removeItem(atPath: path)
     try FileManager.default.moveItem(atPath: temporary, toPath: path)
+    AtomicFile.syncDirectory(of: path)
   }
 
   private func readVersion(_ name: String, _ version: Int) throws -> LoRAAdapter {
     try AdapterFile.read(path: versionPath(name, version), base: engine.registry.base.hyper)
-  }
-
-  private func pruneVersions(_ name: String, _ job: Job, keep: Int) {
-    let doomed: [Int] = condition.withLock {
-      let sorted = job.meta.versions.map(\.version).sorted()
-      let kept = Set(sorted.suffix(keep) + [job.meta.servingVersion].compactMap { $0 })
-      let gone = sorted.filter { !kept.contains($0) }
-      job.meta.versions.removeAll { gone.contains($0.version) }
-      return gone
-    }
-    for version in doomed { try? FileManager.default.removeItem(atPath: versionPath(name, version)) }
-  }
-
-  private func metaPath(_ name: String) -> String { "\(directory)/\(name)/training.json" }
-
-  private func saveMeta(_ name: String, _ job: Job) {
-    let meta = condition.withLock { job.meta }
-    do {
-      try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true)
-      try AtomicFile.write(try JSONEncoder().encode(meta), to: metaPath(name))
-    } catch {
-      log("training '\(name)': cannot save \(metaPath(name)): \(error)")
-    }
   }
 
   /// The job for `name`, loaded from its files on first use.
@@ -587,18 +650,16 @@ public final class BackgroundTraining: @unchecked Sendable {
     }
   }
 
-  /// Reads the adapter's training.json (called under `condition`).
+  /// The adapter's training facts from the catalog (called under `condition`).
   private func loadJob(_ name: String) -> Job {
     let job = Job()
-    if let data = FileManager.default.contents(atPath: metaPath(name)),
-      let meta = try? JSONDecoder().decode(Meta.self, from: data)
-    {
-      job.meta = meta
-    }
-    job.status.servingVersion = job.meta.servingVersion ?? 0
-    job.status.servingEvalLoss = job.meta.versions.first { $0.version == job.meta.servingVersion }?.evalLoss
-    job.status.state = job.meta.paused ? .paused : .idle
-    job.status.lastPublish = job.meta.versions.last { $0.published }?.created
+    let entry = try? catalog.adapter(named: name)
+    let versions = (try? catalog.versions(of: name)) ?? []
+    job.paused = entry?.paused ?? false
+    job.status.servingVersion = entry?.servingVersion ?? 0
+    job.status.servingEvalLoss = versions.first { $0.version == entry?.servingVersion }?.evalLoss
+    job.status.state = job.paused ? .paused : .idle
+    job.status.lastPublish = versions.last { $0.published }?.created
     // The checkpoint's journal position, without building a trainer yet.
     if let data = FileManager.default.contents(atPath: "\(directory)/\(name)/checkpoint/state.json"),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
@@ -619,37 +680,38 @@ public final class BackgroundTraining: @unchecked Sendable {
     }
   }
 
-  /// The pruning rate recorded for a new adapter (the daemon's adapter library knows it).
-  public func setPruningRate(_ rate: Double, for name: String) {
-    let job = job(for: name)
-    condition.withLock { job.meta.pruningRate = rate }
-    saveMeta(name, job)
+  /// The adapter was deleted: its trainer is dropped (its memory freed once a step in progress
+  /// ends), its checkpoint, versions and journal samples removed, so a new adapter of the same
+  /// name starts afresh. The catalog entry is already gone, so nothing can publish it again.
+  public func forget(adapter name: String) {
+    condition.withLock {
+      // The training thread owns the trainer: dropping the job lets it go once a step in
+      // progress returns (nothing of it is written after that).
+      jobs[name]?.removed = true
+      jobs[name] = nil
+    }
+    try? FileManager.default.removeItem(atPath: directory + "/" + name)
+    do {
+      try journal.removeSamples(adapter: name)
+    } catch {
+      log("adapter '\(name)' deleted, but its samples stay in the journal: \(error)")
+    }
   }
-}
 
-/// What survives a restart besides the checkpoint.
-private struct Meta: Codable {
-  var paused = false
-  var servingVersion: Int?
-  var versions: [TrainingVersion] = []
-  var pruningRate = 0.5
-  var overrides = BackgroundTraining.Overrides()
-
-  init() {}
-
-  // Files from before a field existed still load.
-  init(from decoder: any Decoder) throws {
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? false
-    servingVersion = try c.decodeIfPresent(Int.self, forKey: .servingVersion)
-    versions = try c.decodeIfPresent([TrainingVersion].self, forKey: .versions) ?? []
-    pruningRate = try c.decodeIfPresent(Double.self, forKey: .pruningRate) ?? 0.5
-    overrides = try c.decodeIfPresent(BackgroundTraining.Overrides.self, forKey: .overrides) ?? .init()
+  static func mapped(_ error: any Error) -> TrainingControlError {
+    switch error as? CatalogError {
+    case .unknownAdapter(let name): return .unknownAdapter(name)
+    case .unknownVersion(_, let version): return .unknownVersion(version)
+    default: return .failed("\(error)")
+    }
   }
 }
 
 private final class Job {
-  var meta = Meta()
+  /// Mirrors the catalog's flag for the scheduler (written together with it).
+  var paused = false
+  /// The adapter was deleted; nothing of it may be written any more.
+  var removed = false
   var status = TrainingStatus(
     adapter: "", state: .idle, samplesReceived: 0, samplesTrained: 0, samplesPending: 0, samplesHeldOut: 0, step: 0,
     servingVersion: 0)

@@ -28,14 +28,14 @@ public struct JournalCounts: Sendable, Equatable {
 }
 
 public final class SampleJournal: Sendable {
-  private let database: DatabaseQueue
+  /// Shared with the adapter catalog (one database, one writer).
+  let database: DatabaseQueue
   /// Every `heldOutEvery`-th sample of an adapter is held out.
   public let heldOutEvery: Int
 
   public init(path: String, heldOutEvery: Int) throws {
     self.heldOutEvery = max(2, heldOutEvery)
-    try FileManager.default.createDirectory(
-      atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try Self.createPrivately(path)
     var configuration = Configuration()
     configuration.prepareDatabase { db in
       // FULL: the commit (and so the acknowledgement) waits for fsync of the WAL.
@@ -59,7 +59,41 @@ public final class SampleJournal: Sendable {
           CREATE INDEX sample_adapter ON sample (adapter, held_out, id);
           """)
     }
+    AdapterCatalog.registerMigrations(&migrator)
     try migrator.migrate(database)
+  }
+
+  /// Pushed data is nobody else's: the journal's directory 0700 and the database 0600 whatever
+  /// the umask (SQLite gives its -wal and -shm files the database's mode). An older journal
+  /// created 0644 is narrowed too.
+  private static func createPrivately(_ path: String) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    var info = stat()
+    if stat(directory, &info) == 0, info.st_mode & 0o077 != 0 { chmod(directory, info.st_mode & 0o700) }
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+      throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, "reason": String(cString: strerror(errno))])
+    }
+    fchmod(fd, 0o600)
+    close(fd)
+    for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+      chmod(path + suffix, 0o600)
+    }
+  }
+
+  /// Every sample of `adapter` in the order pushed, with the client's id (`droplora training export`).
+  public func allSamples(adapter: String) throws -> [(sample: JournalSample, clientID: String?)] {
+    try database.read { db in
+      try Row.fetchAll(
+        db, sql: "SELECT id, line, held_out, client_id FROM sample WHERE adapter = ? ORDER BY id", arguments: [adapter]
+      ).map { (JournalSample(id: $0[0], line: $0[1], heldOut: $0[2]), $0[3]) }
+    }
+  }
+
+  /// Forgets every sample of `adapter` (the adapter was deleted).
+  public func removeSamples(adapter: String) throws {
+    try database.write { db in try db.execute(sql: "DELETE FROM sample WHERE adapter = ?", arguments: [adapter]) }
   }
 
   /// Stores `lines` (already validated) for `adapter` in one transaction; durable on return.

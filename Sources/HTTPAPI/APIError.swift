@@ -122,6 +122,8 @@ extension APIError {
         message = "too many requests; retry after \(max(1, seconds)) s"
       case .unavailable(let m):
         (status, type, code, message) = (.serviceUnavailable, "server_error", "unavailable", m)
+      case .insufficientStorage(let m):
+        (status, type, code, message) = (.insufficientStorage, "server_error", "insufficient_storage", m)
       case .internalFailure(let m):
         (status, type, code, message) = (.internalServerError, "server_error", "internal_error", m)
       }

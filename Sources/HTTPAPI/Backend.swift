@@ -195,5 +195,7 @@ public enum BackendError: Error, Sendable, Equatable {
   case rateLimited(retryAfterSeconds: Int)
   /// Not serving right now (loading, stopping).
   case unavailable(String)
+  /// The disk is full: 507, nothing was changed.
+  case insufficientStorage(String)
   case internalFailure(String)
 }

@@ -47,6 +47,13 @@ public struct AdapterSettings: Sendable, Equatable {
   public var mergeType = MergeTypeName.q8_0
   /// Merged weight sets kept in memory (least recently used out); 0 disables the cache.
   public var mergedCacheSize = 4
+  // Limits on what clients may make (issue 18): past them a create or load gets 400.
+  /// Largest rank an adapter may be created or loaded with.
+  public var maxRank = 256
+  /// Adapters in the catalog at once.
+  public var maxCount = 64
+  /// Bytes the adapters directory may hold; a create that would pass it is refused.
+  public var maxDirectoryBytes = 8 << 30
   public init() {}
 }
 
@@ -109,6 +116,9 @@ public struct TrainingDefaults: Sendable, Equatable {
   public var keepVersions = 5
   /// Untrained samples per adapter beyond which pushes get 503 with Retry-After.
   public var maxBacklog = 100_000
+  /// Under sustained serving load, the least fraction of the time training still gets (a step
+  /// runs alongside generation once it has waited long enough); 0 = only when serving is idle.
+  public var minComputeShare = 0.05
   public init() {}
 }
 

@@ -62,6 +62,9 @@ enum SettingsKeys {
       optionalString("adapters.default", \.adapters.defaultAdapter),
       choice("adapters.merge_type", \.adapters.mergeType),
       int("adapters.merged_cache_size", \.adapters.mergedCacheSize, 0...256),
+      int("adapters.max_rank", \.adapters.maxRank, 1...4096),
+      int("adapters.max_count", \.adapters.maxCount, 1...100_000),
+      int("adapters.max_directory_bytes", \.adapters.maxDirectoryBytes, (1 << 20)...(1 << 50)),
 
       double("generation.temperature", \.generation.temperature, 0...10),
       double("generation.top_p", \.generation.topP, 0...1),
@@ -97,6 +100,7 @@ enum SettingsKeys {
       double("training.publish_margin", \.training.publishMargin, 0...100),
       int("training.keep_versions", \.training.keepVersions, 1...1000),
       int("training.max_backlog", \.training.maxBacklog, 1...100_000_000),
+      double("training.min_compute_share", \.training.minComputeShare, 0...0.9),
 
       string("state_directory", \.stateDirectory),
       choice("log_level", \.logLevel),

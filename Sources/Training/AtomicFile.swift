@@ -31,6 +31,25 @@ public enum AtomicFile {
     syncDirectory(of: path)
   }
 
+  /// fsyncs every regular file directly inside `directory`, then the directory itself: a
+  /// directory written this way can be renamed into place and survive a crash whole.
+  public static func syncTree(_ directory: String) throws(TrainingError) {
+    let names: [String]
+    do {
+      names = try FileManager.default.contentsOfDirectory(atPath: directory)
+    } catch {
+      throw .io(path: directory, reason: "\(error)")
+    }
+    for name in names + ["."] {
+      let fd = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+      guard fd >= 0 else { throw .io(path: directory + "/" + name, reason: String(cString: strerror(errno))) }
+      let ok = fsync(fd) == 0
+      let reason = String(cString: strerror(errno))
+      close(fd)
+      guard ok else { throw .io(path: directory + "/" + name, reason: reason) }
+    }
+  }
+
   public static func syncDirectory(of path: String) {
     let directory = (path as NSString).deletingLastPathComponent
     let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -18,6 +18,20 @@ public struct TrainingSample: Sendable, Equatable {
     return try parse(object: dictionary)
   }
 
+  /// A message's content as chat accepts it: a string, or an array of `{"type": "text", "text": ...}`
+  /// parts joined (any other part type is refused, as chat refuses it).
+  static func text(_ content: Any?) -> String? {
+    if let string = content as? String { return string }
+    guard let parts = content as? [Any], !parts.isEmpty else { return nil }
+    var joined = ""
+    for part in parts {
+      guard let part = part as? [String: Any], part["type"] as? String == "text", let text = part["text"] as? String
+      else { return nil }
+      joined += text
+    }
+    return joined
+  }
+
   /// The same for a line already decoded (the daemon also reads its `"id"`).
   public static func parse(object dictionary: [String: Any]) throws(SampleParseError) -> TrainingSample {
     if let messages = dictionary["messages"] {
@@ -27,8 +41,11 @@ public struct TrainingSample: Sendable, Equatable {
       var parsed: [ChatMessage] = []
       for (i, item) in list.enumerated() {
         guard let message = item as? [String: Any], let role = message["role"] as? String,
-          let content = message["content"] as? String
-        else { throw SampleParseError("messages[\(i)] needs string \"role\" and \"content\"") }
+          let content = Self.text(message["content"])
+        else {
+          throw SampleParseError(
+            "messages[\(i)] needs string \"role\" and \"content\" (a string or an array of text parts)")
+        }
         guard ["system", "user", "assistant"].contains(role) else {
           throw SampleParseError("messages[\(i)] has unknown role '\(role)'")
         }

@@ -101,7 +101,7 @@ struct TrainingCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "training", abstract: "Watch and steer the daemon's background training of an adapter.",
     subcommands: [TrainingStatusCommand.self, TrainingActionCommand.self, TrainingSetCommand.self,
-      TrainingVersionsCommand.self, TrainingRollbackCommand.self],
+      TrainingVersionsCommand.self, TrainingRollbackCommand.self, TrainingExportCommand.self],
     defaultSubcommand: TrainingStatusCommand.self)
 }
 

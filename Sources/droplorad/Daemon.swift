@@ -59,9 +59,18 @@ final class Daemon: Sendable {
     let registry = AdapterRegistry(
       base: model, cacheCapacity: settings.adapters.mergedCacheSize,
       mergeType: Self.mergeType(settings.adapters.mergeType), threads: threads)
+    // The journal's database also holds the adapter catalog, which everything below follows.
+    let journal: SampleJournal
+    do {
+      journal = try SampleJournal(
+        path: settings.stateDirectory + "/journal.sqlite", heldOutEvery: settings.training.heldOutEvery)
+    } catch {
+      throw DaemonStartupError("cannot open the training journal in \(settings.stateDirectory): \(error)")
+    }
+    let catalog = AdapterCatalog(journal: journal)
     let library = AdapterLibrary(
-      registry: registry, directory: settings.adapters.directory, stateDirectory: settings.stateDirectory,
-      logger: logger)
+      registry: registry, catalog: catalog, directory: settings.adapters.directory,
+      stateDirectory: settings.stateDirectory, limits: settings.adapters, logger: logger)
     library.restore(configuredDefault: settings.adapters.defaultAdapter)
 
     let metrics = DaemonMetrics()
@@ -78,15 +87,10 @@ final class Daemon: Sendable {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")
     }
     engine.start()
-    let training: BackgroundTraining
-    do {
-      training = try BackgroundTraining(
-        engine: engine, tokenizer: tokenizer, stateDirectory: settings.stateDirectory,
-        heldOutEvery: settings.training.heldOutEvery, settings: Self.trainingSettings(settings, threads: threads),
-        log: { logger.notice("\($0)") })
-    } catch {
-      throw DaemonStartupError("cannot open the training journal in \(settings.stateDirectory): \(error)")
-    }
+    let training = BackgroundTraining(
+      engine: engine, tokenizer: tokenizer, stateDirectory: settings.stateDirectory, journal: journal,
+      catalog: catalog, settings: Self.trainingSettings(settings, threads: threads),
+      log: { logger.notice("\($0)") })
     training.start()
     let backend = EngineBackend(
       engine: engine, library: library, training: training, metrics: metrics, baseID: baseID, settings: settings)
@@ -188,6 +192,7 @@ final class Daemon: Sendable {
     t.publishMargin = d.publishMargin
     t.keepVersions = d.keepVersions
     t.maxBacklog = d.maxBacklog
+    t.minComputeShare = d.minComputeShare
     t.threads = threads
     return t
   }
@@ -224,6 +229,7 @@ final class Daemon: Sendable {
     training.computeType = computeType(current.training.computeType)
     backend.training.update(training)
     library.registry.cacheCapacity = settings.adapters.mergedCacheSize
+    library.update(limits: settings.adapters)
     if settings.adapters.defaultAdapter != current.adapters.defaultAdapter {
       do {
         try library.setDefault(settings.adapters.defaultAdapter)

@@ -84,12 +84,18 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     let spec = request.resolved(
       defaultRank: defaults.rank, defaultAlpha: defaults.alpha, defaultTargets: ["q", "k", "v", "up", "down"],
       defaultPruningRate: defaults.pruningRate)
-    let info = try await offCooperativePool { try self.library.create(spec) }
-    training.setPruningRate(spec.pruningRate, for: spec.name)
-    return info
+    return try await offCooperativePool { try self.library.create(spec) }
   }
 
-  func unloadAdapter(name: String) async throws { try library.unload(name: name) }
+  /// Removes the adapter from the catalog and the registry, then everything the daemon keeps
+  /// for it: its trainer (memory), checkpoint, versions and journal samples, and the files of
+  /// an adapter the daemon created.
+  func unloadAdapter(name: String) async throws {
+    try await offCooperativePool {
+      try self.library.unload(name: name)
+      self.training.forget(adapter: name)
+    }
+  }
 
   func setDefaultAdapter(name: String?) async throws {
     try library.setDefault(name == baseID ? nil : name)
