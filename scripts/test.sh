@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/fetch-model.sh
 if [ -x scripts/fetch-test-vocabs.sh ]; then scripts/fetch-test-vocabs.sh; fi
+# The OpenAI Python SDK drives the end-to-end API suite (Tests/DaemonTests/OpenAISDKTests.swift).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai==3.63.0"
 swift build -c release --build-tests
 # One test at a time: synchronous numeric tests run on Swift's cooperative pool, which has one
 # thread per core; on a 2-core machine two of them would starve the NIO server and daemon

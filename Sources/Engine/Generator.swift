@@ -9,11 +9,22 @@ public struct GenerationOptions: Sendable {
   public var maxTokens: Int
   public var sampling: SamplingParameters
   public var stop: [String]
+  /// Never sample an end-of-generation token (llama-server's `ignore_eos`): the sequence runs
+  /// to `maxTokens` or the end of the context.
+  public var ignoreEndOfGeneration: Bool
+  /// When set, each generated token's log probability is recorded with this many of the most
+  /// likely alternatives (0 to 20) in `GenerationResult.logprobs`.
+  public var logprobs: Int?
 
-  public init(maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = []) {
+  public init(
+    maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = [], ignoreEndOfGeneration: Bool = false,
+    logprobs: Int? = nil
+  ) {
     self.maxTokens = maxTokens
     self.sampling = sampling
     self.stop = stop
+    self.ignoreEndOfGeneration = ignoreEndOfGeneration
+    self.logprobs = logprobs
   }
 }
 
@@ -26,6 +37,8 @@ public enum FinishReason: String, Sendable, Codable {
 public struct GenerationResult: Sendable {
   public var promptTokens: [Int32]
   public var tokens: [Int32]
+  /// One per token of `tokens` when `GenerationOptions.logprobs` is set, else empty.
+  public var logprobs: [TokenLogprob] = []
   public var text: String
   public var finishReason: FinishReason
   /// Compute time of the prompt's forward pass, seconds.

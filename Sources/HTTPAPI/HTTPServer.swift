@@ -295,15 +295,15 @@ public final class HTTPServer: Sendable {
       switch item {
       case .refused(let h):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.forbidden)
+        try? await router.writeRefusal(.forbidden, writer: w)
         keepOpen = false
       case .overCapacity(let h):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.backend(.saturated(retryAfterSeconds: 1)))
+        try? await router.writeRefusal(.backend(.saturated(retryAfterSeconds: 1)), writer: w)
         keepOpen = false
       case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.bodyTooLarge(limit: limit))
+        try? await router.writeRefusal(.bodyTooLarge(limit: limit), writer: w)
         keepOpen = false
       case .request(let r):
         let keepAlive = r.head.isKeepAlive && !connections.isDraining

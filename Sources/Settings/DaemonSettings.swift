@@ -69,6 +69,8 @@ public struct Limits: Sendable, Equatable {
   public var maxConcurrentGenerations = 2
   /// Requests waiting for a generation slot before new ones get 503 + Retry-After.
   public var queueLimit = 32
+  /// The most choices (`n`) one generation request may ask for.
+  public var maxChoices = 4
   public init() {}
 }
 

@@ -75,6 +75,7 @@ enum SettingsKeys {
       int("limits.max_tokens", \.limits.maxTokens, 1...1_048_576),
       int("limits.max_concurrent_generations", \.limits.maxConcurrentGenerations, 1...1024),
       int("limits.queue_limit", \.limits.queueLimit, 0...1_000_000),
+      int("limits.max_choices", \.limits.maxChoices, 1...128),
 
       int("training.rank", \.training.rank, 1...1024),
       double("training.alpha", \.training.alpha, 0.001...100_000),
