@@ -48,7 +48,8 @@ def refused(param, call):
 def chat(**kw):
     kw.setdefault("messages", USER)
     kw.setdefault("temperature", 0)
-    kw.setdefault("max_completion_tokens", 8)
+    if "max_tokens" not in kw:
+        kw.setdefault("max_completion_tokens", 8)
     return client.chat.completions.create(model=BASE, **kw)
 
 
