@@ -12,7 +12,7 @@ extension DaemonTests {
     @Test func theOfficialSDKGetsEveryFieldServedOrRefusedByName() throws {
       let probe = try runTool(["python3", "-c", "import openai"])
       try #require(probe.status == 0, "the OpenAI SDK is missing: python3 -m pip install openai (scripts/test.sh does)")
-      let daemon = try DaemonProcess(arguments: ["--set", "limits.max_tokens=200"])
+      let daemon = try DaemonProcess()
       defer { daemon.stop() }
       let run = try runTool(["python3", Self.script, daemon.socketPath, "SmolLM2-135M-Instruct.Q4_1"], timeout: 600)
       #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)\ndaemon log:\n\(daemon.log.suffix(4000))")

@@ -113,7 +113,7 @@ extension DaemonTests {
       // Past limits.max_tokens a request is capped (droplorad(8)), not refused; fields are strict.
       #expect(try curl(socket, "POST", "/v1/chat/completions", json: chatBody("hi", maxTokens: 101)).status == 200)
       try expectError(
-        try curl(socket, "POST", "/v1/chat/completions", json: #"{"messages":[{"role":"user","content":"hi"}],"n":2}"#), 400,
+        try curl(socket, "POST", "/v1/chat/completions", json: #"{"messages":[{"role":"user","content":"hi"}],"n":5}"#), 400,
         param: "n")
       try expectError(try curl(socket, "POST", "/v1/chat/completions", json: "{\"messages\": [}"), 400)
       try expectError(try curl(socket, "POST", "/v1/chat/completions", json: chatBody(String(repeating: "x", count: 5000), maxTokens: 4)), 413)
