@@ -140,7 +140,8 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
     // End to end: runs the built droplorad and droplora binaries on a temporary socket.
-    .testTarget(name: "DaemonTests"),
+    // Python/ holds the OpenAI-SDK suite the tests run with python3 (not a Swift resource).
+    .testTarget(name: "DaemonTests", exclude: ["Python"]),
     // Drives DaemonClient and the droplora binary against the real HTTPAPI server; also lints
     // the unit files (systemd-analyze verify) and every man page (groff -ww).
     .testTarget(

@@ -14,6 +14,8 @@ if ! python3 -c "import jsonschema, rfc3339_validator" 2>/dev/null; then
   python3 -m pip install --quiet jsonschema==4.26.0 rfc3339-validator==0.1.4 ||
     python3 -m pip install --quiet --break-system-packages jsonschema==4.26.0 rfc3339-validator==0.1.4
 fi
+# The OpenAI Python SDK drives the end-to-end API suite (Tests/DaemonTests/OpenAISDKTests.swift).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai==3.63.0"
 swift build -c release --build-tests
 # One test at a time: synchronous numeric tests run on Swift's cooperative pool, which has one
 # thread per core; on a 2-core machine two of them would starve the NIO server and daemon

@@ -42,7 +42,7 @@ public final class GenerationSequence {
     result = GenerationResult(
       promptTokens: promptTokens, tokens: [], text: "", finishReason: .length,
       promptSeconds: 0, decodeSeconds: 0)
-    sampler = Sampler(options.sampling)
+    sampler = Sampler(options.sampling.banning(options.ignoreEndOfGeneration ? tokenizer.endOfGeneration : []))
     decoder = tokenizer.streamingDecoder()
     stops = StopMatcher(stops: options.stop)
     history = promptTokens
@@ -115,6 +115,7 @@ public final class GenerationSequence {
       token = sampler.sample(logits: context.lastLogits, history: history[...])
     }
     if tokenizer.isEndOfGeneration(token) { return finish(.stop) }
+    if let k = options.logprobs { result.logprobs.append(TokenLogprob(logits: context.lastLogits, chosen: token, top: k)) }
     result.tokens.append(token)
     history.append(token)
     let (release, stopped) = stops.push(decoder.push(token))

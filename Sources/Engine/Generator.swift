@@ -13,14 +13,23 @@ public struct GenerationOptions: Sendable {
   /// When set, the output follows this grammar (JSON Schema or GBNF compiled by the Grammar
   /// module) and generation stops when it is complete.
   public var grammar: Grammar?
+  /// Never sample an end-of-generation token (llama-server's `ignore_eos`): the sequence runs
+  /// to `maxTokens` or the end of the context.
+  public var ignoreEndOfGeneration: Bool
+  /// When set, each generated token's log probability is recorded with this many of the most
+  /// likely alternatives (0 to 20) in `GenerationResult.logprobs`.
+  public var logprobs: Int?
 
   public init(
-    maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = [], grammar: Grammar? = nil
+    maxTokens: Int = 256, sampling: SamplingParameters = .init(), stop: [String] = [], grammar: Grammar? = nil,
+    ignoreEndOfGeneration: Bool = false, logprobs: Int? = nil
   ) {
     self.maxTokens = maxTokens
     self.sampling = sampling
     self.stop = stop
     self.grammar = grammar
+    self.ignoreEndOfGeneration = ignoreEndOfGeneration
+    self.logprobs = logprobs
   }
 }
 
@@ -33,6 +42,8 @@ public enum FinishReason: String, Sendable, Codable {
 public struct GenerationResult: Sendable {
   public var promptTokens: [Int32]
   public var tokens: [Int32]
+  /// One per token of `tokens` when `GenerationOptions.logprobs` is set, else empty.
+  public var logprobs: [TokenLogprob] = []
   public var text: String
   public var finishReason: FinishReason
   /// Compute time of the prompt's forward pass, seconds.

@@ -1,6 +1,7 @@
 // Choosing the next token from logits. The chain follows llama.cpp's default order:
-// repetition penalty → top-k → top-p → min-p → temperature → draw. Temperature 0 is greedy
-// (argmax after the penalty). Every stage is a small function over a candidate list.
+// logit bias → repetition penalty → presence/frequency penalties → top-k → top-p → min-p →
+// temperature → draw. Temperature 0 is greedy (argmax after the bias and penalties). Every
+// stage is a small function over a candidate list.
 import Foundation
 
 public struct SamplingParameters: Sendable, Equatable, Codable {
@@ -11,6 +12,12 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
   public var repeatPenalty: Float  // 1 = off
   public var repeatLastN: Int  // how many recent tokens the penalty looks at
   public var seed: UInt64?  // nil = a fresh random seed
+  /// OpenAI's penalties: each logit minus `frequency·c + presence·(c > 0)`, where c counts the
+  /// token among those this sampler has drawn (the completion so far, not the prompt). 0 = off.
+  public var presencePenalty: Float = 0
+  public var frequencyPenalty: Float = 0
+  /// Added to a token's logit before everything else; −infinity bans the token.
+  public var logitBias: [Int32: Float] = [:]
 
   public init(
     temperature: Float = 0.8, topK: Int = 40, topP: Float = 0.95, minP: Float = 0.05,
@@ -27,6 +34,13 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
 
   public static let greedy = SamplingParameters(temperature: 0)
 
+  /// These parameters with `tokens` never drawn (a bias of −infinity).
+  public func banning(_ tokens: Set<Int32>) -> SamplingParameters {
+    var out = self
+    for t in tokens { out.logitBias[t] = -.infinity }
+    return out
+  }
+
   /// Describes the first out-of-range value, or nil when all are usable.
   public var validationError: String? {
     if !(temperature >= 0 && temperature.isFinite) { return "temperature must be >= 0" }
@@ -35,6 +49,9 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     if !(minP >= 0 && minP <= 1) { return "min_p must be in [0, 1]" }
     if !(repeatPenalty > 0 && repeatPenalty.isFinite) { return "repeat_penalty must be > 0" }
     if repeatLastN < 0 { return "repeat_last_n must be >= 0" }
+    if !presencePenalty.isFinite { return "presence_penalty must be finite" }
+    if !frequencyPenalty.isFinite { return "frequency_penalty must be finite" }
+    if logitBias.values.contains(where: { $0.isNaN || $0 == .infinity }) { return "logit_bias must be finite or -infinity" }
     return nil
   }
 }
@@ -43,6 +60,8 @@ public struct Sampler: Sendable {
   public let parameters: SamplingParameters
   private var random: SeededRandom
   private var candidates: [(id: Int32, logit: Float)] = []
+  /// How often each token was drawn so far, for the presence and frequency penalties.
+  private var drawn: [Int32: Int] = [:]
 
   public init(_ parameters: SamplingParameters) {
     self.parameters = parameters
@@ -53,12 +72,30 @@ public struct Sampler: Sendable {
   public mutating func sample(logits: UnsafeBufferPointer<Float>, history: ArraySlice<Int32>)
     -> Int32
   {
+    let token = choose(logits: logits, history: history)
+    drawn[token, default: 0] += 1
+    return token
+  }
+
+  /// What the presence and frequency penalties take off each drawn token's logit.
+  private func drawnPenalties() -> [Int32: Float] {
+    guard parameters.presencePenalty != 0 || parameters.frequencyPenalty != 0 else { return [:] }
+    return drawn.mapValues { parameters.frequencyPenalty * Float($0) + parameters.presencePenalty }
+  }
+
+  private mutating func choose(logits: UnsafeBufferPointer<Float>, history: ArraySlice<Int32>) -> Int32 {
     let penalized = penalizedTokens(history)
+    let bias = parameters.logitBias
+    let penalties = drawnPenalties()
     func adjusted(_ i: Int) -> Float {
-      let logit = logits[i]
-      guard penalized.contains(Int32(i)) else { return logit }
-      // llama.cpp's rule: shrink positive logits, push negative ones further down.
-      return logit > 0 ? logit / parameters.repeatPenalty : logit * parameters.repeatPenalty
+      var logit = logits[i]
+      if !bias.isEmpty, let b = bias[Int32(i)] { logit += b }
+      if penalized.contains(Int32(i)) {
+        // llama.cpp's rule: shrink positive logits, push negative ones further down.
+        logit = logit > 0 ? logit / parameters.repeatPenalty : logit * parameters.repeatPenalty
+      }
+      if !penalties.isEmpty, let p = penalties[Int32(i)] { logit -= p }
+      return logit
     }
 
     if parameters.temperature == 0 {

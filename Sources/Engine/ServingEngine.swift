@@ -229,7 +229,7 @@ public final class ServingEngine: @unchecked Sendable {
         failure = .failed("cannot use adapter '\(job.request.adapter ?? "default")': \(error)")
       }
       job.continuation.finish(throwing: failure)
-      report(job, sequence: nil, reused: 0, firstToken: nil, failed: true)
+      report(job, sequence: nil, reused: 0, firstToken: nil, started: nil, failed: true)
       return nil
     }
     let (slot, reused) = takeSlot(for: weights, prompt: job.promptTokens)
@@ -248,6 +248,12 @@ public final class ServingEngine: @unchecked Sendable {
       let text = try item.sequence.step()
       if item.firstToken == nil && !item.sequence.result.tokens.isEmpty || item.sequence.isFinished {
         item.firstToken = item.firstToken ?? DispatchTime.now().uptimeNanoseconds
+      }
+      // Log probabilities go out before the text of the same step, so a client can attach them to it.
+      let logprobs = item.sequence.result.logprobs
+      if logprobs.count > item.logprobsSent {
+        item.job.continuation.yield(.logprobs(Array(logprobs[item.logprobsSent...])))
+        item.logprobsSent = logprobs.count
       }
       if !text.isEmpty { item.job.continuation.yield(.text(text)) }
     } catch {
@@ -269,7 +275,9 @@ public final class ServingEngine: @unchecked Sendable {
     }
     item.slot.cachedTokens = Array(item.sequence.evaluatedTokens)
     item.slot.busy = false
-    report(item.job, sequence: item.sequence, reused: item.reused, firstToken: item.firstToken, failed: item.failure != nil)
+    report(
+      item.job, sequence: item.sequence, reused: item.reused, firstToken: item.firstToken, started: item.started,
+      failed: item.failure != nil)
   }
 
   private func cancel(_ item: Running) {
@@ -278,7 +286,9 @@ public final class ServingEngine: @unchecked Sendable {
     item.slot.busy = false
   }
 
-  private func report(_ job: Job, sequence: GenerationSequence?, reused: Int, firstToken: UInt64?, failed: Bool) {
+  private func report(
+    _ job: Job, sequence: GenerationSequence?, reused: Int, firstToken: UInt64?, started: UInt64?, failed: Bool
+  ) {
     let now = DispatchTime.now().uptimeNanoseconds
     let result = sequence?.result
     let computeSeconds = (result?.promptSeconds ?? 0) + (result?.decodeSeconds ?? 0)
@@ -288,7 +298,9 @@ public final class ServingEngine: @unchecked Sendable {
         adapter: job.request.adapter, promptTokens: job.promptTokens.count, reusedPromptTokens: reused,
         completionTokens: result?.tokens.count ?? 0, finishReason: result?.finishReason ?? .stop,
         promptSeconds: result?.promptSeconds ?? 0, decodeSeconds: result?.decodeSeconds ?? 0,
-        timeToFirstToken: Double((firstToken ?? now) - job.submitted) / 1e9, failed: failed))
+        timeToFirstToken: Double((firstToken ?? now) - job.submitted) / 1e9,
+        queueSeconds: Double((started ?? now) - job.submitted) / 1e9, totalSeconds: Double(now - job.submitted) / 1e9,
+        failed: failed))
   }
 
   /// A free slot for `weights`: the one whose cache shares the longest prefix with `prompt`
@@ -372,6 +384,9 @@ private final class Running {
   let sequence: GenerationSequence
   let reused: Int
   var firstToken: UInt64?
+  var logprobsSent = 0
+  /// When it left the queue (for the time-in-queue metric).
+  let started = DispatchTime.now().uptimeNanoseconds
   var failure: String?
 
   init(job: Job, slot: Slot, sequence: GenerationSequence, reused: Int) {

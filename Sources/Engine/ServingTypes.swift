@@ -26,6 +26,8 @@ public struct ServingRequest: Sendable {
 public enum ServingEvent: Sendable, Equatable {
   /// Newly final text (whole UTF-8 characters).
   case text(String)
+  /// Generated tokens' log probabilities (when asked for), sent before the text they made.
+  case logprobs([TokenLogprob])
   case finished(FinishReason, promptTokens: Int, completionTokens: Int)
 }
 
@@ -67,6 +69,10 @@ public struct RequestReport: Sendable {
   /// From submission to the first token (or to the end when none came), seconds; includes
   /// waiting in the queue and merging the adapter.
   public var timeToFirstToken: Double
+  /// From submission to leaving the queue (a slot and the adapter's weights taken), seconds.
+  public var queueSeconds: Double
+  /// From submission to the end of the request, seconds.
+  public var totalSeconds: Double
   public var failed: Bool
 }
 
@@ -81,6 +87,11 @@ extension RequestReport {
   public var promptTokensPerSecond: Double? {
     let evaluated = promptTokens - reusedPromptTokens
     return promptSeconds > 0 && evaluated > 0 ? Double(evaluated) / promptSeconds : nil
+  }
+
+  /// Wall time per generated token after the first (OpenAI-style TPOT); nil under two tokens.
+  public var timePerOutputToken: Double? {
+    completionTokens > 1 ? max(0, totalSeconds - timeToFirstToken) / Double(completionTokens - 1) : nil
   }
 
   public var decodeTokensPerSecond: Double? {

@@ -36,6 +36,18 @@ public protocol InferenceBackend: Sendable {
   func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo]
   func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo
 
+  /// `POST /tokenize`: the text's token ids with each token's bytes.
+  func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) async throws -> [TokenPiece]
+  /// `POST /detokenize`: the text of these ids (special tokens rendered); an id outside the
+  /// vocabulary is `.invalidRequest(field: "tokens", …)`.
+  func detokenize(_ tokens: [Int32]) async throws -> String
+
+  /// Every error answer (4xx/5xx), by OpenAI `code` (e.g. `server_busy` for a full queue), for
+  /// metrics. Called before the answer is written.
+  func requestRefused(status: Int, code: String)
+  /// The most choices (`n`) one generation request may ask for.
+  func maxChoices() async -> Int
+
   func health() async -> HealthReport
   /// Prometheus text exposition, passed through unchanged.
   func metricsText() async -> String
@@ -45,7 +57,31 @@ public protocol InferenceBackend: Sendable {
 public enum GenerationEvent: Sendable, Equatable {
   /// Newly decoded text, whole UTF-8 characters, any length (empty pieces are skipped).
   case text(String)
+  /// Log probabilities of the tokens generated since the last event (only when asked for);
+  /// they precede the text those tokens made.
+  case logprobs([TokenLogprobInfo])
   case finished(FinishReason, Usage)
+}
+
+/// One generated token's log probability (natural log, of the model's own distribution at that
+/// step) and the most likely alternatives there.
+public struct TokenLogprobInfo: Sendable, Equatable {
+  public struct Alternative: Sendable, Equatable {
+    public var token: String
+    public var bytes: [UInt8]
+    public var logprob: Double
+    public init(token: String, bytes: [UInt8], logprob: Double) {
+      self.token = token
+      self.bytes = bytes
+      self.logprob = logprob
+    }
+  }
+  public var chosen: Alternative
+  public var top: [Alternative]
+  public init(chosen: Alternative, top: [Alternative]) {
+    self.chosen = chosen
+    self.top = top
+  }
 }
 
 /// OpenAI's finish reasons that this server can produce.
@@ -83,6 +119,29 @@ public struct Usage: Sendable, Codable, Equatable {
     try c.encode(promptTokens, forKey: .promptTokens)
     try c.encode(completionTokens, forKey: .completionTokens)
     try c.encode(totalTokens, forKey: .totalTokens)
+  }
+}
+
+/// One token of a tokenized text: its id and the bytes it stands for.
+public struct TokenPiece: Sendable, Equatable {
+  public var id: Int32
+  public var bytes: [UInt8]
+  public init(id: Int32, bytes: [UInt8]) {
+    self.id = id
+    self.bytes = bytes
+  }
+}
+
+extension InferenceBackend {
+  /// The most choices (`n`) a request may ask for.
+  public func maxChoices() async -> Int { 1 }
+  /// Backends without metrics need not count refusals.
+  public func requestRefused(status: Int, code: String) {}
+  public func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) async throws -> [TokenPiece] {
+    throw BackendError.unavailable("this backend does not tokenize")
+  }
+  public func detokenize(_ tokens: [Int32]) async throws -> String {
+    throw BackendError.unavailable("this backend does not detokenize")
   }
 }
 

@@ -341,18 +341,20 @@ public final class HTTPServer: Sendable {
       switch item {
       case .refused(let h):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.forbidden)
+        try? await router.writeRefusal(.forbidden, writer: w)
         keepOpen = false
       case .overCapacity(let h, let admission):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
         switch admission {
-        case .overPerUser(let limit): try? await w.writeError(.tooManyConnectionsForUser(limit: limit))
-        default: try? await w.writeError(.tooManyConnections(limit: configuration.maxConnections))
+        case .overPerUser(let limit):
+          try? await router.writeRefusal(.tooManyConnectionsForUser(limit: limit), writer: w)
+        default:
+          try? await router.writeRefusal(.tooManyConnections(limit: configuration.maxConnections), writer: w)
         }
         keepOpen = false
       case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
-        try? await w.writeError(.bodyTooLarge(limit: limit))
+        try? await router.writeRefusal(.bodyTooLarge(limit: limit), writer: w)
         keepOpen = false
       case .request(let r):
         let keepAlive = r.head.isKeepAlive && !connections.isDraining

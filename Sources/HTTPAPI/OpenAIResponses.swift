@@ -2,14 +2,91 @@
 // stream chunks, text completions, the model list, and this daemon's adapter list.
 // `finish_reason` and `logprobs` are written as explicit nulls, as OpenAI does.
 
+/// Chat's `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}], "refusal": null}`.
+struct ChatLogprobs: Codable, Equatable {
+  struct Entry: Codable, Equatable {
+    var token: String
+    var logprob: Double
+    var bytes: [UInt8]
+    var topLogprobs: [Alternative]
+    enum CodingKeys: String, CodingKey {
+      case token, logprob, bytes
+      case topLogprobs = "top_logprobs"
+    }
+  }
+  struct Alternative: Codable, Equatable {
+    var token: String
+    var logprob: Double
+    var bytes: [UInt8]
+  }
+  var content: [Entry]
+
+  init(_ infos: [TokenLogprobInfo]) {
+    content = infos.map { i in
+      Entry(
+        token: i.chosen.token, logprob: i.chosen.logprob, bytes: i.chosen.bytes,
+        topLogprobs: i.top.map { Alternative(token: $0.token, logprob: $0.logprob, bytes: $0.bytes) })
+    }
+  }
+  enum CodingKeys: String, CodingKey { case content, refusal }
+  init(from decoder: any Decoder) throws {
+    content = try decoder.container(keyedBy: CodingKeys.self).decode([Entry].self, forKey: .content)
+  }
+  func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(content, forKey: .content)
+    try c.encodeNil(forKey: .refusal)
+  }
+}
+
+/// The legacy completions' `logprobs`: parallel arrays, alternatives as `{token: logprob}` maps.
+struct TextLogprobs: Codable, Equatable {
+  var tokens: [String]
+  var tokenLogprobs: [Double]
+  var topLogprobs: [[String: Double]]
+  var textOffset: [Int]
+  enum CodingKeys: String, CodingKey {
+    case tokens
+    case tokenLogprobs = "token_logprobs"
+    case topLogprobs = "top_logprobs"
+    case textOffset = "text_offset"
+  }
+
+  /// `offset`: characters of completion text before the first of these tokens.
+  init(_ infos: [TokenLogprobInfo], offset: Int) {
+    tokens = infos.map(\.chosen.token)
+    tokenLogprobs = infos.map(\.chosen.logprob)
+    topLogprobs = infos.map { Dictionary($0.top.map { ($0.token, $0.logprob) }, uniquingKeysWith: max) }
+    var at = offset
+    textOffset = tokens.map { t in
+      defer { at += t.count }
+      return at
+    }
+  }
+}
+
 struct ChatCompletionResponse: Codable, Equatable {
   struct Choice: Codable, Equatable {
     var index: Int
     var message: ChatMessage
     var finishReason: FinishReason
+    var logprobs: ChatLogprobs?
     enum CodingKeys: String, CodingKey {
-      case index, message
+      case index, message, logprobs
       case finishReason = "finish_reason"
+    }
+    init(index: Int, message: ChatMessage, finishReason: FinishReason, logprobs: ChatLogprobs? = nil) {
+      self.index = index
+      self.message = message
+      self.finishReason = finishReason
+      self.logprobs = logprobs
+    }
+    func encode(to encoder: any Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(index, forKey: .index)
+      try c.encode(message, forKey: .message)
+      try c.encode(logprobs, forKey: .logprobs)
+      try c.encode(finishReason, forKey: .finishReason)
     }
   }
   var id: String
@@ -29,14 +106,22 @@ struct ChatCompletionChunk: Codable, Equatable {
     var index: Int
     var delta: Delta
     var finishReason: FinishReason?
+    var logprobs: ChatLogprobs?
     enum CodingKeys: String, CodingKey {
-      case index, delta
+      case index, delta, logprobs
       case finishReason = "finish_reason"
+    }
+    init(index: Int, delta: Delta, finishReason: FinishReason?, logprobs: ChatLogprobs? = nil) {
+      self.index = index
+      self.delta = delta
+      self.finishReason = finishReason
+      self.logprobs = logprobs
     }
     func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(index, forKey: .index)
       try c.encode(delta, forKey: .delta)
+      try c.encode(logprobs, forKey: .logprobs)
       try c.encode(finishReason, forKey: .finishReason)
     }
   }
@@ -54,26 +139,29 @@ struct TextCompletionResponse: Codable, Equatable {
     var text: String
     var index: Int
     var finishReason: FinishReason?
+    var logprobs: TextLogprobs?
     enum CodingKeys: String, CodingKey {
       case text, index, logprobs
       case finishReason = "finish_reason"
     }
-    init(text: String, index: Int, finishReason: FinishReason?) {
+    init(text: String, index: Int, finishReason: FinishReason?, logprobs: TextLogprobs? = nil) {
       self.text = text
       self.index = index
       self.finishReason = finishReason
+      self.logprobs = logprobs
     }
     init(from decoder: any Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       text = try c.decode(String.self, forKey: .text)
       index = try c.decode(Int.self, forKey: .index)
       finishReason = try c.decodeIfPresent(FinishReason.self, forKey: .finishReason)
+      logprobs = try c.decodeIfPresent(TextLogprobs.self, forKey: .logprobs)
     }
     func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(text, forKey: .text)
       try c.encode(index, forKey: .index)
-      try c.encodeNil(forKey: .logprobs)
+      try c.encode(logprobs, forKey: .logprobs)
       try c.encode(finishReason, forKey: .finishReason)
     }
   }

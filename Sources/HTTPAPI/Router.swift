@@ -13,7 +13,8 @@ struct HTTPRequest: Sendable {
 }
 
 enum Route: Equatable {
-  case chatCompletions, completions, models, health, metrics
+  case chatCompletions, completions, models, health, metrics, tokenize, detokenize
+  case model(String)
   case adapters
   case adapter(String)
   case adapterDefault(String)
@@ -32,7 +33,12 @@ enum Route: Equatable {
     case ["", "health"]: return .health
     case ["", "metrics"]: return .metrics
     case ["", "v1", "adapters"]: return .adapters
+    case ["", "tokenize"]: return .tokenize
+    case ["", "detokenize"]: return .detokenize
     default:
+      if parts.count == 4, parts[0] == "", parts[1] == "v1", parts[2] == "models" {
+        return .model(parts[3].removingPercentEncoding ?? parts[3])
+      }
       if parts.count == 4, parts[0] == "", parts[1] == "v1", parts[2] == "adapters" { return .adapter(parts[3]) }
       if parts.count == 5, parts[0] == "", parts[1] == "v1", parts[2] == "adapters" {
         switch parts[4] {
@@ -50,8 +56,8 @@ enum Route: Equatable {
 
   var allowedMethods: [HTTPMethod] {
     switch self {
-    case .chatCompletions, .completions: return [.POST]
-    case .models, .health, .metrics: return [.GET]
+    case .chatCompletions, .completions, .tokenize, .detokenize: return [.POST]
+    case .models, .model, .health, .metrics: return [.GET]
     case .adapters: return [.GET, .POST]
     case .adapter: return [.DELETE]
     case .adapterDefault: return [.POST, .DELETE]
@@ -79,13 +85,24 @@ struct Router: Sendable {
     } catch let gone as ResponseWriter.Gone {
       throw gone
     } catch {
+      let apiError = APIError.from(error)
       if writer.headWritten {
         // Mid-stream: the status is already out; say what happened as a final event.
-        try await writer.writeSSEError(APIError.from(error).response.body)
+        let response = apiError.response
+        backend.requestRefused(status: Int(response.status.code), code: response.body.error.code ?? "error")
+        try await writer.writeSSEError(response.body)
       } else {
-        try await writer.writeError(APIError.from(error))
+        try await writeRefusal(apiError, writer: writer)
       }
     }
+  }
+
+  /// Writes an error answer and counts it; every refusal, the connection-level ones included,
+  /// goes through here.
+  func writeRefusal(_ error: APIError, writer: ResponseWriter) async throws(ResponseWriter.Gone) {
+    let response = error.response
+    backend.requestRefused(status: Int(response.status.code), code: response.body.error.code ?? "error")
+    try await writer.writeError(error)
   }
 
   private func dispatch(_ request: HTTPRequest, writer: ResponseWriter) async throws {
@@ -112,6 +129,19 @@ struct Router: Sendable {
           .init(id: $0.id, created: $0.created, ownedBy: $0.ownedBy, kind: $0.kind)
         })
       try await writer.writeJSON(list)
+    case (.model(let id), _):
+      guard let m = await backend.models().first(where: { $0.id == id }) else {
+        throw BackendError.modelNotFound(String(id.prefix(256)))
+      }
+      try await writer.writeJSON(ModelList.Entry(id: m.id, created: m.created, ownedBy: m.ownedBy, kind: m.kind))
+    case (.tokenize, _):
+      let req = try decode(TokenizeRequest.self, from: request.body)
+      let pieces = try await backend.tokenize(
+        req.content, addSpecial: req.addSpecial, parseSpecial: req.parseSpecial)
+      try await writer.writeJSON(TokenizeResponse(pieces: pieces, withPieces: req.withPieces))
+    case (.detokenize, _):
+      let req = try decode(DetokenizeRequest.self, from: request.body)
+      try await writer.writeJSON(DetokenizeResponse(content: try await backend.detokenize(req.tokens)))
     case (.health, _):
       let h = await backend.health()
       try await writer.writeJSON(HealthBody(status: h.status, ready: h.ready), status: h.ready ? .ok : .serviceUnavailable)
@@ -168,110 +198,10 @@ struct Router: Sendable {
       return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
     } catch let e as DecodingError {
       throw APIError.fromDecoding(e)
+    } catch let e as APIError {
+      throw e
     } catch {
       throw .badJSON("the body is not valid JSON")
     }
-  }
-
-  // MARK: generation
-
-  static func makeID(_ prefix: String) -> String {
-    var g = SystemRandomNumberGenerator()
-    let hex = (0..<3).map { _ in String(g.next() as UInt64, radix: 16) }.joined()
-    return prefix + hex
-  }
-
-  private func chat(_ req: ChatCompletionRequest, writer: ResponseWriter) async throws {
-    let id = Self.makeID("chatcmpl-")
-    let created = Int(Date().timeIntervalSince1970)
-    let model = await resolvedModel(req.model)
-    let events = try await backend.chat(req)
-    if !req.stream {
-      let (text, reason, usage) = try await collect(events)
-      try await writer.writeJSON(
-        ChatCompletionResponse(
-          id: id, created: created, model: model,
-          choices: [.init(index: 0, message: .init(role: .assistant, content: text), finishReason: reason)],
-          usage: usage))
-      return
-    }
-    func chunk(_ delta: ChatCompletionChunk.Delta, _ reason: FinishReason? = nil) -> ChatCompletionChunk {
-      ChatCompletionChunk(
-        id: id, created: created, model: model,
-        choices: [.init(index: 0, delta: delta, finishReason: reason)])
-    }
-    try await writer.writeSSEHead()
-    try await writer.writeSSE(chunk(.init(role: .assistant, content: "")))
-    var finish: (FinishReason, Usage)?
-    for try await event in events {
-      switch event {
-      case .text(let t): if !t.isEmpty { try await writer.writeSSE(chunk(.init(content: t))) }
-      case .finished(let r, let u): finish = (r, u)
-      }
-    }
-    try Task.checkCancellation()
-    guard let (reason, usage) = finish else { throw APIError.internalFailure("generation ended without finishing") }
-    try await writer.writeSSE(chunk(.init(), reason))
-    if req.includeUsageInStream {
-      try await writer.writeSSE(ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage))
-    }
-    try await writer.writeSSEDone()
-  }
-
-  private func complete(_ req: CompletionRequest, writer: ResponseWriter) async throws {
-    let id = Self.makeID("cmpl-")
-    let created = Int(Date().timeIntervalSince1970)
-    let model = await resolvedModel(req.model)
-    let events = try await backend.complete(req)
-    if !req.stream {
-      let (text, reason, usage) = try await collect(events)
-      try await writer.writeJSON(
-        TextCompletionResponse(
-          id: id, created: created, model: model,
-          choices: [.init(text: text, index: 0, finishReason: reason)], usage: usage))
-      return
-    }
-    func chunk(_ text: String, _ reason: FinishReason?, _ usage: Usage? = nil) -> TextCompletionResponse {
-      TextCompletionResponse(
-        id: id, created: created, model: model, choices: [.init(text: text, index: 0, finishReason: reason)],
-        usage: usage)
-    }
-    try await writer.writeSSEHead()
-    var finish: (FinishReason, Usage)?
-    for try await event in events {
-      switch event {
-      case .text(let t): if !t.isEmpty { try await writer.writeSSE(chunk(t, nil)) }
-      case .finished(let r, let u): finish = (r, u)
-      }
-    }
-    try Task.checkCancellation()
-    guard let (reason, usage) = finish else { throw APIError.internalFailure("generation ended without finishing") }
-    try await writer.writeSSE(chunk("", reason, req.includeUsageInStream ? usage : nil))
-    try await writer.writeSSEDone()
-  }
-
-  /// What `model` says in the response when the request named none: the default adapter, else
-  /// the base model, as the backend will choose.
-  private func resolvedModel(_ requested: String?) async -> String {
-    if let requested { return requested }
-    if let adapter = await backend.adapters().first(where: \.isDefault) { return adapter.name }
-    return await backend.models().first { $0.kind == .base }?.id ?? "default"
-  }
-
-  private func collect(
-    _ events: AsyncThrowingStream<GenerationEvent, any Error>
-  ) async throws -> (String, FinishReason, Usage) {
-    var text = ""
-    var finish: (FinishReason, Usage)?
-    for try await event in events {
-      switch event {
-      case .text(let t): text += t
-      case .finished(let r, let u): finish = (r, u)
-      }
-    }
-    // A cancelled iteration ends quietly; don't dress a disconnect up as a finished answer.
-    try Task.checkCancellation()
-    guard let (reason, usage) = finish else { throw APIError.internalFailure("generation ended without finishing") }
-    return (text, reason, usage)
   }
 }

@@ -86,6 +86,8 @@ public struct Limits: Sendable, Equatable {
   public var reservedConnections = 16
   /// A request's head and body must arrive within this many seconds of its first byte; past it 408.
   public var requestTimeoutSeconds = 60.0
+  /// The most choices (`n`) one generation request may ask for.
+  public var maxChoices = 4
   public init() {}
 }
 

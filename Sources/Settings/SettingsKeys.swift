@@ -82,6 +82,7 @@ enum SettingsKeys {
       int("limits.max_connections_per_user", \.limits.maxConnectionsPerUser, 1...65536),
       int("limits.reserved_connections", \.limits.reservedConnections, 0...65536),
       double("limits.request_timeout_seconds", \.limits.requestTimeoutSeconds, 0.1...86400),
+      int("limits.max_choices", \.limits.maxChoices, 1...128),
 
       int("training.rank", \.training.rank, 1...1024),
       double("training.alpha", \.training.alpha, 0.001...100_000),

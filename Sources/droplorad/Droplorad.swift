@@ -15,7 +15,8 @@ struct Droplorad: AsyncParsableCommand {
     discussion: """
       Reads /etc/droplora/droplorad.yaml when it exists (or the file given with --config), then \
       applies the flags below. See droplorad(8) and droplorad.yaml(5).
-      """)
+      """,
+    version: BuildInfo.version)
 
   static let defaultConfigPath = "/etc/droplora/droplorad.yaml"
 

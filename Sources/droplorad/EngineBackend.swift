@@ -65,12 +65,16 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    let messages = request.messages.map { Tokenization.ChatMessage(role: $0.role.rawValue, content: $0.content) }
-    return try submit(model: request.model, prompt: .chat(messages), sampling: request.sampling, promptField: "messages")
+    let messages = request.messages.map(Self.templateMessage)
+    return try submit(
+      model: request.model, prompt: .chat(messages), sampling: request.sampling, features: request.features,
+      promptField: "messages")
   }
 
   func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    try submit(model: request.model, prompt: .text(request.prompt), sampling: request.sampling, promptField: "prompt")
+    try submit(
+      model: request.model, prompt: .text(request.prompt), sampling: request.sampling, features: request.features,
+      promptField: "prompt")
   }
 
   func adapters() async -> [AdapterInfo] { library.infos() }
@@ -165,6 +169,25 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     }
   }
 
+  func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) async throws -> [TokenPiece] {
+    let tokenizer = engine.tokenizer
+    return tokenizer.encode(text, parseSpecial: parseSpecial, addSpecial: addSpecial).map {
+      TokenPiece(id: $0, bytes: tokenizer.tokenPiece($0, renderSpecial: true))
+    }
+  }
+
+  func detokenize(_ tokens: [Int32]) async throws -> String {
+    let size = engine.tokenizer.vocabularySize
+    if let bad = tokens.first(where: { $0 < 0 || Int($0) >= size }) {
+      throw BackendError.invalidRequest(field: "tokens", message: "token \(bad) is not in the vocabulary (\(size) tokens)")
+    }
+    return engine.tokenizer.decode(tokens, renderSpecial: true)
+  }
+
+  func maxChoices() async -> Int { lock.withLock { limits.maxChoices } }
+
+  func requestRefused(status: Int, code: String) { metrics.refused(status: status, code: code) }
+
   func health() async -> HealthReport {
     lock.withLock { HealthReport(ready: ready, status: status) }
   }
@@ -174,17 +197,19 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   // MARK: -
 
   private func submit(
-    model: String?, prompt: ServingPrompt, sampling: HTTPAPI.SamplingParameters, promptField: String
+    model: String?, prompt: ServingPrompt, sampling: HTTPAPI.SamplingParameters, features: RequestedFeatures,
+    promptField: String
   ) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    let request = ServingRequest(
-      adapter: adapterName(model), prompt: prompt, options: try options(sampling))
+    var options = try options(sampling)
+    options.logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
+    let request = ServingRequest(adapter: adapterName(model), prompt: prompt, options: options)
     let events: AsyncThrowingStream<ServingEvent, any Error>
     do {
       events = try engine.submit(request)
     } catch {
       throw Self.backendError(error, promptField: promptField)
     }
-    return Self.translate(events)
+    return Self.translate(events, tokenizer: engine.tokenizer)
   }
 
   /// nil (the default adapter), `AdapterRegistry.baseName` for the base, or an adapter name.
@@ -195,22 +220,58 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   private func options(_ sampling: HTTPAPI.SamplingParameters) throws -> GenerationOptions {
     let (defaults, cap) = lock.withLock { (generation, limits.maxTokens) }
-    let maxTokens = sampling.maxTokens ?? defaults.maxTokens
-    guard maxTokens <= cap else {
-      throw BackendError.invalidRequest(
-        field: "max_tokens", message: "at most \(cap) tokens may be asked for, got \(maxTokens)")
-    }
+    // Past limits.max_tokens a request is capped, not refused (droplorad(8)); the context's end
+    // stops it earlier with finish_reason "length".
+    let maxTokens = min(sampling.maxTokens ?? defaults.maxTokens, cap)
+    // The API validated every value in Double; these conversions only saturate at Float's range
+    // (top_p 1e-300 stays a positive nucleus, repeat_penalty 1e300 a finite one).
     var parameters = Engine.SamplingParameters()
-    parameters.temperature = Float(sampling.temperature ?? defaults.temperature)
+    parameters.temperature = Self.float(sampling.temperature ?? defaults.temperature)
     parameters.topK = sampling.topK ?? defaults.topK
-    parameters.topP = Float(sampling.topP ?? defaults.topP)
-    parameters.minP = Float(sampling.minP ?? defaults.minP)
-    parameters.repeatPenalty = Float(sampling.repeatPenalty ?? defaults.repeatPenalty)
+    parameters.topP = Self.float(sampling.topP ?? defaults.topP, positive: true)
+    parameters.minP = Self.float(sampling.minP ?? defaults.minP)
+    parameters.repeatPenalty = Self.float(sampling.repeatPenalty ?? defaults.repeatPenalty, positive: true)
+    parameters.presencePenalty = Self.float(sampling.presencePenalty ?? 0)
+    parameters.frequencyPenalty = Self.float(sampling.frequencyPenalty ?? 0)
+    parameters.logitBias = sampling.logitBias.mapValues { Self.float($0) }
     parameters.seed = sampling.seed
     if let problem = parameters.validationError {
-      throw BackendError.invalidRequest(field: nil, message: problem)
+      // Unreachable after the API's checks; still named, never a bare 500.
+      throw BackendError.invalidRequest(field: problem.split(separator: " ").first.map(String.init), message: problem)
     }
-    return GenerationOptions(maxTokens: maxTokens, sampling: parameters, stop: sampling.stop)
+    if let bad = sampling.logitBias.keys.first(where: { Int($0) >= engine.tokenizer.vocabularySize }) {
+      throw BackendError.invalidRequest(
+        field: "logit_bias", message: "token \(bad) is not in the vocabulary (\(engine.tokenizer.vocabularySize) tokens)")
+    }
+    return GenerationOptions(
+      maxTokens: maxTokens, sampling: parameters, stop: sampling.stop, ignoreEndOfGeneration: sampling.ignoreEOS)
+  }
+
+  /// A Double the API validated, as the engine's Float, saturating instead of overflowing to
+  /// infinity or (for values that must stay positive) underflowing to 0.
+  private static func float(_ value: Double, positive: Bool = false) -> Float {
+    let f = Float(max(-Double(Float.greatestFiniteMagnitude), min(Double(Float.greatestFiniteMagnitude), value)))
+    return positive && f == 0 && value > 0 ? Float.leastNonzeroMagnitude : f
+  }
+
+  /// An API message as the chat template sees it. `developer` arrives as `system` already; an
+  /// assistant's tool calls are written after its text in the Hermes/Qwen `<tool_call>` form, and
+  /// a tool's result as a user turn wrapped in `<tool_response>` (as Qwen2.5's template does), so
+  /// every template family carries them as plain content.
+  static func templateMessage(_ m: HTTPAPI.ChatMessage) -> Tokenization.ChatMessage {
+    if m.role == .tool {
+      return Tokenization.ChatMessage(role: "user", content: "<tool_response>\n" + m.content + "\n</tool_response>")
+    }
+    var content = m.content
+    for call in m.toolCalls {
+      if !content.isEmpty { content += "\n" }
+      content += "<tool_call>\n{\"name\": \(jsonString(call.name)), \"arguments\": \(call.arguments)}\n</tool_call>"
+    }
+    return Tokenization.ChatMessage(role: m.role.rawValue, content: content)
+  }
+
+  private static func jsonString(_ s: String) -> String {
+    (try? String(decoding: JSONEncoder().encode(s), as: UTF8.self)) ?? "\"\""
   }
 
   static func backendError(_ error: any Error, promptField: String) -> any Error {
@@ -225,13 +286,22 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   /// The engine's events as the API's; ending the iteration ends the engine's (cancelling it).
-  static func translate(_ events: AsyncThrowingStream<ServingEvent, any Error>) -> AsyncThrowingStream<GenerationEvent, any Error> {
+  static func translate(
+    _ events: AsyncThrowingStream<ServingEvent, any Error>, tokenizer: Tokenizer
+  ) -> AsyncThrowingStream<GenerationEvent, any Error> {
+    @Sendable func alternative(_ token: Int32, _ logprob: Double) -> TokenLogprobInfo.Alternative {
+      let bytes = tokenizer.tokenPiece(token, renderSpecial: true)
+      return .init(token: String(decoding: bytes, as: UTF8.self), bytes: bytes, logprob: logprob)
+    }
     let iterator = IteratorBox(events.makeAsyncIterator())
     return AsyncThrowingStream {
       do {
         switch try await iterator.next() {
         case nil: return nil
         case .text(let text): return .text(text)
+        case .logprobs(let list):
+          return .logprobs(
+            list.map { .init(chosen: alternative($0.token, $0.logprob), top: $0.top.map { alternative($0.token, $0.logprob) }) })
         case .finished(let reason, let prompt, let completion):
           let apiReason: HTTPAPI.FinishReason = reason == .length ? .length : .stop
           return .finished(apiReason, Usage(promptTokens: prompt, completionTokens: completion))

@@ -280,3 +280,45 @@ struct SamplerTests {
     #expect(SamplingParameters(minP: 2).validationError?.contains("min_p") == true)
   }
 }
+
+/// OpenAI's logit bias and presence/frequency penalties, from their definitions:
+/// logit − frequency·count − presence·(count > 0), counts over the tokens drawn so far.
+@Suite struct BiasAndPenaltyTests {
+  @Test func greedyFollowsTheFrequencyAndPresencePenaltiesStepByStep() {
+    // Logits 3, 2, 0. Frequency 1.5: token 0 drawn once → 1.5 < 2, so token 1 next; then
+    // 0: 1.5 vs 1: 0.5 → token 0; then 0: 0 vs 1: 0.5 → token 1.
+    var p = SamplingParameters.greedy
+    p.frequencyPenalty = 1.5
+    var sampler = Sampler(p)
+    let logits: [Float] = [3, 2, 0]
+    #expect((0..<4).map { _ in draw(&sampler, logits) } == [0, 1, 0, 1])
+    // Presence 2 alone: one draw takes 2 off whatever the count; 3 − 2 = 1 < 2 → token 1,
+    // then 2 − 2 = 0 < 1 → token 0 again, and from then on both are down by 2: 1 vs 0 → 0.
+    var q = SamplingParameters.greedy
+    q.presencePenalty = 2
+    var s2 = Sampler(q)
+    #expect((0..<4).map { _ in draw(&s2, logits) } == [0, 1, 0, 0])
+  }
+
+  @Test func penaltiesCountOnlyDrawnTokensNotThePrompt() {
+    var p = SamplingParameters.greedy
+    p.frequencyPenalty = 2
+    var sampler = Sampler(p)
+    // Token 0 fills the history (the prompt) but was never drawn: no penalty yet.
+    #expect(draw(&sampler, [3, 2, 0], history: [0, 0, 0, 0]) == 0)
+  }
+
+  @Test func logitBiasShiftsAndBans() {
+    var p = SamplingParameters.greedy
+    p.logitBias = [2: 3.5]
+    var sampler = Sampler(p)
+    #expect(draw(&sampler, [3, 2, 0]) == 2)
+    // A ban holds at any temperature.
+    let banned = SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0, seed: 3).banning([0])
+    #expect(histogram(banned, [3, 2, 0], n: 2000)[0] == 0)
+    // A bias at temperature 1 is a factor e^bias on the probability.
+    var b = plain()
+    b.logitBias = [1: Float(log(2.0))]
+    expectFrequencies(histogram(b, [0, 0, 0], n: 20_000), [0.25, 0.5, 0.25])
+  }
+}
