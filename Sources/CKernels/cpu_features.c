@@ -4,7 +4,7 @@
 
 #include <stdatomic.h>
 
-enum { FEATURES_KNOWN = 1, AVX2 = 2, AVX512F = 4, AVXVNNI = 8, AVX512BF16 = 16 };
+enum { FEATURES_KNOWN = 1, AVX2 = 2, AVX512F = 4, AVXVNNI = 8, AVX512BF16 = 16, AVX512VNNI = 32 };
 
 static int features(void) {
   static atomic_int cached = 0;
@@ -19,6 +19,9 @@ static int features(void) {
     if (__builtin_cpu_supports("avx512f")) f |= AVX512F;
     if (__builtin_cpu_supports("avxvnni")) f |= AVXVNNI;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) f |= AVX512BF16;
+    if ((f & AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+      f |= AVX512VNNI;
 #endif
     atomic_store_explicit(&cached, f, memory_order_relaxed);
   }
@@ -29,3 +32,4 @@ bool dq_cpu_has_avx2(void) { return features() & AVX2; }
 bool dq_cpu_has_avx512f(void) { return features() & AVX512F; }
 bool dq_cpu_has_avxvnni(void) { return features() & AVXVNNI; }
 bool dq_cpu_has_avx512bf16(void) { return features() & AVX512BF16; }
+bool dq_cpu_has_avx512vnni(void) { return features() & AVX512VNNI; }

@@ -90,6 +90,10 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
 // tests can force the scalar references for the calling thread only.
 const char *dq_simd_path(void);
 void dq_force_scalar(bool on);
+// The dot/matvec kernels in use: "avx512" (F/BW/VL/VNNI decode kernels, for the types that
+// have them), else dq_simd_path(). dq_force_avx2_dots limits this thread to the AVX2 ones.
+const char *dq_dot_path(void);
+void dq_force_avx2_dots(bool on);
 
 #ifdef __cplusplus
 }
