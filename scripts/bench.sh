@@ -41,6 +41,12 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/install-deps.sh
+# /usr/bin/time -v gives both engines' peak RSS; a C compiler builds the bandwidth probe.
+if [ ! -x /usr/bin/time ] || ! command -v cc >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time gcc >&2
+fi
 scripts/fetch-model.sh >/dev/null
 DEFAULT=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -z "$FILES" ]; then

@@ -39,7 +39,7 @@ python3 -c "import gguf" 2>/dev/null || python3 -m pip install --quiet gguf==0.1
 mkdir -p "$OUT"
 
 QUANTIZE="$LLAMA_BUILD/bin/llama-quantize"
-if [ ! -x "$QUANTIZE" ]; then
+if [ ! -x "$QUANTIZE" ] || [ ! -x "$LLAMA_BUILD/bin/llama-bench" ]; then
   need=()
   for p in cmake g++ make; do command -v "$p" >/dev/null || need+=("$p"); done
   if [ ${#need[@]} -gt 0 ]; then
