@@ -104,6 +104,72 @@ INLINE512 void q4_1_rows(int R, int64_t n, const char *w, size_t stride, const v
   }
 }
 
+// ---- q5_0 x q8_0 and q5_1 x q8_1: the fifth bits of two blocks are one 64-bit byte mask -----
+INLINE512 __m512i fifth_bits_pair(const uint8_t *qh0, const uint8_t *qh1) {
+  const __mmask64 m = (__mmask64)dq_load_u32le(qh0) | (__mmask64)dq_load_u32le(qh1) << 32;
+  return _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10));
+}
+
+static const block_q5_0 zero_q5_0;
+static const block_q5_1 zero_q5_1;
+
+// sum d dx sum (q - 16) y, the -16 sum y folded into dpbusd's accumulator as for q4_0
+INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_0 *b = x;
+  const int64_t nb = n / QK8_0;
+  __m512 acc[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), xv));
+    const __m512 dx = halves_pair(b[i].d, b1->d);
+    for (int r = 0; r < R; r++) {
+      const block_q5_0 *a = (const block_q5_0 *)(w + (size_t)r * stride);
+      const block_q5_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_0;
+      const __m512i q = _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh));
+      const __m512i p = _mm512_dpbusd_epi32(bias, q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(halves_pair(a[i].d, a1->d), dx), _mm512_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// sum d dx (q.y) + m s, as q4_1 with the fifth bit
+INLINE512 void q5_1_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_1 *b = x;
+  const int64_t nb = n / QK8_1;
+  __m512 acc[MAX_ROWS];
+  __m128 accm[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm_setzero_ps();
+  const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    uint32_t x0, x1;
+    memcpy(&x0, &b[i].d, 4);
+    memcpy(&x1, &b1->d, 4);
+    const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    for (int r = 0; r < R; r++) {
+      const block_q5_1 *a = (const block_q5_1 *)(w + (size_t)r * stride);
+      const block_q5_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_1;
+      uint32_t w0, w1;
+      memcpy(&w0, &a[i].d, 4);
+      memcpy(&w1, &a1->d, 4);
+      const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)w0 | (uint64_t)w1 << 32))), fx);
+      const __m512i q = _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh));
+      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(p), acc[r]);
+      accm[r] = _mm_add_ps(accm[r], sc);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+    y[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+  }
+}
+
 // ---- q8_0 x q8_0: codes + 128 as unsigned, minus 128 sum y ----------------------------------
 INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_0 *b = x;
@@ -287,6 +353,8 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
 ROWS_KERNEL(q4_0, q4_0_rows)
 ROWS_KERNEL(q4_1, q4_1_rows)
 ROWS_KERNEL(q8_0, q8_0_rows)
+ROWS_KERNEL(q5_0, q5_0_rows)
+ROWS_KERNEL(q5_1, q5_1_rows)
 ROWS_KERNEL(q4_K, K4)
 ROWS_KERNEL(q5_K, K5)
 ROWS_KERNEL(q6_K, q6_K_rows)
@@ -296,6 +364,8 @@ dq_dot_fn dq_avx512_dot_kernel(uint32_t type) {
     case DQ_TYPE_Q4_0: return q4_0_dot;
     case DQ_TYPE_Q4_1: return q4_1_dot;
     case DQ_TYPE_Q8_0: return q8_0_dot;
+    case DQ_TYPE_Q5_0: return q5_0_dot;
+    case DQ_TYPE_Q5_1: return q5_1_dot;
     case DQ_TYPE_Q4_K: return q4_K_dot;
     case DQ_TYPE_Q5_K: return q5_K_dot;
     case DQ_TYPE_Q6_K: return q6_K_dot;
@@ -308,6 +378,8 @@ dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
     case DQ_TYPE_Q4_0: return q4_0_matvec;
     case DQ_TYPE_Q4_1: return q4_1_matvec;
     case DQ_TYPE_Q8_0: return q8_0_matvec;
+    case DQ_TYPE_Q5_0: return q5_0_matvec;
+    case DQ_TYPE_Q5_1: return q5_1_matvec;
     case DQ_TYPE_Q4_K: return q4_K_matvec;
     case DQ_TYPE_Q5_K: return q5_K_matvec;
     case DQ_TYPE_Q6_K: return q6_K_matvec;

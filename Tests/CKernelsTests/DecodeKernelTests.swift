@@ -8,7 +8,7 @@ import Testing
 
 @Suite struct DecodeKernelTests {
   /// Types with an AVX-512 matvec kernel.
-  static let avx512Types = ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+  static let avx512Types = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 
   @Test(arguments: avx512Types) func matvecMatchesReferenceOnEveryRowCount(name: String) {
     let (type, block) = weightType(name)
