@@ -20,7 +20,7 @@ static int features(void) {
     if (__builtin_cpu_supports("avx512f")) f |= AVX512F;
     if (__builtin_cpu_supports("avxvnni")) f |= AVXVNNI;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) f |= AVX512BF16;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    if ((f & AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl")) {
       f |= AVX512INT8;
       if (__builtin_cpu_supports("avx512vnni")) f |= AVX512VNNI;

@@ -12,6 +12,8 @@ static _Thread_local bool force_scalar = false;
 static _Thread_local bool force_avx2_tiles = false;
 
 void dq_force_avx2_tiles(bool on) { force_avx2_tiles = on; }
+// Per thread, so a test can compare the AVX2 dots with the references on an AVX-512 machine.
+static _Thread_local bool force_avx2 = false;
 
 static bool use_simd(void) {
   return !force_scalar && dq_cpu_has_avx2();
@@ -23,8 +25,15 @@ const char *dq_simd_path(void) { return use_simd() ? "avx2" : "scalar"; }
 
 void dq_force_scalar(bool on) { force_scalar = on; }
 
+void dq_force_avx2_dots(bool on) { force_avx2 = on; }
+
+static bool use_avx512(void) { return use_simd() && !force_avx2 && dq_cpu_has_avx512vnni(); }
+
+const char *dq_dot_path(void) { return use_avx512() ? "avx512" : dq_simd_path(); }
+
 static dq_dot_fn dot_kernel(uint32_t type) {
-  dq_dot_fn f = use_simd() ? dq_avx2_dot_kernel(type) : NULL;
+  dq_dot_fn f = use_avx512() ? dq_avx512_dot_kernel(type) : NULL;
+  if (!f && use_simd()) f = dq_avx2_dot_kernel(type);
   return f ? f : dq_ref_dot_kernel(type);
 }
 
@@ -79,6 +88,11 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
     return;
   }
   const char *row = (const char *)w + (size_t)row_begin * row_stride;
+  dq_matvec_fn mv = use_avx512() ? dq_avx512_matvec_kernel(type) : NULL;
+  if (mv) {
+    mv(n, row, row_stride, x, y, row_end - row_begin);
+    return;
+  }
   int64_t r = row_begin;
   dq_dot2_fn f2 = use_simd() ? dq_avx2_dot2_kernel(type) : NULL;
   if (f2) {

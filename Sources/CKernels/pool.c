@@ -148,20 +148,51 @@ typedef struct {
   int64_t rows;
 } matvec_job;
 
-static void matvec_part(void *p, int ith, int nth) {
-  const matvec_job *job = p;
-  // Chunks in multiples of 16 rows keep each thread's writes to y on their own cache lines.
-  int64_t per = ((job->rows + nth - 1) / nth + 15) & ~(int64_t)15;
-  int64_t begin = per * ith;
-  int64_t end = begin + per < job->rows ? begin + per : job->rows;
-  if (begin >= end) return;
-  dq_matvec_rows(job->type, job->n, job->w, job->row_stride, job->x, job->y + begin, begin, end);
-}
-
 void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
                     const void *x, float *y, int64_t rows) {
-  matvec_job job = {type, n, w, row_stride, x, y, rows};
-  dq_pool_run(pool, matvec_part, &job);
+  const dq_matvec_target t = {type, w, row_stride, y, rows};
+  dq_pool_matvec_many(pool, n, x, &t, 1);
+}
+
+// Rows per claimed chunk: a multiple of 16 (each thread's writes to y on their own cache
+// lines), small enough that two threads share even a 192-row matrix, large enough that the
+// claims (one atomic each) cost nothing next to the rows' dots.
+enum { MANY_CHUNK_ROWS = 32 };
+
+typedef struct {
+  int64_t n;
+  const void *x;
+  const dq_matvec_target *targets;
+  int count;
+  int64_t chunks;
+  int64_t next;  // first chunk not yet claimed
+} matvec_many_job;
+
+static void matvec_many_part(void *p, int ith, int nth) {
+  (void)ith;
+  (void)nth;
+  matvec_many_job *job = p;
+  int k = 0;
+  int64_t k_first = 0;  // chunk index where target k starts
+  for (;;) {
+    const int64_t c = dq_pool_claim(&job->next, 1);
+    if (c >= job->chunks) return;
+    while (c >= k_first + (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS) {
+      k_first += (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
+      k++;
+    }
+    const dq_matvec_target *t = &job->targets[k];
+    const int64_t begin = (c - k_first) * MANY_CHUNK_ROWS;
+    const int64_t end = begin + MANY_CHUNK_ROWS < t->rows ? begin + MANY_CHUNK_ROWS : t->rows;
+    dq_matvec_rows(t->type, job->n, t->w, t->row_stride, job->x, t->y + begin, begin, end);
+  }
+}
+
+void dq_pool_matvec_many(dq_pool *pool, int64_t n, const void *x, const dq_matvec_target *targets,
+                         int count) {
+  matvec_many_job job = {n, x, targets, count, 0, 0};
+  for (int k = 0; k < count; k++) job.chunks += (targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
+  dq_pool_run(pool, matvec_many_part, &job);
 }
 
 typedef struct {

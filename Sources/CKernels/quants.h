@@ -144,6 +144,13 @@ dq_dot2_fn dq_avx2_dot2_kernel(uint32_t type);
 typedef void (*dq_tile4_fn)(int64_t n, const void *w, const void *x, size_t x_stride, float *y,
                             int64_t ldy);
 dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni);
+// AVX-512 F/BW/VL/VNNI decode kernels (quants_avx512.c): rows consecutive rows (row_stride
+// bytes apart) against one activation row, y[r] bit-identical to the one-row dot; NULL where
+// there is none (the AVX2 kernels are used).
+typedef void (*dq_matvec_fn)(int64_t n, const void *w, size_t row_stride, const void *x, float *y,
+                             int64_t rows);
+dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type);
+dq_dot_fn dq_avx512_dot_kernel(uint32_t type);
 typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
 // Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type);

@@ -82,6 +82,28 @@ public enum MatMul {
       pool.pool, w.type, Int64(w.columns), w.base, w.rowStride, xq, out, Int64(w.rows))
   }
 
+  /// outs[k][r] = Ws[k][r, :] · x for matrices that share x's width and dot type (q/k/v,
+  /// gate/up): x quantized once, one pool job for all. Returns false, doing nothing, when the
+  /// matrices do not share a dot type (the caller multiplies them one by one).
+  public static func multiplyVectors(
+    _ targets: [(out: UnsafeMutablePointer<Float>, w: WeightMatrix)], _ x: UnsafePointer<Float>,
+    pool: ThreadPool, workspace: MatMulWorkspace
+  ) -> Bool {
+    guard let first = targets.first,
+      targets.allSatisfy({ $0.w.activationType == first.w.activationType && $0.w.columns == first.w.columns })
+    else { return false }
+    precondition(first.w.columns <= workspace.maxColumns, "matmul wider than its workspace")
+    let xq = workspace.activations
+    dq_quantize_row(first.w.activationType, x, xq, Int64(first.w.columns))
+    let parts = targets.map {
+      dq_matvec_target(type: $0.w.type, w: $0.w.base, row_stride: $0.w.rowStride, y: $0.out, rows: Int64($0.w.rows))
+    }
+    parts.withUnsafeBufferPointer {
+      dq_pool_matvec_many(pool.pool, Int64(first.w.columns), xq, $0.baseAddress!, Int32($0.count))
+    }
+    return true
+  }
+
   /// out[r] = W[r, :] · x + (scale · B (A x))[r]: `multiplyVector` with an unmerged low-rank
   /// update added in the same parallel pass (one pool job; each thread adds its own rows).
   public static func multiplyVector(

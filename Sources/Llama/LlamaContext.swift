@@ -221,6 +221,19 @@ public final class LlamaContext {
       columns: w.columns, pool: pool)
   }
 
+  /// Projections of the same input: at decode without a hook, one fused pool job.
+  private func project(
+    _ targets: [(out: UnsafeMutablePointer<Float>, projection: LlamaProjection)], layer: Int,
+    _ x: UnsafePointer<Float>, tokens: Int
+  ) {
+    if tokens == 1 && projectionHook == nil {
+      let layerWeights = model.weights.layers[layer]
+      let fused = targets.map { (out: $0.out, w: layerWeights.matrix($0.projection)) }
+      if MatMul.multiplyVectors(fused, x, pool: pool, workspace: workspace) { return }
+    }
+    for target in targets { project(target.out, target.projection, layer: layer, x, tokens: tokens) }
+  }
+
   private func attentionBlock(layer: Int, tokens n: Int) {
     let hyper = model.hyper
     let w = model.weights.layers[layer]
@@ -229,9 +242,7 @@ public final class LlamaContext {
     let kvDim = hyper.kvDimension
 
     rmsnorm(s.normed, s.x, w.attentionNorm, rows: 0..<n)
-    project(s.q, .q, layer: layer, s.normed, tokens: n)
-    project(s.k, .k, layer: layer, s.normed, tokens: n)
-    project(s.v, .v, layer: layer, s.normed, tokens: n)
+    project([(s.q, .q), (s.k, .k), (s.v, .v)], layer: layer, s.normed, tokens: n)
     let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
     let ropeAngles = hyper.isSliding(layer) ? s.slidingRopeAngles : s.ropeAngles
     pool.parallelFor(n) { range, _ in
@@ -342,8 +353,7 @@ public final class LlamaContext {
     let s = scratch
     let f = hyper.feedForwardLength
     rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
-    project(s.gate, .gate, layer: layer, s.normed, tokens: n)
-    project(s.up, .up, layer: layer, s.normed, tokens: n)
+    project([(s.gate, .gate), (s.up, .up)], layer: layer, s.normed, tokens: n)
     let activation = hyper.family.activation
     pool.parallelFor(n) { range, _ in
       let offset = range.lowerBound * f

@@ -94,6 +94,10 @@ const char *dq_simd_path(void);
 void dq_force_scalar(bool on);
 // Tests: run dq_matmul_rows' AVX2 tiles on the calling thread even where AVX-512 ones exist.
 void dq_force_avx2_tiles(bool on);
+// The dot/matvec kernels in use: "avx512" (F/BW/VL/VNNI decode kernels, for the types that
+// have them), else dq_simd_path(). dq_force_avx2_dots limits this thread to the AVX2 ones.
+const char *dq_dot_path(void);
+void dq_force_avx2_dots(bool on);
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,21 @@ int64_t dq_pool_claim(int64_t *counter, int64_t step);
 void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
                     const void *x, float *y, int64_t rows);
 
+// One matrix of a fused matvec: y[r] = W[r,:] · x for r in [0, rows).
+typedef struct {
+  uint32_t type;
+  const void *w;
+  size_t row_stride;
+  float *y;
+  int64_t rows;
+} dq_matvec_target;
+
+// Several matvecs on the same activation x (already quantized to the dot type they share,
+// e.g. q/k/v or gate/up) in one pool job: one dispatch and one barrier instead of one each.
+// Threads claim chunks of rows as they go, so a descheduled thread leaves its share to others.
+void dq_pool_matvec_many(dq_pool *pool, int64_t n, const void *x, const dq_matvec_target *targets,
+                         int count);
+
 // y[t * ldy + r] = W[r,:] · x_t for r in [0, rows), t in [0, tokens). x holds `tokens`
 // activation rows, each x_stride bytes, already quantized to dq_vec_dot_type(type). Threads
 // take contiguous row ranges; within one, a block of rows stays in L1 while every token's

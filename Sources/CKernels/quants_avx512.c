@@ -1,0 +1,393 @@
+// AVX-512 (F/BW/VL/VNNI) matvec kernels for single-token decode: several weight rows against one
+// quantized activation row per pass, so the activation loads, its per-block constants and the
+// scale shuffles are shared by the rows. Two 32-element blocks (or one 64-element slice of a
+// super-block) fill one 512-bit vector; integer dots use VNNI dpbusd (u8 x s8) or
+// maddubs + dpwssd (when the products need a 16-bit scale per sub-block).
+//
+// Each row's arithmetic does not depend on how many rows share a pass (the one-row kernel is
+// the same code with R = 1), so a matvec gives the bits of dq_vec_dot per row. Within a block
+// the integer sum is exact, as in the references (quants_ref.c, quants_k_ref.c); only the fp32
+// accumulation order differs. dispatch.c calls these only when the CPU reports the features.
+#pragma STDC FP_CONTRACT OFF
+#include "quants.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#define TARGET512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INLINE512 TARGET512 static inline __attribute__((always_inline))
+enum { MAX_ROWS = 4 };
+
+// Pairs of blocks past the end of an odd-length row: zero scales and codes add exactly 0.
+static const block_q4_0 zero_q4_0;
+static const block_q4_1 zero_q4_1;
+static const block_q8_0 zero_q8_0;
+static const block_q8_1 zero_q8_1;
+
+// [h0 x 8, h1 x 8]: two fp16 values, each spread over one 256-bit half.
+INLINE512 __m512 halves_pair(dq_half h0, dq_half h1) {
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+  return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(f));
+}
+
+// Two blocks' 32 signed activation codes: block 0 in bytes 0..31, block 1 in 32..63.
+INLINE512 __m512i load_pair(const int8_t *q0, const int8_t *q1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)q0)),
+                            _mm256_loadu_si256((const __m256i *)q1), 1);
+}
+
+// Two blocks' 4-bit codes in element order (low nibbles = elements 0..15, high = 16..31).
+INLINE512 __m512i nibbles_pair(const uint8_t *qs0, const uint8_t *qs1) {
+  const __m256i b = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)), _mm_loadu_si128((const __m128i *)qs1), 1);
+  const __m512i z = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), _mm512_castsi256_si512(b));
+  const __m512i shift = _mm512_set_epi64(0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
+                                         0x0004000400040004LL, 0x0004000400040004LL, 0, 0);
+  return _mm512_and_si512(_mm512_srlv_epi16(z, shift), _mm512_set1_epi8(0x0F));
+}
+
+// ---- q4_0 x q8_0: sum d dx sum (q - 8) y ---------------------------------------------------
+INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_0 *b = x;
+  const int64_t nb = n / QK8_0;
+  __m512 acc[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    // -8 sum y per group of four, so dpbusd's lanes sum to sum (q - 8) y per block
+    const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv));
+    const __m512 dx = halves_pair(b[i].d, b1->d);
+    for (int r = 0; r < R; r++) {
+      const block_q4_0 *a = (const block_q4_0 *)(w + (size_t)r * stride);
+      const block_q4_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_0;
+      const __m512i p = _mm512_dpbusd_epi32(bias, nibbles_pair(a[i].qs, a1->qs), xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(halves_pair(a[i].d, a1->d), dx), _mm512_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// ---- q4_1 x q8_1: sum d dx (q.y) + m s -----------------------------------------------------
+INLINE512 void q4_1_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_1 *b = x;
+  const int64_t nb = n / QK8_1;
+  __m512 acc[MAX_ROWS];
+  __m128 accm[MAX_ROWS];  // lanes 1 and 3: m s
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm_setzero_ps();
+  const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    uint32_t x0, x1;
+    memcpy(&x0, &b[i].d, 4);
+    memcpy(&x1, &b1->d, 4);
+    const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    for (int r = 0; r < R; r++) {
+      const block_q4_1 *a = (const block_q4_1 *)(w + (size_t)r * stride);
+      const block_q4_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_1;
+      uint32_t w0, w1;
+      memcpy(&w0, &a[i].d, 4);
+      memcpy(&w1, &a1->d, 4);
+      // d0 dx0, m0 s0, d1 dx1, m1 s1
+      const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)w0 | (uint64_t)w1 << 32))), fx);
+      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_pair(a[i].qs, a1->qs), xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(p), acc[r]);
+      accm[r] = _mm_add_ps(accm[r], sc);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+    y[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+  }
+}
+
+// ---- q5_0 x q8_0 and q5_1 x q8_1: the fifth bits of two blocks are one 64-bit byte mask -----
+INLINE512 __m512i fifth_bits_pair(const uint8_t *qh0, const uint8_t *qh1) {
+  const __mmask64 m = (__mmask64)dq_load_u32le(qh0) | (__mmask64)dq_load_u32le(qh1) << 32;
+  return _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10));
+}
+
+static const block_q5_0 zero_q5_0;
+static const block_q5_1 zero_q5_1;
+
+// sum d dx sum (q - 16) y, the -16 sum y folded into dpbusd's accumulator as for q4_0
+INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_0 *b = x;
+  const int64_t nb = n / QK8_0;
+  __m512 acc[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), xv));
+    const __m512 dx = halves_pair(b[i].d, b1->d);
+    for (int r = 0; r < R; r++) {
+      const block_q5_0 *a = (const block_q5_0 *)(w + (size_t)r * stride);
+      const block_q5_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_0;
+      const __m512i q = _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh));
+      const __m512i p = _mm512_dpbusd_epi32(bias, q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(halves_pair(a[i].d, a1->d), dx), _mm512_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// sum d dx (q.y) + m s, as q4_1 with the fifth bit
+INLINE512 void q5_1_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_1 *b = x;
+  const int64_t nb = n / QK8_1;
+  __m512 acc[MAX_ROWS];
+  __m128 accm[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm_setzero_ps();
+  const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    uint32_t x0, x1;
+    memcpy(&x0, &b[i].d, 4);
+    memcpy(&x1, &b1->d, 4);
+    const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    for (int r = 0; r < R; r++) {
+      const block_q5_1 *a = (const block_q5_1 *)(w + (size_t)r * stride);
+      const block_q5_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_1;
+      uint32_t w0, w1;
+      memcpy(&w0, &a[i].d, 4);
+      memcpy(&w1, &a1->d, 4);
+      const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)w0 | (uint64_t)w1 << 32))), fx);
+      const __m512i q = _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh));
+      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(p), acc[r]);
+      accm[r] = _mm_add_ps(accm[r], sc);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+    y[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));
+  }
+}
+
+// ---- q8_0 x q8_0: codes + 128 as unsigned, minus 128 sum y ----------------------------------
+INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_0 *b = x;
+  const int64_t nb = n / QK8_0;
+  __m512 acc[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int64_t i = 0; i < nb; i += 2) {
+    const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
+    const __m512i xv = load_pair(b[i].qs, b1->qs);
+    const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xv));
+    const __m512 dx = halves_pair(b[i].d, b1->d);
+    for (int r = 0; r < R; r++) {
+      const block_q8_0 *a = (const block_q8_0 *)(w + (size_t)r * stride);
+      const block_q8_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q8_0;
+      const __m512i q = _mm512_xor_si512(load_pair(a[i].qs, a1->qs), flip);  // w + 128, any w
+      const __m512i p = _mm512_dpbusd_epi32(bias, q, xv);
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(halves_pair(a[i].d, a1->d), dx), _mm512_cvtepi32_ps(p), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// ---- k-quants -------------------------------------------------------------------------------
+
+// The 6-bit scales (low 8 bytes of *sc) and mins (*mn) of a q4_K/q5_K super-block, the
+// bit layout of dq_get_scale_min_k4 done on 32-bit words: bytes 0..3 of each come straight
+// from words 0 and 1, bytes 4..7 from the low/high nibbles of word 2 and the top two bits.
+static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) {
+  const uint32_t u0 = dq_load_u32le(q), u1 = dq_load_u32le(q + 4), u2 = dq_load_u32le(q + 8);
+  const uint32_t s_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  *sc = (uint64_t)(u0 & 0x3F3F3F3Fu) | (uint64_t)s_hi << 32;
+  *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
+}
+
+// int16 lanes 0..15 = scale s0, 16..31 = scale s1 (of the 8 int16 in v).
+INLINE512 __m512i spread16(__m128i v, int s0, int s1) {
+  const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)s0)),
+                                         _mm256_set1_epi16((short)s1), 1);
+  return _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(v));
+}
+
+// y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
+INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q + o0, q + o1); }
+
+// q4_K / q5_K (hb = true reads the fifth bit from qh): sum over sub-blocks j of
+// d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j. A 64-byte load of qs holds sub-blocks 4k, 4k+2
+// (low nibbles) and 4k+1, 4k+3 (high nibbles).
+INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_K *b = x;
+  const int64_t nb = n / QK_K;
+  __m512 acc[MAX_ROWS];
+  __m256 accm[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < nb; i++) {
+    const int8_t *yq = b[i].qs;
+    __m512i yv[4];
+    for (int k = 0; k < 2; k++) {
+      yv[2 * k] = y_pair(yq, 128 * k, 128 * k + 64);
+      yv[2 * k + 1] = y_pair(yq, 128 * k + 32, 128 * k + 96);
+    }
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
+    for (int r = 0; r < R; r++) {
+      const char *row = w + (size_t)r * stride;
+      const uint8_t *scales, *qs, *qh = NULL;
+      dq_half d, dmin;
+      if (hb) {
+        const block_q5_K *a = (const block_q5_K *)row + i;
+        scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+      } else {
+        const block_q4_K *a = (const block_q4_K *)row + i;
+        scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+      }
+      uint64_t sc8, mn8;
+      k4_scales_mins(scales, &sc8, &mn8);
+      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+      const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+      // m_j (bsum_2j + bsum_2j+1): each min twice against the 16 sums of 16
+      const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)));
+      __m512i qh2 = _mm512_setzero_si512();
+      if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+      __m512i sumi = _mm512_setzero_si512();
+      for (int k = 0; k < 2; k++) {
+        const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (hb) {
+          // fifth bit of sub-block j is bit j of qh[l]
+          const int s = 4 * k;
+          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
+          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+          const __m512i one = _mm512_set1_epi8(1);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+        }
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), spread16(sc16, 4 * k, 4 * k + 2));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), spread16(sc16, 4 * k + 1, 4 * k + 3));
+      }
+      const float dy = b[i].d;
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dy * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * _cvtsh_ss(dmin)), _mm256_cvtepi32_ps(mins), accm[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const __m256 m = accm[r];
+    const __m128 m2 = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m128 m3 = _mm_add_ps(m2, _mm_movehl_ps(m2, m2));
+    y[r] = _mm512_reduce_add_ps(acc[r]) - _mm_cvtss_f32(_mm_add_ss(m3, _mm_movehdup_ps(m3)));
+  }
+}
+
+// q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
+// gives elements 0..63 in its low nibbles and 64..127 in its high nibbles; qh's 2-bit fields
+// 0, 1 (bits 0-1, 2-3) top up elements 0..31 / 32..63, fields 2, 3 elements 64..95 / 96..127.
+INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
+  const block_q8_K *b = x;
+  const int64_t nb = n / QK_K;
+  __m512 acc[MAX_ROWS];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  for (int64_t i = 0; i < nb; i++) {
+    const int8_t *yq = b[i].qs;
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
+    __m512i yv[4];
+    for (int k = 0; k < 4; k++) yv[k] = _mm512_loadu_si512((const void *)(yq + 64 * k));
+    for (int r = 0; r < R; r++) {
+      const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+      __m512i sumi = _mm512_setzero_si512();
+      for (int h = 0; h < 2; h++) {
+        const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
+        const __m512i lo = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
+        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
+        // sub-blocks of 16: lo covers 8h+0..3, hi 8h+4..7
+        const int s = 8 * h;
+        const long long u = 0x0001000100010001LL;
+        const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1),
+                                                u * (s + 1), u * s, u * s);
+        const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+        const __m512i sc_all = _mm512_castsi256_si512(sc16);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), _mm512_permutexvar_epi16(idx_lo, sc_all));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), _mm512_permutexvar_epi16(idx_hi, sc_all));
+      }
+      // offset: 32 sum_k sc_k bsum_k
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// ---- per-type entry points: rows in fours, then one at a time -------------------------------
+#define ROWS_KERNEL(name, call)                                                                   \
+  TARGET512 static void name##_r4(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
+    call(4, n, w, s, x, y);                                                                       \
+  }                                                                                               \
+  TARGET512 static void name##_r1(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
+    call(1, n, w, s, x, y);                                                                       \
+  }                                                                                               \
+  static void name##_matvec(int64_t n, const void *w, size_t s, const void *x, float *y, int64_t rows) { \
+    const char *row = w;                                                                          \
+    int64_t r = 0;                                                                                \
+    for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                   \
+    for (; r < rows; r++, row += s) name##_r1(n, row, s, x, y + r);                               \
+  }                                                                                               \
+  static float name##_dot(int64_t n, const void *w, const void *x) {                              \
+    float y;                                                                                      \
+    name##_r1(n, w, 0, x, &y);                                                                    \
+    return y;                                                                                     \
+  }
+
+#define K4(R, n, w, s, x, y) k4_rows(R, false, n, w, s, x, y)
+#define K5(R, n, w, s, x, y) k4_rows(R, true, n, w, s, x, y)
+ROWS_KERNEL(q4_0, q4_0_rows)
+ROWS_KERNEL(q4_1, q4_1_rows)
+ROWS_KERNEL(q8_0, q8_0_rows)
+ROWS_KERNEL(q5_0, q5_0_rows)
+ROWS_KERNEL(q5_1, q5_1_rows)
+ROWS_KERNEL(q4_K, K4)
+ROWS_KERNEL(q5_K, K5)
+ROWS_KERNEL(q6_K, q6_K_rows)
+
+dq_dot_fn dq_avx512_dot_kernel(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q4_0: return q4_0_dot;
+    case DQ_TYPE_Q4_1: return q4_1_dot;
+    case DQ_TYPE_Q8_0: return q8_0_dot;
+    case DQ_TYPE_Q5_0: return q5_0_dot;
+    case DQ_TYPE_Q5_1: return q5_1_dot;
+    case DQ_TYPE_Q4_K: return q4_K_dot;
+    case DQ_TYPE_Q5_K: return q5_K_dot;
+    case DQ_TYPE_Q6_K: return q6_K_dot;
+    default: return NULL;
+  }
+}
+
+dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q4_0: return q4_0_matvec;
+    case DQ_TYPE_Q4_1: return q4_1_matvec;
+    case DQ_TYPE_Q8_0: return q8_0_matvec;
+    case DQ_TYPE_Q5_0: return q5_0_matvec;
+    case DQ_TYPE_Q5_1: return q5_1_matvec;
+    case DQ_TYPE_Q4_K: return q4_K_matvec;
+    case DQ_TYPE_Q5_K: return q5_K_matvec;
+    case DQ_TYPE_Q6_K: return q6_K_matvec;
+    default: return NULL;
+  }
+}
+
+#else
+dq_dot_fn dq_avx512_dot_kernel(uint32_t type) { (void)type; return NULL; }
+dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) { (void)type; return NULL; }
+#endif
