@@ -11,7 +11,8 @@
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 #include <immintrin.h>
 
 #define TARGET512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))

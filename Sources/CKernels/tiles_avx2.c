@@ -8,7 +8,8 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 
 TILE_AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
   const __m128i b = _mm_loadu_si128((const __m128i *)qs);
@@ -261,28 +262,6 @@ dq_tile4_fn dq_avx2_tile4_more(uint32_t type, bool vnni) {
 }
 
 #else
-
-// c + the u8 x s8 products of u and s summed by 4 into int32 lanes.
-TILE_AVX2 static inline __m256i dotacc(__m256i c, __m256i u, __m256i s) {
-  return _mm256_add_epi32(c, dot_u8_s8(u, s));
-}
-TILE_AVX2_VNNI static inline __m256i dotacc_vnni(__m256i c, __m256i u, __m256i s) {
-  return _mm256_dpbusd_avx_epi32(c, u, s);
-}
-
-DEFINE_TILE_ROWS(rows2_q4_0, TILE_AVX2, block_q4_0, tile_ucodes_q4_0, 8, 2, dotacc)
-DEFINE_TILE_ROWS(rows2_q4_0_vnni, TILE_AVX2_VNNI, block_q4_0, tile_ucodes_q4_0, 8, 2, dotacc_vnni)
-DEFINE_TILE_ROWS(rows2_q5_0, TILE_AVX2, block_q5_0, tile_ucodes_q5_0, 16, 2, dotacc)
-DEFINE_TILE_ROWS(rows2_q5_0_vnni, TILE_AVX2_VNNI, block_q5_0, tile_ucodes_q5_0, 16, 2, dotacc_vnni)
-
-dq_tile_rows_fn dq_avx2_tile_rows_kernel(uint32_t type, bool vnni, int *rows) {
-  *rows = 2;
-  switch (type) {
-    case DQ_TYPE_Q4_0: return vnni ? rows2_q4_0_vnni : rows2_q4_0;
-    case DQ_TYPE_Q5_0: return vnni ? rows2_q5_0_vnni : rows2_q5_0;
-    default: return NULL;
-  }
-}
 
 dq_tile4_fn dq_avx2_tile4_more(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
 dq_tile_rows_fn dq_avx2_tile_rows_kernel(uint32_t type, bool vnni, int *rows) {

@@ -7,7 +7,8 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "dq_simd.h"
+#if DQ_X86_SIMD
 
 #define TILE_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define TILE_512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
