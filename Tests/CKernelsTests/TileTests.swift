@@ -3,8 +3,9 @@
 // (AVX-512 and AVX2 tiles, scalar references): over a sub-range of rows with padded row and
 // activation strides, an output stride wider than the rows, and token counts that leave tails
 // after the 4-token tiles. The tiles keep each token's arithmetic, so every result must carry
-// exactly the bits of the dispatching one-row dot on the same path, and lie within the
-// summation tolerance of the scalar reference.
+// exactly the bits of the AVX2 one-row dot on the same path (the AVX-512 decode dots of
+// quants_avx512.c sum in another order and are checked by DecodeKernelTests), and lie within
+// the summation tolerance of the scalar reference.
 import CKernels
 import Foundation
 import Testing
@@ -43,9 +44,11 @@ import Testing
         defer { dispatchPathLock.unlock() }
         dq_force_scalar(path == .scalar)
         dq_force_avx2_tiles(path == .avx2)
+        dq_force_avx2_dots(true)
         defer {
           dq_force_scalar(false)
           dq_force_avx2_tiles(false)
+          dq_force_avx2_dots(false)
         }
         w.withUnsafeBytes { wp in
           x.withUnsafeBytes { xp in

@@ -201,8 +201,11 @@ struct MatMulTests {
     }
   }
 
+  // The batch runs the tile kernels and a single token the decode dots; on AVX-512 machines the
+  // two sum in different orders (TileTests checks the tiles bit for bit against the AVX2 dots),
+  // so equal here means equal up to fp32 summation order.
   @Test(
-    "a quantized batch gives each token exactly its single-token result",
+    "a quantized batch gives each token its single-token result",
     arguments: matmulTypes.map(\.name).filter { $0.hasPrefix("Q") }, [3, 8, 20])
   func batchEqualsSingle(typeName: String, tokens: Int) {
     let type = matmulType(typeName)
@@ -218,7 +221,9 @@ struct MatMulTests {
         matrix, Array(x[(t * columns)..<((t + 1) * columns)]), tokens: 1, pool: pool,
         workspace: workspace
       ).out
-      let mismatches = (0..<rows).filter { batch[t * rows + $0].bitPattern != single[$0].bitPattern }
+      // Summation-order error scales with the sum of |terms|, not with one (possibly cancelled) output.
+      let scale = 1 + (single.map { abs($0) }.max() ?? 0)
+      let mismatches = (0..<rows).filter { abs(batch[t * rows + $0] - single[$0]) > 1e-5 * scale }
       #expect(mismatches.isEmpty, "\(typeName) token \(t): rows \(mismatches.prefix(8)) differ")
     }
   }
