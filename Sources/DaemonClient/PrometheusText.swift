@@ -1,9 +1,11 @@
 // Reads the samples of a Prometheus text exposition (what GET /metrics returns), enough for
 // `droplora status` to show a few numbers: `name{label="value",...} number [timestamp]`.
-// Comment and HELP/TYPE lines are skipped; a line that does not parse is skipped too.
+// Comments are skipped, `# TYPE` lines give the family a sample belongs to (a histogram's
+// _bucket/_sum/_count lines), and a line that does not parse is skipped too. `families` puts
+// the samples in a stable order: families by name, samples by name and then labels.
 import Foundation
 
-public struct MetricSample: Sendable, Equatable {
+public struct MetricSample: Sendable, Equatable, Codable {
   public var name: String
   public var labels: [String: String]
   public var value: Double
@@ -15,9 +17,68 @@ public struct MetricSample: Sendable, Equatable {
   }
 }
 
+/// A metric and its samples: one sample for an unlabelled counter or gauge, one per label set
+/// otherwise, and a histogram's or summary's _bucket/_sum/_count series under its own name.
+public struct MetricFamily: Sendable, Equatable, Codable {
+  public var name: String
+  /// counter, gauge, histogram, summary or untyped, as the `# TYPE` line says (untyped without one).
+  public var type: String
+  public var samples: [MetricSample]
+
+  public init(name: String, type: String, samples: [MetricSample]) {
+    self.name = name
+    self.type = type
+    self.samples = samples
+  }
+}
+
 public enum PrometheusText {
   public static func parse(_ text: String) -> [MetricSample] {
     text.split(whereSeparator: \.isNewline).compactMap { parseLine(Substring($0)) }
+  }
+
+  /// The samples of `text` grouped into families and sorted (families by name; within one,
+  /// by sample name, then by labels, label values that are numbers in numeric order).
+  public static func families(_ text: String) -> [MetricFamily] {
+    var types: [String: String] = [:]
+    var samples: [MetricSample] = []
+    for raw in text.split(whereSeparator: \.isNewline) {
+      let fields = raw.split(separator: " ", omittingEmptySubsequences: true)
+      if fields.count >= 4, fields[0] == "#", fields[1] == "TYPE" {
+        types[String(fields[2])] = String(fields[3])
+      } else if let sample = parseLine(Substring(raw)) {
+        samples.append(sample)
+      }
+    }
+    var grouped: [String: [MetricSample]] = [:]
+    for sample in samples { grouped[family(of: sample.name, types: types), default: []].append(sample) }
+    return grouped.keys.sorted().map { name in
+      MetricFamily(
+        name: name, type: types[name] ?? "untyped",
+        samples: grouped[name]!.sorted(by: precedes))  // a key of the dictionary
+    }
+  }
+
+  /// The family a sample name belongs to: itself, or the histogram/summary it is a series of.
+  private static func family(of name: String, types: [String: String]) -> String {
+    if types[name] != nil { return name }
+    for suffix in ["_bucket", "_sum", "_count", "_created"] where name.hasSuffix(suffix) {
+      let base = String(name.dropLast(suffix.count))
+      if let type = types[base], type == "histogram" || type == "summary" { return base }
+    }
+    return name
+  }
+
+  private static func precedes(_ a: MetricSample, _ b: MetricSample) -> Bool {
+    if a.name != b.name { return a.name < b.name }
+    let keys = Set(a.labels.keys).union(b.labels.keys).sorted()
+    for key in keys {
+      let (x, y) = (a.labels[key] ?? "", b.labels[key] ?? "")
+      if x == y { continue }
+      if let u = parseValue(Substring(x)), let v = parseValue(Substring(y)) { return u < v }
+      return x < y
+    }
+    return false
   }
 
   static func parseLine(_ raw: Substring) -> MetricSample? {

@@ -43,7 +43,7 @@ struct PushCommand: AsyncParsableCommand {
       data = contents
     }
     let label = file == "-" ? "stdin" : URL(fileURLWithPath: file).lastPathComponent
-    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    let lines = Self.lines(of: data)
     let client = socketOptions.client
     let showProgress = !json && isatty(2) != 0
     var totals = (accepted: 0, duplicates: 0, rejected: 0)
@@ -77,9 +77,20 @@ struct PushCommand: AsyncParsableCommand {
     if totals.rejected > 0 { throw ExitCode(1) }
   }
 
+  /// The lines of `data` without their line ends (LF or CRLF, split on bytes: Swift's String
+  /// takes CRLF for one character). A final line end ends the last line rather than starting
+  /// an empty one, so a 5 000-line file is 5 000 lines.
+  static func lines(of data: Data) -> [String] {
+    guard !data.isEmpty else { return [] }
+    var pieces = data.split(separator: 0x0A, omittingEmptySubsequences: false)
+    if data.last == 0x0A { pieces.removeLast() }
+    return pieces.map { piece in
+      String(decoding: piece.last == 0x0D ? piece.dropLast() : piece, as: UTF8.self)
+    }
+  }
+
   /// The line with an `"id"` added when it is a JSON object without one.
-  static func withID(_ line: Substring, label: String, number: Int) -> String {
-    let text = String(line)
+  static func withID(_ text: String, label: String, number: Int) -> String {
     guard !text.trimmingCharacters(in: .whitespaces).isEmpty,
       var object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], object["id"] == nil
     else { return text }
@@ -180,7 +191,12 @@ struct TrainingVersionsCommand: AsyncParsableCommand {
   @OptionGroup var socketOptions: SocketOptions
 
   func run() async throws {
-    for v in try await socketOptions.client.trainingVersions(adapter: adapter) {
+    let versions = try await socketOptions.client.trainingVersions(adapter: adapter)
+    guard !versions.isEmpty else {
+      print("no published versions of \(adapter) yet (training saves a candidate every training.publish_every steps)")
+      return
+    }
+    for v in versions {
       let loss = v.evalLoss.map { String(format: "%.4f", $0) } ?? "-"
       print("version \(v.version)  step \(v.step)  eval loss \(loss)\(v.published ? "" : "  (candidate)")\(v.serving ? "  serving" : "")")
     }

@@ -114,12 +114,62 @@ struct CLITests {
       #expect(r.stdout.contains("serving"))
       #expect(r.stdout.contains("base model: \(EchoBackend.baseModel)"))
       #expect(r.stdout.contains("math (rank 8"))
-      #expect(r.stdout.split(separator: "\n").contains { $0.hasPrefix("  droplorad_requests_total{route=chat} ") && $0.hasSuffix(" 7") })
+      // Families sorted by name, each family's samples together and sorted, buckets left out.
+      let metrics = r.stdout.components(separatedBy: "metrics:\n").last ?? ""
+      let lines = metrics.split(separator: "\n").map { $0.replacingOccurrences(of: " +", with: " ", options: .regularExpression) }
+      #expect(lines == [
+        " droplorad_queue_depth 0",
+        " droplorad_requests_total", " route=chat 7", " route=models 2",
+        " droplorad_time_to_first_token_seconds", " count 3", " sum 0.25",
+      ], "\(r.stdout)")
       #expect(!r.stdout.contains("_bucket"))
+
+      r = try await droplora(["status", "--socket", path, "--json"])
+      #expect(r.status == 0, "\(r.stderr)")
+      let report = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+      #expect((report["health"] as? [String: Any])?["ready"] as? Bool == true)
+      #expect((report["adapters"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["math"])
+      #expect((report["models"] as? [[String: Any]])?.first?["id"] as? String == EchoBackend.baseModel)
+      let families = try #require(report["metrics"] as? [[String: Any]])
+      #expect(families.compactMap { $0["name"] as? String } == [
+        "droplorad_queue_depth", "droplorad_requests_total", "droplorad_time_to_first_token_seconds",
+      ])
+      let requests = try #require(families[1]["samples"] as? [[String: Any]])
+      #expect(requests.compactMap { ($0["labels"] as? [String: String])?["route"] } == ["chat", "models"])
+      #expect(requests.compactMap { $0["value"] as? Double } == [7, 2])
+      #expect(families[2]["type"] as? String == "histogram")
       backend.update { $0.ready = false }
       r = try await droplora(["status", "--socket", path])
       #expect(r.status == 3)
       #expect(r.stdout.contains("loading model (not ready)"))
+    }
+  }
+
+  @Test func pushCountsTheLinesOfTheFile() async throws {
+    try await withDaemon { path, backend in
+      let dir = try temporaryDirectory("push")
+      defer { try? FileManager.default.removeItem(atPath: dir) }
+      let file = dir + "/samples.jsonl"
+      let line = #"{"prompt":"p","completion":"c"}"#
+      try String(repeating: line + "\n", count: 5000).write(toFile: file, atomically: true, encoding: .utf8)
+      var r = try await droplora(["push", "--socket", path, "--adapter", "math", "--chunk-kib", "64", file])
+      #expect(r.status == 0, "\(r.stderr)")
+      #expect(r.stdout == "5000 accepted, 0 already in the journal, 0 rejected\n")
+      #expect(backend.snapshot.pushedLines.count == 5000)
+      // CRLF line ends are line ends too.
+      backend.update { $0.pushedLines = [] }
+      try String(repeating: line + "\r\n", count: 3).write(toFile: file, atomically: true, encoding: .utf8)
+      r = try await droplora(["push", "--socket", path, "--adapter", "math", file])
+      #expect(r.stdout == "3 accepted, 0 already in the journal, 0 rejected\n", "\(r.stderr)")
+      #expect(backend.snapshot.pushedLines.count == 3 && !backend.snapshot.pushedLines.contains { $0.contains("\r") })
+    }
+  }
+
+  @Test func trainingVersionsSaysWhenThereAreNone() async throws {
+    try await withDaemon { path, _ in
+      let r = try await droplora(["training", "versions", "--socket", path, "--adapter", "math"])
+      #expect(r.status == 0, "\(r.stderr)")
+      #expect(r.stdout == "no published versions of math yet (training saves a candidate every training.publish_every steps)\n")
     }
   }
 

@@ -16,6 +16,8 @@ final class EchoBackend: InferenceBackend {
     var cancelled = 0
     var lastChat: ChatCompletionRequest?
     var loadedPaths: [String] = []
+    /// Every line of every push, in order.
+    var pushedLines: [String] = []
   }
   let state = NIOLockedValueBox(State())
   func update(_ f: (inout State) -> Void) { state.withLockedValue(f) }
@@ -73,6 +75,17 @@ final class EchoBackend: InferenceBackend {
 
   func adapters() async -> [AdapterInfo] { snapshot.adapters }
 
+  /// Accepts every non-empty line.
+  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult {
+    var lines = jsonl.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    if jsonl.hasSuffix("\n") { lines.removeLast() }
+    state.withLockedValue { $0.pushedLines += lines }
+    return SampleIngestResult(accepted: lines.filter { !$0.isEmpty }.count, duplicates: 0, rejected: [])
+  }
+
+  /// No adapter has saved a version.
+  func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] { [] }
+
   func loadAdapter(name: String, path: String) async throws -> AdapterInfo {
     try state.withLockedValue { s in
       if s.adapters.contains(where: { $0.name == name }) { throw BackendError.adapterExists(name) }
@@ -117,10 +130,12 @@ final class EchoBackend: InferenceBackend {
     """
     # HELP droplorad_requests_total Requests answered.
     # TYPE droplorad_requests_total counter
+    droplorad_requests_total{route="models"} 2
     droplorad_requests_total{route="chat"} 7
     # TYPE droplorad_time_to_first_token_seconds histogram
     droplorad_time_to_first_token_seconds_bucket{le="0.1"} 3
     droplorad_time_to_first_token_seconds_sum 0.25
+    droplorad_time_to_first_token_seconds_count 3
     droplorad_queue_depth 0
 
     """
