@@ -341,7 +341,6 @@ public final class TrainingGraph {
   private func backward() {
     let T = tokens
     let d = hyper.embeddingLength
-    let f = hyper.feedForwardLength
     let R = lossRows.count
     let weights = model.weights
     let eps = hyper.rmsEpsilon
