@@ -109,7 +109,8 @@ func withTCPServer(
 
   @Test func loopbackWithoutKeysServesNonLoopbackIsRefused() async throws {
     try await withTCPServer(keys: nil) { _, port, _, _ in
-      #expect(try await tcpRequest(port: port, "GET", "/v1/models").status == 200)
+      let open = try await tcpRequest(port: port, "GET", "/v1/models")
+      #expect(open.status == 200)
     }
     let server = HTTPServer(backend: StubBackend())
     await #expect(throws: HTTPServerError.keysRequired(address: "0.0.0.0:0")) {
