@@ -195,7 +195,12 @@ public final class BackgroundTraining: @unchecked Sendable {
 
   /// Validates every line of a JSONL body and stores the good ones durably. A line may carry
   /// a string `"id"`; a line whose id was stored before is counted as a duplicate, not stored.
+  /// Lines end at LF or CRLF; a line that is not UTF-8 is rejected alone, by its number.
   public func ingest(adapter: String, body: String) throws(TrainingControlError) -> IngestReport {
+    try ingest(adapter: adapter, body: Array(body.utf8))
+  }
+
+  public func ingest(adapter: String, body: [UInt8]) throws(TrainingControlError) -> IngestReport {
     guard engine.registry.adapter(named: adapter) != nil else { throw .unknownAdapter(adapter) }
     let limit = condition.withLock { settings.maxBacklog }
     let counts = try counts(adapter)
@@ -204,9 +209,13 @@ public final class BackgroundTraining: @unchecked Sendable {
     }
     var good: [(clientID: String?, line: String)] = []
     var rejected: [IngestReport.Rejection] = []
-    // "\r\n" is one Character in Swift: splitting on "\n" alone would see one line.
-    let lines = body.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-    for (index, line) in lines.enumerated() {
+    // Split on bytes (LF, and the CR of a CRLF goes with the trim), before decoding.
+    let lines = body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+    for (index, bytes) in lines.enumerated() {
+      guard let line = String(validating: bytes, as: UTF8.self) else {
+        rejected.append(.init(line: index + 1, reason: "not valid UTF-8"))
+        continue
+      }
       let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !trimmed.isEmpty else { continue }
       guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {

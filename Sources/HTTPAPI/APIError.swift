@@ -12,6 +12,8 @@ public enum APIError: Error, Sendable, Equatable {
   case methodNotAllowed(allowed: [HTTPMethod])
   case bodyTooLarge(limit: Int)
   case forbidden
+  /// A request on a TCP listener without a valid `Authorization: Bearer` key.
+  case unauthorized
   /// The daemon's connection cap (`limits.max_connections`) is reached.
   case tooManyConnections(limit: Int)
   /// This uid's cap (`limits.max_connections_per_user`) is reached.
@@ -85,6 +87,10 @@ extension APIError {
     case .forbidden:
       (status, type, code) = (.forbidden, "permission_error", "peer_not_allowed")
       message = "this user is not in the daemon's allowed_uids / allowed_groups"
+    case .unauthorized:
+      (status, type, code) = (.unauthorized, "invalid_request_error", "invalid_api_key")
+      headers.add(name: "WWW-Authenticate", value: "Bearer")
+      message = "missing or wrong API key; send Authorization: Bearer KEY (a key from server.api_keys_file)"
     case .tooManyConnections(let limit):
       (status, type, code) = (.serviceUnavailable, "server_error", "too_many_connections")
       headers.add(name: "Retry-After", value: "1")

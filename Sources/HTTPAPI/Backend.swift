@@ -30,7 +30,8 @@ public protocol InferenceBackend: Sendable {
   func setDefaultAdapter(name: String?) async throws
 
   /// Streamed training (defaults in TrainingAPI.swift refuse): a JSONL push, durable on return.
-  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult
+  /// The body's bytes as sent: a line that is not UTF-8 is the backend's to reject by number.
+  func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult
   func trainingStatus(adapter: String) async throws -> TrainingStatusInfo
   func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo
   func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo]

@@ -1,7 +1,9 @@
-// The NIO server on a Unix domain socket: binding (own path or systemd's descriptor), one task
-// per connection, the body size limit while the body streams in, peer-credential refusal,
-// disconnect → cancellation of the request's task, and graceful shutdown with a deadline.
-// Routing and response shapes live in Router; this file only moves requests and bytes.
+// The NIO server on a Unix domain socket and, opt-in, TCP listeners: binding (own path, TCP
+// addresses or systemd's descriptors), one task per connection, the body size limit while the
+// body streams in, peer-credential refusal on the socket and API keys on TCP, disconnect →
+// cancellation of the request's task, and graceful shutdown with a deadline. Every listener
+// shares one set of limits and connection caps. Routing and response shapes live in Router;
+// this file only moves requests and bytes.
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -39,6 +41,8 @@ public struct HTTPServerConfiguration: Sendable {
   public var reservedConnections: Int
   /// Root and the daemon's own user by default.
   public var privilegedUIDs: Set<UInt32>
+  /// Keys every request on a TCP listener must carry; nil = none (loopback listeners only).
+  public var apiKeys: APIKeys?
   public var logger: Logger
 
   public init(
@@ -46,7 +50,7 @@ public struct HTTPServerConfiguration: Sendable {
     peerPolicy: PeerPolicy = .init(),
     idleTimeout: Duration = .seconds(60), requestTimeout: Duration = .seconds(60),
     maxConnections: Int = 512, maxConnectionsPerUser: Int = 64, reservedConnections: Int = 16,
-    privilegedUIDs: Set<UInt32> = [0, UInt32(getuid())],
+    privilegedUIDs: Set<UInt32> = [0, UInt32(getuid())], apiKeys: APIKeys? = nil,
     logger: Logger = Logger(label: "droplorad.http", factory: { _ in SwiftLogNoOpLogHandler() })
   ) {
     self.maxBodyBytes = maxBodyBytes
@@ -59,18 +63,34 @@ public struct HTTPServerConfiguration: Sendable {
     self.maxConnectionsPerUser = maxConnectionsPerUser
     self.reservedConnections = reservedConnections
     self.privilegedUIDs = privilegedUIDs
+    self.apiKeys = apiKeys
     self.logger = logger
   }
 
   /// Whether one more connection from `uid` fits, given what is open now (not counting it).
   public func admission(uid: UInt32?, open total: Int, openByUID: Int) -> ConnectionAdmission {
-    if let uid, privilegedUIDs.contains(uid) {
+    admission(identity: uid.map { .uid($0) } ?? .unknown, open: total, openByIdentity: openByUID)
+  }
+
+  /// Whether one more connection from `identity` fits; only uids can be privileged.
+  public func admission(identity: ClientIdentity, open total: Int, openByIdentity: Int) -> ConnectionAdmission {
+    if case .uid(let uid) = identity, privilegedUIDs.contains(uid) {
       return total < maxConnections ? .admitted : .overTotal(limit: maxConnections)
     }
-    if openByUID >= maxConnectionsPerUser { return .overPerUser(limit: maxConnectionsPerUser) }
+    if openByIdentity >= maxConnectionsPerUser { return .overPerUser(limit: maxConnectionsPerUser) }
     let shared = max(0, maxConnections - reservedConnections)
     return total < shared ? .admitted : .overTotal(limit: maxConnections)
   }
+}
+
+/// Who a connection counts against for the per-user cap: a uid on the socket; on TCP the
+/// remote address until a request shows an API key, then that key's name.
+public enum ClientIdentity: Sendable, Hashable {
+  case uid(UInt32)
+  case remoteAddress(String)
+  case apiKey(String)
+  /// A socket peer whose credentials could not be read.
+  case unknown
 }
 
 public enum ConnectionAdmission: Sendable, Equatable {
@@ -87,6 +107,47 @@ public enum HTTPServerError: Error, Sendable, Equatable {
   case invalidDescriptor(CInt)
   case chmodFailed(path: String, errno: Int32)
   case bindFailed(path: String, message: String)
+  /// A TCP listener on an address other machines can reach, and no API keys configured.
+  case keysRequired(address: String)
+}
+
+extension HTTPServerError: CustomStringConvertible {
+  public var description: String {
+    switch self {
+    case .socketInUse(let path):
+      return "another process (a running droplorad?) already serves on \(path); stop it, or set "
+        + "server.socket_path (--socket) to another path"
+    case .pathNotASocket(let path):
+      return "\(path) exists and is not a socket; remove it or set server.socket_path (--socket) to another path"
+    case .invalidDescriptor(let fd): return "descriptor \(fd) is not an open socket"
+    case .chmodFailed(let path, let e): return "cannot set the mode of \(path): \(String(cString: strerror(e)))"
+    case .bindFailed(let path, let message): return "cannot listen on \(path): \(message)"
+    case .keysRequired(let address):
+      return "refusing to listen on \(address) without API keys: it is not a loopback address; set "
+        + "server.api_keys_file or listen on 127.0.0.1 / [::1]"
+    }
+  }
+}
+
+/// Whether a numeric address is reachable from this machine only: 127.0.0.0/8, ::1, or an
+/// IPv4-mapped 127.x.y.z. Anything else (names included) counts as reachable from elsewhere.
+public func isLoopbackAddress(_ host: String) -> Bool {
+  var v4 = in_addr()
+  if inet_pton(AF_INET, host, &v4) == 1 {
+    return withUnsafeBytes(of: &v4) { $0[0] } == 127
+  }
+  var v6 = in6_addr()
+  guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+  let b = withUnsafeBytes(of: &v6) { Array($0) }
+  let isOne = b[0..<15].allSatisfy { $0 == 0 } && b[15] == 1
+  let mapped = b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff && b[12] == 127
+  return isOne || mapped
+}
+
+/// Which kind of listener a connection came in on.
+enum Transport: Sendable, Equatable {
+  case unix
+  case tcp(remote: String)
 }
 
 typealias ConnectionChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
@@ -96,10 +157,22 @@ struct Accepted: Sendable {
   var channel: ConnectionChannel
   var peer: PeerCredentials?
   var admitted: Bool
+  var transport: Transport
+}
+
+/// A bound TCP listener: where it listens and whether only this machine can reach it.
+public struct TCPListener: Sendable, Equatable {
+  public var host: String
+  public var port: Int
+  public var isLoopback: Bool
+  public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 public final class HTTPServer: Sendable {
-  private let serverChannel: NIOAsyncChannel<Accepted, Never>
+  private let listeners = NIOLockedValueBox<[NIOAsyncChannel<Accepted, Never>]>([])
+  private let tcp = NIOLockedValueBox<[TCPListener]>([])
+  private let boundPath = NIOLockedValueBox<String?>(nil)
+  private let group: any EventLoopGroup
   private let router: Router
   /// Everything but the socket's mode can change live (`update`); connections read it when
   /// accepted and per request.
@@ -107,31 +180,60 @@ public final class HTTPServer: Sendable {
   private var configuration: HTTPServerConfiguration { live.withLockedValue { $0 } }
   private let connections = ConnectionRegistry()
   /// The path we bound and must unlink on shutdown; nil under socket activation.
-  public let socketPath: String?
+  public var socketPath: String? { boundPath.withLockedValue { $0 } }
+  /// The TCP listeners, with the ports the kernel picked for port 0.
+  public var tcpListeners: [TCPListener] { tcp.withLockedValue { $0 } }
 
-  private init(
-    serverChannel: NIOAsyncChannel<Accepted, Never>, backend: any InferenceBackend,
-    live: NIOLockedValueBox<HTTPServerConfiguration>, socketPath: String?
+  /// A server with no listener yet: add them (`listen(unixPath:)`, `listen(host:port:)`,
+  /// `adopt(descriptor:)`) before `run`.
+  public init(
+    backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) {
-    self.live = live
-    self.serverChannel = serverChannel
+    self.live = NIOLockedValueBox(configuration)
     self.router = Router(backend: backend)
-    self.socketPath = socketPath
+    self.group = group
   }
 
-  /// Binds `path`, replacing a stale socket file left by a dead daemon (but never a live one or
-  /// a non-socket), then sets the configured file mode.
+  /// A server on `path` (see `listen(unixPath:)`).
   public static func bind(
     path: String, backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws -> HTTPServer {
+    let server = HTTPServer(backend: backend, configuration: configuration, group: group)
+    try await server.listen(unixPath: path)
+    return server
+  }
+
+  /// A server on a descriptor that is already bound and listening (see `adopt(descriptor:)`).
+  public static func withBoundSocket(
+    _ descriptor: CInt, backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+  ) async throws -> HTTPServer {
+    let server = HTTPServer(backend: backend, configuration: configuration, group: group)
+    try await server.adopt(descriptor: descriptor)
+    return server
+  }
+
+  /// Checks that `path` is free to bind: nothing there, or a stale socket no process answers
+  /// on. Throws `socketInUse` / `pathNotASocket` otherwise, and never removes anything, so the
+  /// daemon can fail fast before loading the model.
+  public static func checkSocketPath(_ path: String) throws(HTTPServerError) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw .pathNotASocket(path: path) }
+    if socketAnswers(at: path) { throw .socketInUse(path: path) }
+  }
+
+  /// Binds `path`, replacing a stale socket file left by a dead daemon (but never a live one or
+  /// a non-socket), then sets the configured file mode.
+  public func listen(unixPath path: String) async throws {
     try removeStaleSocket(at: path)
-    let live = NIOLockedValueBox(configuration)
     let channel: NIOAsyncChannel<Accepted, Never>
     do {
-      channel = try await bootstrap(group: group).bind(
+      channel = try await Self.bootstrap(group: group).bind(
         unixDomainSocketPath: path, cleanupExistingSocketFile: false,
-        childChannelInitializer: childInitializer(live))
+        childChannelInitializer: Self.childInitializer(live, tcp: false))
     } catch {
       throw HTTPServerError.bindFailed(path: path, message: String(describing: error))
     }
@@ -141,23 +243,66 @@ public final class HTTPServer: Sendable {
       try? await channel.channel.close()
       throw HTTPServerError.chmodFailed(path: path, errno: e)
     }
-    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: path)
+    boundPath.withLockedValue { $0 = path }
+    listeners.withLockedValue { $0.append(channel) }
   }
 
-  /// Serves on a descriptor that is already bound and listening (systemd socket activation).
-  public static func withBoundSocket(
-    _ descriptor: CInt, backend: any InferenceBackend, configuration: HTTPServerConfiguration = .init(),
-    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-  ) async throws -> HTTPServer {
+  /// Listens on TCP `host:port` (numeric; port 0 picks a free one). A non-loopback address
+  /// needs API keys in the configuration.
+  public func listen(host: String, port: Int) async throws {
+    let shown = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    guard isLoopbackAddress(host) || configuration.apiKeys != nil else { throw HTTPServerError.keysRequired(address: shown) }
+    let channel: NIOAsyncChannel<Accepted, Never>
+    do {
+      channel = try await Self.bootstrap(group: group)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .bind(host: host, port: port, childChannelInitializer: Self.childInitializer(live, tcp: true))
+    } catch {
+      throw HTTPServerError.bindFailed(path: shown, message: String(describing: error))
+    }
+    try await addTCP(channel)
+  }
+
+  /// Serves on a descriptor that is already bound and listening (systemd socket activation):
+  /// a Unix socket, or a TCP socket under the same rules as `listen(host:port:)`.
+  public func adopt(descriptor: CInt) async throws {
     // NIO preconditions on a valid descriptor; a bad LISTEN_FDS must be an error, not a trap.
     guard descriptor >= 0, fcntl(descriptor, F_GETFD) != -1 else {
       throw HTTPServerError.invalidDescriptor(descriptor)
     }
-    let live = NIOLockedValueBox(configuration)
-    let channel = try await bootstrap(group: group).bind(
-      descriptor, childChannelInitializer: childInitializer(live))
-    return HTTPServer(serverChannel: channel, backend: backend, live: live, socketPath: nil)
+    let isTCP = Self.isInetSocket(descriptor)
+    let channel = try await Self.bootstrap(group: group).bind(
+      descriptor, childChannelInitializer: Self.childInitializer(live, tcp: isTCP))
+    if isTCP {
+      try await addTCP(channel)
+    } else {
+      listeners.withLockedValue { $0.append(channel) }
+    }
   }
+
+  private func addTCP(_ channel: NIOAsyncChannel<Accepted, Never>) async throws {
+    let address = channel.channel.localAddress
+    let host = address?.ipAddress ?? "?"
+    let listener = TCPListener(host: host, port: address?.port ?? 0, isLoopback: isLoopbackAddress(host))
+    guard listener.isLoopback || configuration.apiKeys != nil else {
+      try? await channel.channel.close()
+      throw HTTPServerError.keysRequired(address: listener.description)
+    }
+    tcp.withLockedValue { $0.append(listener) }
+    listeners.withLockedValue { $0.append(channel) }
+  }
+
+  private static func isInetSocket(_ fd: CInt) -> Bool {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let rc = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return rc == 0 && (Int32(storage.ss_family) == AF_INET || Int32(storage.ss_family) == AF_INET6)
+  }
+
+  /// The API keys in force.
+  public var apiKeys: APIKeys? { configuration.apiKeys }
 
   /// The peer policy in force.
   public var peerPolicy: PeerPolicy { configuration.peerPolicy }
@@ -167,13 +312,20 @@ public final class HTTPServer: Sendable {
     live.withLockedValue { $0.peerPolicy = newPolicy }
   }
 
-  /// A configuration reload: body limits apply to the next request, caps, timeouts and the peer
-  /// policy to connections accepted from now on. The socket's file mode stays as bound.
+  /// A configuration reload: body limits and API keys apply to the next request, caps, timeouts
+  /// and the peer policy to connections accepted from now on. The socket's file mode stays as
+  /// bound, and keys are never dropped while a non-loopback listener is open.
   public func update(_ newConfiguration: HTTPServerConfiguration) {
+    let exposed = tcpListeners.contains { !$0.isLoopback }
     live.withLockedValue { current in
       let mode = current.socketMode
+      let keys = current.apiKeys
       current = newConfiguration
       current.socketMode = mode
+      if exposed && current.apiKeys == nil {
+        current.logger.error("keeping the API keys: a non-loopback TCP listener is open")
+        current.apiKeys = keys
+      }
     }
   }
 
@@ -189,10 +341,12 @@ public final class HTTPServer: Sendable {
   }
 
   private static func childInitializer(
-    _ live: NIOLockedValueBox<HTTPServerConfiguration>
+    _ live: NIOLockedValueBox<HTTPServerConfiguration>, tcp: Bool
   ) -> @Sendable (any Channel) -> EventLoopFuture<Accepted> {
     { channel in
-      peerCredentials(of: channel).flatMapThrowing { peer in
+      // TCP has no peer credentials: API keys, checked per request, take their place.
+      let credentials = tcp ? channel.eventLoop.makeSucceededFuture(nil) : peerCredentials(of: channel)
+      return credentials.flatMapThrowing { peer in
         let configuration = live.withLockedValue { $0 }
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
           withPipeliningAssistance: true, withErrorHandling: true)
@@ -203,27 +357,39 @@ public final class HTTPServer: Sendable {
         try channel.pipeline.syncOperations.addHandlers(
           IdleStateHandler(readTimeout: timeAmount(configuration.idleTimeout)), closer)
         let wrapped = try ConnectionChannel(wrappingChannelSynchronously: channel)
-        return Accepted(channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer))
+        if tcp {
+          let remote = channel.remoteAddress?.ipAddress ?? "unknown"
+          return Accepted(channel: wrapped, peer: nil, admitted: true, transport: .tcp(remote: remote))
+        }
+        return Accepted(
+          channel: wrapped, peer: peer, admitted: configuration.peerPolicy.admits(peer), transport: .unix)
       }
     }
   }
 
-  /// Serves until `shutdown` closes the listening socket and every connection has ended.
+  /// Serves until `shutdown` closes the listening sockets and every connection has ended.
   public func run() async {
-    do {
-      try await serverChannel.executeThenClose { inbound in
-        await withDiscardingTaskGroup { group in
+    let channels = listeners.withLockedValue { $0 }
+    await withDiscardingTaskGroup { listening in
+      for serverChannel in channels {
+        listening.addTask {
           do {
-            for try await accepted in inbound {
-              group.addTask { await self.serve(accepted) }
+            try await serverChannel.executeThenClose { inbound in
+              await withDiscardingTaskGroup { group in
+                do {
+                  for try await accepted in inbound {
+                    group.addTask { await self.serve(accepted) }
+                  }
+                } catch {
+                  self.configuration.logger.error("accept loop ended: \(error)")
+                }
+              }
             }
           } catch {
-            configuration.logger.error("accept loop ended: \(error)")
+            self.configuration.logger.error("server channel: \(error)")
           }
         }
       }
-    } catch {
-      configuration.logger.error("server channel: \(error)")
     }
   }
 
@@ -231,7 +397,7 @@ public final class HTTPServer: Sendable {
   /// is left (which cancels those requests' generations). Idle keep-alive connections close at once.
   public func shutdown(gracePeriod: Duration) async {
     connections.startDraining()
-    try? await serverChannel.channel.close()
+    for serverChannel in listeners.withLockedValue({ $0 }) { try? await serverChannel.channel.close() }
     if let socketPath { unlink(socketPath) }
     let clock = ContinuousClock()
     let deadline = clock.now + gracePeriod
@@ -250,6 +416,7 @@ public final class HTTPServer: Sendable {
     case tooLarge(HTTPRequestHead, limit: Int)
     case refused(HTTPRequestHead)
     case overCapacity(HTTPRequestHead, ConnectionAdmission)
+    case unauthorized(HTTPRequestHead)
   }
 
   /// Sample pushes may be large; every other request stays under `maxBodyBytes`.
@@ -261,7 +428,12 @@ public final class HTTPServer: Sendable {
 
   private func serve(_ accepted: Accepted) async {
     let channel = accepted.channel
-    let (id, admission) = connections.add(channel.channel, uid: accepted.peer?.uid, configuration: configuration)
+    var identity: ClientIdentity
+    switch accepted.transport {
+    case .unix: identity = accepted.peer.map { .uid($0.uid) } ?? .unknown
+    case .tcp(let remote): identity = .remoteAddress(remote)
+    }
+    let (id, admission) = connections.add(channel.channel, identity: identity, configuration: configuration)
     defer { connections.remove(id) }
     let overCapacity = admission != .admitted
     let configuration = self.configuration
@@ -290,6 +462,9 @@ public final class HTTPServer: Sendable {
                   discarding = true
                 } else if overCapacity {
                   queue.yield(.overCapacity(h, admission))
+                  discarding = true
+                } else if let refusal = authenticate(h, transport: accepted.transport, connection: id, identity: &identity) {
+                  queue.yield(refusal)
                   discarding = true
                 } else if let length = h.headers.first(name: "content-length").flatMap(Int.init), length > limit {
                   queue.yield(.tooLarge(h, limit: limit))
@@ -332,6 +507,25 @@ public final class HTTPServer: Sendable {
     }
   }
 
+  /// On TCP with keys configured: the request's key, or a refusal. The first key a connection
+  /// shows makes it count against that key's per-user cap.
+  private func authenticate(
+    _ head: HTTPRequestHead, transport: Transport, connection id: Int, identity: inout ClientIdentity
+  ) -> Inbound? {
+    guard case .tcp = transport else { return nil }
+    let configuration = self.configuration
+    guard let keys = configuration.apiKeys else { return nil }
+    guard let name = keys.identify(authorization: head.headers.first(name: "authorization")) else {
+      return .unauthorized(head)
+    }
+    let keyed = ClientIdentity.apiKey(name)
+    guard identity != keyed else { return nil }
+    let admission = connections.identify(id, as: keyed, configuration: configuration)
+    guard admission == .admitted else { return .overCapacity(head, admission) }
+    identity = keyed
+    return nil
+  }
+
   private func respond(
     to requests: AsyncStream<Inbound>, outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
     connection id: Int, channel: any Channel
@@ -351,6 +545,10 @@ public final class HTTPServer: Sendable {
         default:
           try? await router.writeRefusal(.tooManyConnections(limit: configuration.maxConnections), writer: w)
         }
+        keepOpen = false
+      case .unauthorized(let h):
+        let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
+        try? await router.writeRefusal(.unauthorized, writer: w)
         keepOpen = false
       case .tooLarge(let h, let limit):
         let w = ResponseWriter(outbound: outbound, version: h.version, keepAlive: false)
@@ -392,7 +590,7 @@ final class ConnectionRegistry: Sendable {
   private struct Entry {
     var channel: any Channel
     var inFlight: Int
-    var uid: UInt32?
+    var identity: ClientIdentity
     /// Refused over a cap: it gets its answer and closes, and holds no place meanwhile.
     var counted: Bool
   }
@@ -405,24 +603,43 @@ final class ConnectionRegistry: Sendable {
 
   /// Registers a connection and decides, in the same critical section, whether it fits the caps.
   func add(
-    _ channel: any Channel, uid: UInt32? = nil, configuration: HTTPServerConfiguration = .init()
+    _ channel: any Channel, identity: ClientIdentity = .unknown, configuration: HTTPServerConfiguration = .init()
   ) -> (Int, ConnectionAdmission) {
     let (id, draining, admission) = state.withLockedValue { s in
-      var total = 0
-      var byUID = 0
-      for e in s.entries.values where e.counted {
-        total += 1
-        if e.uid == uid { byUID += 1 }
-      }
-      let admission = configuration.admission(uid: uid, open: total, openByUID: byUID)
+      let (total, same) = Self.counts(s, identity: identity, excluding: nil)
+      let admission = configuration.admission(identity: identity, open: total, openByIdentity: same)
       s.nextID += 1
-      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0, uid: uid, counted: admission == .admitted)
+      s.entries[s.nextID] = Entry(channel: channel, inFlight: 0, identity: identity, counted: admission == .admitted)
       return (s.nextID, s.draining, admission)
     }
     // Accepted in the instant before the listener closed: nothing is in flight, so close it.
     if draining { channel.close(promise: nil) }
     return (id, admission)
   }
+  /// Moves a connection to another identity (a TCP client that showed its API key), if that
+  /// identity's cap has room; otherwise the connection stops counting and is to be refused.
+  func identify(_ id: Int, as identity: ClientIdentity, configuration: HTTPServerConfiguration) -> ConnectionAdmission {
+    state.withLockedValue { s in
+      guard s.entries[id] != nil else { return .admitted }
+      let (total, same) = Self.counts(s, identity: identity, excluding: id)
+      let admission = configuration.admission(identity: identity, open: total, openByIdentity: same)
+      s.entries[id]!.identity = identity
+      s.entries[id]!.counted = admission == .admitted
+      return admission
+    }
+  }
+
+  /// Counted connections in all, and those of `identity`, leaving out connection `excluding`.
+  private static func counts(_ s: State, identity: ClientIdentity, excluding: Int?) -> (Int, Int) {
+    var total = 0
+    var same = 0
+    for (key, e) in s.entries where e.counted && key != excluding {
+      total += 1
+      if e.identity == identity { same += 1 }
+    }
+    return (total, same)
+  }
+
   func remove(_ id: Int) { state.withLockedValue { _ = $0.entries.removeValue(forKey: id) } }
   func begin(_ id: Int) { state.withLockedValue { $0.entries[id]?.inFlight += 1 } }
   func end(_ id: Int) { state.withLockedValue { s in s.entries[id].map { s.entries[id]!.inFlight = max(0, $0.inFlight - 1) } } }
@@ -442,11 +659,8 @@ final class ConnectionRegistry: Sendable {
 
 /// Removes a socket file no process listens on any more; refuses a live socket or a non-socket.
 private func removeStaleSocket(at path: String) throws {
-  var st = stat()
-  guard lstat(path, &st) == 0 else { return }  // nothing there
-  guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw HTTPServerError.pathNotASocket(path: path) }
-  if socketAnswers(at: path) { throw HTTPServerError.socketInUse(path: path) }
-  unlink(path)
+  try HTTPServer.checkSocketPath(path)
+  unlink(path)  // a stale socket, or ENOENT
 }
 
 private func socketAnswers(at path: String) -> Bool {

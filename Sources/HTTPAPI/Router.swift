@@ -170,9 +170,8 @@ struct Router: Sendable {
       try await writer.writeJSON(AdapterList(data: await backend.adapters()))
     case (.adapterSamples(let name), _):
       try AdapterName.validate(name, field: "name")
-      guard let jsonl = String(validating: request.body.readableBytesView, as: UTF8.self) else {
-        throw APIError.badJSON("the body must be UTF-8 JSON lines")
-      }
+      // Not decoded here: one line that is not UTF-8 must cost that line, not the push.
+      let jsonl = Array(request.body.readableBytesView)
       try await writer.writeJSON(try await backend.pushSamples(adapter: name, jsonl: jsonl))
     case (.adapterTraining(let name), .GET):
       try AdapterName.validate(name, field: "name")

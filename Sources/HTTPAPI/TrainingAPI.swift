@@ -165,7 +165,7 @@ struct VersionList: Codable {
 
 /// Backends without streamed training answer these routes with a clear refusal.
 extension InferenceBackend {
-  public func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult {
+  public func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult {
     throw BackendError.unavailable("this server does not train adapters")
   }
   public func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {

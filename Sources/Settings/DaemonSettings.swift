@@ -37,6 +37,11 @@ public struct ServerSettings: Sendable, Equatable {
   public var allowedUIDs: [UInt32] = []
   /// Groups (names or numeric gids) whose members are allowed.
   public var allowedGroups: [String] = []
+  /// Optional TCP listeners besides the socket (issue 17); each request on them must carry an
+  /// API key from `apiKeysFile` (a non-loopback address without keys is refused at start).
+  public var listen: [ListenAddress] = []
+  /// One API key per line (`KEY` or `NAME KEY`); must not be readable by group or others.
+  public var apiKeysFile: String? = nil
   public init() {}
 }
 

@@ -57,6 +57,17 @@ enum SettingsKeys {
           try D.string(item, path, maxLength: 256)
         }
       },
+      SettingKey(path: "server.listen") { (s: inout S, n: YAMLNode) throws(SettingsError) in
+        s.server.listen = try D.list(n, "server.listen", maxCount: 16) { (item, path) throws(SettingsError) in
+          let text = try D.string(item, path, maxLength: 64)
+          do {
+            return try ListenAddress(parsing: text)
+          } catch {
+            throw SettingsError(.invalidValue("\(error)"), keyPath: path, mark: item.mark)
+          }
+        }
+      },
+      optionalString("server.api_keys_file", \.server.apiKeysFile),
 
       string("adapters.directory", \.adapters.directory),
       optionalString("adapters.default", \.adapters.defaultAdapter),

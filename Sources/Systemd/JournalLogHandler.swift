@@ -1,9 +1,10 @@
 // A swift-log LogHandler for a systemd service: structured entries through sd_journal_sendv
 // (MESSAGE, PRIORITY, CODE_*, the logger label and every metadata key as a field) when stderr
-// is journald's stream (JOURNAL_STREAM names stderr's device and inode), otherwise one line per
-// message on a descriptor (stderr) prefixed with `<N>`, the syslog priority that journald and
-// `SyslogLevelPrefix=` understand. Not here: choosing the level (the daemon sets `logLevel`
-// from log_level) and timestamps (the journal adds its own).
+// is journald's stream (JOURNAL_STREAM names stderr's device and inode); under systemd with
+// stderr elsewhere, one line per message prefixed with `<N>`, the syslog priority that journald
+// and `SyslogLevelPrefix=` understand; outside systemd (a terminal, a pipe, a file), lines a
+// person reads: a UTC timestamp and the level's word. Not here: choosing the level (the daemon
+// sets `logLevel` from log_level).
 import CSystemd
 import Logging
 
@@ -16,13 +17,22 @@ public struct JournalLogHandler: LogHandler {
     case journal
     /// `<N>`-prefixed lines written to this descriptor (not closed by the handler).
     case stream(fd: Int32)
+    /// `2026-12-05T16:11:12.345Z notice label: message` lines written to this descriptor.
+    case human(fd: Int32)
 
     public static let standardError = Destination.stream(fd: 2)
 
-    /// The journal when stderr is connected to it (JOURNAL_STREAM matches fd 2), else stderr.
+    /// The journal when stderr is connected to it (JOURNAL_STREAM matches fd 2), `<N>` lines on
+    /// stderr when JOURNAL_STREAM is set but names another stream (systemd's priority prefixes
+    /// still apply), else human lines on stderr.
     public static func detect() -> Destination {
       let value = getenv("JOURNAL_STREAM").map { String(cString: $0) }
-      return JournalLogHandler.journalStreamMatches(value, fd: 2) ? .journal : .standardError
+      return choose(journalStream: value, fd: 2)
+    }
+
+    public static func choose(journalStream: String?, fd: Int32) -> Destination {
+      if JournalLogHandler.journalStreamMatches(journalStream, fd: fd) { return .journal }
+      return journalStream == nil ? .human(fd: fd) : .stream(fd: fd)
     }
   }
 
@@ -61,6 +71,10 @@ public struct JournalLogHandler: LogHandler {
     case let .stream(fd):
       let line = Self.streamLine(priority: priority, label: label, message: event.message.description, metadata: merged)
       Self.writeAll(fd, Array(line.utf8))
+    case let .human(fd):
+      let line = Self.humanLine(
+        time: Self.now(), level: event.level, label: label, message: event.message.description, metadata: merged)
+      Self.writeAll(fd, Array(line.utf8))
     }
   }
 
@@ -87,6 +101,36 @@ public struct JournalLogHandler: LogHandler {
     }
     let prefix = "<\(priority)>" + (label.isEmpty ? "" : label + ": ")
     return text.split(separator: "\n", omittingEmptySubsequences: false).map { prefix + $0 + "\n" }.joined()
+  }
+
+  /// `2026-12-05T16:11:12.345Z warning label: message key=value …\n`; a multi-line message
+  /// indents its continuation lines under the first.
+  public static func humanLine(
+    time: timespec, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata
+  ) -> String {
+    var text = message
+    if !metadata.isEmpty {
+      text += " " + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+    var seconds = time_t(time.tv_sec)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func pad(_ n: Int32, _ width: Int) -> String {
+      let digits = String(n)
+      return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+    let stamp = "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+      + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(time.tv_nsec / 1_000_000), 3))Z"
+    let prefix = "\(stamp) \(level.rawValue)" + (label.isEmpty ? ": " : " \(label): ")
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let indent = String(repeating: " ", count: prefix.count)
+    return lines.enumerated().map { ($0.offset == 0 ? prefix : indent) + $0.element + "\n" }.joined()
+  }
+
+  static func now() -> timespec {
+    var t = timespec()
+    clock_gettime(CLOCK_REALTIME, &t)
+    return t
   }
 
   /// `FIELD=value` entries for sd_journal_sendv.

@@ -43,4 +43,9 @@ public enum SocketActivation {
   public static func isUnixStreamListener(_ fd: Int32) -> Bool {
     sd_is_socket_unix(fd, Int32(SOCK_STREAM.rawValue), 1, nil, 0) > 0
   }
+
+  /// Whether `fd` is a listening TCP socket, IPv4 or IPv6 (a `ListenStream=` port).
+  public static func isTCPListener(_ fd: Int32) -> Bool {
+    sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1, 0) > 0
+  }
 }

@@ -1,6 +1,8 @@
-// Wiring: maps the model, builds the adapter registry and the serving engine, binds the socket
-// (or takes systemd's), says READY=1 and runs the services until SIGTERM/SIGINT. SIGHUP
-// re-reads the configuration and applies what can change without a restart.
+// Wiring: checks the socket path and the TCP listeners' keys (so a misconfigured start fails
+// before the model is mapped), maps the model, builds the adapter registry and the serving
+// engine, binds the socket and the TCP listeners (or takes systemd's), says READY=1 and runs the
+// services until SIGTERM/SIGINT. SIGHUP re-reads the configuration and applies what can change
+// without a restart.
 import Adapters
 import Engine
 import Foundation
@@ -40,6 +42,21 @@ final class Daemon: Sendable {
     let settings = initial
     LiveLogLevel.bootstrap(settings.logLevel)
     let logger = Logger(label: "droplorad")
+    let signals = ShutdownSignals(notifier: notifier, logger: logger)
+
+    // Everything that can refuse the start without the model is checked first.
+    let activated = try SocketActivation.listenFileDescriptors()
+    let keys = try Self.apiKeys(settings.server)
+    try Self.checkListeners(settings.server, keys: keys)
+    if !activated.contains(where: { SocketActivation.isUnixStreamListener($0.fd) }) {
+      do {
+        try HTTPServer.checkSocketPath(settings.server.socketPath)
+      } catch {
+        throw DaemonStartupError("\(error)")
+      }
+    }
+
+    logger.info("loading \(settings.model.path)")
     _ = try? notifier.status("loading \(settings.model.path)")
 
     let threads = settings.model.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : settings.model.threads
@@ -55,6 +72,8 @@ final class Daemon: Sendable {
     }
     let baseID = URL(fileURLWithPath: settings.model.path).deletingPathExtension().lastPathComponent
     logger.info("model \(baseID) mapped: \(model.hyper.layerCount) layers, vocabulary \(model.vocabularySize)")
+    // From here on durable state is opened: a signal waits for the services' orderly shutdown.
+    signals.beginStateChanges()
 
     let registry = AdapterRegistry(
       base: model, cacheCapacity: settings.adapters.mergedCacheSize,
@@ -95,8 +114,11 @@ final class Daemon: Sendable {
     let backend = EngineBackend(
       engine: engine, library: library, training: training, metrics: metrics, baseID: baseID, settings: settings)
 
-    let server = try await bind(settings, backend: backend, logger: logger)
-    let where_ = server.socketPath ?? "the socket systemd passed"
+    let server = try await bind(settings, activated: activated, keys: keys, backend: backend, logger: logger)
+    var where_ = server.socketPath ?? "the socket systemd passed"
+    for listener in server.tcpListeners {
+      where_ += " and tcp \(listener.description)" + (keys == nil ? " (no API keys: loopback only)" : "")
+    }
     logger.notice("serving \(baseID) on \(where_) with \(threads) threads")
     _ = try? notifier.ready(status: "serving \(baseID) on \(where_)")
 
@@ -112,31 +134,54 @@ final class Daemon: Sendable {
     services.append(
       ReloadService(
         reload: {
-          Self.reload(reread: reread, current: settings, backend: backend, library: library, server: server, logger: logger)
+          Self.reload(
+            reread: reread, current: settings, backend: backend, library: library, server: server, logger: logger)
         },
         notifier: notifier, logger: logger))
     let group = ServiceGroup(
       configuration: ServiceGroupConfiguration(
         services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger: logger))
+    // SIGTERM/SIGINT (ShutdownSignals) start the group's graceful shutdown, also one that came
+    // during the start.
+    signals.attach(group)
     try await group.run()
   }
 
-  /// systemd's listening socket when activated, else `server.socket_path` bound here.
-  private func bind(_ settings: DaemonSettings, backend: EngineBackend, logger: Logger) async throws -> HTTPServer {
-    let configuration = Self.httpConfiguration(settings, peerPolicy: try Self.peerPolicy(settings.server), logger: logger)
-    let activated = try SocketActivation.listenFileDescriptors()
-    if let first = activated.first {
-      if activated.count > 1 { logger.warning("systemd passed \(activated.count) sockets; serving the first") }
-      guard SocketActivation.isUnixStreamListener(first.fd) else {
-        throw DaemonStartupError("the socket systemd passed (fd \(first.fd)) is not a listening Unix stream socket")
+  /// The sockets systemd passed (a Unix socket and TCP ports), `server.socket_path` bound here
+  /// when systemd passed no Unix socket, and each `server.listen` address systemd did not pass.
+  private func bind(
+    _ settings: DaemonSettings, activated: [SocketActivation.ListenFileDescriptor], keys: APIKeys?,
+    backend: EngineBackend, logger: Logger
+  ) async throws -> HTTPServer {
+    let configuration = Self.httpConfiguration(
+      settings, peerPolicy: try Self.peerPolicy(settings.server), apiKeys: keys, logger: logger)
+    let server = HTTPServer(backend: backend, configuration: configuration)
+    var haveSocket = false
+    for passed in activated {
+      if SocketActivation.isUnixStreamListener(passed.fd) {
+        guard !haveSocket else {
+          logger.warning("systemd passed more than one Unix socket; ignoring fd \(passed.fd) (\(passed.name))")
+          continue
+        }
+        try await server.adopt(descriptor: passed.fd)
+        haveSocket = true
+      } else if SocketActivation.isTCPListener(passed.fd) {
+        try await server.adopt(descriptor: passed.fd)
+      } else {
+        throw DaemonStartupError(
+          "the socket systemd passed (fd \(passed.fd), \(passed.name)) is neither a listening Unix stream socket nor a TCP one")
       }
-      return try await HTTPServer.withBoundSocket(first.fd, backend: backend, configuration: configuration)
     }
+    for address in settings.server.listen
+    where !server.tcpListeners.contains(where: { $0.port == address.port && $0.host == address.host }) {
+      try await server.listen(host: address.host, port: address.port)
+    }
+    if haveSocket { return server }
     let path = settings.server.socketPath
     let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
     try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    let server = try await HTTPServer.bind(path: path, backend: backend, configuration: configuration)
+    try await server.listen(unixPath: path)
     if let group = settings.server.socketGroup {
       guard let gid = Self.groupID(group) else { throw DaemonStartupError("server.socket_group: no group '\(group)'") }
       guard chown(path, uid_t.max, gid) == 0 else {
@@ -147,13 +192,35 @@ final class Daemon: Sendable {
   }
 
   /// The server's limits from the settings: one mapping for the start and every reload.
-  static func httpConfiguration(_ settings: DaemonSettings, peerPolicy: PeerPolicy, logger: Logger) -> HTTPServerConfiguration {
+  static func httpConfiguration(
+    _ settings: DaemonSettings, peerPolicy: PeerPolicy, apiKeys: APIKeys?, logger: Logger
+  ) -> HTTPServerConfiguration {
     let limits = settings.limits
     return HTTPServerConfiguration(
       maxBodyBytes: limits.maxRequestBytes, maxPushBytes: limits.maxPushBytes, socketMode: settings.server.socketMode,
       peerPolicy: peerPolicy, requestTimeout: .milliseconds(Int64((limits.requestTimeoutSeconds * 1000).rounded())),
       maxConnections: limits.maxConnections, maxConnectionsPerUser: limits.maxConnectionsPerUser,
-      reservedConnections: limits.reservedConnections, logger: logger)
+      reservedConnections: limits.reservedConnections, apiKeys: apiKeys, logger: logger)
+  }
+
+  /// The keys of `server.api_keys_file`, checked (permissions, owner, format); nil when unset.
+  static func apiKeys(_ server: ServerSettings) throws(APIKeyFileError) -> APIKeys? {
+    try server.apiKeysFile.map { path throws(APIKeyFileError) in try APIKeys.load(path: path) }
+  }
+
+  /// A TCP listener must not open the daemon to more than the socket does: a non-loopback
+  /// address needs keys, and so does any address when the socket's peer lists restrict it
+  /// (every local user can reach 127.0.0.1).
+  static func checkListeners(_ server: ServerSettings, keys: APIKeys?) throws {
+    guard keys == nil else { return }
+    for address in server.listen where !isLoopbackAddress(address.host) {
+      throw DaemonStartupError(HTTPServerError.keysRequired(address: address.description).description)
+    }
+    if let address = server.listen.first, !server.allowedUIDs.isEmpty || !server.allowedGroups.isEmpty {
+      throw DaemonStartupError(
+        "server.listen \(address) without server.api_keys_file would let every local user past "
+          + "server.allowed_uids / allowed_groups; set server.api_keys_file")
+    }
   }
 
   /// The configured uids and groups; when any are listed, root and the daemon's own user are
@@ -244,8 +311,14 @@ final class Daemon: Sendable {
       logger.error("access lists not changed: \(error)")
       policy = server.peerPolicy
     }
-    // Body limits, connection caps and the request deadline apply from the next request/connection.
-    server.update(httpConfiguration(settings, peerPolicy: policy, logger: logger))
+    var keys = server.apiKeys
+    do {
+      keys = try apiKeys(settings.server)
+    } catch {
+      logger.error("API keys not changed: \(error)")
+    }
+    // Body limits, keys, connection caps and the request deadline apply from the next request/connection.
+    server.update(httpConfiguration(settings, peerPolicy: policy, apiKeys: keys, logger: logger))
     let needRestart: [(String, Bool)] = [
       ("model.path", settings.model.path != current.model.path),
       ("model.context_size", settings.model.contextSize != current.model.contextSize),
@@ -254,6 +327,7 @@ final class Daemon: Sendable {
       ("server.socket_path", settings.server.socketPath != current.server.socketPath),
       ("server.socket_mode", settings.server.socketMode != current.server.socketMode),
       ("server.socket_group", settings.server.socketGroup != current.server.socketGroup),
+      ("server.listen", settings.server.listen != current.server.listen),
       ("adapters.directory", settings.adapters.directory != current.adapters.directory),
       ("adapters.merge_type", settings.adapters.mergeType != current.adapters.mergeType),
       ("state_directory", settings.stateDirectory != current.stateDirectory),

@@ -3,6 +3,7 @@
 // configuration name the file, line, column and key, and exit with status 1.
 import ArgumentParser
 import Foundation
+import HTTPAPI
 import Kernels
 import Settings
 import Training
@@ -116,7 +117,24 @@ struct Droplorad: AsyncParsableCommand {
       throw SettingsError(.invalidValue(why), keyPath: "training.compute_type", source: path)
     }
     try resolveGroups(settings, source: path)
+    try checkListeners(settings, source: path)
     return settings
+  }
+
+  /// The API keys file must be usable and the TCP listeners allowed with or without it (the
+  /// start would refuse them): --check-config and reloads say so too.
+  static func checkListeners(_ settings: DaemonSettings, source: String?) throws {
+    let keys: APIKeys?
+    do {
+      keys = try Daemon.apiKeys(settings.server)
+    } catch {
+      throw SettingsError(.invalidValue("\(error)"), keyPath: "server.api_keys_file", source: source)
+    }
+    do {
+      try Daemon.checkListeners(settings.server, keys: keys)
+    } catch {
+      throw SettingsError(.invalidValue("\(error)"), keyPath: "server.listen", source: source)
+    }
   }
 
   /// Group names must exist on this system (the start would fail on them): --check-config and

@@ -107,7 +107,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   // MARK: streamed training
 
-  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult {
+  func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult {
     let report = try await offCooperativePool { try Self.mapped { try self.training.ingest(adapter: adapter, body: jsonl) } }
     return SampleIngestResult(
       accepted: report.accepted, duplicates: report.duplicates,

@@ -84,3 +84,18 @@ import Systemd
     #expect(!JournalLogHandler.journalStreamMatches(nil, fd: fds[1]))
   }
 }
+
+@Suite struct HumanLogLineTests {
+  @Test func timestampLevelWordAndLabel() {
+    let t = timespec(tv_sec: 1_796_400_672, tv_nsec: 45_000_000)  // 2026-12-04T16:11:12.045Z
+    let line = JournalLogHandler.humanLine(
+      time: t, level: .notice, label: "droplorad", message: "serving\nsecond", metadata: ["b": "2", "a": "1"])
+    #expect(line == "2026-12-04T16:11:12.045Z notice droplorad: serving\n" + String(repeating: " ", count: 43) + "second a=1 b=2\n")
+  }
+
+  @Test func destinationFollowsJournalStream() {
+    // Outside systemd: human lines; JOURNAL_STREAM naming another file: priority prefixes.
+    #expect(JournalLogHandler.Destination.choose(journalStream: nil, fd: 2) == .human(fd: 2))
+    #expect(JournalLogHandler.Destination.choose(journalStream: "1:1", fd: 2) == .stream(fd: 2))
+  }
+}

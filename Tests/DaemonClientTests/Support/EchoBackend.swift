@@ -76,7 +76,8 @@ final class EchoBackend: InferenceBackend {
   func adapters() async -> [AdapterInfo] { snapshot.adapters }
 
   /// Accepts every non-empty line.
-  func pushSamples(adapter: String, jsonl: String) async throws -> SampleIngestResult {
+  func pushSamples(adapter: String, jsonl bytes: [UInt8]) async throws -> SampleIngestResult {
+    let jsonl = String(decoding: bytes, as: UTF8.self)
     var lines = jsonl.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     if jsonl.hasSuffix("\n") { lines.removeLast() }
     state.withLockedValue { $0.pushedLines += lines }

@@ -70,6 +70,28 @@ final class UnixHTTPClient: @unchecked Sendable {
     }
   }
 
+  /// A TCP connection to `host:port` (IPv4), with the same reading helpers.
+  init(tcpHost host: String, port: Int, timeoutSeconds: Int = 30) throws {
+    fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ClientError("socket: \(errno)") }
+    var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    inet_pton(AF_INET, host, &addr.sin_addr)
+    let fd = self.fd
+    let rc = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else {
+      let e = errno
+      close(fd)
+      throw ClientError("connect: errno \(e)")
+    }
+  }
+
   deinit { close(fd) }
 
   /// Sends everything; MSG_NOSIGNAL so a server that already closed gives EPIPE, not SIGPIPE.
@@ -203,4 +225,22 @@ func request(
 /// The `data:` payloads of an SSE body.
 func sseEvents(_ body: String) -> [String] {
   body.components(separatedBy: "\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
+}
+
+/// One request over TCP, like `request` over the socket.
+func tcpRequest(
+  port: Int, _ method: String, _ target: String, json: String? = nil, headers: [String: String] = [:]
+) async throws -> HTTPResponse {
+  try await offPool {
+    let c = try UnixHTTPClient(tcpHost: "127.0.0.1", port: port)
+    var req = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    for (k, v) in headers { req += "\(k): \(v)\r\n" }
+    if let json {
+      req += "Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+    } else {
+      req += "\r\n"
+    }
+    try c.send(req)
+    return try c.readResponse()
+  }
 }
