@@ -64,6 +64,7 @@ let package = Package(
     .target(
       name: "HTTPAPI",
       dependencies: [
+        "Grammar",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -94,7 +95,7 @@ let package = Package(
       name: "droplorad",
       dependencies: [
         "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
-        "Training",
+        "Training", "Grammar",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
