@@ -94,9 +94,19 @@ extension Router {
   /// A finished chat answer as the message OpenAI returns: with tools in use, a well-formed
   /// answer made of calls to offered functions becomes `tool_calls` (finish reason
   /// "tool_calls"); anything else stays text.
+  /// With a required call the output is calls only, so when the token limit cuts one off the
+  /// calls completed before it are the answer.
   static func answer(_ text: String, finish: FinishReason, tools: ToolUse?) -> (ChatMessage, FinishReason) {
     let plain = (ChatMessage(role: .assistant, content: text), finish)
-    guard let tools, tools.choice != .none, finish == .stop, let parsed = ToolCallSyntax.parse(text),
+    var text = text
+    if finish == .length, let tools, tools.choice != .none, tools.choice != .auto,
+      let end = text.range(of: "</tool_call>", options: .backwards)
+    {
+      text = String(text[..<end.upperBound])
+    } else if finish != .stop {
+      return plain
+    }
+    guard let tools, tools.choice != .none, let parsed = ToolCallSyntax.parse(text),
       parsed.calls.allSatisfy({ call in tools.functions.contains { $0.name == call.name } })
     else { return plain }
     let calls = tools.parallel ? parsed.calls : Array(parsed.calls.prefix(1))

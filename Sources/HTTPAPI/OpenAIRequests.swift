@@ -279,7 +279,7 @@ public struct ChatMessage: Sendable, Codable, Equatable {
         fieldPath(decoder.codingPath + [CodingKeys.toolCallID]), "a tool message needs the id of the call it answers")
     }
     // Newer clients send content as an array of typed parts; only text parts mean anything here.
-    if try c.decodeNil(forKey: .content) || !c.contains(.content) {
+    if try !c.contains(.content) || c.decodeNil(forKey: .content) {
       guard role == .assistant else {
         throw APIError.invalidField(fieldPath(decoder.codingPath + [CodingKeys.content]), "required for \(roleName) messages")
       }

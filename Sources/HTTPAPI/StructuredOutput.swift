@@ -185,7 +185,9 @@ extension RequestedFeatures {
     case .required, .function:
       let offered = tools.functions.filter { if case .function(let n) = tools.choice { $0.name == n } else { true } }
       do {
-        return try ToolCallGrammar.grammar(functions: offered, parallel: tools.parallel && tools.choice == .required)
+        // Several calls only when asked for explicitly: a small model given the choice tends to
+        // repeat calls until the token limit instead of ending.
+        return try ToolCallGrammar.grammar(functions: offered, parallel: parallelToolCalls == true && tools.choice == .required)
       } catch {
         let index = error.index.flatMap { i in tools.functions.firstIndex { $0.name == offered[i].name } }
         throw .schema(field: index.map { "tools[\($0)].function.parameters" } ?? "tools", error.error)
