@@ -52,7 +52,7 @@ let package = Package(
     // data, checkpoints. The daemon's background training runs this same Trainer.
     .target(
       name: "Training",
-      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF"]),
+      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF", "Grammar"]),
     // Constrained decoding: GBNF and JSON Schema compiled to a byte-level grammar, and the
     // incremental matcher that masks the vocabulary. Knows nothing of HTTP or the model.
     .target(name: "Grammar"),

@@ -8,6 +8,7 @@ import Grammar
 import HTTPAPI
 import Settings
 import Tokenization
+import Training
 
 final class EngineBackend: InferenceBackend, @unchecked Sendable {
   // unchecked: `settings` and `status` are guarded by `lock`; the rest is immutable or locks itself.
@@ -67,14 +68,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     var messages = request.messages.map(Self.templateMessage)
-    if let tools = try request.features.toolUse(), tools.choice != .none {
-      // No template family here has tool markup: the tools go in the system prompt.
-      if let first = messages.first, first.role == "system" {
-        messages[0].content = ToolCallSyntax.systemPrompt(first.content, functions: tools.functions)
-      } else {
-        messages.insert(.init(role: "system", content: ToolCallSyntax.systemPrompt(nil, functions: tools.functions)), at: 0)
-      }
-    }
+    if let tools = try request.features.toolUse(), tools.choice != .none { messages = messages.offering(tools.functions) }
     return try submit(
       model: request.model, prompt: .chat(messages), sampling: request.sampling, features: request.features,
       promptField: "messages")
@@ -268,9 +262,9 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   /// assistant's tool calls and a tool's result are written as `ToolCallSyntax` says (Hermes /
   /// Qwen 2.5 text), so every template family carries them as plain content.
   static func templateMessage(_ m: HTTPAPI.ChatMessage) -> Tokenization.ChatMessage {
-    if m.role == .tool { return Tokenization.ChatMessage(role: "user", content: ToolCallSyntax.toolResponse(m.content)) }
-    let calls = m.toolCalls.map { ToolCallSyntax.Call(name: $0.name, arguments: $0.arguments) }
-    return Tokenization.ChatMessage(role: m.role.rawValue, content: ToolCallSyntax.assistantContent(m.content, calls: calls))
+    if m.role == .tool { return .toolResult(m.content) }
+    if m.role == .assistant { return .assistant(m.content, calls: m.toolCalls.map { .init(name: $0.name, arguments: $0.arguments) }) }
+    return Tokenization.ChatMessage(role: m.role.rawValue, content: m.content)
   }
 
   static func backendError(_ error: any Error, promptField: String) -> any Error {
