@@ -61,6 +61,7 @@ let package = Package(
       name: "Systemd",
       dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
     // The HTTP face of the daemon; knows only the backend protocol it defines, never Engine.
+    // Grammar (pure) compiles the output formats and tool-call grammars requests ask for.
     .target(
       name: "HTTPAPI",
       dependencies: [

@@ -49,4 +49,8 @@ public enum ToolCallGrammar {
 public struct ToolSchemaError: Error, Sendable, Equatable {
   public var index: Int?
   public var error: JSONSchemaError
+  public init(index: Int?, error: JSONSchemaError) {
+    self.index = index
+    self.error = error
+  }
 }

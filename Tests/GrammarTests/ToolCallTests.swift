@@ -9,7 +9,7 @@ import Tokenization
 
 struct ToolCallTests {
   static let weather = #"{"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}, "unit": {"enum": ["c", "f"]}}, "required": ["city"], "additionalProperties": false}"#
-  static let count = #"{"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}, "items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "maxItems": 2}}, "required": ["n", "items"], "$defs": {"item": {"type": "string", "maxLength": 4}}}"#
+  static let count = ##"{"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}, "items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "maxItems": 2}}, "required": ["n", "items"], "$defs": {"item": {"type": "string", "maxLength": 4}}}"##
 
   static func functions() throws -> [ToolCallSyntax.Function] {
     [

@@ -76,7 +76,7 @@ struct RealModelTests {
   /// context only.
   @Test func toolCallSamplesLearnTheCalls() async throws {
     try await offCooperativePool {
-    let line = #"{"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "city": {"type": "string"}}}}}], "messages": [{"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{"city": "Oslo"}"}}]}, {"role": "tool", "tool_call_id": "call_1", "content": "rain"}, {"role": "assistant", "content": "It rains in Oslo."}]}"#
+    let line = #"{"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "city": {"type": "string"}}}}}], "messages": [{"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]}, {"role": "tool", "tool_call_id": "call_1", "content": "rain"}, {"role": "assistant", "content": "It rains in Oslo."}]}"#
     let sample = try TrainingSample.parse(Substring(line))
     #expect(sample.messages.map(\.role) == ["system", "user", "assistant", "user", "assistant"])
     #expect(sample.messages[0].content.contains(#""properties":{"zone":{"type":"string"},"city":{"type":"string"}}"#))
