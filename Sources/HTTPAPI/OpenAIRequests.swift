@@ -511,9 +511,9 @@ extension RequestedFeatures {
       guard (0...20).contains(k) else { throw .invalidField(logprobsField, "must be 0 to 20, got \(k)") }
       if !logprobs { throw .invalidField("top_logprobs", "needs logprobs: true") }
     }
-    // Shapes only; the backend compiles the grammar (outputGrammar) and its errors name the field.
-    _ = try responseFormatValue()
-    _ = try toolUse()
+    // The output grammar compiles (its errors name the field), so a backend sees only requests
+    // it can serve; it compiles it again for itself (well under a millisecond for usual schemas).
+    _ = try outputGrammar()
     if echo == true { throw .invalidField("echo", "echoing the prompt is not served") }
     if let b = bestOf, b != 1 { throw .invalidField("best_of", "only best_of = 1 is served") }
     if let s = suffix, !s.isEmpty { throw .invalidField("suffix", "insertion (suffix) is not served") }
