@@ -52,7 +52,7 @@ let package = Package(
     // data, checkpoints. The daemon's background training runs this same Trainer.
     .target(
       name: "Training",
-      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF"]),
+      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF", "Grammar"]),
     // Constrained decoding: GBNF and JSON Schema compiled to a byte-level grammar, and the
     // incremental matcher that masks the vocabulary. Knows nothing of HTTP or the model.
     .target(name: "Grammar"),
@@ -61,9 +61,11 @@ let package = Package(
       name: "Systemd",
       dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
     // The HTTP face of the daemon; knows only the backend protocol it defines, never Engine.
+    // Grammar (pure) compiles the output formats and tool-call grammars requests ask for.
     .target(
       name: "HTTPAPI",
       dependencies: [
+        "Grammar",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -94,7 +96,7 @@ let package = Package(
       name: "droplorad",
       dependencies: [
         "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
-        "Training",
+        "Training", "Grammar",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

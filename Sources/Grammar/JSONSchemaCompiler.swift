@@ -81,7 +81,7 @@ struct SchemaCompilation {
   let root: JSONValue
   var builder = GrammarBuilder()
   private var refRules: [String: String] = [:]
-  private var counter = 0
+  var counter = 0  // shared across compilations into one builder (ToolCallGrammar), so names stay unique
 
   init(root: JSONValue) { self.root = root }
 

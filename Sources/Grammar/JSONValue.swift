@@ -248,3 +248,7 @@ private struct JSONParser {
     return v
   }
 }
+
+/// The same type under a name that cannot clash with other modules' `JSONValue` (the module
+/// and its `Grammar` type share a name, so `Grammar.JSONValue` does not resolve outside).
+public typealias OrderedJSON = JSONValue

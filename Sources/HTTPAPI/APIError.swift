@@ -1,6 +1,7 @@
 // Every failure the HTTP layer reports, and the ONE place that turns an error into a status,
 // headers and OpenAI's error body `{"error":{"message","type","param","code"}}`.
 import Foundation
+import Grammar
 import NIOHTTP1
 
 public enum APIError: Error, Sendable, Equatable {
@@ -19,6 +20,10 @@ public enum APIError: Error, Sendable, Equatable {
   /// This uid's cap (`limits.max_connections_per_user`) is reached.
   case tooManyConnectionsForUser(limit: Int)
   case backend(BackendError)
+  /// A JSON Schema the output should follow cannot be compiled; `field` is where it was given.
+  case schema(field: String, JSONSchemaError)
+  /// A GBNF `grammar` does not parse or cannot be matched.
+  case grammar(field: String, GrammarError)
   case internalFailure(String)
 }
 
@@ -99,6 +104,15 @@ extension APIError {
       (status, type, code) = (.tooManyRequests, "rate_limit_error", "too_many_connections")
       headers.add(name: "Retry-After", value: "1")
       message = "this user already holds \(limit) connections to the daemon (limits.max_connections_per_user); close some"
+    case .schema(let field, let e):
+      // An unsupported keyword is a refusal of a valid schema; anything else is a bad schema.
+      (status, type) = (.badRequest, "invalid_request_error")
+      code = e.keyword == nil ? "invalid_schema" : "unsupported_schema"
+      message = "\(field): \(e)"
+      param = field
+    case .grammar(let field, let e):
+      (status, type, code, message) = (.badRequest, "invalid_request_error", "invalid_grammar", "\(field): \(e)")
+      param = field
     case .internalFailure(let m):
       (status, type, code, message) = (.internalServerError, "server_error", "internal_error", m)
     case .backend(let b):

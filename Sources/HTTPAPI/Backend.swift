@@ -91,6 +91,8 @@ public enum FinishReason: String, Sendable, Codable, Equatable {
   case stop
   /// `max_tokens` or the context ran out.
   case length
+  /// The answer is tool calls (set by the chat route when it finds them, never by a backend).
+  case toolCalls = "tool_calls"
 }
 
 public struct Usage: Sendable, Codable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import Grammar
 // The two generation routes: one backend generation per choice (`n` of them), their events
 // merged by choice index and written as one OpenAI answer or as server-sent chunks, with
 // `logprobs` attached to the text they belong to.
@@ -90,11 +91,39 @@ extension Router {
     Usage(promptTokens: usages.first?.promptTokens ?? 0, completionTokens: usages.reduce(0) { $0 + $1.completionTokens })
   }
 
+  /// A finished chat answer as the message OpenAI returns: with tools in use, a well-formed
+  /// answer made of calls to offered functions becomes `tool_calls` (finish reason
+  /// "tool_calls"); anything else stays text.
+  /// With a required call the output is calls only, so when the token limit cuts one off the
+  /// calls completed before it are the answer.
+  static func answer(_ text: String, finish: FinishReason, tools: ToolUse?) -> (ChatMessage, FinishReason) {
+    let plain = (ChatMessage(role: .assistant, content: text), finish)
+    var text = text
+    if finish == .length, let tools, tools.choice != .none, tools.choice != .auto,
+      let end = text.range(of: "</tool_call>", options: .backwards)
+    {
+      text = String(text[..<end.upperBound])
+    } else if finish != .stop {
+      return plain
+    }
+    guard let tools, tools.choice != .none, let parsed = ToolCallSyntax.parse(text),
+      parsed.calls.allSatisfy({ call in tools.functions.contains { $0.name == call.name } })
+    else { return plain }
+    let calls = tools.parallel ? parsed.calls : Array(parsed.calls.prefix(1))
+    return (
+      ChatMessage(
+        role: .assistant, content: parsed.content,
+        toolCalls: calls.map { ToolCall(id: makeID("call_"), name: $0.name, arguments: $0.arguments) }),
+      .toolCalls
+    )
+  }
+
   func chat(_ req: ChatCompletionRequest, writer: ResponseWriter) async throws {
     let id = Self.makeID("chatcmpl-")
     let created = Int(Date().timeIntervalSince1970)
     let model = await resolvedModel(req.model)
     let n = req.features.n ?? 1
+    let tools = try req.features.toolUse()
     let streams = try await start(req, n: n, seed: req.sampling.seed, reseed: { $0.sampling.seed = $1 }) {
       try await backend.chat($0)
     }
@@ -105,8 +134,9 @@ extension Router {
         ChatCompletionResponse(
           id: id, created: created, model: model,
           choices: results.enumerated().map { i, r in
-            .init(
-              index: i, message: .init(role: .assistant, content: r.text), finishReason: r.finish!.0,
+            let (message, reason) = Self.answer(r.text, finish: r.finish!.0, tools: tools)
+            return .init(
+              index: i, message: message, finishReason: reason,
               logprobs: wantLogprobs ? ChatLogprobs(r.logprobs) : nil)
           },
           usage: Self.totalUsage(results.map { $0.finish!.1 })))
@@ -124,15 +154,42 @@ extension Router {
     // Log probabilities wait for the text they made (a stop string may hold text back).
     var pending = [[TokenLogprobInfo]](repeating: [], count: n)
     var usages = [Usage?](repeating: nil, count: n)
+    // With tools in use, text that may be a call is held until it is known to be one (sent as
+    // tool_calls at the end) or not (sent as content from then on).
+    var holding = [Bool](repeating: tools.map { $0.choice != .none } ?? false, count: n)
+    var held = [String](repeating: "", count: n)
     try await merge(streams) { i, event in
       switch event {
       case .logprobs(let l): pending[i] += l
       case .text(let t):
         guard !t.isEmpty else { return }
-        try await writer.writeSSE(chunk(i, .init(content: t), nil, wantLogprobs ? pending[i] : nil))
+        var text = t
+        if holding[i] {
+          held[i] += t
+          guard tools?.choice == .auto, !ToolCallSyntax.mayBeginCall(held[i][...]) else { return }
+          holding[i] = false
+          text = held[i]
+          held[i] = ""
+        }
+        try await writer.writeSSE(chunk(i, .init(content: text), nil, wantLogprobs ? pending[i] : nil))
         pending[i] = []
-      case .finished(let r, let u):
+      case .finished(var r, let u):
         usages[i] = u
+        if holding[i] {
+          let (message, reason) = Self.answer(held[i], finish: r, tools: tools)
+          r = reason
+          if !message.content.isEmpty {
+            try await writer.writeSSE(chunk(i, .init(content: message.content), nil, wantLogprobs ? pending[i] : nil))
+            pending[i] = []
+          }
+          if !message.toolCalls.isEmpty {
+            let deltas = message.toolCalls.enumerated().map { k, call in
+              ChatCompletionChunk.ToolCallDelta(index: k, id: call.id, function: .init(name: call.name, arguments: call.arguments))
+            }
+            try await writer.writeSSE(chunk(i, .init(toolCalls: deltas), nil, wantLogprobs && !pending[i].isEmpty ? pending[i] : nil))
+            pending[i] = []
+          }
+        }
         try await writer.writeSSE(chunk(i, .init(), r, wantLogprobs && !pending[i].isEmpty ? pending[i] : nil))
         pending[i] = []
       }

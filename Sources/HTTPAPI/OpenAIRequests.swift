@@ -1,3 +1,5 @@
+import Grammar
+
 // OpenAI-compatible request bodies (`/v1/chat/completions`, `/v1/completions`, `/v1/adapters`,
 // `/tokenize`, `/detokenize`) decoded with their on-disk names, and validated so the backend
 // sees only sane values. Decoding is strict: a key the route does not know is a 400 naming it,
@@ -277,7 +279,7 @@ public struct ChatMessage: Sendable, Codable, Equatable {
         fieldPath(decoder.codingPath + [CodingKeys.toolCallID]), "a tool message needs the id of the call it answers")
     }
     // Newer clients send content as an array of typed parts; only text parts mean anything here.
-    if try c.decodeNil(forKey: .content) || !c.contains(.content) {
+    if try !c.contains(.content) || c.decodeNil(forKey: .content) {
       guard role == .assistant else {
         throw APIError.invalidField(fieldPath(decoder.codingPath + [CodingKeys.content]), "required for \(roleName) messages")
       }
@@ -334,6 +336,9 @@ public struct RequestedFeatures: Sendable, Equatable {
   public var echo: Bool?
   public var bestOf: Int?
   public var suffix: String?
+  /// `response_format` and `tools` with object keys in the order the client wrote them.
+  public var orderedResponseFormat: OrderedJSON?
+  public var orderedTools: [OrderedJSON]?
 
   public init() { logprobs = false }
 }
@@ -388,6 +393,7 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
     features.toolChoice = try c.decodeIfPresent(JSONValue.self, forKey: .toolChoice)
     features.parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
+    features.keepOrder(decoder)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -469,6 +475,7 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     features.suffix = try c.decodeIfPresent(String.self, forKey: .suffix)
     features.responseFormat = try c.decodeIfPresent(JSONValue.self, forKey: .responseFormat)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
+    features.keepOrder(decoder)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -504,14 +511,9 @@ extension RequestedFeatures {
       guard (0...20).contains(k) else { throw .invalidField(logprobsField, "must be 0 to 20, got \(k)") }
       if !logprobs { throw .invalidField("top_logprobs", "needs logprobs: true") }
     }
-    if let format = responseFormat, format != .object(["type": .string("text")]) {
-      throw .invalidField("response_format", "only {\"type\": \"text\"} is served; structured output is not available")
-    }
-    if let tools, !tools.isEmpty { throw .invalidField("tools", "tool calling is not available") }
-    if let choice = toolChoice, choice != .string("none"), choice != .string("auto") {
-      throw .invalidField("tool_choice", "no tools are served; only \"none\" or \"auto\"")
-    }
-    if grammar != nil { throw .invalidField("grammar", "grammar-constrained decoding is not available") }
+    // The output grammar compiles (its errors name the field), so a backend sees only requests
+    // it can serve; it compiles it again for itself (well under a millisecond for usual schemas).
+    _ = try outputGrammar()
     if echo == true { throw .invalidField("echo", "echoing the prompt is not served") }
     if let b = bestOf, b != 1 { throw .invalidField("best_of", "only best_of = 1 is served") }
     if let s = suffix, !s.isEmpty { throw .invalidField("suffix", "insertion (suffix) is not served") }

@@ -101,6 +101,23 @@ struct ChatCompletionChunk: Codable, Equatable {
   struct Delta: Codable, Equatable {
     var role: ChatMessage.Role?
     var content: String?
+    var toolCalls: [ToolCallDelta]?
+    enum CodingKeys: String, CodingKey {
+      case role, content
+      case toolCalls = "tool_calls"
+    }
+  }
+  /// One call in a streamed answer: sent whole, in one delta (OpenAI's clients concatenate
+  /// `arguments` over deltas of the same `index`, so one piece is a valid stream).
+  struct ToolCallDelta: Codable, Equatable {
+    struct Function: Codable, Equatable {
+      var name: String
+      var arguments: String
+    }
+    var index: Int
+    var id: String
+    var type = "function"
+    var function: Function
   }
   struct Choice: Codable, Equatable {
     var index: Int

@@ -194,7 +194,9 @@ struct Router: Sendable {
   private func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(APIError) -> T {
     guard body.readableBytes > 0 else { throw .badJSON("the request needs a JSON body") }
     do {
-      return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+      let decoder = JSONDecoder()
+      decoder.userInfo[.requestBody] = String(decoding: body.readableBytesView, as: UTF8.self)
+      return try decoder.decode(T.self, from: Data(body.readableBytesView))
     } catch let e as DecodingError {
       throw APIError.fromDecoding(e)
     } catch let e as APIError {

@@ -4,9 +4,11 @@
 import Adapters
 import Engine
 import Foundation
+import Grammar
 import HTTPAPI
 import Settings
 import Tokenization
+import Training
 
 final class EngineBackend: InferenceBackend, @unchecked Sendable {
   // unchecked: `settings` and `status` are guarded by `lock`; the rest is immutable or locks itself.
@@ -65,7 +67,8 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    let messages = request.messages.map(Self.templateMessage)
+    var messages = request.messages.map(Self.templateMessage)
+    if let tools = try request.features.toolUse(), tools.choice != .none { messages = messages.offering(tools.functions) }
     return try submit(
       model: request.model, prompt: .chat(messages), sampling: request.sampling, features: request.features,
       promptField: "messages")
@@ -202,6 +205,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   ) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     var options = try options(sampling)
     options.logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
+    options.grammar = try features.outputGrammar()
     let request = ServingRequest(adapter: adapterName(model), prompt: prompt, options: options)
     let events: AsyncThrowingStream<ServingEvent, any Error>
     do {
@@ -255,23 +259,12 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   /// An API message as the chat template sees it. `developer` arrives as `system` already; an
-  /// assistant's tool calls are written after its text in the Hermes/Qwen `<tool_call>` form, and
-  /// a tool's result as a user turn wrapped in `<tool_response>` (as Qwen2.5's template does), so
-  /// every template family carries them as plain content.
+  /// assistant's tool calls and a tool's result are written as `ToolCallSyntax` says (Hermes /
+  /// Qwen 2.5 text), so every template family carries them as plain content.
   static func templateMessage(_ m: HTTPAPI.ChatMessage) -> Tokenization.ChatMessage {
-    if m.role == .tool {
-      return Tokenization.ChatMessage(role: "user", content: "<tool_response>\n" + m.content + "\n</tool_response>")
-    }
-    var content = m.content
-    for call in m.toolCalls {
-      if !content.isEmpty { content += "\n" }
-      content += "<tool_call>\n{\"name\": \(jsonString(call.name)), \"arguments\": \(call.arguments)}\n</tool_call>"
-    }
-    return Tokenization.ChatMessage(role: m.role.rawValue, content: content)
-  }
-
-  private static func jsonString(_ s: String) -> String {
-    (try? String(decoding: JSONEncoder().encode(s), as: UTF8.self)) ?? "\"\""
+    if m.role == .tool { return .toolResult(m.content) }
+    if m.role == .assistant { return .assistant(m.content, calls: m.toolCalls.map { .init(name: $0.name, arguments: $0.arguments) }) }
+    return Tokenization.ChatMessage(role: m.role.rawValue, content: m.content)
   }
 
   static func backendError(_ error: any Error, promptField: String) -> any Error {

@@ -71,6 +71,36 @@ struct RealModelTests {
     }
   }
 
+  /// OpenAI's tool-use samples: tools go into the system prompt (their schema's key order
+  /// kept), the assistant's call is learned as the text serving parses, the tool's result is
+  /// context only.
+  @Test func toolCallSamplesLearnTheCalls() async throws {
+    try await offCooperativePool {
+    let line = #"{"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "city": {"type": "string"}}}}}], "messages": [{"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]}, {"role": "tool", "tool_call_id": "call_1", "content": "rain"}, {"role": "assistant", "content": "It rains in Oslo."}]}"#
+    let sample = try TrainingSample.parse(Substring(line))
+    #expect(sample.messages.map(\.role) == ["system", "user", "assistant", "user", "assistant"])
+    #expect(sample.messages[0].content.contains(#""properties":{"zone":{"type":"string"},"city":{"type":"string"}}"#))
+    #expect(sample.messages[3].content == "<tool_response>\nrain\n</tool_response>")
+    let (encoded, _) = SampleEncoder(tokenizer: tokenizer, template: template, maxTokens: 1024).encode(sample)
+    var runs: [[Int32]] = []
+    for (t, on) in encoded.lossMask.enumerated() where on {
+      if t > 0, encoded.lossMask[t - 1] { runs[runs.count - 1].append(encoded.tokens[t]) } else { runs.append([encoded.tokens[t]]) }
+    }
+    #expect(
+      runs.map { tokenizer.decode($0, renderSpecial: true) } == [
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>",
+        "It rains in Oslo.<|im_end|>",
+      ])
+    for bad in [
+      #"{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null}]}"#,
+      #"{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}]}"#,
+      #"{"messages": [{"role": "user", "content": "x", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}, {"role": "assistant", "content": "y"}]}"#,
+    ] {
+      #expect(throws: SampleParseError.self) { try TrainingSample.parse(Substring(bad)) }
+    }
+    }
+  }
+
   @Test func jsonlFormatsAndBadLines() async throws {
     try await offCooperativePool {
     let text = """

@@ -8,9 +8,11 @@ Exits non-zero with the failed checks listed. scripts/test.sh installs `openai` 
 """
 import asyncio
 import json
+import os
 import sys
 import traceback
 
+import jsonschema
 import openai
 
 try:  # openai 3.x is built on httpx2 (httpx's successor, same transport API); 1.x/2.x on httpx
@@ -174,10 +176,7 @@ def sampling_values_checked_in_request_precision():
 
 @check
 def unsupported_fields_are_refused_by_name():
-    refused("response_format", lambda: chat(response_format={"type": "json_object"}))
-    refused("tools", lambda: chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]))
     refused("tool_choice", lambda: chat(tool_choice="required"))
-    refused("grammar", lambda: chat(extra_body={"grammar": "root ::= \"a\""}))
     refused("frobnicate", lambda: chat(extra_body={"frobnicate": 1}))
     refused("messages[0].colour", lambda: chat(messages=[{"role": "user", "content": "hi", "colour": "red"}]))
     refused("stream_options.bogus", lambda: chat(stream=True, stream_options={"bogus": True}))
@@ -293,6 +292,190 @@ def tokenize_and_detokenize():
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "extra", bad.text
 
 
+# A schema with most of what the compiler supports: required and optional properties, no extra
+# keys, enums, bounded integers and numbers, bounded strings, a format, arrays with item limits,
+# nullable values, anyOf, and $ref into $defs.
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "role": {"enum": ["admin", "user", "guest"]},
+        "score": {"type": "number", "minimum": 0, "maximum": 10},
+        "born": {"type": "string", "format": "date"},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 8}, "minItems": 1, "maxItems": 3},
+        "email": {"type": ["string", "null"], "format": "email"},
+        "id": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 999}, {"const": "none"}]},
+        "boss": {"$ref": "#/$defs/boss"},
+    },
+    "required": ["name", "age", "role", "tags", "boss"],
+    "additionalProperties": False,
+    # Not recursive here: sampled text may nest a recursive definition past any token limit (the
+    # grammar tests walk recursive schemas).
+    "$defs": {"boss": {"anyOf": [{"type": "null"}, {
+        "type": "object", "properties": {"name": {"type": "string", "maxLength": 12}},
+        "required": ["name"], "additionalProperties": False}]}},
+}
+PERSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+VALIDATOR = jsonschema.Draft202012Validator(PERSON, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+ASK_PERSON = [{"role": "user", "content": "Describe a fictional employee as JSON."}]
+
+
+def valid_person(text):
+    value = json.loads(text)
+    VALIDATOR.validate(value)
+    return value
+
+
+@check
+def json_schema_outputs_validate_over_sampled_generations():
+    # 12 samples at temperature 1 (3 requests of n=4), each must parse and validate.
+    outputs = []
+    for seed in range(3):
+        r = chat(messages=ASK_PERSON, temperature=1.0, seed=seed, n=4, max_completion_tokens=200,
+                 response_format=PERSON_FORMAT)
+        for c in r.choices:
+            assert c.finish_reason == "stop", (c.finish_reason, c.message.content)
+            outputs.append(c.message.content)
+    for text in outputs:
+        valid_person(text)
+    # Properties come in the schema's order, not sorted.
+    keys = list(json.loads(outputs[0]).keys())
+    assert keys == [k for k in PERSON["properties"] if k in keys], keys
+    # Streamed: the deltas join into a valid document.
+    chunks = list(chat(messages=ASK_PERSON, temperature=1.0, seed=7, max_completion_tokens=200,
+                       response_format=PERSON_FORMAT, stream=True))
+    valid_person("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+    # The SDK's own structured-output helper parses the answer.
+    parsed = client.chat.completions.parse(model=BASE, messages=ASK_PERSON, temperature=1.0, seed=3,
+                                           max_completion_tokens=200, response_format=PERSON_FORMAT)
+    VALIDATOR.validate(json.loads(parsed.choices[0].message.content))
+
+
+@check
+def json_object_and_completions_route():
+    r = chat(messages=ASK_PERSON, temperature=1.0, seed=1, max_completion_tokens=120,
+             response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason == "stop", r.choices[0]
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    c = client.completions.create(model=BASE, prompt="A person as JSON:", max_tokens=200, temperature=1.0, seed=2,
+                                  extra_body={"response_format": PERSON_FORMAT})
+    assert c.choices[0].finish_reason == "stop", c.choices[0]
+    valid_person(c.choices[0].text)
+
+
+@check
+def gbnf_grammar_extension():
+    yes_no = {"grammar": 'root ::= ("yes" | "no") "."'}
+    for seed in range(3):
+        r = chat(messages=[{"role": "user", "content": "Is the sky blue?"}], temperature=1.0, seed=seed,
+                 max_completion_tokens=8, extra_body=yes_no)
+        assert r.choices[0].message.content in ("yes.", "no."), r.choices[0].message.content
+    chunks = list(chat(messages=[{"role": "user", "content": "Is fire cold?"}], max_completion_tokens=8,
+                       stream=True, extra_body=yes_no))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) in ("yes.", "no.")
+    c = client.completions.create(model=BASE, prompt="Answer:", max_tokens=8, temperature=0, extra_body=yes_no)
+    assert c.choices[0].text in ("yes.", "no."), c.choices[0].text
+
+
+@check
+def structured_output_refusals_name_the_field():
+    schema_with = lambda extra: {"type": "json_schema", "json_schema": {"name": "x", "schema": extra}}
+    refused("response_format.json_schema.schema", lambda: chat(response_format=schema_with({"type": "string", "pattern": "a+"})))
+    refused("response_format.json_schema.schema", lambda: chat(response_format=schema_with({"type": "object", "not": {}})))
+    refused("response_format.json_schema.schema", lambda: chat(response_format=schema_with({"$ref": "#/$defs/none"})))
+    refused("response_format.type", lambda: chat(response_format={"type": "yaml"}))
+    refused("response_format.json_schema.colour", lambda: chat(
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "colour": 1}}))
+    refused("grammar", lambda: chat(extra_body={"grammar": "root ::= \"a"}))
+    refused("grammar", lambda: chat(extra_body={"grammar": "root ::= x"}))
+    refused("grammar", lambda: chat(response_format={"type": "json_object"}, extra_body={"grammar": 'root ::= "a"'}))
+    refused("tools[0].function.parameters", lambda: chat(
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "patternProperties": {}}}}],
+        tool_choice="required"))
+    refused("tools[0].function.name", lambda: chat(tools=[{"type": "function", "function": {"name": "a b"}}]))
+    refused("tools[0].function.colour", lambda: chat(tools=[{"type": "function", "function": {"name": "f", "colour": 1}}]))
+    refused("tool_choice", lambda: chat(tools=WEATHER_TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}))
+    refused("response_format", lambda: chat(tools=WEATHER_TOOLS, tool_choice="auto", response_format={"type": "json_object"}))
+
+
+WEATHER = {"type": "object", "properties": {
+    "city": {"type": "string", "minLength": 1, "maxLength": 30},
+    "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"], "additionalProperties": False}
+TIME = {"type": "object", "properties": {"timezone": {"type": "string", "maxLength": 30}},
+        "required": ["timezone"], "additionalProperties": False}
+WEATHER_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+                                      "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "get_time", "description": "Current time in a timezone",
+                                      "parameters": TIME}},
+]
+ASK_WEATHER = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+
+
+def check_call(call, name, schema):
+    assert call.type == "function" and call.id.startswith("call_"), call
+    assert call.function.name == name, call
+    jsonschema.validate(json.loads(call.function.arguments), schema)
+
+
+@check
+def tool_call_round_trip():
+    r = chat(messages=ASK_WEATHER, tools=WEATHER_TOOLS, tool_choice="required", max_completion_tokens=80)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert len(choice.message.tool_calls) == 1, choice.message
+    call = choice.message.tool_calls[0]
+    assert call.function.name in ("get_weather", "get_time"), call
+    check_call(call, call.function.name, WEATHER if call.function.name == "get_weather" else TIME)
+    # A named function is the one called, its arguments sampled under its schema.
+    for seed in range(3):
+        r = chat(messages=ASK_WEATHER, tools=WEATHER_TOOLS, temperature=1.0, seed=seed, max_completion_tokens=80,
+                 tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        assert r.choices[0].finish_reason == "tool_calls", r.choices[0]
+        check_call(r.choices[0].message.tool_calls[0], "get_weather", WEATHER)
+    # The answer goes back as the SDK builds it, with the tool's result: the model answers in text.
+    assistant = r.choices[0].message.model_dump(exclude_none=True)
+    messages = ASK_WEATHER + [assistant, {"role": "tool", "tool_call_id": assistant["tool_calls"][0]["id"],
+                                          "content": "{\"temperature\": 21, \"sky\": \"sunny\"}"}]
+    final = chat(messages=messages, tools=WEATHER_TOOLS, tool_choice="none", max_completion_tokens=40)
+    assert final.choices[0].finish_reason in ("stop", "length") and final.choices[0].message.content, final
+    assert not final.choices[0].message.tool_calls
+    # auto: either text or well-formed calls of offered tools.
+    auto = chat(messages=ASK_WEATHER, tools=WEATHER_TOOLS, max_completion_tokens=60).choices[0]
+    if auto.finish_reason == "tool_calls":
+        assert all(c.function.name in ("get_weather", "get_time") for c in auto.message.tool_calls)
+    else:
+        assert auto.message.content and not auto.message.tool_calls, auto
+
+
+@check
+def tool_calls_streamed_as_deltas():
+    stream = chat(messages=ASK_WEATHER, tools=WEATHER_TOOLS, stream=True, max_completion_tokens=80,
+                  tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    calls, finish, content = {}, None, ""
+    for c in stream:
+        if not c.choices:
+            continue
+        d = c.choices[0].delta
+        content += d.content or ""
+        for t in d.tool_calls or []:
+            entry = calls.setdefault(t.index, {"id": "", "name": "", "arguments": ""})
+            entry["id"] += t.id or ""
+            entry["name"] += (t.function.name or "") if t.function else ""
+            entry["arguments"] += (t.function.arguments or "") if t.function else ""
+        finish = c.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and content == "", (finish, content)
+    assert list(calls) == [0] and calls[0]["name"] == "get_weather" and calls[0]["id"].startswith("call_"), calls
+    jsonschema.validate(json.loads(calls[0]["arguments"]), WEATHER)
+    # Parallel calls when asked for: one or more, each valid.
+    r = chat(messages=[{"role": "user", "content": "Weather in Paris and in Rome?"}], tools=WEATHER_TOOLS,
+             tool_choice="required", parallel_tool_calls=True, max_completion_tokens=120)
+    assert r.choices[0].finish_reason == "tool_calls", r.choices[0]
+    for call in r.choices[0].message.tool_calls:
+        check_call(call, call.function.name, WEATHER if call.function.name == "get_weather" else TIME)
+
+
 @check
 def async_concurrent_streams():
     async def run():
@@ -318,6 +501,9 @@ def async_concurrent_streams():
     asyncio.run(run())
 
 
+# E2E_ONLY=name1,name2 runs only those checks (while working on them).
+only = set(filter(None, os.environ.get("E2E_ONLY", "").split(",")))
+checks = [fn for fn in checks if not only or fn.__name__ in only]
 for fn in checks:
     try:
         fn()
