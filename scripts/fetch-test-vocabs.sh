@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${ROOT}/models/vocab"
 NAMES=(llama-spm llama-bpe qwen2 phi-3 gpt-2)
 # Real chat templates llama.cpp keeps for its tests (used by the golden-fixture script).
-TEMPLATES=(meta-llama-Llama-3.1-8B-Instruct.jinja google-gemma-2-2b-it.jinja microsoft-Phi-3.5-mini-instruct.jinja)
+TEMPLATES=(meta-llama-Llama-3.1-8B-Instruct.jinja google-gemma-2-2b-it.jinja microsoft-Phi-3.5-mini-instruct.jinja Qwen-Qwen3-0.6B.jinja)
 
 missing=()
 for n in "${NAMES[@]}"; do

@@ -84,6 +84,17 @@ static void swiglu_backward_scalar(float *d_gate, float *d_up, const float *dh, 
   }
 }
 
+// GeGLU (Gemma): gelu(g) · up with GELU's tanh approximation,
+// gelu(g) = g/2 · (1 + tanh(y)), y = √(2/π) · g · (1 + 0.044715 g²).
+static const float geglu_c = 0.7978845608028654f, geglu_a = 0.044715f;
+
+static void geglu_scalar(float *out, const float *gate, const float *up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + tanhf(geglu_c * g * (1.0f + geglu_a * g * g))) * up[i];
+  }
+}
+
 #if DQ_X86_SIMD
 // e^x for 8 floats: 2^(x log2 e) = 2^n · e^g with n = round(x log2 e), |g| <= ln2/2, and e^g by
 // its Taylor series to degree 7 (truncation error < 6e-9 relative, below float rounding).
@@ -210,7 +221,38 @@ __attribute__((target("avx2,fma"))) static void swiglu_backward_avx2(float *d_ga
   swiglu_backward_scalar(d_gate + i, d_up + i, dh + i, gate + i, up + i, n - i);
 }
 
+// (1 + tanh y)/2 = 1/(1 + e^(-2y)), so gelu(g) = g / (1 + e^(-2y)): one exp256, no tanh.
+__attribute__((target("avx2,fma"))) static void geglu_avx2(float *out, const float *gate,
+                                                           const float *up, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 minus_2c = _mm256_set1_ps(-2.0f * geglu_c);
+  const __m256 a = _mm256_set1_ps(geglu_a);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(a, g), g, one);  // 1 + a g²
+    const __m256 e = exp256(_mm256_mul_ps(_mm256_mul_ps(minus_2c, g), inner));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
+                                            _mm256_loadu_ps(up + i)));
+  }
+  geglu_scalar(out + i, gate + i, up + i, n - i);
+}
+
 #endif
+
+void dq_geglu(float *out, const float *gate, const float *up, int64_t n) {
+#if DQ_X86_SIMD
+  if (dq_cpu_has_avx2()) {
+    geglu_avx2(out, gate, up, n);
+    return;
+  }
+#endif
+  geglu_scalar(out, gate, up, n);
+}
+
+void dq_geglu_ref(float *out, const float *gate, const float *up, int64_t n) {
+  geglu_scalar(out, gate, up, n);
+}
 
 void dq_softmax(float *x, int64_t n) {
 #if DQ_X86_SIMD

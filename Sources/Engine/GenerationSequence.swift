@@ -47,9 +47,10 @@ public final class GenerationSequence {
     stops = StopMatcher(stops: options.stop)
     history = promptTokens
     constraint = options.grammar.map { ConstrainedSampling(grammar: $0, tokenizer: tokenizer) }
-    prefilled = max(0, min(reusing, promptTokens.count - 1, context.position))
+    // A sliding-window cache may keep less than asked: continue where the context says.
+    context.truncate(to: max(0, min(reusing, promptTokens.count - 1, context.position)))
+    prefilled = context.position
     reusedPromptTokens = prefilled
-    context.truncate(to: prefilled)
   }
 
   /// The tokens whose keys and values the context holds, in order (what a later sequence may reuse).

@@ -1,7 +1,8 @@
 // GeGLU with the tanh approximation of GELU, Gemma's feed-forward activation:
 //   out = gelu(gate) ⊙ up,  gelu(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
-// and its derivative for the training backward. Plain loops: the feed-forward matmuls around
-// it cost hundreds of times more.
+// and its derivative for the training backward. The forward runs dq_geglu (AVX2, one exp per
+// element): with libm's tanhf it took ~10% of Gemma 3 270M's prefill.
+import CKernels
 import Foundation
 
 public enum GeGLU {
@@ -22,7 +23,7 @@ public enum GeGLU {
   public static func forward(
     _ out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int
   ) {
-    for i in 0..<count { out[i] = gelu(gate[i]) * up[i] }
+    dq_geglu(out, gate, up, Int64(count))
   }
 
   /// dGate[i] = dh[i] · up[i] · gelu'(gate[i]), dUp[i] = dh[i] · gelu(gate[i]) (overwritten).

@@ -13,6 +13,11 @@
 // Family options (ModelFamily): x starts as embedding * √d; the attention and feed-forward
 // outputs are RMS-normed (post-norms) before their residual add; GeGLU (tanh GELU) instead of
 // SwiGLU; sliding layers attend to the last `slidingWindow` positions with their own RoPE.
+//
+// KV cache of a sliding layer: only `slidingSlots` = window - 1 + maxBatch positions (the keys a
+// chunk of up to maxBatch new tokens can see), not the whole context. Its slot 0 holds position
+// `slidingBase`; when a chunk would not fit, the last window - 1 positions move to the front
+// (one memmove per layer every ~maxBatch tokens), so attention still reads contiguous keys.
 import CKernels
 import Kernels
 
@@ -39,8 +44,16 @@ public final class LlamaContext {
 
   let workspace: MatMulWorkspace
   public let cacheElement: KVCacheElement
-  let keyCache: UnsafeMutableRawPointer  // [layer][position][kvDimension] of cacheElement
+  let keyCache: UnsafeMutableRawPointer  // [layer][slot][kvDimension] of cacheElement
   let valueCache: UnsafeMutableRawPointer
+  /// Where each layer's slots start in the caches (elements): full layers hold `capacity`
+  /// positions, sliding ones `slidingSlots`.
+  let layerOffsets: [Int]
+  /// Positions a sliding layer's cache holds (`capacity` when no layer slides or it is no larger).
+  public let slidingSlots: Int
+  /// The position in slot 0 of every sliding layer; positions before it are gone.
+  private var slidingBase = 0
+  private let cacheElementCount: Int
   let scratch: Scratch
   let logits: UnsafeMutablePointer<Float>  // [vocabulary], the last token's
 
@@ -66,7 +79,15 @@ public final class LlamaContext {
     workspace = MatMulWorkspace(
       maxColumns: model.widestMatrixInput, maxTokens: self.maxBatch, threads: pool.threadCount)
     // Large allocations come straight from mmap: pages cost memory only once written.
-    let cacheCount = hyper.layerCount * capacity * hyper.kvDimension
+    slidingSlots = hyper.slidingWindow > 0 ? min(capacity, hyper.slidingWindow - 1 + self.maxBatch) : capacity
+    var offsets: [Int] = []
+    var cacheCount = 0
+    for layer in 0..<hyper.layerCount {
+      offsets.append(cacheCount)
+      cacheCount += (hyper.isSliding(layer) ? slidingSlots : capacity) * hyper.kvDimension
+    }
+    layerOffsets = offsets
+    cacheElementCount = cacheCount
     keyCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
     valueCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
     scratch = Scratch(hyper: hyper, tokens: self.maxBatch, threads: pool.threadCount, capacity: capacity)
@@ -79,12 +100,22 @@ public final class LlamaContext {
     logits.deallocate()
   }
 
+  /// Bytes of the key and value caches together.
+  public var cacheByteCount: Int { 2 * cacheElementCount * cacheElement.byteCount }
+
   /// Forgets every position at or after `newPosition` (e.g. to reuse a common prompt prefix).
+  /// When a sliding layer has already dropped keys that position needs, the whole sequence is
+  /// forgotten: `position` says where evaluation continues.
   public func truncate(to newPosition: Int) {
     position = max(0, min(position, newPosition))
+    if slidingBase > max(0, position - model.hyper.slidingWindow + 1) { position = 0 }
+    if position == 0 { slidingBase = 0 }
   }
 
-  public func reset() { position = 0 }
+  public func reset() {
+    position = 0
+    slidingBase = 0
+  }
 
   /// Evaluates with `newModel` from now on (an adapter merged into the same base) and forgets
   /// the sequence: cached keys and values of other weights are meaningless. The scratch and
@@ -94,7 +125,7 @@ public final class LlamaContext {
       newModel.hyper == model.hyper && newModel.rope == model.rope && newModel.slidingRope == model.slidingRope,
       "use(model:) needs weights of the same shapes")
     model = newModel
-    position = 0
+    reset()
   }
 
   /// Logits of the last evaluated token; valid until the next call to `evaluate`.
@@ -144,6 +175,7 @@ public final class LlamaContext {
 
     let start = position
     let model = model
+    makeRoomInSlidingLayers(for: n)
     // llama.cpp scales by sqrtf(n_embd) in float.
     let embeddingScale: Float? = hyper.family.scalesEmbedding ? Float(d).squareRoot() : nil
     pool.parallelFor(n) { range, _ in
@@ -173,6 +205,29 @@ public final class LlamaContext {
     } else if wantLast {
       multiply(logits, weights.output, s.normed + (n - 1) * d, tokens: 1)
     }
+  }
+
+  /// Before `n` tokens at `position`: if a sliding layer's slots cannot take them, moves its
+  /// last window - 1 positions (all a new token can see besides the new ones) to the front.
+  private func makeRoomInSlidingLayers(for n: Int) {
+    let hyper = model.hyper
+    guard hyper.slidingWindow > 0, position - slidingBase + n > slidingSlots else { return }
+    let keep = min(position - slidingBase, hyper.slidingWindow - 1)
+    let newBase = position - keep
+    let rowBytes = hyper.kvDimension * cacheElement.byteCount
+    for layer in 0..<hyper.layerCount where hyper.isSliding(layer) {
+      let layerStart = layerOffsets[layer] * cacheElement.byteCount
+      let from = layerStart + (newBase - slidingBase) * rowBytes
+      for cache in [keyCache, valueCache] {
+        (cache + layerStart).copyMemory(from: cache + from, byteCount: keep * rowBytes)
+      }
+    }
+    slidingBase = newBase
+  }
+
+  /// Slot of `position` in `layer`'s cache.
+  private func slot(_ position: Int, layer: Int) -> Int {
+    model.hyper.isSliding(layer) ? position - slidingBase : position
   }
 
   /// out[t] = rmsnorm(x[t]) * weight for the rows in `rows`, split across the pool.
@@ -281,7 +336,7 @@ public final class LlamaContext {
   /// Appends the new tokens' keys and values at `position`, converted to the cache's type.
   private func storeInCache(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, tokens n: Int) {
     let kvDim = model.hyper.kvDimension
-    let first = (layer * capacity + position) * kvDim
+    let first = layerOffsets[layer] + slot(position, layer: layer) * kvDim
     switch cacheElement {
     case .f32:
       (keyCache.assumingMemoryBound(to: Float.self) + first).update(from: keys, count: n * kvDim)
@@ -302,7 +357,8 @@ public final class LlamaContext {
     let kvDim = hyper.kvDimension
     let group = hyper.headCount / hyper.kvHeadCount
     let scale = 1 / Float(hd).squareRoot()
-    let layerOffset = layer * capacity * kvDim
+    let layerOffset = layerOffsets[layer]
+    let base = hyper.isSliding(layer) ? slidingBase : 0
     let element = cacheElement
     let keys32 = keyCache.assumingMemoryBound(to: Float.self) + layerOffset
     let values32 = valueCache.assumingMemoryBound(to: Float.self) + layerOffset
@@ -331,7 +387,7 @@ public final class LlamaContext {
           ? [(0, rows, 0)] : (0..<rows).map { ($0, 1, max(0, start + t0 + $0 - window + 1)) }
         for run in runs {
           let visible = Int64(start + t0 + run.row + 1 - run.firstKey)
-          let keyOffset = run.firstKey * kvDim + kvHead * hd
+          let keyOffset = (run.firstKey - base) * kvDim + kvHead * hd
           switch element {
           case .f32:
             dq_attention_head(

@@ -24,6 +24,8 @@ public struct ChatTemplate: Sendable, Equatable {
     case phi3Legacy = "phi3-legacy"
     /// Zephyr: `<|user|>\n…</s>\n`.
     case zephyr
+    /// Qwen 3: ChatML with its thinking conventions (`<think>` blocks; Qwen3ChatTemplate.swift).
+    case qwen3
   }
 
   public var family: Family
@@ -33,6 +35,9 @@ public struct ChatTemplate: Sendable, Equatable {
   /// What the template's `bos_token` / `eos_token` render as (the vocabulary's texts).
   public var bosToken: String
   public var eosToken: String
+  /// Qwen 3 only: the template's `enable_thinking`; false ends the generation prompt with an
+  /// empty `<think>` block so the model answers directly. nil (the default) leaves it undefined.
+  public var enableThinking: Bool?
 
   /// The names `ChatTemplate(named:)` (and the CLI's `--chat-template NAME`) accept.
   public static let names: [String] = ["chatml", "smollm2"] + Family.allCases.dropFirst().map(\.rawValue)
@@ -68,7 +73,9 @@ public struct ChatTemplate: Sendable, Equatable {
     var system: String? = nil
     // Look-alikes that render differently (Phi-4's <|im_sep|>, SmolVLM, Mistral v3/v7
     // without the spaces around [/INST]) are refused rather than rendered wrongly.
-    if has("<|im_start|>") && !has("<|im_sep|>") && !has("<end_of_utterance>") {
+    if has("<|im_start|>") && has("<think>") && has("last_query_index") {
+      family = .qwen3
+    } else if has("<|im_start|>") && !has("<|im_sep|>") && !has("<end_of_utterance>") {
       family = .chatml
       system = Self.defaultChatMLSystemPrompt(in: jinja)
     } else if has("[INST]") && has("<<SYS>>") {
@@ -88,6 +95,14 @@ public struct ChatTemplate: Sendable, Equatable {
       throw TokenizationError.unrecognizedChatTemplate(excerpt: excerpt)
     }
     self.init(family: family, defaultSystemPrompt: system, bosToken: bosToken, eosToken: eosToken)
+  }
+
+  /// The template of a family whose files carry none in their metadata, by
+  /// `general.architecture` (Gemma 3 270M ships without `tokenizer.chat_template`).
+  public init?(architecture: String, bosToken: String = "", eosToken: String = "") {
+    let families: [String: Family] = ["gemma": .gemma, "gemma2": .gemma, "gemma3": .gemma, "qwen3": .qwen3]
+    guard let family = families[architecture] else { return nil }
+    self.init(family: family, bosToken: bosToken, eosToken: eosToken)
   }
 
   /// The literal system message a ChatML template inserts when the first message is not a
@@ -254,6 +269,9 @@ public struct ChatTemplate: Sendable, Equatable {
           out.markup("<|end|>\n")
         }
       }
+
+    case .qwen3:
+      renderQwen3(messages, addGenerationPrompt: addGenerationPrompt, into: &out)
 
     case .zephyr:
       for (i, m) in messages.enumerated() {

@@ -317,13 +317,21 @@ public final class Tokenizer: Sendable {
   }
 
   /// The chat template to use: the one named (the CLI's `--chat-template NAME`), else the
-  /// model's own `tokenizer.chat_template` recognised by family. Its `bos_token` and
+  /// model's own `tokenizer.chat_template` recognised by family, else its architecture's
+  /// (`ChatTemplate(architecture:)`). Its `bos_token` and
   /// `eos_token` render as this vocabulary's texts.
   public func chatTemplate(named name: String? = nil) throws -> ChatTemplate {
     let bosText = bos.flatMap(tokenText) ?? ""
     let eosText = eos.flatMap(tokenText) ?? ""
     if let name { return try ChatTemplate(named: name, bosToken: bosText, eosToken: eosText) }
-    guard let jinja = vocabulary.chatTemplate, !jinja.isEmpty else { throw TokenizationError.noChatTemplate }
+    guard let jinja = vocabulary.chatTemplate, !jinja.isEmpty else {
+      if let architecture = vocabulary.architecture,
+        let template = ChatTemplate(architecture: architecture, bosToken: bosText, eosToken: eosText)
+      {
+        return template
+      }
+      throw TokenizationError.noChatTemplate
+    }
     return try ChatTemplate(jinja: jinja, bosToken: bosText, eosToken: eosText)
   }
 

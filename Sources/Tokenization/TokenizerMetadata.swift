@@ -32,4 +32,5 @@ public enum TokenizerKey {
   public static let addSpacePrefix = "tokenizer.ggml.add_space_prefix"
   public static let chatTemplate = "tokenizer.chat_template"
   public static let generalName = "general.name"
+  public static let generalArchitecture = "general.architecture"
 }

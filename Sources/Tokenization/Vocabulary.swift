@@ -76,6 +76,9 @@ public struct Vocabulary: Sendable, Equatable {
   public var chatTemplate: String?
   /// `general.name`, used only for llama.cpp's per-model token attribute tweaks.
   public var modelName: String?
+  /// `general.architecture`: picks the chat template of a family whose files carry none
+  /// (Gemma 3).
+  public var architecture: String?
 
   public var count: Int { tokens.count }
 
@@ -87,7 +90,7 @@ public struct Vocabulary: Sendable, Equatable {
     tokenTypes: [Int32]? = nil, merges: [String] = [],
     bos: Int? = nil, eos: Int? = nil, eot: Int? = nil, eom: Int? = nil, unknown: Int? = nil,
     padding: Int? = nil, addBOS: Bool? = nil, addEOS: Bool? = nil, addSpacePrefix: Bool? = nil,
-    chatTemplate: String? = nil, modelName: String? = nil
+    chatTemplate: String? = nil, modelName: String? = nil, architecture: String? = nil
   ) throws {
     guard let kind = VocabularyKind(rawValue: model) else {
       throw TokenizationError.unsupportedModel(model)
@@ -110,6 +113,7 @@ public struct Vocabulary: Sendable, Equatable {
     self.merges = merges
     self.chatTemplate = chatTemplate
     self.modelName = modelName
+    self.architecture = architecture
 
     // Defaults per model family (llama_vocab::impl::load).
     var defBOS: Int?, defEOS: Int?, defUNK: Int?
@@ -176,7 +180,8 @@ public struct Vocabulary: Sendable, Equatable {
       addBOS: try m.bool(TokenizerKey.addBOS), addEOS: try m.bool(TokenizerKey.addEOS),
       addSpacePrefix: try m.bool(TokenizerKey.addSpacePrefix),
       chatTemplate: try m.string(TokenizerKey.chatTemplate),
-      modelName: try m.string(TokenizerKey.generalName))
+      modelName: try m.string(TokenizerKey.generalName),
+      architecture: try m.string(TokenizerKey.generalArchitecture))
   }
 
   public func isControl(_ id: Int32) -> Bool {

@@ -108,6 +108,24 @@ struct OpsKernelTests {
     }
   }
 
+  @Test("GeGLU (tanh GELU) matches float64 within float rounding")
+  func geglu() {
+    let gate = Self.randomValues(1543, scale: 30, seed: 11) + [-100, 100, 0, -40, 40, -3.1, 1e-3]
+    let up = Self.randomValues(gate.count, scale: 3, seed: 12)
+    var fast = [Float](repeating: .nan, count: gate.count)
+    var reference = fast
+    dq_geglu(&fast, gate, up, Int64(gate.count))
+    dq_geglu_ref(&reference, gate, up, Int64(gate.count))
+    for i in 0..<gate.count {
+      let g = Double(gate[i])
+      let exact = 0.5 * g * (1 + tanh(0.7978845608028654 * g * (1 + 0.044715 * g * g))) * Double(up[i])
+      // libm's tanhf (the scalar twin) is off by ~1e-7 absolute, which matters where 1 + tanh is small.
+      let bound = 2e-6 * abs(exact) + 1e-7 * abs(g * Double(up[i]))
+      #expect(abs(Double(fast[i]) - exact) <= bound, "fast \(i): g \(g)")
+      #expect(abs(Double(reference[i]) - exact) <= bound, "ref \(i): g \(g)")
+    }
+  }
+
   @Test("SwiGLU backward matches float64 within float rounding")
   func swigluBackward() {
     let count = 1543

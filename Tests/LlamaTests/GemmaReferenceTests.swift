@@ -21,8 +21,20 @@ struct GemmaReferenceTests {
 
   @Test("greedy tokens and logits agree with llama.cpp", arguments: 0..<5)
   func matchesLlamaCpp(caseIndex: Int) throws {
+    try check(caseIndex: caseIndex, maxBatch: 512)
+  }
+
+  /// The daemon's prefill chunk of 128: sliding layers keep 511 + 128 positions, so the
+  /// 819-token prompt and its decode move their slots (the case above never does).
+  @Test("the long prompt agrees with llama.cpp with window-sized sliding caches")
+  func longPromptWithWindowSizedCaches() throws {
+    try check(caseIndex: 4, maxBatch: 128)
+  }
+
+  func check(caseIndex: Int, maxBatch: Int) throws {
     let testCase = Self.reference.cases[caseIndex]
-    let context = LlamaContext(model: Self.model, contextLength: 1024, threads: 2)
+    let context = LlamaContext(model: Self.model, contextLength: 1024, threads: 2, maxBatch: maxBatch)
+    if maxBatch < 512 { #expect(context.slidingSlots == 511 + maxBatch) }
     try context.evaluate(testCase.prompt_tokens)
     var between = ErrorStats()
     var agreed = 0

@@ -128,6 +128,40 @@ struct TinyModelTests {
     #expect(Array(context.lastLogits) == first)
   }
 
+  @Test("a sliding layer's cache holds window - 1 + batch positions and still matches the reference", arguments: [1, 3, 5])
+  func slidingCacheIsWindowSized(maxBatch: Int) throws {
+    let (tiny, model) = try makeModel(Self.variants.first { $0.architecture == "gemma3" }!)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let reference = tiny.referenceLogits(tinyTokens)
+    let full = LlamaContext(model: model, contextLength: 64, threads: 2)
+    let context = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: maxBatch)
+    // Window 4: three earlier positions plus the batch; the 12 tokens shift the slots often.
+    #expect(context.slidingSlots == 3 + maxBatch)
+    #expect(context.cacheByteCount < full.cacheByteCount)
+    let logits = try context.evaluateAll(tinyTokens)
+    #expect(relativeError(logits, reference) < 1e-4, "relative error \(relativeError(logits, reference))")
+    // Keys a truncated position needs are either kept (evaluation continues there) or gone
+    // (the context starts over); both give the reference's logits.
+    for keep in [11, 9, 2] {
+      let replay = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: maxBatch)
+      try replay.evaluate(tinyTokens)
+      replay.truncate(to: keep)
+      let start = replay.position
+      #expect(start == keep || start == 0)
+      let tail = try replay.evaluateAll(Array(tinyTokens[start...]))
+      let expected = Array(reference[start...])
+      #expect(relativeError(tail, expected) < 1e-4, "truncate to \(keep) (continued at \(start))")
+    }
+    let replay = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: maxBatch)
+    try replay.evaluate(tinyTokens)
+    replay.truncate(to: 2)
+    #expect(replay.position == 0, "position 2's window was dropped long ago")
+    replay.truncate(to: 0)
+    try replay.evaluate(tinyTokens)
+    replay.truncate(to: 11)
+    #expect(replay.position == 11, "the last window is always kept")
+  }
+
   @Test("bad input is an error, not a crash")
   func errors() throws {
     let (tiny, model) = try makeModel(Self.variants[0])

@@ -9,7 +9,7 @@ import Tokenization
   @Test(arguments: entries)
   func rendersLikeJinja(_ name: String) throws {
     let entry = try #require(Fixtures.golden.chat.first { $0.name == name })
-    let template = try ChatTemplate(jinja: entry.template, bosToken: entry.bos, eosToken: entry.eos)
+    let template = try entry.chatTemplate()
     #expect(template.family.rawValue == entry.family)
     #expect(!entry.renders.isEmpty)
     for r in entry.renders {

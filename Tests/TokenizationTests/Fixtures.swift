@@ -38,6 +38,14 @@ struct Golden: Decodable {
     var bos: String
     var eos: String
     var renders: [Render]
+    /// The template's `enable_thinking` variable (Qwen 3), when the render set it.
+    var enableThinking: Bool?
+
+    func chatTemplate() throws -> ChatTemplate {
+      var template = try ChatTemplate(jinja: self.template, bosToken: bos, eosToken: eos)
+      template.enableThinking = enableThinking
+      return template
+    }
   }
   struct ChatIDs: Decodable {
     var vocab: String
@@ -72,6 +80,7 @@ enum Fixtures {
     "qwen2": "models/vocab/ggml-vocab-qwen2.gguf",
     "llama-spm": "models/vocab/ggml-vocab-llama-spm.gguf",
     "phi-3": "models/vocab/ggml-vocab-phi-3.gguf",
+    "gemma3": "models/gemma-3-270m-q4_k_m.gguf",
     "gpt-2-default": "models/vocab/ggml-vocab-gpt-2.gguf",
   ]
   /// String keys replaced when loading (the fixture made the same change with llama.cpp's
@@ -85,9 +94,11 @@ enum Fixtures {
   static func has(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
 
   static func missingMessage(_ name: String) -> Comment {
-    name == "smollm"
-      ? "\(vocabFiles[name]!) is missing: run scripts/fetch-model.sh"
-      : "\(vocabFiles[name]!) is missing: run scripts/fetch-test-vocabs.sh"
+    switch name {
+    case "smollm": "\(vocabFiles[name]!) is missing: run scripts/fetch-model.sh"
+    case "gemma3": "\(vocabFiles[name]!) is missing: run scripts/fetch-gemma3.sh"
+    default: "\(vocabFiles[name]!) is missing: run scripts/fetch-test-vocabs.sh"
+    }
   }
 
   /// Skips (cancels) the running test when a vocabulary file is absent, saying how to get it.

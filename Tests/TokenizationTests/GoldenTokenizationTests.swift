@@ -6,7 +6,7 @@ import Testing
 import Tokenization
 
 @Suite struct GoldenTokenizationTests {
-  static let names = ["smollm", "gpt-2", "gpt-2-default", "llama-bpe", "qwen2", "llama-spm", "phi-3"]
+  static let names = ["smollm", "gpt-2", "gpt-2-default", "llama-bpe", "qwen2", "llama-spm", "phi-3", "gemma3"]
 
   static func section(_ name: String) -> Golden.VocabSection? { Fixtures.golden.vocabs[name] }
 

@@ -29,7 +29,7 @@ import Tokenization
     for entry in golden.chatIDs where Fixtures.has(entry.vocab) {
       let tok = try Fixtures.tokenizer(entry.vocab)
       let source = try #require(golden.chat.first { $0.name == entry.template })
-      let template = try ChatTemplate(jinja: source.template, bosToken: source.bos, eosToken: source.eos)
+      let template = try source.chatTemplate()
       let messages = try #require(golden.conversations[entry.conversation])
       // llama.cpp parses special-token text typed in content when it tokenizes the whole
       // prompt; ours keeps it text (checked in specialTextInContentStaysText instead).
@@ -45,6 +45,41 @@ import Tokenization
       checked += 1
     }
     #expect(checked >= 30)
+  }
+
+  /// Gemma 3 270M carries no `tokenizer.chat_template`: its architecture picks Gemma's turns,
+  /// whose tokens are llama.cpp's for the real template, and `<end_of_turn>` ends generation.
+  @Test(.enabled(if: Fixtures.has("gemma3"), Fixtures.missingMessage("gemma3")))
+  func gemmaFileGetsGemmaTurnsFromItsArchitecture() throws {
+    let tok = try Fixtures.tokenizer("gemma3")
+    #expect(tok.vocabulary.chatTemplate == nil)
+    let template = try tok.chatTemplate()
+    #expect(template.family == .gemma)
+    let golden = Fixtures.golden
+    var checked = 0
+    for entry in golden.chatIDs where entry.vocab == "gemma3" {
+      let messages = try #require(golden.conversations[entry.conversation])
+      if messages.contains(where: { tok.encode($0.content, parseSpecial: true) != tok.encode($0.content, parseSpecial: false) }) {
+        continue
+      }
+      var expected = entry.ids
+      if expected.count >= 2, expected[0] == tok.bos, expected[1] == tok.bos { expected.removeFirst() }
+      let ids = tok.encode(template.render(messages, addGenerationPrompt: entry.addGenerationPrompt))
+      #expect(ids == expected, "\(entry.conversation) agp=\(entry.addGenerationPrompt)")
+      checked += 1
+    }
+    #expect(checked >= 10)
+    let endOfTurn = try #require(tok.tokenID(forText: "<end_of_turn>"))
+    #expect(tok.isEndOfGeneration(endOfTurn))
+  }
+
+  @Test func qwen3IsNamedAndRecognised() throws {
+    #expect(try ChatTemplate(named: "qwen3").family == .qwen3)
+    let entry = try #require(Fixtures.golden.chat.first { $0.name == "qwen3" })
+    #expect(try ChatTemplate(jinja: entry.template).family == .qwen3)
+    // Plain ChatML stays ChatML.
+    let chatml = try #require(Fixtures.golden.chat.first { $0.name == "chatml" })
+    #expect(try ChatTemplate(jinja: chatml.template).family == .chatml)
   }
 
   static let streamingTexts = [

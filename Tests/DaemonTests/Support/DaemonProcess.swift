@@ -17,6 +17,10 @@ enum Paths {
   static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
   static let model = root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+  /// Gemma 3 270M (scripts/fetch-gemma3.sh), for the Gemma end-to-end test.
+  static let gemma3 =
+    ProcessInfo.processInfo.environment["DROPLORA_GEMMA3_MODEL"]
+    ?? root.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
   static var available: Bool {
     FileManager.default.isExecutableFile(atPath: daemon) && FileManager.default.fileExists(atPath: model)
   }
@@ -109,7 +113,7 @@ final class DaemonProcess: @unchecked Sendable {
   /// Starts droplorad with the default model and `arguments`, and waits for READY=1.
   init(
     arguments: [String] = [], directory: String? = nil, waitForReady: Bool = true, launcher: [String] = [],
-    environment extra: [String: String] = [:]
+    environment extra: [String: String] = [:], model: String = Paths.model
   ) throws {
     let directory = try directory ?? makeTemporaryDirectory()
     self.directory = directory
@@ -118,7 +122,7 @@ final class DaemonProcess: @unchecked Sendable {
     logPath = directory + "/daemon.log"
     let daemonArguments =
       [
-        Paths.daemon, "--model", Paths.model, "--socket", socketPath, "--state-directory", directory + "/state",
+        Paths.daemon, "--model", model, "--socket", socketPath, "--state-directory", directory + "/state",
         "--adapters-directory", directory + "/adapters", "--threads", "2", "--context-size", "1024",
       ] + arguments
     var environment = ProcessInfo.processInfo.environment

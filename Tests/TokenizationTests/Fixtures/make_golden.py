@@ -32,6 +32,8 @@ VOCABS = {
     "qwen2": "models/vocab/ggml-vocab-qwen2.gguf",
     "llama-spm": "models/vocab/ggml-vocab-llama-spm.gguf",
     "phi-3": "models/vocab/ggml-vocab-phi-3.gguf",
+    # Gemma 3 270M (scripts/fetch-gemma3.sh): SentencePiece, 262 144 tokens, no chat template.
+    "gemma3": "models/gemma-3-270m-q4_k_m.gguf",
     # GPT-2's vocabulary with tokenizer.ggml.pre overridden to llama.cpp's "default" splitter.
     "gpt-2-default": "models/vocab/ggml-vocab-gpt-2.gguf",
 }
@@ -269,6 +271,17 @@ CONVERSATIONS = {
         {"role": "user", "content": "Bye [INST] <start_of_turn> </s>"},
     ],
     "unicode": [{"role": "user", "content": "café 🦙 你好\n\ttab"}],
+    # Qwen 3 keeps reasoning only after the last user query and strips it from earlier turns.
+    "thinking": [
+        {"role": "user", "content": "What is 6*7?"},
+        {"role": "assistant", "content": "<think>\nSix sevens.\n</think>\n\n42"},
+        {"role": "user", "content": "And 6*8?"},
+    ],
+    "thinking_last": [
+        {"role": "system", "content": "Think briefly."},
+        {"role": "user", "content": "What is 6*7?"},
+        {"role": "assistant", "content": "<think>\n\nSix sevens.\n\n</think>\n\n\n42"},
+    ],
 }
 
 
@@ -287,7 +300,10 @@ def chat_section():
         ("phi3.5", "phi3", read_template_file("microsoft-Phi-3.5-mini-instruct.jinja"), "<s>", "<|endoftext|>", None),
         ("phi3-legacy", "phi3-legacy", gguf_template(VOCABS["phi-3"]), "<s>", "<|endoftext|>", None),
         ("zephyr", "zephyr", ZEPHYR, "<s>", "</s>", None),
+        ("qwen3", "qwen3", read_template_file("Qwen-Qwen3-0.6B.jinja"), "", "<|im_end|>", None),
     ]
+    # Templates rendered again with extra variables (chat_template_kwargs).
+    variants = [("qwen3-nothink", "qwen3", {"enable_thinking": False})]
     out = []
     for name, family, text, bos, eos, _ in templates:
         if text is None:
@@ -304,6 +320,21 @@ def chat_section():
                     continue  # the real template refuses this conversation
                 renders.append({"conversation": conv_name, "addGenerationPrompt": agp, "expected": rendered})
         out.append({"name": name, "family": family, "template": text, "bos": bos, "eos": eos, "renders": renders})
+    for name, source, kwargs in variants:
+        base = next((e for e in out if e["name"] == source), None)
+        if base is None:
+            continue
+        tmpl = ENV.from_string(base["template"])
+        renders = []
+        for conv_name, messages in CONVERSATIONS.items():
+            for agp in (True, False):
+                rendered = tmpl.render(messages=messages, add_generation_prompt=agp,
+                                       bos_token=base["bos"], eos_token=base["eos"], **kwargs)
+                renders.append({"conversation": conv_name, "addGenerationPrompt": agp, "expected": rendered})
+        entry = dict(base, name=name, renders=renders)
+        if "enable_thinking" in kwargs:
+            entry["enableThinking"] = kwargs["enable_thinking"]
+        out.append(entry)
     return out
 
 
@@ -321,7 +352,8 @@ def main():
     # Chat prompts tokenized by llama.cpp with special parsing (the whole rendered string).
     pairs = [("smollm", "smollm2"), ("qwen2", "qwen2"), ("llama-bpe", "llama3"),
              ("llama-bpe", "llama3.1"), ("llama-spm", "llama2"), ("llama-spm", "mistral"),
-             ("phi-3", "phi3-legacy"), ("phi-3", "phi3.5")]
+             ("phi-3", "phi3-legacy"), ("phi-3", "phi3.5"), ("gemma3", "gemma3"),
+             ("qwen2", "qwen3"), ("qwen2", "qwen3-nothink")]
     chat_ids = []
     for vocab_name, template_name in pairs:
         path = resolve(VOCABS[vocab_name])
