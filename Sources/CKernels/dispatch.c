@@ -125,6 +125,11 @@ static dq_tile_rows_fn tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   return f;
 }
 
+bool dq_matmul_rows_exact(uint32_t type) {
+  if (!use_simd() || force_avx2_tiles || !dq_cpu_has_avx512_int8()) return true;
+  return dq_avx512_tiles_exact(type, dq_cpu_has_avx512vnni());
+}
+
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {

@@ -10,6 +10,9 @@
 dq_tile4_fn dq_avx2_tile4_more(uint32_t type, bool vnni);
 // AVX-512 BW/VL (+VNNI when vnni) tiles for the k-quants; NULL for other types.
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni);
+// False where those tiles keep fp32 sums across super-blocks (the VNNI k-quant tiles), so a
+// token's result is the one-row dot's up to summation order rather than its bits.
+bool dq_avx512_tiles_exact(uint32_t type, bool vnni);
 
 // Several weight rows (row_stride bytes apart) against several activation rows: y[j * ldy + r]
 // for r and j below the kernel's row and token counts. Bit-identical per (row, token) to the one-row dot.

@@ -81,10 +81,14 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
 
 // y[t * ldy + (r - row_begin)] = dot(row r of W, x_t) for r in [row_begin, row_end) and t in
 // [0, tokens); activation rows x_t are x_stride bytes apart, already in dq_vec_dot_type(type).
-// Gives exactly the bits of dq_matvec_rows token by token, faster (weights reused across tokens).
+// Faster than dq_matvec_rows token by token (weights reused across tokens); gives each token
+// the bits of the AVX2 one-row dot where dq_matmul_rows_exact(type), else the same value up to
+// fp32 summation order (AVX-512 VNNI k-quant tiles sum across super-blocks in vectors).
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end);
+
+bool dq_matmul_rows_exact(uint32_t type);
 
 // False when built with DQ_SCALAR_ONLY (or not for x86-64): only the scalar twins exist.
 bool dq_simd_compiled(void);
