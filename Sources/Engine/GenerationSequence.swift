@@ -22,6 +22,10 @@ public final class GenerationSequence {
 
   private var finished = false
   private var prefilled = 0
+  /// Prompt tokens handed out by `prepare` and not yet evaluated.
+  private var inFlight = 0
+  private var stepStarted: UInt64?
+  private var stepDecodes = false
   private var sampler: Sampler
   private var decoder: StreamingDecoder
   private var stops: StopMatcher
@@ -61,23 +65,61 @@ public final class GenerationSequence {
   /// Does one unit of work and returns the text it made final (often empty). Does nothing
   /// once finished. Throws what the forward pass throws (e.g. an empty or oversized prompt).
   public func step() throws -> String {
-    guard !finished else { return "" }
-    let start = DispatchTime.now().uptimeNanoseconds
-    func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+    let work = try prepare(maxPromptTokens: prefillChunk)
+    if !work.input.isEmpty {
+      do {
+        try context.evaluate(work.input)
+      } catch {
+        failed()
+        throw error
+      }
+      evaluated()
+    }
+    return work.text
+  }
+
+  /// The first half of a step, for a scheduler that evaluates many sequences in one batch:
+  /// samples the next token when decoding, and returns what the context must evaluate next
+  /// (that token, or the next chunk of at most `maxPromptTokens` prompt tokens; empty when the
+  /// sequence finished) with the text this step made final. The caller evaluates `input` on
+  /// `context` and then calls `evaluated()` (or `failed()`).
+  public func prepare(maxPromptTokens: Int) throws -> (input: [Int32], text: String) {
+    guard !finished else { return ([], "") }
+    stepStarted = DispatchTime.now().uptimeNanoseconds
+    stepDecodes = isDecoding
     if isDecoding {
-      defer { result.decodeSeconds += elapsed() }
-      return try decodeOne()
+      let text = try decodeOne()
+      if finished { recordStepTime() }
+      return (finished ? [] : [result.tokens.last!], text)
     }
-    defer { result.promptSeconds += elapsed() }
-    let end = min(result.promptTokens.count, prefilled + prefillChunk)
-    do {
-      try context.evaluate(Array(result.promptTokens[prefilled..<end]))
-    } catch {
-      finished = true
-      throw error
+    let end = min(result.promptTokens.count, prefilled + max(1, min(prefillChunk, maxPromptTokens)))
+    inFlight = end - prefilled
+    return (Array(result.promptTokens[prefilled..<end]), "")
+  }
+
+  /// The input of the last `prepare` is in the context now.
+  public func evaluated() {
+    prefilled += inFlight
+    inFlight = 0
+    recordStepTime()
+  }
+
+  /// The input of the last `prepare` could not be evaluated: the sequence ends.
+  public func failed() {
+    inFlight = 0
+    finished = true
+    recordStepTime()
+  }
+
+  private func recordStepTime() {
+    guard let started = stepStarted else { return }
+    stepStarted = nil
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    if stepDecodes {
+      result.decodeSeconds += seconds
+    } else {
+      result.promptSeconds += seconds
     }
-    prefilled = end
-    return ""
   }
 
   /// Stops without flushing held-back text (the client is gone).
@@ -126,7 +168,6 @@ public final class GenerationSequence {
     guard result.tokens.count < options.maxTokens, context.position < context.capacity else {
       return finish(.length)
     }
-    try context.evaluate([token])
     return emitted
   }
 }

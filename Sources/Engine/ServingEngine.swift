@@ -1,10 +1,12 @@
 // The serving engine: the single owner of the adapter registry's models, the tokenizer and the
 // compute thread. Requests are tokenized on submission (so a bad prompt fails at once), wait
 // in a bounded FIFO queue, and up to `maxConcurrentGenerations` of them run at once on one
-// compute thread that takes one step of each in turn (a prompt chunk or one token), so every
-// client keeps moving and no two sequences fight over the cores. Each running sequence owns a
-// slot: a KV cache that also remembers what it holds, so the next turn of a chat on the same
-// weights evaluates only its new tokens.
+// compute thread with continuous batching: each step gathers the next token of every decoding
+// sequence and chunks of waiting prompts (up to `batchTokens` rows in all) into one batched
+// forward pass (LlamaBatch), so the weights are read once per step for all of them. A request
+// joins at the next step after it leaves the queue and leaves when it finishes. Each running
+// sequence owns a slot: a KV cache that also remembers what it holds, so the next turn of a chat
+// on the same weights evaluates only its new tokens.
 import Adapters
 import Dispatch
 import Foundation
@@ -19,16 +21,20 @@ public struct ServingConfiguration: Sendable, Equatable {
   public var maxConcurrentGenerations: Int
   /// Requests waiting for a slot beyond this are refused with `.saturated`.
   public var queueLimit: Int
-  /// Prompt tokens evaluated per step; other sequences step in between.
+  /// Most prompt tokens of one sequence evaluated per step.
   public var prefillChunk: Int
+  /// Most rows (decode tokens and prompt chunks of all sequences) in one batched step: every
+  /// decoding sequence always gets its token; prompt chunks share what is left.
+  public var batchTokens: Int
   /// A chat template by name instead of the model's own (see `ChatTemplate.names`).
   public var chatTemplate: String?
   public var kvCache: KVCacheElement
 
   public init(
     contextSize: Int = 2048, threads: Int = 1, maxConcurrentGenerations: Int = 2, queueLimit: Int = 32,
-    prefillChunk: Int = 128, chatTemplate: String? = nil, kvCache: KVCacheElement = .f32
+    prefillChunk: Int = 128, batchTokens: Int = 256, chatTemplate: String? = nil, kvCache: KVCacheElement = .f32
   ) {
+    self.batchTokens = batchTokens
     self.kvCache = kvCache
     self.contextSize = contextSize
     self.threads = threads
@@ -47,6 +53,7 @@ public final class ServingEngine: @unchecked Sendable {
   public let contextSize: Int
   private let template: ChatTemplate?
   private let prefillChunk: Int
+  private let batchTokens: Int
   private let kvCache: KVCacheElement
   private let observer: (any ServingObserver)?
   private let pool: ThreadPool
@@ -64,6 +71,10 @@ public final class ServingEngine: @unchecked Sendable {
   private let finishedRunning = DispatchSemaphore(value: 0)
 
   private var slots: [Slot] = []
+  /// The batched forward pass, made for the first weights served (all share their shapes).
+  private var batch: LlamaBatch?
+  /// Which prefilling sequence goes first this step (turns rotate, so no prompt waits forever).
+  private var prefillTurn = 0
 
   public init(
     registry: AdapterRegistry, tokenizer: Tokenizer, configuration: ServingConfiguration,
@@ -74,6 +85,7 @@ public final class ServingEngine: @unchecked Sendable {
     self.observer = observer
     contextSize = max(16, configuration.contextSize)
     prefillChunk = max(1, configuration.prefillChunk)
+    batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
     queueLimit = max(0, configuration.queueLimit)
@@ -202,7 +214,7 @@ public final class ServingEngine: @unchecked Sendable {
       for job in admitted {
         if let item = begin(job) { running.append(item) }
       }
-      for item in running { advance(item) }
+      step(running)
       running.removeAll { item in
         guard item.sequence.isFinished else { return false }
         finish(item)
@@ -239,27 +251,75 @@ public final class ServingEngine: @unchecked Sendable {
     return Running(job: job, slot: slot, sequence: sequence, reused: sequence.reusedPromptTokens)
   }
 
-  private func advance(_ item: Running) {
-    if item.job.isCancelled {
-      item.sequence.cancel()
-      return
+  /// One batched step: every decoding sequence samples its next token, prompt chunks fill the
+  /// rest of the token budget, and all of them go through one forward pass.
+  private func step(_ running: [Running]) {
+    var entries: [(context: LlamaContext, tokens: [Int32])] = []
+    var members: [Running] = []
+    func prepare(_ item: Running, maxPromptTokens: Int) {
+      if item.job.isCancelled {
+        item.sequence.cancel()
+        return
+      }
+      do {
+        let work = try item.sequence.prepare(maxPromptTokens: maxPromptTokens)
+        if item.firstToken == nil && !item.sequence.result.tokens.isEmpty || item.sequence.isFinished {
+          item.firstToken = item.firstToken ?? DispatchTime.now().uptimeNanoseconds
+        }
+        // Log probabilities go out before the text of the same step, so a client can attach them to it.
+        let logprobs = item.sequence.result.logprobs
+        if logprobs.count > item.logprobsSent {
+          item.job.continuation.yield(.logprobs(Array(logprobs[item.logprobsSent...])))
+          item.logprobsSent = logprobs.count
+        }
+        if !work.text.isEmpty { item.job.continuation.yield(.text(work.text)) }
+        if !work.input.isEmpty {
+          entries.append((item.slot.context, work.input))
+          members.append(item)
+        }
+      } catch {
+        item.failure = "generation failed: \(error)"
+        item.sequence.cancel()
+      }
     }
+    for item in running where item.sequence.isDecoding { prepare(item, maxPromptTokens: 0) }
+    var budget = batchTokens - entries.count
+    let prefilling = running.filter { !$0.sequence.isDecoding && !$0.sequence.isFinished }
+    if !prefilling.isEmpty {
+      let first = prefillTurn % prefilling.count
+      prefillTurn &+= 1
+      for item in prefilling[first...] + prefilling[..<first] {
+        // At least one prompt token a step, however many sequences decode.
+        guard budget > 0 || item === prefilling[first] else { break }
+        let before = entries.count
+        prepare(item, maxPromptTokens: max(1, budget))
+        if entries.count > before { budget -= entries[before].tokens.count }
+      }
+    }
+    guard !entries.isEmpty else { return }
     do {
-      let text = try item.sequence.step()
-      if item.firstToken == nil && !item.sequence.result.tokens.isEmpty || item.sequence.isFinished {
-        item.firstToken = item.firstToken ?? DispatchTime.now().uptimeNanoseconds
-      }
-      // Log probabilities go out before the text of the same step, so a client can attach them to it.
-      let logprobs = item.sequence.result.logprobs
-      if logprobs.count > item.logprobsSent {
-        item.job.continuation.yield(.logprobs(Array(logprobs[item.logprobsSent...])))
-        item.logprobsSent = logprobs.count
-      }
-      if !text.isEmpty { item.job.continuation.yield(.text(text)) }
+      try batchForward().evaluate(entries)
+      for item in members { item.sequence.evaluated() }
     } catch {
-      item.failure = "generation failed: \(error)"
-      item.sequence.cancel()
+      // The batch refuses a bad entry before computing anything: run each alone to fail only it.
+      for (entry, item) in zip(entries, members) {
+        do {
+          try entry.context.evaluate(entry.tokens)
+          item.sequence.evaluated()
+        } catch {
+          item.sequence.failed()
+          item.failure = "generation failed: \(error)"
+        }
+      }
     }
+  }
+
+  private func batchForward() -> LlamaBatch {
+    if let batch { return batch }
+    let made = LlamaBatch(
+      model: registry.base, maxRows: batchTokens, maxContextLength: contextSize, pool: pool)
+    batch = made
+    return made
   }
 
   private func finish(_ item: Running) {
@@ -321,7 +381,7 @@ public final class ServingEngine: @unchecked Sendable {
     } else {
       let slot = Slot(
         context: LlamaContext(
-          model: weights.model, contextLength: contextSize, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache))
+          model: weights.model, contextLength: contextSize, pool: pool, maxBatch: 1, cacheElement: kvCache))
       slot.context.projectionHook = weights.hook
       slots.append(slot)
       chosen = (slot, 0)

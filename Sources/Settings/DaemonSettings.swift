@@ -81,6 +81,9 @@ public struct Limits: Sendable, Equatable {
   public var maxConcurrentGenerations = 2
   /// Requests waiting for a generation slot before new ones get 503 + Retry-After.
   public var queueLimit = 32
+  /// Most rows (decode tokens and prompt chunks of all running generations) in one batched
+  /// forward step; read at start.
+  public var batchTokens = 256
 
   // Connections (HTTPServerConfiguration): caps by SO_PEERCRED uid and a deadline per request.
   /// Open connections in all; past it 503 (root and the daemon's user may use the reserve).

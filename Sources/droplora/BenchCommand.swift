@@ -25,6 +25,10 @@ struct BenchCommand: ParsableCommand {
   var promptIds: String?
   @Flag(help: "Print one JSON object.") var json = false
   @Option(help: "Element type of the KV cache: f32 or f16.") var kvCacheType = KVCacheElement.f32
+  @Option(help: "Also time N sequences decoding together in one batched step per token (the daemon's continuous batching) against one, interleaved.")
+  var sequences = 1
+  @Option(help: "With --sequences: run every sequence on an unmerged random LoRA adapter of this rank, all on one and each on its own (0: no adapter).")
+  var loraRank = 0
   @Option(help: "Also time decoding constrained to this JSON Schema (fresh matcher per finished document) against the same decode unconstrained, interleaved.")
   var jsonSchema: String?
 
@@ -59,6 +63,7 @@ struct BenchCommand: ParsableCommand {
       best.decode = min(best.decode, now() - decodeStart)
     }
 
+    let batched = sequences > 1 ? try benchBatched(model: model, firstToken: prompt[0]) : nil
     let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, model: model) }
     let report = BenchReport(
       engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
@@ -71,13 +76,26 @@ struct BenchCommand: ParsableCommand {
       constrainedDecodeTokensPerSecond: constrained.map { Double($0.tokens) / $0.constrainedSeconds },
       constrainedDocuments: constrained?.documents,
       unconstrainedChoiceMs: constrained.map { 1000 * $0.plainChoosing / Double($0.tokens) },
-      constrainedChoiceMs: constrained.map { 1000 * $0.constrainedChoosing / Double($0.tokens) })
+      constrainedChoiceMs: constrained.map { 1000 * $0.constrainedChoosing / Double($0.tokens) },
+      batchedSequences: batched.map { _ in sequences },
+      batchedSingleDecodeTokensPerSecond: batched.map { Double(genTokens) / $0.single },
+      batchedDecodeTokensPerSecond: batched.map { Double(sequences * genTokens) / $0.sameAdapter },
+      batchedDistinctAdaptersDecodeTokensPerSecond: batched?.distinctAdapters.map { Double(sequences * genTokens) / $0 })
     if json {
       try printJSON(report)
     } else {
       print(String(format: "threads %d  prefill %.1f tok/s  decode %.1f tok/s  ttft %.1f ms  peak RSS %.1f MiB",
                    threads, report.prefillTokensPerSecond, report.decodeTokensPerSecond,
                    report.timeToFirstTokenMs, report.peakRSSMiB))
+      if let one = report.batchedSingleDecodeTokensPerSecond, let all = report.batchedDecodeTokensPerSecond {
+        var line = String(
+          format: "batched: 1 sequence %.1f tok/s, %d sequences %.1f tok/s aggregate (%.2fx)", one, sequences, all, all / one)
+        if let distinct = report.batchedDistinctAdaptersDecodeTokensPerSecond {
+          line += String(format: "; on %d adapters %.1f tok/s (%.0f %% of one adapter)", sequences, distinct, 100 * distinct / all)
+        }
+        if loraRank > 0 { line += " (rank \(loraRank), unmerged)" }
+        print(line)
+      }
       if let plain = report.unconstrainedDecodeTokensPerSecond, let constrained = report.constrainedDecodeTokensPerSecond {
         print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%); choosing a token %.3f ms vs %.3f ms; %d documents completed",
                      plain, constrained, 100 * constrained / plain, report.unconstrainedChoiceMs ?? 0,
@@ -185,6 +203,12 @@ struct BenchReport: Codable {
   /// Milliseconds per token spent choosing it (sampling; masking too when constrained).
   var unconstrainedChoiceMs: Double?
   var constrainedChoiceMs: Double?
+  /// With --sequences: decode tokens/s of one sequence and aggregate of N in one batch
+  /// (each on its own adapter with --lora-rank).
+  var batchedSequences: Int?
+  var batchedSingleDecodeTokensPerSecond: Double?
+  var batchedDecodeTokensPerSecond: Double?
+  var batchedDistinctAdaptersDecodeTokensPerSecond: Double?
 
   enum CodingKeys: String, CodingKey {
     case engine, threads
@@ -200,6 +224,10 @@ struct BenchReport: Codable {
     case constrainedDocuments = "constrained_documents"
     case unconstrainedChoiceMs = "unconstrained_choice_ms"
     case constrainedChoiceMs = "constrained_choice_ms"
+    case batchedSequences = "batched_sequences"
+    case batchedSingleDecodeTokensPerSecond = "batched_single_decode_tps"
+    case batchedDecodeTokensPerSecond = "batched_decode_tps"
+    case batchedDistinctAdaptersDecodeTokensPerSecond = "batched_distinct_adapters_decode_tps"
   }
 }
 

@@ -100,7 +100,7 @@ final class Daemon: Sendable {
         configuration: ServingConfiguration(
           contextSize: settings.model.contextSize, threads: threads,
           maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
-          kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32),
+          batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32),
         observer: metrics)
     } catch {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")

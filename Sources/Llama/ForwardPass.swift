@@ -1,0 +1,314 @@
+// The layers of one forward pass over rows of tokens that may belong to several sequences
+// (LlamaContext runs one sequence; LlamaBatch runs many). Every projection and the feed-forward
+// network take all rows in one multi-row product, so the weights are read once per pass; each
+// sequence's rows are contiguous, store their keys and values in that sequence's own cache and
+// attend over it alone. Rows whose sequences carry an unmerged adapter get its update after the
+// shared base product, one call per run of consecutive rows on the same adapter.
+import CKernels
+import Kernels
+
+/// One sequence's rows in a pass: slab rows `rows`, at positions `start ..< start + rows.count`.
+struct ForwardSegment {
+  let context: LlamaContext
+  let rows: Range<Int>
+  let start: Int
+}
+
+struct ForwardPass {
+  let model: LlamaModel
+  let pool: ThreadPool
+  let workspace: MatMulWorkspace
+  let scratch: Scratch
+  let segments: [ForwardSegment]
+  let rowCount: Int
+  /// Runs of consecutive rows on one adapter (rows without one are absent).
+  let hookRuns: [(hook: any LlamaProjectionHook, rows: Range<Int>)]
+  /// Attention tasks before the head split: (segment, first row of a block of query rows).
+  let attentionBlocks: [(segment: Int, t0: Int)]
+
+  init(model: LlamaModel, pool: ThreadPool, workspace: MatMulWorkspace, scratch: Scratch, segments: [ForwardSegment]) {
+    self.model = model
+    self.pool = pool
+    self.workspace = workspace
+    self.scratch = scratch
+    self.segments = segments
+    rowCount = segments.last.map(\.rows.upperBound) ?? 0
+    var runs: [(hook: any LlamaProjectionHook, rows: Range<Int>)] = []
+    for segment in segments {
+      guard let hook = segment.context.projectionHook else { continue }
+      if let last = runs.last, last.hook === hook, last.rows.upperBound == segment.rows.lowerBound {
+        runs[runs.count - 1].rows = last.rows.lowerBound..<segment.rows.upperBound
+      } else {
+        runs.append((hook, segment.rows))
+      }
+    }
+    hookRuns = runs
+    var blocks: [(segment: Int, t0: Int)] = []
+    for (index, segment) in segments.enumerated() {
+      for t0 in stride(from: 0, to: segment.rows.count, by: Scratch.attentionBlockRows) {
+        blocks.append((index, t0))
+      }
+    }
+    attentionBlocks = blocks
+  }
+
+  /// Embeds `tokens` (one per row) and runs every layer; the residual stream ends in scratch.x.
+  /// The caller advances the contexts' positions afterwards.
+  func run(tokens: [Int32]) {
+    let hyper = model.hyper
+    let weights = model.weights
+    let d = hyper.embeddingLength
+    let s = scratch
+    let model = model
+    // Position of each row.
+    var positions = [Int](repeating: 0, count: rowCount)
+    for segment in segments {
+      for (i, row) in segment.rows.enumerated() { positions[row] = segment.start + i }
+    }
+    // llama.cpp scales by sqrtf(n_embd) in float.
+    let embeddingScale: Float? = hyper.family.scalesEmbedding ? Float(d).squareRoot() : nil
+    positions.withUnsafeBufferPointer { positions in
+      pool.parallelFor(rowCount) { range, _ in
+        for t in range {
+          weights.tokenEmbedding.dequantizeRow(Int(tokens[t]), into: s.x + t * d)
+          if let embeddingScale {
+            for i in 0..<d { s.x[t * d + i] *= embeddingScale }
+          }
+          model.rope.angles(s.ropeAngles + t * hyper.ropeDimension, position: positions[t])
+          model.slidingRope?.angles(s.slidingRopeAngles + t * hyper.ropeDimension, position: positions[t])
+        }
+      }
+    }
+    for layer in 0..<hyper.layerCount {
+      attentionBlock(layer: layer)
+      feedForwardBlock(layer: layer)
+    }
+  }
+
+  /// out[t] = rmsnorm(x[t]) * weight for the rows in `rows`, split across the pool.
+  func rmsnorm(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: VectorView, rows: Range<Int>
+  ) {
+    let d = model.hyper.embeddingLength
+    let epsilon = model.hyper.rmsEpsilon
+    pool.parallelFor(rows.count) { range, _ in
+      for t in range {
+        let row = rows.lowerBound + t
+        dq_rmsnorm(out + row * d, x + row * d, weight.base, Int64(d), epsilon)
+      }
+    }
+  }
+
+  func multiply(_ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int) {
+    MatMul.multiply(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
+  }
+
+  /// x[t] += delta[t] for every row (the residual stream).
+  private func addResidual(_ x: UnsafeMutablePointer<Float>, _ delta: UnsafePointer<Float>) {
+    let d = model.hyper.embeddingLength
+    pool.parallelFor(rowCount) { range, _ in
+      dq_add(x + range.lowerBound * d, delta + range.lowerBound * d, Int64(range.count * d))
+    }
+  }
+
+  /// out = x W(layer, projection)ᵀ for all rows, plus each adapter's update on its own rows.
+  private func project(
+    _ out: UnsafeMutablePointer<Float>, _ projection: LlamaProjection, layer: Int, _ x: UnsafePointer<Float>
+  ) {
+    let w = model.weights.layers[layer].matrix(projection)
+    if rowCount == 1, let run = hookRuns.first, let update = run.hook.lowRank(layer: layer, projection: projection) {
+      // Decode: the update rides in the projection's own parallel pass.
+      MatMul.multiplyVector(out, w, x, adding: update, pool: pool, workspace: workspace)
+      return
+    }
+    multiply(out, w, x, tokens: rowCount)
+    for run in hookRuns {
+      run.hook.apply(
+        layer: layer, projection: projection, out: out + run.rows.lowerBound * w.rows,
+        x: x + run.rows.lowerBound * w.columns, tokens: run.rows.count, rows: w.rows, columns: w.columns, pool: pool)
+    }
+  }
+
+  /// Projections of the same input: at decode without an adapter, one fused pool job.
+  private func project(
+    _ targets: [(out: UnsafeMutablePointer<Float>, projection: LlamaProjection)], layer: Int, _ x: UnsafePointer<Float>
+  ) {
+    if rowCount == 1 && hookRuns.isEmpty {
+      let layerWeights = model.weights.layers[layer]
+      let fused = targets.map { (out: $0.out, w: layerWeights.matrix($0.projection)) }
+      if MatMul.multiplyVectors(fused, x, pool: pool, workspace: workspace) { return }
+    }
+    for target in targets { project(target.out, target.projection, layer: layer, x) }
+  }
+
+  private func attentionBlock(layer: Int) {
+    let hyper = model.hyper
+    let w = model.weights.layers[layer]
+    let s = scratch
+    let qDim = hyper.queryDimension
+    let kvDim = hyper.kvDimension
+    let n = rowCount
+
+    rmsnorm(s.normed, s.x, w.attentionNorm, rows: 0..<n)
+    project([(s.q, .q), (s.k, .k), (s.v, .v)], layer: layer, s.normed)
+    let neox: Int32 = hyper.ropeIsNeox ? 1 : 0
+    let ropeAngles = hyper.isSliding(layer) ? s.slidingRopeAngles : s.ropeAngles
+    pool.parallelFor(n) { range, _ in
+      for t in range {
+        if let b = w.queryBias { dq_add(s.q + t * qDim, b.base, Int64(qDim)) }
+        if let b = w.keyBias { dq_add(s.k + t * kvDim, b.base, Int64(kvDim)) }
+        if let b = w.valueBias { dq_add(s.v + t * kvDim, b.base, Int64(kvDim)) }
+        if let qn = w.queryNorm, let kn = w.keyNorm {
+          let hd = hyper.headDimension
+          for head in 0..<hyper.headCount {
+            let row = s.q + t * qDim + head * hd
+            dq_rmsnorm(row, row, qn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+          for head in 0..<hyper.kvHeadCount {
+            let row = s.k + t * kvDim + head * hd
+            dq_rmsnorm(row, row, kn.base, Int64(hd), hyper.rmsEpsilon)
+          }
+        }
+        let angles = ropeAngles + t * hyper.ropeDimension
+        dq_rope_apply(
+          s.q + t * qDim, Int32(hyper.headCount), Int32(hyper.headDimension),
+          Int32(hyper.ropeDimension), angles, neox)
+        dq_rope_apply(
+          s.k + t * kvDim, Int32(hyper.kvHeadCount), Int32(hyper.headDimension),
+          Int32(hyper.ropeDimension), angles, neox)
+      }
+    }
+    for segment in segments {
+      segment.context.storeInCache(
+        layer: layer, at: segment.start, keys: s.k + segment.rows.lowerBound * kvDim,
+        values: s.v + segment.rows.lowerBound * kvDim, tokens: segment.rows.count)
+    }
+
+    attention(layer: layer)
+    project(s.projected, .o, layer: layer, s.attention)
+    if let post = w.postAttentionNorm { rmsnorm(s.projected, s.projected, post, rows: 0..<n) }
+    addResidual(s.x, s.projected)
+  }
+
+  /// Causal grouped-query attention of each sequence's new rows over its own cache: one task per
+  /// (block of one sequence's query rows, head); query head h reads kv head h / group.
+  private func attention(layer: Int) {
+    let hyper = model.hyper
+    let s = scratch
+    let hd = hyper.headDimension
+    let qDim = hyper.queryDimension
+    let kvDim = hyper.kvDimension
+    let headCount = hyper.headCount
+    let group = hyper.headCount / hyper.kvHeadCount
+    let scale = 1 / Float(hd).squareRoot()
+    let blockRows = Scratch.attentionBlockRows
+    let window = hyper.isSliding(layer) ? hyper.slidingWindow : Int.max
+    let segments = segments
+    let blocks = attentionBlocks
+
+    pool.parallelFor(blocks.count * headCount) { tasks, thread in
+      let scores = s.scores + thread * s.scoresPerThread
+      for task in tasks {
+        let head = task % headCount
+        let kvHead = head / group
+        let (segmentIndex, blockStart) = blocks[task / headCount]
+        let segment = segments[segmentIndex]
+        let context = segment.context
+        let start = segment.start
+        let t0 = segment.rows.lowerBound + blockStart
+        let out = s.attention + t0 * qDim + head * hd
+        let query = s.q + t0 * qDim + head * hd
+        let rows = min(blockRows, segment.rows.count - blockStart)
+        // Query at position p sees keys [first, p], first = max(0, p - window + 1). While no
+        // row of the block has lost a key to the window, one causal call serves them all;
+        // past that, each row runs alone over its own window.
+        let firstPosition = start + blockStart
+        let lastPosition = firstPosition + rows - 1
+        let runs: [(row: Int, count: Int, firstKey: Int)] =
+          lastPosition - window + 1 <= 0
+          ? [(0, rows, 0)] : (0..<rows).map { ($0, 1, max(0, firstPosition + $0 - window + 1)) }
+        for run in runs {
+          let visible = Int64(firstPosition + run.row + 1 - run.firstKey)
+          let keyOffset = context.cacheOffset(layer: layer, position: run.firstKey) + kvHead * hd
+          switch context.cacheElement {
+          case .f32:
+            dq_attention_head(
+              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
+              context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
+              context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim), Int64(run.count),
+              Int64(hd), visible, scale, scores)
+          case .f16:
+            dq_attention_head_f16(
+              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
+              context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
+              context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim), Int64(run.count),
+              Int64(hd), visible, scale, scores)
+          }
+        }
+      }
+    }
+  }
+
+  private func feedForwardBlock(layer: Int) {
+    let hyper = model.hyper
+    let w = model.weights.layers[layer]
+    let s = scratch
+    let f = hyper.feedForwardLength
+    let n = rowCount
+    rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
+    project([(s.gate, .gate), (s.up, .up)], layer: layer, s.normed)
+    let activation = hyper.family.activation
+    pool.parallelFor(n) { range, _ in
+      let offset = range.lowerBound * f
+      switch activation {
+      case .silu: dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
+      case .geluTanh: GeGLU.forward(s.gate + offset, gate: s.gate + offset, up: s.up + offset, count: range.count * f)
+      }
+    }
+    project(s.projected, .down, layer: layer, s.gate)
+    if let post = w.postFeedForwardNorm { rmsnorm(s.projected, s.projected, post, rows: 0..<n) }
+    addResidual(s.x, s.projected)
+  }
+}
+
+/// The activations of one forward pass over up to `tokens` rows, one slab carved into views.
+final class Scratch {
+  /// Query rows per batched-attention task.
+  static let attentionBlockRows = 32
+
+  let slab: UnsafeMutablePointer<Float>
+  let x, normed, q, k, v, attention, projected, gate, up, scores: UnsafeMutablePointer<Float>
+  /// RoPE cos/sin of each row's position, computed once per forward pass for all layers.
+  let ropeAngles: UnsafeMutablePointer<Float>
+  /// The same for the sliding-window layers' RoPE (unused when no layer slides).
+  let slidingRopeAngles: UnsafeMutablePointer<Float>
+  /// Attention scores of one thread: a block of query rows over every cached position.
+  let scoresPerThread: Int
+  /// Longest sequence (cached positions) the attention scratch serves.
+  let capacity: Int
+
+  init(hyper: LlamaHyperParameters, tokens: Int, threads: Int, capacity: Int) {
+    let d = hyper.embeddingLength
+    self.capacity = capacity
+    scoresPerThread = 4 * capacity  // dq_attention_head's scratch for any block
+    let sizes = [
+      tokens * d, tokens * d, tokens * hyper.queryDimension, tokens * hyper.kvDimension,
+      tokens * hyper.kvDimension, tokens * hyper.queryDimension, tokens * d,
+      tokens * hyper.feedForwardLength, tokens * hyper.feedForwardLength,
+      threads * scoresPerThread, tokens * hyper.ropeDimension, tokens * hyper.ropeDimension,
+    ]
+    slab = .allocate(capacity: sizes.reduce(0, +))
+    var offset = 0
+    var views: [UnsafeMutablePointer<Float>] = []
+    for size in sizes {
+      views.append(slab + offset)
+      offset += size
+    }
+    (x, normed, q, k, v, attention) = (views[0], views[1], views[2], views[3], views[4], views[5])
+    (projected, gate, up, scores) = (views[6], views[7], views[8], views[9])
+    ropeAngles = views[10]
+    slidingRopeAngles = views[11]
+  }
+
+  deinit { slab.deallocate() }
+}
