@@ -21,7 +21,9 @@
 #       [--model PATH] [--models-dir DIR (models/bench)] [--large-model PATH | --no-large-model]
 #       [--adapter-dir DIR (models/bench/adapters)] [--adapter-ranks "16 64"]
 #       [--adapter-merge-types "none q8_0"] [--no-adapters]
-#       [--llama-build DIR] [--json-out FILE] [--quick]
+#       [--llama-build DIR] [--bin-dir DIR] [--json-out FILE] [--quick]
+# --bin-dir: take droplorad and droplora from DIR (e.g. another branch's release build) instead
+# of building this checkout's.
 # --quick: 1 and 4 clients, 64 tokens (32 on the large model), 2 prompts a client, once; rank 16,
 # merge type none.
 set -euo pipefail
@@ -48,6 +50,7 @@ ADAPTER_MERGE_TYPES="none q8_0"
 ADAPTERS=1
 LLAMA_BUILD=/work/llama-build
 JSON_OUT=""
+BIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS="$2"; shift 2 ;;
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     --no-adapters) ADAPTERS=0; shift ;;
     --llama-build) LLAMA_BUILD="$2"; shift 2 ;;
     --json-out) JSON_OUT="$2"; shift 2 ;;
+    --bin-dir) BIN="$2"; shift 2 ;;
     --quick) CLIENTS="1 4"; MAX_TOKENS=64; LARGE_MAX_TOKENS=32; SINGLE_TOKENS=64; PROMPTS_PER_CLIENT=2
              REPETITIONS=1; SINGLE_REPETITIONS=1; ADAPTER_RANKS=16; ADAPTER_MERGE_TYPES=none; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -80,9 +84,11 @@ ADAPTER_DIR=${ADAPTER_DIR:-$MODELS_DIR/adapters}
 
 scripts/install-deps.sh
 scripts/fetch-model.sh >/dev/null
-swift build -c release --product droplorad >&2
-swift build -c release --product droplora >&2
-BIN=$(swift build -c release --show-bin-path)
+if [ -z "$BIN" ]; then
+  swift build -c release --product droplorad >&2
+  swift build -c release --product droplora >&2
+  BIN=$(swift build -c release --show-bin-path)
+fi
 scripts/build-llama.sh --llama-build "$LLAMA_BUILD" --targets llama-server
 
 if [ "$LARGE" = 1 ] && [ ! -s "$LARGE_MODEL" ]; then
