@@ -172,7 +172,7 @@ def run_load(endpoint, clients, prompts_per_client, max_tokens, models=None):
             results[i].append(stream_chat(endpoint, prompt, max_tokens, models[i] if models else None))
 
     load = loadavg()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -200,6 +200,9 @@ def free_port():
         return s.getsockname()[1]
 
 
+RUNNING = []  # servers to stop if this script is interrupted or killed
+
+
 class Server:
     """A server process started by this script; stopped with SIGTERM (then SIGKILL)."""
 
@@ -218,6 +221,7 @@ class Server:
         self.log_file = open(self.log_path, "wb")
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
+        RUNNING.append(self)
         if notify_sock is not None:
             threading.Thread(target=self._read_notify, args=(notify_sock,), daemon=True).start()
 
@@ -251,6 +255,8 @@ class Server:
         raise RuntimeError(f"{self.name} not healthy after {timeout} s; see {self.log_path}")
 
     def stop(self):
+        if self in RUNNING:
+            RUNNING.remove(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -517,6 +523,7 @@ def main():
     p.add_argument("--command", default=None, help="the command line to print with the results")
     p.add_argument("--json-out", default=None, help="also write the raw measurements here")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, stopping the servers
     args.slots = [int(x) for x in args.slots.split()]
     args.clients = [int(x) for x in args.clients.split()]
     args.adapter_ranks = [int(x) for x in args.adapter_ranks.split()]
@@ -626,4 +633,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for server in list(RUNNING):
+            server.stop()
