@@ -7,6 +7,8 @@ import argparse, json, os, re, subprocess, sys, time
 
 from gguf import GGUFReader
 
+from bench_env import cpu_description, load_line
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--droplora", required=True)
 ap.add_argument("--llama-bench", required=True)
@@ -77,21 +79,9 @@ for path in a.files:
               f"tg {best['ours_tg']:.1f} vs {best['peer_tg']:.1f}", file=sys.stderr, flush=True)
 load_after = os.getloadavg()
 
-flags = ""
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name") and not flags:
-            model_name = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = " ".join(x for x in line.split(":", 1)[1].split()
-                             if re.match(r"(avx|fma|f16c|amx|bmi|sse4|vaes|vpclmul|gfni)", x))
-            break
-
 print(f"Command: `{a.command}`  ")
-print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average (1/5/15 min) "
-      f"before {' '.join(f'{x:.2f}' for x in load_before)}, after {' '.join(f'{x:.2f}' for x in load_after)}; "
-      f"{os.cpu_count()} CPUs  ")
-print(f"CPU: {model_name}; flags: {flags}  ")
+print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {load_line(load_before, load_after)}  ")
+print(f"{cpu_description()}  ")
 print("Read bandwidth (scripts/membw.c, best of 8 passes over 1 GiB): "
       + ", ".join(f"{t} thread(s) {bw[t] / 1e9:.1f} GB/s" for t in a.threads) + "  ")
 print(f"pp{a.prompt_tokens} / tg{a.gen_tokens} tok/s, best of {a.repetitions} interleaved runs; "

@@ -8,8 +8,8 @@
 # scripts/make_random_llama.py (gguf package), then quantized with llama.cpp's llama-quantize.
 # Widths that are not a multiple of 256 (576, 960) make llama-quantize fall back from K-quants
 # to Q5_0/Q5_1/Q8_0/Q6_K for those tensors, as it does for the real models.
-# llama-quantize is built, if missing, from the llama.cpp that the PyPI sdist
-# llama-cpp-python==0.3.36 vendors, like scripts/bench_daemon.sh does.
+# llama-quantize and llama-bench are built, if missing, by scripts/build-llama.sh (llama.cpp as
+# the PyPI sdist llama-cpp-python==0.3.36 vendors).
 #
 #   scripts/make-bench-models.sh [--out DIR (models/bench)] [--llama-build DIR (/work/llama-build)]
 #       [--shapes "135m 360m 1.7b"] [--types "Q4_0 Q4_1 Q5_K_M Q4_K_M Q8_0"] [--force]
@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 
 OUT=models/bench
 LLAMA_BUILD=/work/llama-build
-LLAMA_VERSION=0.3.36
 SHAPES="135m 360m 1.7b"
 TYPES="Q4_0 Q4_1 Q5_K_M Q4_K_M Q8_0"
 FORCE=0
@@ -39,27 +38,7 @@ python3 -c "import gguf" 2>/dev/null || python3 -m pip install --quiet gguf==0.1
 mkdir -p "$OUT"
 
 QUANTIZE="$LLAMA_BUILD/bin/llama-quantize"
-if [ ! -x "$QUANTIZE" ] || [ ! -x "$LLAMA_BUILD/bin/llama-bench" ]; then
-  need=()
-  for p in cmake g++ make; do command -v "$p" >/dev/null || need+=("$p"); done
-  if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake g++ make >&2
-  fi
-  echo "building llama.cpp from llama-cpp-python==$LLAMA_VERSION's vendored source (takes a while)..." >&2
-  src=$(mktemp -d)
-  (cd "$src" && python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_VERSION" >&2)
-  tar -xzf "$src"/llama_cpp_python-"$LLAMA_VERSION".tar.gz -C "$src"
-  cmake -S "$src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp" -B "$LLAMA_BUILD" \
-    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-    -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON \
-    -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
-    -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF >&2
-  cmake --build "$LLAMA_BUILD" --target llama-quantize llama-bench -j2 >&2
-  rm -rf "$src"
-fi
+scripts/build-llama.sh --llama-build "$LLAMA_BUILD" --targets "llama-quantize llama-bench"
 
 quantize() {  # quantize SRC DST TYPE [extra flags]
   local src=$1 dst=$2 type=$3; shift 3

@@ -1,6 +1,6 @@
-// `droplora adapter convert|merge|bench`: LoRA adapter files offline. convert moves an adapter
-// between PEFT (a directory) and llama.cpp's GGUF-LoRA (a .gguf file); merge writes a
-// standalone GGUF with the adapter merged in. The base model is needed for both: it decides
+// `droplora adapter convert|merge|random|bench`: LoRA adapter files offline. convert moves an
+// adapter between PEFT (a directory) and llama.cpp's GGUF-LoRA (a .gguf file); merge writes a
+// standalone GGUF with the adapter merged in; random writes a seeded random adapter (benchmarks). The base model is needed for both: it decides
 // the q/k row order and every adapter is checked against it.
 import Adapters
 import ArgumentParser
@@ -13,7 +13,7 @@ import Llama
 struct AdapterCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "adapter", abstract: "Convert, merge and benchmark LoRA adapters.",
-    subcommands: [Convert.self, MergeCommand.self, AdapterBenchCommand.self])
+    subcommands: [Convert.self, MergeCommand.self, RandomCommand.self, AdapterBenchCommand.self])
 
   struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,6 +59,34 @@ struct AdapterCommand: ParsableCommand {
         throw CommandFailure("\(error)")
       }
       print("wrote \(out): \(lora.factors.count) matrices merged as \(type)")
+    }
+  }
+
+  struct RandomCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "random",
+      abstract: "Write a random adapter (seeded) on every projection of every layer, for benchmarks.",
+      discussion: "A ~ U(-1, 1)/sqrt(in), B ~ U(-0.01, 0.01): a small, nonzero delta. OUT ending in .gguf is written as GGUF-LoRA, anything else as a PEFT directory.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "LoRA rank r.") var rank = 16
+    @Option(help: "LoRA alpha (scale alpha/r); default 2r.") var alpha: Double?
+    @Option(help: "Seed: the same seed, rank and base give the same factors.") var seed: UInt64 = 1
+    @Argument(help: "Where to write: NAME.gguf for GGUF-LoRA, a directory for PEFT.") var output: String
+
+    func validate() throws {
+      guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
+    }
+
+    func run() throws {
+      let model = try loadModel(modelOptions)
+      let adapter = LoRAAdapter.random(base: model.hyper, rank: rank, alpha: alpha, seed: seed)
+      do {
+        try AdapterFile.write(adapter, to: output, base: model.hyper)
+      } catch {
+        throw CommandFailure("\(error)")
+      }
+      print("wrote \(output): rank \(adapter.rank), scale \(adapter.scale), \(adapter.factors.count) matrices")
     }
   }
 }
