@@ -37,22 +37,27 @@ let package = Package(
     .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
     .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
-    .target(name: "GGUF", dependencies: ["CKernels"]),
+    // Durable writes (temporary, fsync, rename, fsync of the directory) for every file that
+    // must survive a crash; errors carry their errno (ENOSPC is a full disk).
+    .target(name: "DurableFiles"),
+    .target(name: "GGUF", dependencies: ["CKernels", "DurableFiles"]),
     .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
-    .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels"]),
+    .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels", "DurableFiles"]),
     .target(
       name: "Engine",
       dependencies: [
-        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar",
+        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar", "DurableFiles",
         .product(name: "GRDB", package: "GRDB.swift"),
       ]),
     // LoRA/DropLoRA fine-tuning on the mmapped quantized base: hand-written backward, AdamW,
     // data, checkpoints. The daemon's background training runs this same Trainer.
     .target(
       name: "Training",
-      dependencies: ["Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF", "Grammar"]),
+      dependencies: [
+        "Llama", "Adapters", "Tokenization", "Kernels", "CKernels", "COpenBLAS", "GGUF", "Grammar", "DurableFiles",
+      ]),
     // Constrained decoding: GBNF and JSON Schema compiled to a byte-level grammar, and the
     // incremental matcher that masks the vocabulary. Knows nothing of HTTP or the model.
     .target(name: "Grammar"),
@@ -87,7 +92,7 @@ let package = Package(
       name: "droplora",
       dependencies: [
         "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar",
-        "DaemonClient", "HTTPAPI",
+        "DaemonClient", "HTTPAPI", "DurableFiles",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -96,7 +101,7 @@ let package = Package(
       name: "droplorad",
       dependencies: [
         "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
-        "Training", "Grammar",
+        "Training", "Grammar", "DurableFiles",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,6 +110,7 @@ let package = Package(
       ]),
 
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "DurableFilesTests", dependencies: ["DurableFiles"]),
     .testTarget(name: "GGUFTests", dependencies: ["GGUF", "CKernels"], resources: [.copy("Fixtures")]),
     .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
     .testTarget(

@@ -1,10 +1,13 @@
 // Every way reading, validating, converting or merging an adapter can fail. Each case names
 // the file, tensor or key that failed and the values involved, and says what to do.
+import DurableFiles
 import GGUF
 
 public enum AdapterError: Error, Equatable, CustomStringConvertible {
   // ---- files
   case io(path: String, reason: String)
+  /// Writing a file failed (`isDiskFull` when the disk is full); nothing was replaced.
+  case storage(DurableWriteError)
   /// The safetensors header is malformed (`reason` says how).
   case badSafetensorsHeader(path: String, reason: String)
   case safetensorsTensorOutOfBounds(path: String, tensor: String, begin: Int, end: Int, dataSize: Int)
@@ -38,6 +41,7 @@ public enum AdapterError: Error, Equatable, CustomStringConvertible {
   public var description: String {
     switch self {
     case .io(let path, let reason): return "\(path): \(reason)"
+    case .storage(let error): return error.description
     case .badSafetensorsHeader(let path, let reason):
       return "\(path): not a valid safetensors file: \(reason)"
     case .safetensorsTensorOutOfBounds(let path, let tensor, let begin, let end, let size):

@@ -8,6 +8,7 @@
 // conversions back to PEFT are exact.
 import CKernels
 import Foundation
+import DurableFiles
 import GGUF
 import Llama
 
@@ -164,6 +165,8 @@ public enum GGUFLoRAFormat {
       try writer(adapter, base: hyper).write(to: path)
     } catch let error as AdapterError {
       throw error
+    } catch GGUFError.io(let failed, let operation, let errno) {
+      throw .storage(DurableWriteError(path: failed, operation: operation, errno: errno))
     } catch let error as GGUFError {
       throw .gguf(path: path, error: error)
     } catch {

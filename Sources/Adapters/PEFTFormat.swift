@@ -2,6 +2,7 @@
 // adapter_model.safetensors (tensors `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`,
 // A as [r, in], B as [out, r], rows in HF order). Reading permutes the rows of q/k lora_B into
 // the GGUF base's order and checks everything against the base; writing does the reverse.
+import DurableFiles
 import Foundation
 import Llama
 
@@ -105,18 +106,56 @@ public enum PEFTFormat {
     adapter.originalConfigJSON ?? [UInt8](adapter.config.encoded())
   }
 
-  /// Writes `directory`/adapter_config.json and adapter_model.safetensors.
-  public static func write(
-    _ adapter: LoRAAdapter, to directory: String, base hyper: LlamaHyperParameters
-  ) throws(AdapterError) {
-    do {
-      try FileManager.default.createDirectory(
-        atPath: directory, withIntermediateDirectories: true)
-      try Data(configJSON(adapter)).write(
-        to: URL(fileURLWithPath: directory + "/" + configFileName), options: .atomic)
-    } catch {
-      throw .io(path: directory, reason: "cannot write: \(error.localizedDescription)")
+  /// `json` (an adapter_config.json) with `base_model_name_or_path` set, every other key kept.
+  static func configJSON(_ json: [UInt8], baseModel: String, path: String) throws(AdapterError) -> [UInt8] {
+    guard var object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] else {
+      throw .badConfig(path: path, reason: "not a JSON object")
     }
-    try safetensors(adapter, base: hyper).write(to: directory + "/" + weightsFileName)
+    object["base_model_name_or_path"] = baseModel
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else {
+      throw .badConfig(path: path, reason: "cannot be written back as JSON")
+    }
+    return [UInt8](data)
+  }
+
+  /// Writes `directory`/adapter_config.json and adapter_model.safetensors, each durably
+  /// (DurableFile); `baseModel` (a Hugging Face id) becomes `base_model_name_or_path`. The one
+  /// writer of PEFT directories: saved adapters, checkpoints, published versions and exports.
+  public static func write(
+    _ adapter: LoRAAdapter, to directory: String, base hyper: LlamaHyperParameters, baseModel: String? = nil
+  ) throws(AdapterError) {
+    let original = configJSON(adapter)
+    let config = try baseModel.map { (id) throws(AdapterError) in try configJSON(original, baseModel: id, path: configFileName) }
+    let weights = safetensors(adapter, base: hyper).serialized()
+    do {
+      try DurableFile.makeDirectories(directory)
+      try DurableFile.write(config ?? original, to: directory + "/" + configFileName)
+      try DurableFile.write(weights, to: directory + "/" + weightsFileName)
+    } catch {
+      throw .storage(error)
+    }
+  }
+
+  /// Copies the PEFT directory `source` to `target` (created), the weights byte for byte and
+  /// the configuration with `base_model_name_or_path` set to `baseModel` when given.
+  public static func copy(from source: String, to target: String, baseModel: String?) throws(AdapterError) {
+    let configPath = source + "/" + configFileName
+    let weightsPath = source + "/" + weightsFileName
+    try AdapterFile.requireRegularFile(configPath)
+    try AdapterFile.requireRegularFile(weightsPath)
+    guard let config = FileManager.default.contents(atPath: configPath) else {
+      throw .io(path: configPath, reason: "cannot read the adapter configuration")
+    }
+    guard let weights = FileManager.default.contents(atPath: weightsPath) else {
+      throw .io(path: weightsPath, reason: "cannot read the adapter weights")
+    }
+    let json = try baseModel.map { (id) throws(AdapterError) in try configJSON([UInt8](config), baseModel: id, path: configPath) }
+    do {
+      try DurableFile.makeDirectories(target)
+      try DurableFile.write(json ?? [UInt8](config), to: target + "/" + configFileName)
+      try DurableFile.write(weights, to: target + "/" + weightsFileName)
+    } catch {
+      throw .storage(error)
+    }
   }
 }

@@ -5,6 +5,7 @@
 // adapters use (F32, F16, BF16) are accepted. The writer emits the same layout (keys sorted,
 // header padded with spaces to 8 bytes, as the reference implementation does).
 import CKernels
+import DurableFiles
 import Foundation
 
 public enum SafetensorsDType: String, Sendable, CaseIterable {
@@ -201,9 +202,9 @@ public struct SafetensorsWriter: Sendable {
 
   public func write(to path: String) throws(AdapterError) {
     do {
-      try Data(serialized()).write(to: URL(fileURLWithPath: path), options: .atomic)
+      try DurableFile.write(serialized(), to: path)
     } catch {
-      throw .io(path: path, reason: "cannot write: \(error.localizedDescription)")
+      throw .storage(error)
     }
   }
 }

@@ -10,6 +10,7 @@
 // resumes exactly where the last checkpoint was.
 import Adapters
 import Dispatch
+import DurableFiles
 import Foundation
 import Llama
 import Tokenization
@@ -131,6 +132,8 @@ public final class BackgroundTraining: @unchecked Sendable {
   /// When the last step ended and how long it took (for the minimum share under load).
   private var lastStepEnded = DispatchTime.now().uptimeNanoseconds
   private var lastStepSeconds = 1.0
+  /// A trainer was released (idle or deleted): the thread trims the heap once its step is over.
+  private var trimPending = false
 
   /// `stateDirectory/training/<adapter>/` holds each adapter's checkpoint and versions; the
   /// journal is `stateDirectory/journal.sqlite`.
@@ -382,6 +385,12 @@ public final class BackgroundTraining: @unchecked Sendable {
       var next: (String, Job)?
       condition.lock()
       while running {
+        if trimPending {
+          // A trainer was let go and this thread's step (the last user of its buffers) has
+          // returned: give the freed pages back.
+          trimPending = false
+          FreedMemory.returnToSystem()
+        }
         if !engine.isBusy || starvedLongEnough(), let candidate = nextJob() {
           next = candidate
           break
@@ -496,7 +505,9 @@ public final class BackgroundTraining: @unchecked Sendable {
   /// next push rebuilds it from the checkpoint, optimizer state included.
   private func releaseIfCheckpointed(_ job: Job) {
     condition.withLock {
-      if !job.dirty { job.trainer = nil }
+      guard !job.dirty, job.trainer != nil else { return }
+      job.trainer = nil
+      trimPending = true
     }
   }
 
@@ -635,14 +646,10 @@ public final class BackgroundTraining: @unchecked Sendable {
   private func writeVersion(_ name: String, _ version: Int, _ adapter: LoRAAdapter) throws {
     let path = versionPath(name, version)
     let temporary = path + ".tmp"
-    try? FileManager.default.removeItem(atPath: temporary)
-    try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
-    try AdapterFile.write(adapter, to: temporary, format: .peft, base: engine.registry.base.hyper)
-    // Synced before the rename, so a published version is never an empty directory after a crash.
-    try AtomicFile.syncTree(temporary)
-    try? FileManager.default.removeItem(atPath: path)
-    try FileManager.default.moveItem(atPath: temporary, toPath: path)
-    AtomicFile.syncDirectory(of: path)
+    try DurableFile.removeTree(temporary)
+    try PEFTFormat.write(adapter, to: temporary, base: engine.registry.base.hyper)
+    // Synced whole before the rename, so a published version is never an empty directory after a crash.
+    try DurableFile.install(directory: temporary, at: path, replacing: true)
   }
 
   private func readVersion(_ name: String, _ version: Int) throws -> LoRAAdapter {
@@ -698,6 +705,7 @@ public final class BackgroundTraining: @unchecked Sendable {
       // progress returns (nothing of it is written after that).
       jobs[name]?.removed = true
       jobs[name] = nil
+      trimPending = true
     }
     try? FileManager.default.removeItem(atPath: directory + "/" + name)
     do {

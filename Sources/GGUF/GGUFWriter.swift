@@ -1,12 +1,8 @@
 // GGUFWriter: builds a GGUF v3 file — metadata in insertion order, tensors with sizes checked
 // against the C type table, data aligned to `general.alignment` (default 32) and zero-padded —
-// and writes it atomically (temporary file in the same directory, fsync, rename, fsync of the
-// directory). Holds tensor data in memory: meant for adapters, fixtures and small models.
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
+// and writes it durably (DurableFile: temporary file in the same directory, fsync, rename, fsync
+// of the directory). Holds tensor data in memory: meant for adapters, fixtures and small models.
+import DurableFiles
 
 public struct GGUFWriter: Sendable {
   private struct Tensor: Sendable {
@@ -71,52 +67,26 @@ public struct GGUFWriter: Sendable {
     return bytes
   }
 
-  /// Writes the file atomically: a crash leaves either the old file or the complete new one.
+  /// Writes the file durably (DurableFile): a crash leaves either the old file or the complete
+  /// new one, and a failure (a full disk among others) leaves no temporary behind.
   public func write(to path: String) throws(GGUFError) {
     let header = try header()
     let alignment = try alignment()
-    let directory: String
-    if let slash = path.lastIndex(of: "/") {
-      directory = slash == path.startIndex ? "/" : String(path[..<slash])
-    } else {
-      directory = "."
-    }
-    var template = Array((path + ".tmp.XXXXXX").utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }  // non-empty
-    let temporary = String(
-      decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    guard fd >= 0 else { throw .io(path: temporary, operation: "mkstemp", errno: errno) }
-    do throws(GGUFError) {
-      defer { close(fd) }
-      try writeAll(fd, header, path: temporary)
-      let zeros = [UInt8](repeating: 0, count: alignment)
-      var written = header.count
-      for tensor in tensors {
-        try writeAll(fd, tensor.data, path: temporary)
-        written += tensor.data.count
-        let pad = padding(written, alignment)
-        try writeAll(fd, zeros[0..<pad], path: temporary)
-        written += pad
+    do {
+      try DurableFile.write(to: path) { (sink) throws(DurableWriteError) in
+        try sink.write(header)
+        let zeros = [UInt8](repeating: 0, count: alignment)
+        var written = header.count
+        for tensor in tensors {
+          try sink.write(tensor.data)
+          written += tensor.data.count
+          let pad = padding(written, alignment)
+          try sink.write(zeros[0..<pad])
+          written += pad
+        }
       }
-      guard fchmod(fd, 0o644) == 0 else {
-        throw .io(path: temporary, operation: "fchmod", errno: errno)
-      }
-      guard fsync(fd) == 0 else { throw .io(path: temporary, operation: "fsync", errno: errno) }
     } catch {
-      unlink(temporary)
-      throw error
-    }
-    guard rename(temporary, path) == 0 else {
-      let error = errno
-      unlink(temporary)
-      throw .io(path: path, operation: "rename", errno: error)
-    }
-    let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if directoryFD >= 0 {
-      defer { close(directoryFD) }
-      guard fsync(directoryFD) == 0 else {
-        throw .io(path: directory, operation: "fsync", errno: errno)
-      }
+      throw .io(path: error.path, operation: error.operation, errno: error.errno)
     }
   }
 
@@ -211,28 +181,4 @@ public struct GGUFWriter: Sendable {
     case .array(let v): for inner in v { appendArray(inner, to: &out) }
     }
   }
-
-  private func writeAll<C: Collection<UInt8>>(_ fd: Int32, _ bytes: C, path: String)
-    throws(GGUFError)
-  {
-    let result: Int32? = bytes.withContiguousStorageIfAvailable { buffer in
-      var done = 0
-      while done < buffer.count {
-        let n = posixWrite(fd, buffer.baseAddress! + done, buffer.count - done)  // count > done
-        if n < 0 {
-          if errno == EINTR { continue }
-          return errno
-        }
-        done += n
-      }
-      return 0
-    }
-    if let result, result != 0 { throw .io(path: path, operation: "write", errno: result) }
-    if result == nil { try writeAll(fd, Array(bytes), path: path) }
-  }
-}
-
-/// `write(2)`, named apart from `GGUFWriter.write(to:)`.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafePointer<UInt8>, _ count: Int) -> Int {
-  write(fd, buffer, count)
 }

@@ -109,6 +109,8 @@ public enum HTTPServerError: Error, Sendable, Equatable {
   case bindFailed(path: String, message: String)
   /// A TCP listener on an address other machines can reach, and no API keys configured.
   case keysRequired(address: String)
+  /// Another socket is bound to the TCP address (`EADDRINUSE`).
+  case addressInUse(address: String)
 }
 
 extension HTTPServerError: CustomStringConvertible {
@@ -125,6 +127,9 @@ extension HTTPServerError: CustomStringConvertible {
     case .keysRequired(let address):
       return "refusing to listen on \(address) without API keys: it is not a loopback address; set "
         + "server.api_keys_file or listen on 127.0.0.1 / [::1]"
+    case .addressInUse(let address):
+      return "another process (a running droplorad?) already listens on \(address); stop it, or change "
+        + "that address in server.listen"
     }
   }
 }
@@ -223,6 +228,52 @@ public final class HTTPServer: Sendable {
     guard lstat(path, &st) == 0 else { return }
     guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw .pathNotASocket(path: path) }
     if socketAnswers(at: path) { throw .socketInUse(path: path) }
+  }
+
+  /// Whether TCP `host:port` (numeric) can be bound now, tried the way `listen(host:port:)`
+  /// binds it (SO_REUSEADDR, so a closed listener's TIME_WAIT does not count) and released at
+  /// once: lets the daemon refuse a taken port before it maps the model. Port 0 always passes.
+  public static func checkTCPAddress(host: String, port: Int) throws(HTTPServerError) {
+    let shown = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    var storage = sockaddr_storage()
+    let length: socklen_t
+    let family: Int32
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    if inet_pton(AF_INET, host, &v4) == 1 {
+      family = AF_INET
+      length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      withUnsafeMutableBytes(of: &storage) { raw in
+        let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+        address.pointee.sin_family = sa_family_t(AF_INET)
+        address.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.pointee.sin_addr = v4
+      }
+    } else if inet_pton(AF_INET6, host, &v6) == 1 {
+      family = AF_INET6
+      length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+      withUnsafeMutableBytes(of: &storage) { raw in
+        let address = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+        address.pointee.sin6_family = sa_family_t(AF_INET6)
+        address.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
+        address.pointee.sin6_addr = v6
+      }
+    } else {
+      throw .bindFailed(path: shown, message: "not a numeric address")
+    }
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw .bindFailed(path: shown, message: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    let rc = withUnsafePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+    }
+    guard rc == 0 else {
+      let e = errno
+      if e == EADDRINUSE { throw .addressInUse(address: shown) }
+      throw .bindFailed(path: shown, message: String(cString: strerror(e)))
+    }
   }
 
   /// Binds `path`, replacing a stale socket file left by a dead daemon (but never a live one or

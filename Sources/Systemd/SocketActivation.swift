@@ -44,8 +44,9 @@ public enum SocketActivation {
     sd_is_socket_unix(fd, Int32(SOCK_STREAM.rawValue), 1, nil, 0) > 0
   }
 
-  /// Whether `fd` is a listening TCP socket, IPv4 or IPv6 (a `ListenStream=` port).
-  public static func isTCPListener(_ fd: Int32) -> Bool {
-    sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1, 0) > 0
+  /// Whether `fd` is a listening TCP socket, IPv4 or IPv6 (a `ListenStream=` port), on `port`
+  /// when it is not 0.
+  public static func isTCPListener(_ fd: Int32, port: UInt16 = 0) -> Bool {
+    sd_is_socket_inet(fd, AF_UNSPEC, Int32(SOCK_STREAM.rawValue), 1, port) > 0
   }
 }

@@ -5,6 +5,7 @@
 // directory is assembled as checkpoint.tmp and renamed into place, the previous one kept as
 // checkpoint.old until then, so a crash at any moment leaves a complete checkpoint.
 import Adapters
+import DurableFiles
 import Foundation
 import Llama
 
@@ -17,29 +18,16 @@ public struct CheckpointState: Sendable, Codable, Equatable {
 }
 
 public enum AdapterOutput {
-  /// Writes adapter_config.json + adapter_model.safetensors into `directory` (and
-  /// `adapter.gguf` with `gguf`), each file atomically.
+  /// Writes adapter_config.json + adapter_model.safetensors into `directory` (PEFTFormat, the
+  /// one PEFT writer) and `adapter.gguf` with `gguf`, each file durably.
   public static func write(
     _ adapter: LoRAAdapter, to directory: String, base hyper: LlamaHyperParameters, gguf: Bool
   ) throws(TrainingError) {
     do {
-      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      try PEFTFormat.write(adapter, to: directory, base: hyper)
+      if gguf { try GGUFLoRAFormat.write(adapter, to: directory + "/adapter.gguf", base: hyper) }
     } catch {
-      throw .io(path: directory, reason: "cannot create: \(error.localizedDescription)")
-    }
-    try AtomicFile.write(
-      Data(PEFTFormat.configJSON(adapter)), to: directory + "/" + PEFTFormat.configFileName)
-    try AtomicFile.write(
-      Data(PEFTFormat.safetensors(adapter, base: hyper).serialized()),
-      to: directory + "/" + PEFTFormat.weightsFileName)
-    if gguf {
-      let bytes: [UInt8]
-      do {
-        bytes = try GGUFLoRAFormat.writer(adapter, base: hyper).serialized()
-      } catch {
-        throw .io(path: directory + "/adapter.gguf", reason: "\(error)")
-      }
-      try AtomicFile.write(Data(bytes), to: directory + "/adapter.gguf")
+      throw TrainingError(error, path: directory)
     }
   }
 }
@@ -52,36 +40,34 @@ extension Trainer {
   public func saveCheckpoint(to directory: String, dataPosition: DataPosition, gguf: Bool = false)
     throws(TrainingError)
   {
-    let manager = FileManager.default
     let final = directory + "/checkpoint"
     let temporary = directory + "/checkpoint.tmp"
     let old = directory + "/checkpoint.old"
-    try? manager.removeItem(atPath: temporary)
-    do {
-      try manager.createDirectory(atPath: temporary, withIntermediateDirectories: true)
-    } catch {
-      throw .io(path: temporary, reason: "cannot create: \(error.localizedDescription)")
-    }
     let state = CheckpointState(
       step: stepCount, config: config, random: random, dataPosition: dataPosition)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let json: Data
     do { json = try encoder.encode(state) } catch { throw .io(path: temporary, reason: "\(error)") }
-    try AtomicFile.write(json, to: temporary + "/state.json")
-    try AtomicFile.write(tensorBytes(), to: temporary + "/tensors.bin")
+    do throws(DurableWriteError) {
+      try DurableFile.removeTree(temporary)
+      try DurableFile.makeDirectories(temporary)
+      try DurableFile.write(json, to: temporary + "/state.json")
+      try DurableFile.write(tensorBytes(), to: temporary + "/tensors.bin")
+    } catch {
+      throw .storage(error)
+    }
     try AdapterOutput.write(snapshot(), to: temporary + "/adapter", base: model.hyper, gguf: gguf)
-    AtomicFile.syncDirectory(of: temporary + "/adapter/x")
-    AtomicFile.syncDirectory(of: temporary + "/x")
-    if manager.fileExists(atPath: final) {
-      try? manager.removeItem(atPath: old)
-      guard rename(final, old) == 0 else { throw .io(path: final, reason: String(cString: strerror(errno))) }
+    do throws(DurableWriteError) {
+      if FileManager.default.fileExists(atPath: final) {
+        try DurableFile.removeTree(old)
+        try DurableFile.rename(final, to: old)
+      }
+      try DurableFile.install(directory: temporary, at: final)
+      try DurableFile.removeTree(old)
+    } catch {
+      throw .storage(error)
     }
-    guard rename(temporary, final) == 0 else {
-      throw .io(path: temporary, reason: String(cString: strerror(errno)))
-    }
-    AtomicFile.syncDirectory(of: final)
-    try? manager.removeItem(atPath: old)
   }
 
   /// Restores the state saved under `<directory>` (its checkpoint, or the previous one if a

@@ -54,8 +54,8 @@ struct PushCommand: AsyncParsableCommand {
       let first = index
       while index < lines.count {
         let line = Self.withID(lines[index], label: label, number: index + 1)
-        if !piece.isEmpty && piece.count + line.utf8.count + 1 > chunkKib * 1024 { break }
-        piece += Array(line.utf8) + [0x0A]
+        if !piece.isEmpty && piece.count + line.count + 1 > chunkKib * 1024 { break }
+        piece += line + [0x0A]
         index += 1
       }
       let result = try await client.pushSamples(adapter: adapter, jsonl: piece)
@@ -77,27 +77,27 @@ struct PushCommand: AsyncParsableCommand {
     if totals.rejected > 0 { throw ExitCode(1) }
   }
 
-  /// The lines of `data` without their line ends (LF or CRLF, split on bytes: Swift's String
-  /// takes CRLF for one character). A final line end ends the last line rather than starting
-  /// an empty one, so a 5 000-line file is 5 000 lines.
-  static func lines(of data: Data) -> [String] {
+  /// The lines of `data` as raw bytes without their line ends (LF or CRLF). Bytes, not
+  /// Strings: decoding would replace invalid UTF-8 with U+FFFD, so the daemon could no longer
+  /// reject exactly the bad line by its number. A final line end ends the last line rather than
+  /// starting an empty one, so a 5 000-line file is 5 000 lines.
+  static func lines(of data: Data) -> [[UInt8]] {
     guard !data.isEmpty else { return [] }
     var pieces = data.split(separator: 0x0A, omittingEmptySubsequences: false)
     if data.last == 0x0A { pieces.removeLast() }
-    return pieces.map { piece in
-      String(decoding: piece.last == 0x0D ? piece.dropLast() : piece, as: UTF8.self)
-    }
+    return pieces.map { piece in Array(piece.last == 0x0D ? piece.dropLast() : piece) }
   }
 
-  /// The line with an `"id"` added when it is a JSON object without one.
-  static func withID(_ text: String, label: String, number: Int) -> String {
-    guard !text.trimmingCharacters(in: .whitespaces).isEmpty,
-      var object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any], object["id"] == nil
-    else { return text }
-    let hash = text.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
+  /// The line with an `"id"` added when it is a JSON object without one; any other line
+  /// (blank, not JSON, not UTF-8) goes unchanged, for the daemon to judge.
+  static func withID(_ line: [UInt8], label: String, number: Int) -> [UInt8] {
+    guard line.contains(where: { $0 != 0x20 && $0 != 0x09 }),
+      var object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], object["id"] == nil
+    else { return line }
+    let hash = line.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x0000_0100_0000_01b3 }
     object["id"] = "\(label):\(number):\(String(hash, radix: 16))"
-    guard let encoded = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return text }
-    return String(decoding: encoded, as: UTF8.self)
+    guard let encoded = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return line }
+    return Array(encoded)
   }
 
   static func jsonLine<T: Encodable>(_ value: T) throws -> String {

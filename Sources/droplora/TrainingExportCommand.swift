@@ -5,6 +5,7 @@
 // by its Hugging Face id, so `PeftModel.from_pretrained` and vLLM's `--lora-modules` take it.
 import Adapters
 import ArgumentParser
+import DurableFiles
 import Engine
 import Foundation
 import GGUF
@@ -59,17 +60,16 @@ struct TrainingExportCommand: ParsableCommand {
       object["held_out"] = sample.heldOut
       lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
     }
-    try Data((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8).write(
-      to: URL(fileURLWithPath: output + "/samples.jsonl"))
+    // Pushed data: readable by its owner only, like the journal it comes from.
+    try DurableFile.write(
+      Array((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8), to: output + "/samples.jsonl", mode: 0o600)
 
     let versions = try catalog.versions(of: adapter)
     var written: [Int] = []
     for version in versions {
       let source = "\(stateDirectory)/training/\(adapter)/versions/\(version.version)"
       guard FileManager.default.fileExists(atPath: source + "/adapter_config.json") else { continue }
-      let target = "\(output)/versions/\(version.version)"
-      try FileManager.default.copyItem(atPath: source, toPath: target)
-      try rewriteBase(configPath: target + "/adapter_config.json", baseID: baseID)
+      try PEFTFormat.copy(from: source, to: "\(output)/versions/\(version.version)", baseModel: baseID)
       written.append(version.version)
     }
     if let serving = entry.servingVersion, written.contains(serving) {
@@ -79,17 +79,6 @@ struct TrainingExportCommand: ParsableCommand {
     print(
       "\(output)/samples.jsonl: \(samples.count) samples (\(held) held out); versions \(written.map(String.init).joined(separator: ", "))"
         + (entry.servingVersion.map { " (serving \($0))" } ?? "") + "; base model \(baseID)")
-  }
-
-  /// adapter_config.json with `base_model_name_or_path` set, every other key as it was.
-  func rewriteBase(configPath: String, baseID: String) throws {
-    let data = try Data(contentsOf: URL(fileURLWithPath: configPath))
-    guard var config = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-      throw CommandFailure("\(configPath) is not a JSON object")
-    }
-    config["base_model_name_or_path"] = baseID
-    try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]).write(
-      to: URL(fileURLWithPath: configPath))
   }
 
   func resolveBaseModel() throws -> String {

@@ -3,6 +3,7 @@
 // with every fact about them, is the adapter catalog's (in the journal's database); every change
 // here is a catalog transaction with the registry's side run inside it, so the two agree.
 import Adapters
+import DurableFiles
 import Engine
 import Foundation
 import HTTPAPI
@@ -148,14 +149,12 @@ final class AdapterLibrary: @unchecked Sendable {
     }
     let temporary = directory.appendingPathComponent(".\(spec.name).partial-\(getpid())")
     do {
-      try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-      try? FileManager.default.removeItem(at: temporary)
-      try AdapterFile.write(adapter, to: temporary.path, base: registry.base.hyper)
-      try AtomicFile.syncTree(temporary.path)
-      guard rename(temporary.path, url.path) == 0 else { throw Self.posixError(url.path) }
-      AtomicFile.syncDirectory(of: url.path)
+      try DurableFile.removeTree(temporary.path)
+      try PEFTFormat.write(adapter, to: temporary.path, base: registry.base.hyper)
+      // Not replacing: a directory that appeared under the name meanwhile stays and this fails.
+      try DurableFile.install(directory: temporary.path, at: url.path)
     } catch {
-      try? FileManager.default.removeItem(at: temporary)
+      try? DurableFile.removeTree(temporary.path)
       guard Self.isDiskFull(error) else {
         throw BackendError.internalFailure("cannot save the new adapter to \(url.path): \(error)")
       }
@@ -180,6 +179,9 @@ final class AdapterLibrary: @unchecked Sendable {
   @discardableResult
   func unload(name: String) throws -> CatalogAdapter {
     let entry = try Self.mapped { try catalog.remove(name) { _ in registry.unload(name: name) } }
+    // Its factors (and the buffers its creation used) are free now, unless a generation still
+    // holds it: give the pages back to the system.
+    FreedMemory.returnToSystem()
     if entry.source == .created {
       let url = resolve(entry.path)
       if isInside(url) { try? FileManager.default.removeItem(at: url) }
@@ -268,15 +270,14 @@ final class AdapterLibrary: @unchecked Sendable {
     }
   }
 
-  private static func posixError(_ path: String) -> TrainingError {
-    .io(path: path, reason: String(cString: strerror(errno)))
-  }
-
+  /// A write that failed for want of space (the writers' errors carry their errno).
   static func isDiskFull(_ error: any Error) -> Bool {
-    let text = "\(error)"
-    if let error = error as? CocoaError, error.code == .fileWriteOutOfSpace { return true }
-    return text.contains("No space left") || text.contains("Disk quota") || text.contains("ENOSPC")
-      || text.contains("enough space")
+    switch error {
+    case let error as DurableWriteError: return error.isDiskFull
+    case AdapterError.storage(let error): return error.isDiskFull
+    case TrainingError.storage(let error): return error.isDiskFull
+    default: return false
+    }
   }
 
   private static func now() -> Int { Int(Date().timeIntervalSince1970) }

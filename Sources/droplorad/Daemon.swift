@@ -1,4 +1,4 @@
-// Wiring: checks the socket path and the TCP listeners' keys (so a misconfigured start fails
+// Wiring: checks the socket path and the TCP listeners' addresses and keys (so a misconfigured start fails
 // before the model is mapped), maps the model, builds the adapter registry and the serving
 // engine, binds the socket and the TCP listeners (or takes systemd's), says READY=1 and runs the
 // services until SIGTERM/SIGINT. SIGHUP re-reads the configuration and applies what can change
@@ -51,6 +51,15 @@ final class Daemon: Sendable {
     if !activated.contains(where: { SocketActivation.isUnixStreamListener($0.fd) }) {
       do {
         try HTTPServer.checkSocketPath(settings.server.socketPath)
+      } catch {
+        throw DaemonStartupError("\(error)")
+      }
+    }
+    // Each TCP address systemd did not pass: a taken port is found now, not after the model.
+    for address in settings.server.listen
+    where !activated.contains(where: { SocketActivation.isTCPListener($0.fd, port: UInt16(address.port)) }) {
+      do {
+        try HTTPServer.checkTCPAddress(host: address.host, port: address.port)
       } catch {
         throw DaemonStartupError("\(error)")
       }

@@ -50,6 +50,35 @@ extension DaemonTests {
       #expect(try curl(first.socketPath, "GET", "/health").status == 200)
     }
 
+    /// A `server.listen` port another process holds is refused before the model is mapped,
+    /// naming the address and the key to change.
+    @Test func aTakenTCPPortFailsFastBeforeTheModel() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+      defer { close(holder) }
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
+          bind(holder, p, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, p, &length) == 0
+        }
+      }
+      try #require(bound)
+      let port = Int(UInt16(bigEndian: address.sin_port))
+      let started = Date()
+      let daemon = try DaemonProcess(
+        arguments: ["--set", "server.listen=[\"127.0.0.1:\(port)\"]"], directory: directory, waitForReady: false)
+      #expect(daemon.waitForExit(timeout: 60) == 1, "\(daemon.log)")
+      #expect(daemon.log.contains("already listens on 127.0.0.1:\(port)"), "\(daemon.log)")
+      #expect(daemon.log.contains("server.listen"), "\(daemon.log)")
+      #expect(!daemon.log.contains("addressInUse") && !daemon.log.contains("loading "), "\(daemon.log)")
+      #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
+      #expect(Date().timeIntervalSince(started) < 30)
+    }
+
     @Test func sigtermWhileStartingExitsCleanly() throws {
       let daemon = try DaemonProcess(waitForReady: false)
       // The line printed just before the model is mapped.

@@ -107,6 +107,30 @@ func withTCPServer(
     }
   }
 
+  /// The daemon checks its TCP addresses before it maps the model: a port another listener
+  /// holds is named, a free one (or the same one after that listener closed) passes and stays
+  /// free.
+  @Test func checkTCPAddressFindsATakenPort() async throws {
+    try await withTCPServer(keys: nil) { _, port, _, _ in
+      #expect(throws: HTTPServerError.addressInUse(address: "127.0.0.1:\(port)")) {
+        try HTTPServer.checkTCPAddress(host: "127.0.0.1", port: port)
+      }
+      #expect(HTTPServerError.addressInUse(address: "127.0.0.1:\(port)").description.contains("server.listen"))
+    }
+    try HTTPServer.checkTCPAddress(host: "127.0.0.1", port: 0)
+    try HTTPServer.checkTCPAddress(host: "::1", port: 0)
+    #expect(throws: HTTPServerError.self) { try HTTPServer.checkTCPAddress(host: "localhost", port: 80) }
+    // The check releases the port at once: a real listener can take it right after.
+    let server = HTTPServer(backend: StubBackend())
+    try await server.listen(host: "127.0.0.1", port: 0)
+    let port = try #require(server.tcpListeners.first).port
+    await server.shutdown(gracePeriod: .zero)
+    try HTTPServer.checkTCPAddress(host: "127.0.0.1", port: port)
+    let again = HTTPServer(backend: StubBackend())
+    try await again.listen(host: "127.0.0.1", port: port)
+    await again.shutdown(gracePeriod: .zero)
+  }
+
   @Test func loopbackWithoutKeysServesNonLoopbackIsRefused() async throws {
     try await withTCPServer(keys: nil) { _, port, _, _ in
       let open = try await tcpRequest(port: port, "GET", "/v1/models")
