@@ -180,6 +180,38 @@ extension DaemonTests {
 
     /// Pushes, adapter swaps and chats at the same time, from separate clients: every request
     /// gets a proper answer and the daemon is healthy afterwards.
+    /// An idle trainer whose state is checkpointed lets its buffers go, and the daemon gives the
+    /// pages back to the system (malloc_trim): the resident size falls from its training peak.
+    @Test func anIdleTrainerGivesItsMemoryBack() throws {
+      let daemon = try DaemonProcess(arguments: Self.arguments)
+      defer { daemon.stop() }
+      let socket = daemon.socketPath
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 16}"#).status == 201)
+      let chat = #"{"model": "task", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}"#
+      #expect(try curl(socket, "POST", "/v1/chat/completions", json: chat).status == 200)
+      let before = AdapterCatalog.residentBytes(daemon.child.pid)
+      let pushed = try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(0..<12).utf8)).json()
+      #expect(pushed["accepted"] as? Int == 12)
+      var peak = before
+      let deadline = Date(timeIntervalSinceNow: 180)
+      var done = false
+      while Date() < deadline && !done {
+        peak = max(peak, AdapterCatalog.residentBytes(daemon.child.pid))
+        let s = try status(socket)
+        done = s["samples_pending"] as? Int == 0 && s["state"] as? String == "idle" && (s["step"] as? Int ?? 0) > 0
+        usleep(50_000)
+      }
+      #expect(done, "training never finished")
+      usleep(1_000_000)  // the release happens after the step's checkpoint; the trim just after
+      let after = AdapterCatalog.residentBytes(daemon.child.pid)
+      #expect(peak - before > 50_000_000, "training grew \(before) -> \(peak)")
+      #expect(peak - after > (peak - before) / 2, "\(before) -> peak \(peak) -> idle \(after)")
+      // The next push rebuilds the trainer from its checkpoint and trains on.
+      let step = try status(socket)["step"] as? Int ?? 0
+      #expect(try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(12..<16).utf8)).status == 200)
+      _ = try waitFor(socket) { ($0["step"] as? Int ?? 0) > step && $0["samples_pending"] as? Int == 0 }
+    }
+
     @Test func pushesSwapsAndChatsConcurrently() throws {
       let daemon = try DaemonProcess(arguments: Self.arguments)
       defer { daemon.stop() }
