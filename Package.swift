@@ -45,10 +45,14 @@ let package = Package(
     .target(name: "Tokenization", dependencies: ["GGUF"]),
     .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels", "DurableFiles"]),
+    // Serving only: samplers, the generation loop, the serving engine and its queue.
+    .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Grammar"]),
+    // The daemon's streamed training: the sample journal and the adapter catalog (SQLite through
+    // GRDB) and the background trainer that publishes versions into the serving engine.
     .target(
-      name: "Engine",
+      name: "StreamedTraining",
       dependencies: [
-        "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar", "DurableFiles",
+        "Engine", "Llama", "Tokenization", "Adapters", "Training", "DurableFiles",
         .product(name: "GRDB", package: "GRDB.swift"),
       ]),
     // LoRA/DropLoRA fine-tuning on the mmapped quantized base: hand-written backward, AdamW,
@@ -92,7 +96,7 @@ let package = Package(
       name: "droplora",
       dependencies: [
         "Engine", "Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Training", "Grammar",
-        "DaemonClient", "HTTPAPI", "DurableFiles",
+        "DaemonClient", "HTTPAPI", "DurableFiles", "StreamedTraining",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
@@ -101,7 +105,7 @@ let package = Package(
       name: "droplorad",
       dependencies: [
         "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
-        "Training", "Grammar", "DurableFiles",
+        "Training", "Grammar", "DurableFiles", "StreamedTraining",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -122,8 +126,9 @@ let package = Package(
       name: "LlamaTests", dependencies: ["Llama", "GGUF", "Kernels", "CKernels", "TinyModelSupport"],
       resources: [.copy("Fixtures")]),
     .testTarget(
-      name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"],
-      resources: [.copy("Fixtures")]),
+      name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"]),
+    // The adapter catalog against a state directory the release before it wrote (Fixtures/).
+    .testTarget(name: "StreamedTrainingTests", dependencies: ["StreamedTraining"], resources: [.copy("Fixtures")]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],
       resources: [.copy("Fixtures")]),

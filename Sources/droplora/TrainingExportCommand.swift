@@ -9,6 +9,7 @@ import DurableFiles
 import Engine
 import Foundation
 import GGUF
+import StreamedTraining
 
 struct TrainingExportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

@@ -10,6 +10,7 @@ import HTTPAPI
 import Llama
 import Logging
 import Settings
+import StreamedTraining
 import Training
 
 final class AdapterLibrary: @unchecked Sendable {

@@ -12,6 +12,7 @@ import Llama
 import Logging
 import ServiceLifecycle
 import Settings
+import StreamedTraining
 import Systemd
 import Tokenization
 import Training

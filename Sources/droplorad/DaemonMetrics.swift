@@ -5,6 +5,7 @@ import Adapters
 import Engine
 import Foundation
 import Prometheus
+import StreamedTraining
 
 final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   // unchecked: every field is a swift-prometheus metric (thread-safe) or immutable.

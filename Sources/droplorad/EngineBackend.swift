@@ -7,6 +7,7 @@ import Foundation
 import Grammar
 import HTTPAPI
 import Settings
+import StreamedTraining
 import Tokenization
 import Training
 

@@ -6,6 +6,7 @@ import Foundation
 import HTTPAPI
 import Logging
 import ServiceLifecycle
+import StreamedTraining
 import Systemd
 import UnixSignals
 

@@ -11,6 +11,7 @@
 import Adapters
 import Dispatch
 import DurableFiles
+import Engine
 import Foundation
 import Llama
 import Tokenization

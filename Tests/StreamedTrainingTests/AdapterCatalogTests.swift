@@ -5,7 +5,7 @@
 import Foundation
 import Testing
 
-import Engine
+import StreamedTraining
 
 @Suite struct AdapterCatalogTests {
   /// A copy of the fixture state directory (the test must not change the committed one).
