@@ -100,12 +100,22 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
 
-    // The daemon: settings, logging, systemd, the engine behind the HTTP API; wiring only.
+    // The daemon's logic, importable by tests: the engine behind the HTTP API (EngineBackend),
+    // the adapter library on disk (AdapterLibrary) and the metrics.
+    .target(
+      name: "DaemonCore",
+      dependencies: [
+        "Engine", "Adapters", "Llama", "Tokenization", "HTTPAPI", "Settings", "Training", "Grammar", "DurableFiles",
+        "StreamedTraining",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+      ]),
+    // The daemon: settings, logging, systemd, services; wiring only.
     .executableTarget(
       name: "droplorad",
       dependencies: [
         "Engine", "Adapters", "Llama", "Tokenization", "GGUF", "HTTPAPI", "Settings", "Systemd", "Kernels",
-        "Training", "Grammar", "DurableFiles", "StreamedTraining",
+        "Training", "Grammar", "DurableFiles", "StreamedTraining", "DaemonCore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -128,6 +138,8 @@ let package = Package(
     .testTarget(
       name: "EngineTests", dependencies: ["Engine", "Llama", "Tokenization", "GGUF", "Adapters", "Training", "Grammar"]),
     // The adapter catalog against a state directory the release before it wrote (Fixtures/).
+    .testTarget(
+      name: "DaemonCoreTests", dependencies: ["DaemonCore", "DurableFiles", "Adapters", "Training", "HTTPAPI"]),
     .testTarget(name: "StreamedTrainingTests", dependencies: ["StreamedTraining"], resources: [.copy("Fixtures")]),
     .testTarget(
       name: "AdaptersTests", dependencies: ["Adapters", "Llama", "GGUF", "Kernels", "CKernels"],

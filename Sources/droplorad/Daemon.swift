@@ -4,6 +4,7 @@
 // services until SIGTERM/SIGINT. SIGHUP re-reads the configuration and applies what can change
 // without a restart.
 import Adapters
+import DaemonCore
 import Engine
 import Foundation
 import GGUF

@@ -2,6 +2,7 @@
 // checks it (--check-config) or starts the daemon (see Daemon.swift). Errors in the
 // configuration name the file, line, column and key, and exit with status 1.
 import ArgumentParser
+import DaemonCore
 import Foundation
 import HTTPAPI
 import Kernels

@@ -1,6 +1,7 @@
 // The daemon's long-running parts as swift-service-lifecycle services, so SIGTERM/SIGINT shut
 // them down in order: the HTTP server (drain, then stop the engine), the watchdog pinger and
 // the SIGHUP reloader.
+import DaemonCore
 import Engine
 import Foundation
 import HTTPAPI

@@ -7,7 +7,7 @@ import Foundation
 import Prometheus
 import StreamedTraining
 
-final class DaemonMetrics: ServingObserver, @unchecked Sendable {
+public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   // unchecked: every field is a swift-prometheus metric (thread-safe) or immutable.
   private let registry: PrometheusCollectorRegistry
   private let requestsOK: Counter
@@ -33,7 +33,7 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   private let cacheMisses: Counter
   private let residentBytes: Gauge
 
-  init() {
+  public init() {
     let registry = PrometheusCollectorRegistry()
     self.registry = registry
     func counter(_ name: String, _ help: String) -> Counter {
@@ -93,7 +93,7 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     residentBytes = gauge("droplorad_resident_memory_bytes", "Resident set size of the daemon.")
   }
 
-  func requestFinished(_ report: RequestReport) {
+  public func requestFinished(_ report: RequestReport) {
     if report.failed {
       requestsFailed.increment()
     } else if report.finishReason == .cancelled {
@@ -120,7 +120,7 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
 
   /// Requests answered with an error before or while generating, by the error's `code`
   /// (`server_busy` is the 503 of a full queue or too many connections).
-  func refused(status: Int, code: String) {
+  public func refused(status: Int, code: String) {
     registry.makeCounter(
       descriptor: Self.metric(
         "droplorad_requests_refused_total", "Requests answered with an error status, by reason (the OpenAI error code)."),
@@ -152,12 +152,12 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   }
 
   /// A metric's full name and help text (no namespace or unit parts: the names carry them).
-  static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+  public static func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
     MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
   }
 
   /// The exposition text, with the state gauges read now.
-  func render(engine: ServingEngine, training: BackgroundTraining) -> String {
+  public func render(engine: ServingEngine, training: BackgroundTraining) -> String {
     recordTraining(training, adapters: engine.registry.names)
     queueDepth.set(Int64(engine.queueDepth))
     running.set(Int64(engine.runningGenerations))
@@ -173,9 +173,9 @@ final class DaemonMetrics: ServingObserver, @unchecked Sendable {
 }
 
 /// What `droplorad_build_info` and `--version` report.
-enum BuildInfo {
-  static let version = "0.2.0"
-  static var compiler: String {
+public enum BuildInfo {
+  public static let version = "0.2.0"
+  public static var compiler: String {
     #if compiler(>=6.2)
       "swift-6.2+"
     #elseif compiler(>=6.1)
@@ -188,7 +188,7 @@ enum BuildInfo {
 
 enum ProcessMemory {
   /// VmRSS from /proc/self/status (reported in kB).
-  static func residentBytes() -> Int? {
+  public static func residentBytes() -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
     for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
       let fields = line.split(separator: " ", omittingEmptySubsequences: true)

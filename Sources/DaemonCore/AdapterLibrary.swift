@@ -13,17 +13,17 @@ import Settings
 import StreamedTraining
 import Training
 
-final class AdapterLibrary: @unchecked Sendable {
+public final class AdapterLibrary: @unchecked Sendable {
   // unchecked: `limits` is guarded by `lock`; the catalog and the registry lock themselves.
-  let registry: AdapterRegistry
-  let catalog: AdapterCatalog
-  let directory: URL
+  public let registry: AdapterRegistry
+  public let catalog: AdapterCatalog
+  public let directory: URL
   private let stateDirectory: String
   private let logger: Logger
   private let lock = NSLock()
   private var limits: AdapterSettings
 
-  init(
+  public init(
     registry: AdapterRegistry, catalog: AdapterCatalog, directory: String, stateDirectory: String,
     limits: AdapterSettings, logger: Logger
   ) {
@@ -38,7 +38,7 @@ final class AdapterLibrary: @unchecked Sendable {
   /// Imports a state directory from before the catalog, loads every catalogued adapter, then
   /// `configuredDefault` (a name found in the adapters directory) if it is not catalogued yet.
   /// An adapter that no longer loads is logged and left out of serving (it stays catalogued).
-  func restore(configuredDefault: String?) {
+  public func restore(configuredDefault: String?) {
     do {
       let imported = try catalog.importLegacyState(stateDirectory: stateDirectory)
       if !imported.isEmpty { logger.notice("adapter catalog: imported \(imported.joined(separator: ", ")) from \(stateDirectory)") }
@@ -79,9 +79,9 @@ final class AdapterLibrary: @unchecked Sendable {
   }
 
   /// The limits changed (SIGHUP); adapters already held stay.
-  func update(limits: AdapterSettings) { lock.withLock { self.limits = limits } }
+  public func update(limits: AdapterSettings) { lock.withLock { self.limits = limits } }
 
-  func infos() -> [AdapterInfo] {
+  public func infos() -> [AdapterInfo] {
     let defaultName = registry.defaultAdapter
     let entries = Dictionary(((try? catalog.all()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     return registry.names.compactMap { name in
@@ -90,9 +90,9 @@ final class AdapterLibrary: @unchecked Sendable {
     }
   }
 
-  func created(_ name: String) -> Int { ((try? catalog.adapter(named: name)) ?? nil)?.created ?? 0 }
+  public func created(_ name: String) -> Int { ((try? catalog.adapter(named: name)) ?? nil)?.created ?? 0 }
 
-  func load(name: String, path: String) throws -> AdapterInfo {
+  public func load(name: String, path: String) throws -> AdapterInfo {
     let url = resolve(path)
     guard isInside(url) else {
       throw BackendError.invalidRequest(field: "path", message: "'\(path)' is outside the adapters directory")
@@ -118,7 +118,7 @@ final class AdapterLibrary: @unchecked Sendable {
   /// as the base model), saved as `<name>/` in PEFT format. The files are written under a
   /// temporary name and renamed into place only once complete; a failure (a full disk among
   /// others) removes them, so no half-written adapter blocks the name.
-  func create(_ spec: AdapterSpec.Resolved) throws -> AdapterInfo {
+  public func create(_ spec: AdapterSpec.Resolved) throws -> AdapterInfo {
     guard (try? catalog.adapter(named: spec.name)) ?? nil == nil, registry.adapter(named: spec.name) == nil else {
       throw BackendError.adapterExists(spec.name)
     }
@@ -178,7 +178,7 @@ final class AdapterLibrary: @unchecked Sendable {
   /// publish under way cannot bring it back) and returns what it was; for an adapter the daemon
   /// created, its directory in the adapters directory is removed too. An operator's file stays.
   @discardableResult
-  func unload(name: String) throws -> CatalogAdapter {
+  public func unload(name: String) throws -> CatalogAdapter {
     let entry = try Self.mapped { try catalog.remove(name) { _ in registry.unload(name: name) } }
     // Its factors (and the buffers its creation used) are free now, unless a generation still
     // holds it: give the pages back to the system.
@@ -190,7 +190,7 @@ final class AdapterLibrary: @unchecked Sendable {
     return entry
   }
 
-  func setDefault(_ name: String?) throws {
+  public func setDefault(_ name: String?) throws {
     if let name, registry.adapter(named: name) == nil { throw BackendError.adapterNotFound(name) }
     try Self.mapped { try catalog.setDefault(name) { try registry.setDefault(name) } }
   }
@@ -272,7 +272,7 @@ final class AdapterLibrary: @unchecked Sendable {
   }
 
   /// A write that failed for want of space (the writers' errors carry their errno).
-  static func isDiskFull(_ error: any Error) -> Bool {
+  public static func isDiskFull(_ error: any Error) -> Bool {
     switch error {
     case let error as DurableWriteError: return error.isDiskFull
     case AdapterError.storage(let error): return error.isDiskFull

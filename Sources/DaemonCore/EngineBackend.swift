@@ -11,14 +11,14 @@ import StreamedTraining
 import Tokenization
 import Training
 
-final class EngineBackend: InferenceBackend, @unchecked Sendable {
+public final class EngineBackend: InferenceBackend, @unchecked Sendable {
   // unchecked: `settings` and `status` are guarded by `lock`; the rest is immutable or locks itself.
-  let engine: ServingEngine
-  let library: AdapterLibrary
-  let training: BackgroundTraining
-  let metrics: DaemonMetrics
+  public let engine: ServingEngine
+  public let library: AdapterLibrary
+  public let training: BackgroundTraining
+  public let metrics: DaemonMetrics
   /// The id `/v1/models` gives the base model (also accepted as `model`, as is "base").
-  let baseID: String
+  public let baseID: String
   private let started = Int(Date().timeIntervalSince1970)
   private let lock = NSLock()
   private var generation: GenerationDefaults
@@ -28,7 +28,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   private var status = "serving"
   private var ready = true
 
-  init(
+  public init(
     engine: ServingEngine, library: AdapterLibrary, training: BackgroundTraining, metrics: DaemonMetrics, baseID: String,
     settings: DaemonSettings
   ) {
@@ -43,7 +43,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   /// Applies the live-changeable parts of reloaded settings.
-  func update(_ settings: DaemonSettings) {
+  public func update(_ settings: DaemonSettings) {
     lock.withLock {
       generation = settings.generation
       limits = settings.limits
@@ -53,7 +53,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
       maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit)
   }
 
-  func setStatus(_ text: String, ready: Bool) {
+  public func setStatus(_ text: String, ready: Bool) {
     lock.withLock {
       status = text
       self.ready = ready
@@ -62,12 +62,12 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   // MARK: InferenceBackend
 
-  func models() async -> [ModelInfo] {
+  public func models() async -> [ModelInfo] {
     [ModelInfo(id: baseID, kind: .base, created: started)]
       + library.infos().map { ModelInfo(id: $0.name, kind: .adapter, created: library.created($0.name)) }
   }
 
-  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  public func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     var messages = request.messages.map(Self.templateMessage)
     if let tools = try request.features.toolUse(), tools.choice != .none { messages = messages.offering(tools.functions) }
     return try submit(
@@ -75,19 +75,19 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
       promptField: "messages")
   }
 
-  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  public func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     try submit(
       model: request.model, prompt: .text(request.prompt), sampling: request.sampling, features: request.features,
       promptField: "prompt")
   }
 
-  func adapters() async -> [AdapterInfo] { library.infos() }
+  public func adapters() async -> [AdapterInfo] { library.infos() }
 
-  func loadAdapter(name: String, path: String) async throws -> AdapterInfo {
+  public func loadAdapter(name: String, path: String) async throws -> AdapterInfo {
     try await offCooperativePool { try self.library.load(name: name, path: path) }
   }
 
-  func createAdapter(_ request: AdapterSpec) async throws -> AdapterInfo {
+  public func createAdapter(_ request: AdapterSpec) async throws -> AdapterInfo {
     let defaults = lock.withLock { trainingDefaults }
     let spec = request.resolved(
       defaultRank: defaults.rank, defaultAlpha: defaults.alpha, defaultTargets: ["q", "k", "v", "up", "down"],
@@ -98,31 +98,31 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   /// Removes the adapter from the catalog and the registry, then everything the daemon keeps
   /// for it: its trainer (memory), checkpoint, versions and journal samples, and the files of
   /// an adapter the daemon created.
-  func unloadAdapter(name: String) async throws {
+  public func unloadAdapter(name: String) async throws {
     try await offCooperativePool {
       try self.library.unload(name: name)
       self.training.forget(adapter: name)
     }
   }
 
-  func setDefaultAdapter(name: String?) async throws {
+  public func setDefaultAdapter(name: String?) async throws {
     try library.setDefault(name == baseID ? nil : name)
   }
 
   // MARK: streamed training
 
-  func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult {
+  public func pushSamples(adapter: String, jsonl: [UInt8]) async throws -> SampleIngestResult {
     let report = try await offCooperativePool { try Self.mapped { try self.training.ingest(adapter: adapter, body: jsonl) } }
     return SampleIngestResult(
       accepted: report.accepted, duplicates: report.duplicates,
       rejected: report.rejected.map { .init(line: $0.line, reason: $0.reason) })
   }
 
-  func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {
+  public func trainingStatus(adapter: String) async throws -> TrainingStatusInfo {
     Self.info(try await offCooperativePool { try Self.mapped { try self.training.status(adapter: adapter) } })
   }
 
-  func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo {
+  public func controlTraining(adapter: String, control: TrainingControl) async throws -> TrainingStatusInfo {
     let changes = BackgroundTraining.Overrides(
       learningRate: control.learningRate.map(Float.init), batchSize: control.batchSize, publishEvery: control.publishEvery)
     if changes != BackgroundTraining.Overrides() {
@@ -135,7 +135,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     return Self.info(try Self.mapped { try training.control(adapter: adapter, action: engineAction) })
   }
 
-  func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {
+  public func trainingVersions(adapter: String) async throws -> [TrainingVersionInfo] {
     let serving = try Self.mapped { try training.status(adapter: adapter) }.servingVersion
     return try Self.mapped { try training.versions(adapter: adapter) }.map {
       TrainingVersionInfo(
@@ -144,7 +144,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     }
   }
 
-  func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo {
+  public func rollback(adapter: String, version: Int) async throws -> TrainingStatusInfo {
     Self.info(try await offCooperativePool { try Self.mapped { try self.training.rollback(adapter: adapter, to: version) } })
   }
 
@@ -173,14 +173,14 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     }
   }
 
-  func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) async throws -> [TokenPiece] {
+  public func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) async throws -> [TokenPiece] {
     let tokenizer = engine.tokenizer
     return tokenizer.encode(text, parseSpecial: parseSpecial, addSpecial: addSpecial).map {
       TokenPiece(id: $0, bytes: tokenizer.tokenPiece($0, renderSpecial: true))
     }
   }
 
-  func detokenize(_ tokens: [Int32]) async throws -> String {
+  public func detokenize(_ tokens: [Int32]) async throws -> String {
     let size = engine.tokenizer.vocabularySize
     if let bad = tokens.first(where: { $0 < 0 || Int($0) >= size }) {
       throw BackendError.invalidRequest(field: "tokens", message: "token \(bad) is not in the vocabulary (\(size) tokens)")
@@ -188,15 +188,15 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
     return engine.tokenizer.decode(tokens, renderSpecial: true)
   }
 
-  func maxChoices() async -> Int { lock.withLock { limits.maxChoices } }
+  public func maxChoices() async -> Int { lock.withLock { limits.maxChoices } }
 
-  func requestRefused(status: Int, code: String) { metrics.refused(status: status, code: code) }
+  public func requestRefused(status: Int, code: String) { metrics.refused(status: status, code: code) }
 
-  func health() async -> HealthReport {
+  public func health() async -> HealthReport {
     lock.withLock { HealthReport(ready: ready, status: status) }
   }
 
-  func metricsText() async -> String { metrics.render(engine: engine, training: training) }
+  public func metricsText() async -> String { metrics.render(engine: engine, training: training) }
 
   // MARK: -
 
@@ -262,13 +262,13 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   /// An API message as the chat template sees it. `developer` arrives as `system` already; an
   /// assistant's tool calls and a tool's result are written as `ToolCallSyntax` says (Hermes /
   /// Qwen 2.5 text), so every template family carries them as plain content.
-  static func templateMessage(_ m: HTTPAPI.ChatMessage) -> Tokenization.ChatMessage {
+  public static func templateMessage(_ m: HTTPAPI.ChatMessage) -> Tokenization.ChatMessage {
     if m.role == .tool { return .toolResult(m.content) }
     if m.role == .assistant { return .assistant(m.content, calls: m.toolCalls.map { .init(name: $0.name, arguments: $0.arguments) }) }
     return Tokenization.ChatMessage(role: m.role.rawValue, content: m.content)
   }
 
-  static func backendError(_ error: any Error, promptField: String) -> any Error {
+  public static func backendError(_ error: any Error, promptField: String) -> any Error {
     guard let error = error as? ServingError else { return error }
     switch error {
     case .unknownAdapter(let name): return BackendError.modelNotFound(name)
@@ -280,7 +280,7 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
   }
 
   /// The engine's events as the API's; ending the iteration ends the engine's (cancelling it).
-  static func translate(
+  public static func translate(
     _ events: AsyncThrowingStream<ServingEvent, any Error>, tokenizer: Tokenizer
   ) -> AsyncThrowingStream<GenerationEvent, any Error> {
     @Sendable func alternative(_ token: Int32, _ logprob: Double) -> TokenLogprobInfo.Alternative {
@@ -310,13 +310,13 @@ final class EngineBackend: InferenceBackend, @unchecked Sendable {
 /// The engine stream's iterator, advanced by one consumer at a time (the HTTP request task).
 private final class IteratorBox: @unchecked Sendable {
   private var iterator: AsyncThrowingStream<ServingEvent, any Error>.AsyncIterator
-  init(_ iterator: AsyncThrowingStream<ServingEvent, any Error>.AsyncIterator) { self.iterator = iterator }
-  func next() async throws -> ServingEvent? { try await iterator.next() }
+  public init(_ iterator: AsyncThrowingStream<ServingEvent, any Error>.AsyncIterator) { self.iterator = iterator }
+  public func next() async throws -> ServingEvent? { try await iterator.next() }
 }
 
 /// Runs blocking work (file I/O, merging) on its own thread, so the cooperative pool that serves
 /// the socket never waits on it.
-func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
   try await withCheckedThrowingContinuation { continuation in
     Thread { continuation.resume(with: Result { try body() }) }.start()
   }
