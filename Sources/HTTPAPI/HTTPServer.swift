@@ -267,7 +267,7 @@ public final class HTTPServer: Sendable {
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
     let rc = withUnsafePointer(to: &storage) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { posixBind(fd, $0, length) }
     }
     guard rc == 0 else {
       let e = errno
@@ -730,4 +730,9 @@ private func socketAnswers(at path: String) -> Bool {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
   }
   return rc == 0
+}
+
+/// `bind(2)`, named apart from NIO's bootstrap `bind` methods in scope inside HTTPServer.
+private func posixBind(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) -> Int32 {
+  bind(fd, address, length)
 }
