@@ -1,7 +1,7 @@
-// `enable_thinking` reaches the chat template through the engine: with the Qwen 3 template,
-// a request's prompt tokens are those of the golden render (jinja2 on Qwen3's own template,
-// Tests/TokenizationTests/Fixtures/golden.json) with the same switch; a template without a
-// thinking mode accepts `false` (it answers directly already) and refuses `true`.
+// `enable_thinking` reaches the chat template through the engine: with the Qwen 3 template, a
+// request's prompt is the tokens of the render that equals the golden one (jinja2 on Qwen 3's
+// own template, Tests/TokenizationTests/Fixtures/golden.json) with the same switch; a template
+// without a thinking mode accepts `false` (it answers directly already) and refuses `true`.
 import Adapters
 import Foundation
 import Testing
@@ -50,15 +50,17 @@ struct ThinkingSwitchTests {
       #expect(entry.enableThinking == (setting == true ? nil : setting))
       for render in entry.renders where render.addGenerationPrompt {
         let messages = try #require(golden.conversations[render.conversation])
-        // Parsing the golden text whole reads special-token text in content as markup; the engine
-        // (rightly) does not, so conversations with such content are the tokenizer tests' to check.
-        if messages.contains(where: { $0.content.contains("<|") }) { continue }
-        let tokens = try engine.tokenize(.chat(messages), enableThinking: setting)
-        #expect(tokens == tokenizer.encode(render.expected, parseSpecial: true, addSpecial: true), "\(name) \(render.conversation)")
+        // The engine's template with that switch renders the golden text, and the engine's
+        // prompt is exactly that render's tokens.
+        var template = try #require(engine.chatTemplate)
+        template.enableThinking = setting
+        let segments = template.render(messages, addGenerationPrompt: true)
+        #expect(segments.renderedText == render.expected, "\(name) \(render.conversation)")
+        #expect(try engine.tokenize(.chat(messages), enableThinking: setting) == tokenizer.encode(segments, addSpecial: true))
         checked += 1
       }
     }
-    #expect(checked >= 6)
+    #expect(checked == 21)
     // The switch changes the prompt: false pre-fills an empty think block.
     let user = [ChatMessage(role: "user", content: "Hi")]
     #expect(try engine.tokenize(.chat(user), enableThinking: false) != (try engine.tokenize(.chat(user))))
