@@ -125,9 +125,10 @@ public final class AdapterRegistry: @unchecked Sendable {
     try weights(for: name, scale: nil)
   }
 
-  /// The most a request may scale an adapter by, either way (`adapter_scale`, llama-server's
-  /// `lora[].scale`): a factor of 4 already moves the update past what the adapter was trained
-  /// for, and larger ones only amplify noise toward overflow in F16 activations.
+  /// The scales a request may ask for (`adapter_scale`, llama-server's `lora[].scale`). A guard,
+  /// not a numeric limit: past four times its trained strength an adapter's update swamps the
+  /// base's projections and the output turns to noise, so a larger value is far likelier a
+  /// typo (40 for 0.4) than a wish. NaN and infinities are outside it.
   public static let scaleRange: ClosedRange<Float> = -4...4
 
   /// As `weights(for:)`, with the adapter's update multiplied by `scale` (nil or 1: as stored;
@@ -139,7 +140,7 @@ public final class AdapterRegistry: @unchecked Sendable {
     defer { lock.unlock() }
     guard let chosen = name ?? defaultName, chosen != Self.baseName else { return AdaptedModel(model: base, hook: nil) }
     guard let scale, scale != 1 else { return try cachedWeights(chosen) }
-    guard scale.isFinite, Self.scaleRange.contains(scale) else {
+    guard Self.scaleRange.contains(scale) else {
       throw .unsupportedOption(key: "adapter scale", value: "\(scale) (must be in \(Self.scaleRange))")
     }
     guard adapters[chosen] != nil else { throw .unknownAdapter(chosen) }

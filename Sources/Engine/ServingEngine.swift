@@ -175,7 +175,7 @@ public final class ServingEngine: @unchecked Sendable {
     if let name = request.adapter, name != AdapterRegistry.baseName, !registry.names.contains(name) {
       throw .unknownAdapter(name)
     }
-    if let scale = request.adapterScale, !(scale.isFinite && AdapterRegistry.scaleRange.contains(scale)) {
+    if let scale = request.adapterScale, !AdapterRegistry.scaleRange.contains(scale) {
       throw .adapterScaleOutOfRange(scale)
     }
     let tokens = try tokenize(request.prompt, enableThinking: request.enableThinking)
