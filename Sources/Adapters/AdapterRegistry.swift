@@ -8,6 +8,10 @@
 // switches does not pay the kernel for ~100 MiB of fresh zeroed pages per merge.
 // With merge type `none` the cache holds unmerged hooks (F16 factors) instead of merged sets:
 // `weights(for:)` hands out the base model and the hook its context applies at each projection.
+// A request at another scale (`weights(for:scale:)`) always runs unmerged: the base model and
+// the adapter's hook scaled for that request. With a merging type the hooks for such requests
+// are kept apart from the merged sets (`hooks`, same capacity), so a scaled request never
+// merges again.
 import Foundation
 import Kernels
 import Llama
@@ -30,6 +34,7 @@ public final class AdapterRegistry: @unchecked Sendable {
       lock.withLock {
         capacity = max(0, newValue)
         if cache.count > capacity { cache.removeFirst(cache.count - capacity) }
+        if hooks.count > capacity { hooks.removeFirst(hooks.count - capacity) }
       }
     }
   }
@@ -43,6 +48,8 @@ public final class AdapterRegistry: @unchecked Sendable {
   private var adapters: [String: LoRAAdapter] = [:]
   /// Merged sets, most recently used last.
   private var cache: [(name: String, weights: AdaptedModel)] = []
+  /// With a merging type: unmerged hooks for requests at another scale, most recently used last.
+  private var hooks: [(name: String, hook: LoRAHook)] = []
   private var defaultName: String?
   private var capacity: Int
   private var hits = 0
@@ -64,6 +71,7 @@ public final class AdapterRegistry: @unchecked Sendable {
     lock.withLock {
       adapters[name] = adapter
       cache.removeAll { $0.name == name }
+      hooks.removeAll { $0.name == name }
     }
   }
 
@@ -76,6 +84,7 @@ public final class AdapterRegistry: @unchecked Sendable {
     lock.withLock {
       adapters[name] = nil
       cache.removeAll { $0.name == name }
+      hooks.removeAll { $0.name == name }
       if defaultName == name { defaultName = nil }
     }
   }
@@ -113,9 +122,48 @@ public final class AdapterRegistry: @unchecked Sendable {
   /// The weights for a request and, with merge type `none`, the hook to apply (nil otherwise
   /// and for the base model). Cached like merged sets.
   public func weights(for name: String?) throws(AdapterError) -> AdaptedModel {
+    try weights(for: name, scale: nil)
+  }
+
+  /// The scales a request may ask for (`adapter_scale`, llama-server's `lora[].scale`). A guard,
+  /// not a numeric limit: past four times its trained strength an adapter's update swamps the
+  /// base's projections and the output turns to noise, so a larger value is far likelier a
+  /// typo (40 for 0.4) than a wish. NaN and infinities are outside it.
+  public static let scaleRange: ClosedRange<Float> = -4...4
+
+  /// As `weights(for:)`, with the adapter's update multiplied by `scale` (nil or 1: as stored;
+  /// 0: the base model). Any other scale runs unmerged, the base model and a hook on the
+  /// adapter's cached factors at alpha/r × scale, whatever the merge type. The base model has
+  /// nothing to scale: it is returned as it is.
+  public func weights(for name: String?, scale: Float?) throws(AdapterError) -> AdaptedModel {
     lock.lock()
     defer { lock.unlock() }
     guard let chosen = name ?? defaultName, chosen != Self.baseName else { return AdaptedModel(model: base, hook: nil) }
+    guard let scale, scale != 1 else { return try cachedWeights(chosen) }
+    guard Self.scaleRange.contains(scale) else {
+      throw .unsupportedOption(key: "adapter scale", value: "\(scale) (must be in \(Self.scaleRange))")
+    }
+    guard adapters[chosen] != nil else { throw .unknownAdapter(chosen) }
+    if scale == 0 { return AdaptedModel(model: base, hook: nil) }
+    let hook: LoRAHook
+    if mergeType == .none {
+      hook = try cachedWeights(chosen).hook!  // merge type none: always a hook
+    } else if let index = hooks.firstIndex(where: { $0.name == chosen }) {
+      let entry = hooks.remove(at: index)
+      hooks.append(entry)
+      hook = entry.hook
+    } else {
+      hook = LoRAHook(adapter: adapters[chosen]!)  // checked above
+      if capacity > 0 {
+        if hooks.count >= capacity { hooks.removeFirst(hooks.count - capacity + 1) }
+        hooks.append((chosen, hook))
+      }
+    }
+    return AdaptedModel(model: base, hook: hook.scaled(by: scale))
+  }
+
+  /// `chosen`'s weights as stored, from the cache or made now; the caller holds `lock`.
+  private func cachedWeights(_ chosen: String) throws(AdapterError) -> AdaptedModel {
     if let index = cache.firstIndex(where: { $0.name == chosen }) {
       let entry = cache.remove(at: index)
       cache.append(entry)

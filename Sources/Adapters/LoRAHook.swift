@@ -4,12 +4,22 @@
 // to the context (`lowRank`), which adds the update inside the projection's own parallel pass
 // (MatMul.multiplyVector(adding:)); `apply` serves batches, each thread taking whole tokens.
 // Immutable after init, so contexts on different threads may share one hook.
+// `scaled(by:)` makes a hook on the same factors at another scale (a request's `adapter_scale`):
+// the scale is a property of the hook instance, so sequences at different scales of one adapter
+// each carry their own hook and the batched pass adds each one's update to its own rows.
 import CKernels
 import Kernels
 import Llama
 
 public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
   // unchecked: the factor buffer is written in init and only read afterwards.
+  /// The F16 factors of every target, shared by the hooks `scaled(by:)` makes.
+  final class Factors: @unchecked Sendable {
+    let storage: UnsafeMutablePointer<UInt16>
+    init(count: Int) { storage = .allocate(capacity: max(1, count)) }
+    deinit { storage.deallocate() }
+  }
+
   struct Target {
     let rank: Int
     let rows: Int
@@ -18,12 +28,13 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
     let bt: UnsafeMutablePointer<UInt16>  // rank x rows (B transposed)
   }
 
+  /// s in y += s·B·(A x): the adapter's alpha/r times the request's scale (1 unless `scaled`).
   public let scale: Float
   /// Bytes of F16 factors read per token when every target is applied.
   public let byteCount: Int
   private let layerCount: Int
   private let targets: [Target?]  // [layer * projections + projection's index]
-  private let storage: UnsafeMutablePointer<UInt16>
+  private let factors: Factors
   private static let projections = LlamaProjection.allCases
 
   public init(adapter: LoRAAdapter) {
@@ -31,10 +42,10 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
     layerCount = (adapter.targets.map(\.layer).max() ?? -1) + 1
     var count = 0
     for f in adapter.factors.values { count += f.rank * (f.rows + f.columns) }
-    storage = .allocate(capacity: max(1, count))
+    factors = Factors(count: count)
     byteCount = count * 2
     var targets = [Target?](repeating: nil, count: layerCount * Self.projections.count)
-    var next = storage
+    var next = factors.storage
     var transposed: [Float] = []
     for target in adapter.targets {
       let f = adapter.factors[target]!  // from targets
@@ -58,7 +69,24 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
     self.targets = targets
   }
 
-  deinit { storage.deallocate() }
+  private init(sharing other: LoRAHook, scale: Float) {
+    self.scale = scale
+    byteCount = other.byteCount
+    layerCount = other.layerCount
+    targets = other.targets
+    factors = other.factors
+  }
+
+  /// A hook on the same factors (no copy) whose update is `factor` times this one's.
+  public func scaled(by factor: Float) -> LoRAHook {
+    LoRAHook(sharing: self, scale: scale * factor)
+  }
+
+  /// Whether `other` adds exactly the update this hook adds (same factors, same scale), so a
+  /// KV cache computed under one is valid under the other.
+  public func computesSameUpdate(as other: LoRAHook) -> Bool {
+    factors === other.factors && scale == other.scale
+  }
 
   public func lowRank(layer: Int, projection: LlamaProjection) -> LowRankF16? {
     guard layer < layerCount,

@@ -72,13 +72,13 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
     if let tools = try request.features.toolUse(), tools.choice != .none { messages = messages.offering(tools.functions) }
     return try submit(
       model: request.model, prompt: .chat(messages), sampling: request.sampling, features: request.features,
-      promptField: "messages")
+      scaling: request.adapterScaling, enableThinking: request.enableThinking, promptField: "messages")
   }
 
   public func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     try submit(
       model: request.model, prompt: .text(request.prompt), sampling: request.sampling, features: request.features,
-      promptField: "prompt")
+      scaling: request.adapterScaling, enableThinking: nil, promptField: "prompt")
   }
 
   public func adapters() async -> [AdapterInfo] { library.infos() }
@@ -202,17 +202,21 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   private func submit(
     model: String?, prompt: ServingPrompt, sampling: HTTPAPI.SamplingParameters, features: RequestedFeatures,
-    promptField: String
+    scaling: AdapterScaling?, enableThinking: Bool?, promptField: String
   ) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
     var options = try options(sampling)
     options.logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
     options.grammar = try features.outputGrammar()
-    let request = ServingRequest(adapter: adapterName(model), prompt: prompt, options: options)
+    // The engine checks the scale's range (AdapterRegistry.scaleRange); a Double beyond Float's
+    // range becomes ±infinity there and is refused as out of range.
+    let request = ServingRequest(
+      adapter: adapterName(model), prompt: prompt, options: options, adapterScale: scaling.map { Float($0.scale) },
+      enableThinking: enableThinking)
     let events: AsyncThrowingStream<ServingEvent, any Error>
     do {
       events = try engine.submit(request)
     } catch {
-      throw Self.backendError(error, promptField: promptField)
+      throw Self.backendError(error, promptField: promptField, scaleField: scaling?.field)
     }
     return Self.translate(events, tokenizer: engine.tokenizer)
   }
@@ -268,12 +272,16 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
     return Tokenization.ChatMessage(role: m.role.rawValue, content: m.content)
   }
 
-  public static func backendError(_ error: any Error, promptField: String) -> any Error {
+  public static func backendError(_ error: any Error, promptField: String, scaleField: String? = nil) -> any Error {
     guard let error = error as? ServingError else { return error }
     switch error {
     case .unknownAdapter(let name): return BackendError.modelNotFound(name)
     case .saturated(let seconds): return BackendError.saturated(retryAfterSeconds: seconds)
     case .promptTooLong, .emptyPrompt: return BackendError.invalidRequest(field: promptField, message: error.description)
+    case .adapterScaleOutOfRange:
+      return BackendError.invalidRequest(field: scaleField ?? "adapter_scale", message: error.description)
+    case .noThinkingMode:
+      return BackendError.invalidRequest(field: "chat_template_kwargs.enable_thinking", message: error.description)
     case .stopping: return BackendError.unavailable(error.description)
     case .failed(let message): return BackendError.internalFailure(message)
     }

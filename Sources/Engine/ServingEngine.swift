@@ -146,14 +146,23 @@ public final class ServingEngine: @unchecked Sendable {
     return now > last ? Double(now - last) / 1e9 : 0
   }
 
-  /// The prompt's tokens as the engine will evaluate them.
-  public func tokenize(_ prompt: ServingPrompt) throws(ServingError) -> [Int32] {
+  /// The chat template chat prompts are rendered with; nil when the model has none usable.
+  public var chatTemplate: ChatTemplate? { template }
+
+  /// The prompt's tokens as the engine will evaluate them; `enableThinking` sets the chat
+  /// template's switch (see `ServingRequest.enableThinking`).
+  public func tokenize(_ prompt: ServingPrompt, enableThinking: Bool? = nil) throws(ServingError) -> [Int32] {
     switch prompt {
     case .text(let text):
       return tokenizer.encode(text, parseSpecial: false, addSpecial: true)
     case .chat(let messages):
-      guard let template else {
+      guard var template else {
         throw .failed("the model has no chat template this engine understands; use completions")
+      }
+      if let enableThinking {
+        // Without a thinking mode the model answers directly already: `false` asks for what it does.
+        guard template.hasThinkingMode || !enableThinking else { throw .noThinkingMode }
+        template.enableThinking = enableThinking
       }
       return tokenizer.encode(template.render(messages, addGenerationPrompt: true), addSpecial: true)
     }
@@ -166,7 +175,10 @@ public final class ServingEngine: @unchecked Sendable {
     if let name = request.adapter, name != AdapterRegistry.baseName, !registry.names.contains(name) {
       throw .unknownAdapter(name)
     }
-    let tokens = try tokenize(request.prompt)
+    if let scale = request.adapterScale, !AdapterRegistry.scaleRange.contains(scale) {
+      throw .adapterScaleOutOfRange(scale)
+    }
+    let tokens = try tokenize(request.prompt, enableThinking: request.enableThinking)
     guard !tokens.isEmpty else { throw .emptyPrompt }
     guard tokens.count < contextSize else { throw .promptTooLong(tokens: tokens.count, contextSize: contextSize) }
 
@@ -234,7 +246,7 @@ public final class ServingEngine: @unchecked Sendable {
     }
     let weights: AdaptedModel
     do {
-      weights = try registry.weights(for: job.request.adapter)
+      weights = try registry.weights(for: job.request.adapter, scale: job.request.adapterScale)
     } catch {
       let failure: ServingError
       if case .unknownAdapter(let name) = error { failure = .unknownAdapter(name) } else {
@@ -364,11 +376,16 @@ public final class ServingEngine: @unchecked Sendable {
   }
 
   /// A free slot for `weights`: the one whose cache shares the longest prefix with `prompt`
-  /// (same weights and same unmerged adapter only: a cache computed under other weights is
-  /// meaningless), else an unused or new one, else the least useful free one.
+  /// (same weights and same unmerged adapter at the same scale only: a cache computed under
+  /// other weights is meaningless), else an unused or new one, else the least useful free one.
   private func takeSlot(for weights: AdaptedModel, prompt: [Int32]) -> (Slot, Int) {
     func matches(_ slot: Slot) -> Bool {
-      slot.context.model === weights.model && slot.context.projectionHook as AnyObject? === weights.hook
+      guard slot.context.model === weights.model else { return false }
+      switch (slot.context.projectionHook as? LoRAHook, weights.hook) {
+      case (nil, nil): return slot.context.projectionHook == nil
+      case (let held?, let wanted?): return held.computesSameUpdate(as: wanted)
+      default: return false
+      }
     }
     var best: (slot: Slot, shared: Int)?
     for slot in slots where !slot.busy {

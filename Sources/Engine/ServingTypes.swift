@@ -1,6 +1,7 @@
 // The values the serving engine speaks: a request (prompt, adapter, options), the events of its
 // stream, its errors and the report it files when a request ends. Plain values with no HTTP
 // or JSON in them; the daemon maps them to and from its API.
+import Adapters
 import Tokenization
 
 public enum ServingPrompt: Sendable, Equatable {
@@ -15,11 +16,22 @@ public struct ServingRequest: Sendable {
   public var adapter: String?
   public var prompt: ServingPrompt
   public var options: GenerationOptions
+  /// The adapter's update times this (nil: as stored; 0: the base model); any other value runs
+  /// the adapter unmerged (`AdapterRegistry.weights(for:scale:)`), within `AdapterRegistry.scaleRange`.
+  public var adapterScale: Float?
+  /// Chat prompts: the template's `enable_thinking` (nil: the template's default). Only a
+  /// template with a thinking mode (Qwen 3) can turn thinking on; `false` suits every template.
+  public var enableThinking: Bool?
 
-  public init(adapter: String?, prompt: ServingPrompt, options: GenerationOptions) {
+  public init(
+    adapter: String?, prompt: ServingPrompt, options: GenerationOptions, adapterScale: Float? = nil,
+    enableThinking: Bool? = nil
+  ) {
     self.adapter = adapter
     self.prompt = prompt
     self.options = options
+    self.adapterScale = adapterScale
+    self.enableThinking = enableThinking
   }
 }
 
@@ -37,6 +49,10 @@ public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
   case saturated(retryAfterSeconds: Int)
   case promptTooLong(tokens: Int, contextSize: Int)
   case emptyPrompt
+  /// `adapterScale` is not finite or outside `AdapterRegistry.scaleRange`.
+  case adapterScaleOutOfRange(Float)
+  /// `enableThinking: true` for a chat template without a thinking mode.
+  case noThinkingMode
   /// The engine is shutting down.
   case stopping
   /// Merging the adapter or the forward pass failed.
@@ -49,6 +65,10 @@ public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
     case .promptTooLong(let tokens, let size):
       return "the prompt has \(tokens) tokens; the context holds \(size), so at most \(size - 1) fit"
     case .emptyPrompt: return "the prompt is empty"
+    case .adapterScaleOutOfRange(let scale):
+      let range = AdapterRegistry.scaleRange
+      return "the adapter scale must be a finite number from \(range.lowerBound) to \(range.upperBound), got \(scale)"
+    case .noThinkingMode: return "this model's chat template has no thinking mode to turn on"
     case .stopping: return "the daemon is stopping"
     case .failed(let message): return message
     }

@@ -352,10 +352,17 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
   /// `stream_options.include_usage`: one extra chunk with `usage` before `[DONE]`.
   public var includeUsageInStream: Bool
   public var features: RequestedFeatures
+  /// `adapter_scale`, or what the router resolved `lora` to (the backend sees `lora` empty).
+  public var adapterScaling: AdapterScaling?
+  /// llama-server's per-request adapters, as sent.
+  public var lora: [LoRAScaleEntry]?
+  /// `chat_template_kwargs.enable_thinking` (vLLM's and llama-server's field; the only kwarg served).
+  public var enableThinking: Bool?
 
   public init(
     model: String? = nil, messages: [ChatMessage], sampling: SamplingParameters = .init(),
-    stream: Bool = false, includeUsageInStream: Bool = false, features: RequestedFeatures = .init()
+    stream: Bool = false, includeUsageInStream: Bool = false, features: RequestedFeatures = .init(),
+    adapterScaling: AdapterScaling? = nil, lora: [LoRAScaleEntry]? = nil, enableThinking: Bool? = nil
   ) {
     self.model = model
     self.messages = messages
@@ -363,15 +370,20 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
     self.stream = stream
     self.includeUsageInStream = includeUsageInStream
     self.features = features
+    self.adapterScaling = adapterScaling
+    self.lora = lora
+    self.enableThinking = enableThinking
   }
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case model, messages, stream, n, logprobs, tools, grammar
+    case model, messages, stream, n, logprobs, tools, grammar, lora
     case streamOptions = "stream_options"
     case topLogprobs = "top_logprobs"
     case responseFormat = "response_format"
     case toolChoice = "tool_choice"
     case parallelToolCalls = "parallel_tool_calls"
+    case adapterScale = "adapter_scale"
+    case chatTemplateKwargs = "chat_template_kwargs"
   }
   static let keys = Set(CodingKeys.allCases.map(\.rawValue)).union(SamplingParameters.keys).union(IgnoredFields.keys)
 
@@ -394,11 +406,17 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
     features.parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
     features.keepOrder(decoder)
+    adapterScaling = try c.decodeIfPresent(Double.self, forKey: .adapterScale).map { AdapterScaling(scale: $0, field: "adapter_scale") }
+    lora = try c.decodeIfPresent([LoRAScaleEntry].self, forKey: .lora)
+    enableThinking = try c.decodeIfPresent(ChatTemplateKwargs.self, forKey: .chatTemplateKwargs)?.enableThinking
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encodeIfPresent(model, forKey: .model)
+    try c.encodeIfPresent(adapterScaling?.scale, forKey: .adapterScale)
+    try c.encodeIfPresent(lora, forKey: .lora)
+    if let enableThinking { try c.encode(ChatTemplateKwargs(enableThinking: enableThinking), forKey: .chatTemplateKwargs) }
     try c.encode(messages, forKey: .messages)
     try c.encode(stream, forKey: .stream)
     if includeUsageInStream { try c.encode(StreamOptions(includeUsage: true), forKey: .streamOptions) }
@@ -417,6 +435,7 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
   func validate() throws(APIError) {
     if messages.isEmpty { throw .invalidField("messages", "must hold at least one message") }
     try validateModelField(model)
+    try AdapterScaleFields.validate(adapterScaling, lora)
     try sampling.validate()
     try features.validate(logprobsField: "top_logprobs")
   }
@@ -429,10 +448,14 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
   public var stream: Bool
   public var includeUsageInStream: Bool
   public var features: RequestedFeatures
+  /// As in `ChatCompletionRequest`.
+  public var adapterScaling: AdapterScaling?
+  public var lora: [LoRAScaleEntry]?
 
   public init(
     model: String? = nil, prompt: String, sampling: SamplingParameters = .init(), stream: Bool = false,
-    includeUsageInStream: Bool = false, features: RequestedFeatures = .init()
+    includeUsageInStream: Bool = false, features: RequestedFeatures = .init(), adapterScaling: AdapterScaling? = nil,
+    lora: [LoRAScaleEntry]? = nil
   ) {
     self.model = model
     self.prompt = prompt
@@ -440,10 +463,13 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     self.stream = stream
     self.includeUsageInStream = includeUsageInStream
     self.features = features
+    self.adapterScaling = adapterScaling
+    self.lora = lora
   }
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case model, prompt, stream, n, logprobs, echo, suffix, grammar
+    case model, prompt, stream, n, logprobs, echo, suffix, grammar, lora
+    case adapterScale = "adapter_scale"
     case bestOf = "best_of"
     case streamOptions = "stream_options"
     case responseFormat = "response_format"
@@ -476,11 +502,15 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     features.responseFormat = try c.decodeIfPresent(JSONValue.self, forKey: .responseFormat)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
     features.keepOrder(decoder)
+    adapterScaling = try c.decodeIfPresent(Double.self, forKey: .adapterScale).map { AdapterScaling(scale: $0, field: "adapter_scale") }
+    lora = try c.decodeIfPresent([LoRAScaleEntry].self, forKey: .lora)
   }
 
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encodeIfPresent(model, forKey: .model)
+    try c.encodeIfPresent(adapterScaling?.scale, forKey: .adapterScale)
+    try c.encodeIfPresent(lora, forKey: .lora)
     try c.encode(prompt, forKey: .prompt)
     try c.encode(stream, forKey: .stream)
     if includeUsageInStream { try c.encode(StreamOptions(includeUsage: true), forKey: .streamOptions) }
@@ -497,6 +527,7 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
 
   func validate() throws(APIError) {
     try validateModelField(model)
+    try AdapterScaleFields.validate(adapterScaling, lora)
     try sampling.validate()
     try features.validate(logprobsField: "logprobs")
   }
@@ -517,6 +548,18 @@ extension RequestedFeatures {
     if echo == true { throw .invalidField("echo", "echoing the prompt is not served") }
     if let b = bestOf, b != 1 { throw .invalidField("best_of", "only best_of = 1 is served") }
     if let s = suffix, !s.isEmpty { throw .invalidField("suffix", "insertion (suffix) is not served") }
+  }
+}
+
+/// `chat_template_kwargs`: the chat templates are re-implemented, not interpreted, so the only
+/// variable they read is Qwen 3's `enable_thinking`; any other key is refused by name.
+struct ChatTemplateKwargs: Codable {
+  var enableThinking: Bool?
+  enum CodingKeys: String, CodingKey { case enableThinking = "enable_thinking" }
+  init(enableThinking: Bool?) { self.enableThinking = enableThinking }
+  init(from decoder: any Decoder) throws {
+    try refuseUnknownKeys(decoder, known: ["enable_thinking"])
+    enableThinking = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Bool.self, forKey: .enableThinking)
   }
 }
 

@@ -13,7 +13,7 @@ struct HTTPRequest: Sendable {
 }
 
 enum Route: Equatable {
-  case chatCompletions, completions, models, health, metrics, tokenize, detokenize
+  case chatCompletions, completions, models, health, metrics, tokenize, detokenize, loraAdapters
   case model(String)
   case adapters
   case adapter(String)
@@ -35,6 +35,7 @@ enum Route: Equatable {
     case ["", "v1", "adapters"]: return .adapters
     case ["", "tokenize"]: return .tokenize
     case ["", "detokenize"]: return .detokenize
+    case ["", "lora-adapters"]: return .loraAdapters
     default:
       if parts.count == 4, parts[0] == "", parts[1] == "v1", parts[2] == "models" {
         return .model(parts[3].removingPercentEncoding ?? parts[3])
@@ -57,7 +58,7 @@ enum Route: Equatable {
   var allowedMethods: [HTTPMethod] {
     switch self {
     case .chatCompletions, .completions, .tokenize, .detokenize: return [.POST]
-    case .models, .model, .health, .metrics: return [.GET]
+    case .models, .model, .health, .metrics, .loraAdapters: return [.GET]
     case .adapters: return [.GET, .POST]
     case .adapter: return [.DELETE]
     case .adapterDefault: return [.POST, .DELETE]
@@ -116,13 +117,19 @@ struct Router: Sendable {
     }
     switch (route, request.head.method) {
     case (.chatCompletions, _):
-      let req = try decode(ChatCompletionRequest.self, from: request.body)
+      var req = try decode(ChatCompletionRequest.self, from: request.body)
       try req.validate()
+      (req.model, req.adapterScaling) = try await resolveAdapter(model: req.model, scaling: req.adapterScaling, lora: req.lora)
+      req.lora = nil
       try await chat(req, writer: writer)
     case (.completions, _):
-      let req = try decode(CompletionRequest.self, from: request.body)
+      var req = try decode(CompletionRequest.self, from: request.body)
       try req.validate()
+      (req.model, req.adapterScaling) = try await resolveAdapter(model: req.model, scaling: req.adapterScaling, lora: req.lora)
+      req.lora = nil
       try await complete(req, writer: writer)
+    case (.loraAdapters, _):
+      try await writer.writeJSON(await loraAdapterList())
     case (.models, _):
       let list = ModelList(
         data: await backend.models().map {

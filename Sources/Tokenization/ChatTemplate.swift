@@ -38,6 +38,8 @@ public struct ChatTemplate: Sendable, Equatable {
   /// Qwen 3 only: the template's `enable_thinking`; false ends the generation prompt with an
   /// empty `<think>` block so the model answers directly. nil (the default) leaves it undefined.
   public var enableThinking: Bool?
+  /// Whether `enableThinking` changes anything: the family has a thinking mode to switch.
+  public var hasThinkingMode: Bool { family == .qwen3 }
 
   /// The names `ChatTemplate(named:)` (and the CLI's `--chat-template NAME`) accept.
   public static let names: [String] = ["chatml", "smollm2"] + Family.allCases.dropFirst().map(\.rawValue)

@@ -115,6 +115,41 @@ struct BatchedServingTests {
     }
   }
 
+  /// Per-request adapter scales: two sequences on one adapter at different scales share every
+  /// step (each with its own hook on the same factors) and each gets the tokens it gets alone;
+  /// scale 0 is the base model's tokens exactly. With merging, the scaled ones run unmerged.
+  @Test("two sequences at different scales of one adapter each get their own tokens", arguments: [MergeType.none, .q8_0])
+  func scalesSideBySide(_ mergeType: MergeType) async throws {
+    let requests = [Float(0.5), 3].map { scale in
+      var r = Self.request(Self.prompts[1], adapter: "a", maxTokens: 16)
+      r.adapterScale = scale
+      return r
+    }
+    var off = Self.request(Self.prompts[1], adapter: "a", maxTokens: 16)
+    off.adapterScale = 0
+    let alone = try await Self.alone(
+      mergeType: mergeType, requests + [off, Self.request(Self.prompts[1], adapter: AdapterRegistry.baseName, maxTokens: 16)])
+    #expect(alone[0].tokens.map(\.token) != alone[1].tokens.map(\.token), "the scales must change the tokens")
+    #expect(alone[2].tokens == alone[3].tokens, "scale 0 is the base model")
+
+    let engine = try Self.engine(mergeType: mergeType, maxConcurrent: 2)
+    let streams = try requests.map { try engine.submit($0) }
+    engine.start()
+    defer { engine.stop() }
+    let batched = try await withThrowingTaskGroup(of: (Int, Output).self) { group in
+      for (i, stream) in streams.enumerated() { group.addTask { (i, try await Self.collect(stream)) } }
+      var outputs = [Output](repeating: Output(), count: streams.count)
+      for try await (i, output) in group { outputs[i] = output }
+      return outputs
+    }
+    for i in requests.indices {
+      #expect(Self.agree(alone[i], batched[i]), "scale \(requests[i].adapterScale!): \(batched[i].text) vs alone \(alone[i].text)")
+    }
+    var tooBig = requests[0]
+    tooBig.adapterScale = 4.5
+    #expect(throws: ServingError.adapterScaleOutOfRange(4.5)) { try engine.submit(tooBig) }
+  }
+
   @Test("a request joining, leaving or cancelled mid-batch changes nobody else's tokens")
   func joinLeaveCancel() async throws {
     let long = Self.request(Self.prompts[3], adapter: "a", maxTokens: 40)

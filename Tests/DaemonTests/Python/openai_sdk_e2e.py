@@ -501,6 +501,63 @@ def async_concurrent_streams():
     asyncio.run(run())
 
 
+def scaled_adapter_id():
+    """Loads the random adapter the Swift test wrote (adapters/scaled.gguf) once; its lora id."""
+    r = raw.post("/v1/adapters", json={"name": "scaled", "path": "scaled.gguf"})
+    assert r.status_code in (201, 409), r.text
+    listed = raw.get("/lora-adapters")
+    assert listed.status_code == 200, listed.text
+    ids = {e["path"]: e["id"] for e in listed.json()}
+    assert set(e["scale"] for e in listed.json()) <= {0, 1}, listed.json()
+    return ids["scaled"]
+
+
+def answer(model, **kw):
+    return client.chat.completions.create(
+        model=model, messages=USER, temperature=0, max_completion_tokens=12, **kw).choices[0].message.content
+
+
+@check
+def adapter_scale_and_llama_server_lora():
+    sid = scaled_adapter_id()
+    base, full = answer(BASE), answer("scaled")
+    assert base != full, "the adapter must change the answer for the checks to mean anything"
+    assert answer("scaled", extra_body={"adapter_scale": 0}) == base
+    assert answer("scaled", extra_body={"adapter_scale": 1}) == full
+    lora_full = client.chat.completions.create(
+        model=BASE, messages=USER, temperature=0, max_completion_tokens=12,
+        extra_body={"lora": [{"id": sid, "scale": 1}]})
+    assert lora_full.model == "scaled" and lora_full.choices[0].message.content == full, lora_full
+    assert answer(BASE, extra_body={"lora": [{"id": sid, "scale": 0}]}) == base
+    # Another scale runs unmerged; both spellings are the same request.
+    half = answer("scaled", extra_body={"adapter_scale": 0.5})
+    assert half == answer(BASE, extra_body={"lora": [{"id": sid, "scale": 0.5}]})
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="scaled", messages=USER, temperature=0, max_completion_tokens=12, stream=True,
+        extra_body={"adapter_scale": 0.5}) if c.choices)
+    assert streamed == half, (streamed, half)
+    done = client.completions.create(model="scaled", prompt="Colours:", max_tokens=6, temperature=0,
+                                     extra_body={"adapter_scale": 0})
+    assert done.choices[0].text == client.completions.create(
+        model=BASE, prompt="Colours:", max_tokens=6, temperature=0).choices[0].text
+    refused("adapter_scale", lambda: answer("scaled", extra_body={"adapter_scale": 4.5}))
+    refused("lora[0].scale", lambda: answer(BASE, extra_body={"lora": [{"id": sid, "scale": -9}]}))
+    refused("lora[0].id", lambda: answer(BASE, extra_body={"lora": [{"id": 99, "scale": 1}]}))
+    refused("lora", lambda: answer(BASE, extra_body={"lora": [{"id": sid, "scale": 1}, {"id": sid + 1, "scale": 1}]}))
+    refused("adapter_scale", lambda: answer(BASE, extra_body={"adapter_scale": 1, "lora": [{"id": sid, "scale": 1}]}))
+
+
+@check
+def chat_template_kwargs_enable_thinking():
+    plain = chat().choices[0].message.content
+    # SmolLM2's ChatML has no thinking mode: false is what it does already, true cannot be honoured.
+    assert chat(extra_body={"chat_template_kwargs": {"enable_thinking": False}}).choices[0].message.content == plain
+    refused("chat_template_kwargs.enable_thinking",
+            lambda: chat(extra_body={"chat_template_kwargs": {"enable_thinking": True}}))
+    refused("chat_template_kwargs.reasoning_effort",
+            lambda: chat(extra_body={"chat_template_kwargs": {"reasoning_effort": "low"}}))
+
+
 # E2E_ONLY=name1,name2 runs only those checks (while working on them).
 only = set(filter(None, os.environ.get("E2E_ONLY", "").split(",")))
 checks = [fn for fn in checks if not only or fn.__name__ in only]
