@@ -18,14 +18,10 @@ import Llama
 public struct AdaptedModel: Sendable {
   public let model: LlamaModel
   public let hook: LoRAHook?
-  /// When `model` is a merged set: the same adapter unmerged, a hook on the registry's base,
-  /// so a step mixing adapters can run all its rows through the base weights at once.
-  public let unmerged: LoRAHook?
 
-  public init(model: LlamaModel, hook: LoRAHook?, unmerged: LoRAHook? = nil) {
+  public init(model: LlamaModel, hook: LoRAHook?) {
     self.model = model
     self.hook = hook
-    self.unmerged = unmerged
   }
 }
 
@@ -120,8 +116,7 @@ public final class AdapterRegistry: @unchecked Sendable {
   }
 
   /// The weights for a request and, with merge type `none`, the hook to apply (nil otherwise
-  /// and for the base model); a merged set comes with its unmerged hook too. Cached like merged
-  /// sets.
+  /// and for the base model). Cached like merged sets.
   public func weights(for name: String?) throws(AdapterError) -> AdaptedModel {
     lock.lock()
     defer { lock.unlock() }
@@ -142,8 +137,7 @@ public final class AdapterRegistry: @unchecked Sendable {
       mergeType == .none
       ? AdaptedModel(model: base, hook: LoRAHook(adapter: adapter))
       : AdaptedModel(
-        model: try Merge.merge(adapter, into: base, type: mergeType, pool: pool, buffers: buffers), hook: nil,
-        unmerged: LoRAHook(adapter: adapter))
+        model: try Merge.merge(adapter, into: base, type: mergeType, pool: pool, buffers: buffers), hook: nil)
     if capacity > 0 { cache.append((chosen, weights)) }
     return weights
   }

@@ -151,18 +151,6 @@ public final class LlamaContext {
     reset()
   }
 
-  /// Evaluates with `newModel` and `hook` from now on and keeps the cache: for the same adapter
-  /// in its other form (merged weights, or the base with the adapter's unmerged hook), whose
-  /// keys and values agree with this form's up to the merge's rounding. The serving engine
-  /// switches a sequence between the two forms from one batched step to the next.
-  public func switchForm(model newModel: LlamaModel, hook: (any LlamaProjectionHook)?) {
-    precondition(
-      newModel.hyper == model.hyper && newModel.rope == model.rope && newModel.slidingRope == model.slidingRope,
-      "switchForm needs weights of the same shapes")
-    model = newModel
-    projectionHook = hook
-  }
-
   /// Logits of the last evaluated token; valid until the next call to `evaluate`.
   public var lastLogits: UnsafeBufferPointer<Float> {
     UnsafeBufferPointer(start: logits, count: model.vocabularySize)

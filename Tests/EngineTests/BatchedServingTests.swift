@@ -4,10 +4,8 @@
 // Alone and batched rows sum in different orders on AVX-512 (decode dots vs tiles), so tokens
 // are compared up to the first step where the alone run's top two are within `nearTie` nats,
 // and the chosen tokens' log probabilities within `logprobTolerance`.
-// Merged adapters (q8_0): alone, a sequence runs on its merged weights; in a step mixing
-// adapters it runs on the base weights plus its unmerged update (ServingEngine.form), so the two
-// differ by the merge's Q8_0 rounding of W + s·BA: measured here at most ~0.05 nats on the
-// chosen tokens' log probabilities, so merged runs compare with 0.15 nats (tie and tolerance).
+// Merged adapters keep their merged weights in every step (a pass per set of weights), so
+// merged runs compare with the same tolerance.
 import Adapters
 import Foundation
 import GGUF
@@ -21,8 +19,8 @@ import Engine
   .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)"),
   .serialized)
 struct BatchedServingTests {
-  static func nearTie(_ mergeType: MergeType) -> Double { mergeType == .none ? 0.02 : 0.15 }
-  static func logprobTolerance(_ mergeType: MergeType) -> Double { mergeType == .none ? 0.02 : 0.15 }
+  static func nearTie(_ mergeType: MergeType) -> Double { 0.02 }
+  static func logprobTolerance(_ mergeType: MergeType) -> Double { 0.02 }
   static let prompts = [
     "Hi", "Write a haiku about the sea.", "What is 2 + 2?",
     "List three colours, then explain in one long sentence why the sky looks blue on a clear day.",
