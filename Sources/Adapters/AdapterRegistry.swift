@@ -22,6 +22,11 @@ import Llama
 public struct AdaptedModel: Sendable {
   public let model: LlamaModel
   public let hook: LoRAHook?
+
+  public init(model: LlamaModel, hook: LoRAHook?) {
+    self.model = model
+    self.hook = hook
+  }
 }
 
 public final class AdapterRegistry: @unchecked Sendable {

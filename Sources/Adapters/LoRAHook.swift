@@ -2,7 +2,8 @@
 // A (rank x in) and Bᵀ (rank x out) converted once to F16 into one buffer, contiguous per target
 // (half the bytes of F32: decode is bound by reading memory). A single token hands the factors
 // to the context (`lowRank`), which adds the update inside the projection's own parallel pass
-// (MatMul.multiplyVector(adding:)); `apply` serves batches, each thread taking whole tokens.
+// (MatMul.multiplyVector(adding:)); `apply` serves batches as two small products over all
+// the rows of a run (one slice of the factors per thread, read once for every row).
 // Immutable after init, so contexts on different threads may share one hook.
 // `scaled(by:)` makes a hook on the same factors at another scale (a request's `adapter_scale`):
 // the scale is a property of the hook instance, so sequences at different scales of one adapter
@@ -118,10 +119,22 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
             out + js.lowerBound, t.bt + js.lowerBound, Int64(rows), u, Int64(rank), Int64(js.count))
         }
       } else {
-        pool.parallelFor(tokens) { range, _ in
-          for i in range {
-            dq_lora_down_f16(u + i * rank, t.a, Int64(rank), x + i * columns, Int64(columns), scale)
-            dq_lora_up_f16(out + i * rows, t.bt, Int64(rows), u + i * rank, Int64(rank), Int64(rows))
+        // Grouped low-rank product over all the run's rows (S-LoRA/Punica's shape on a CPU):
+        // U = s·X Aᵀ, then Y += U Bᵀ, each thread taking a slice of the factors and every row,
+        // so each slice of A and Bᵀ is read from memory once per step (it stays in cache across
+        // the rows) instead of once per row.
+        pool.parallelFor(rank, align: 2) { ks, _ in
+          for i in 0..<tokens {
+            dq_lora_down_f16(
+              u + i * rank + ks.lowerBound, t.a + ks.lowerBound * columns, Int64(ks.count), x + i * columns,
+              Int64(columns), scale)
+          }
+        }
+        pool.parallelFor(rows, align: 32) { js, _ in
+          for i in 0..<tokens {
+            dq_lora_up_f16(
+              out + i * rows + js.lowerBound, t.bt + js.lowerBound, Int64(rows), u + i * rank, Int64(rank),
+              Int64(js.count))
           }
         }
       }

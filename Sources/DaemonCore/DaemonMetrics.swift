@@ -32,6 +32,9 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   private let cacheHits: Counter
   private let cacheMisses: Counter
   private let residentBytes: Gauge
+  private let kvCacheBytes: Gauge
+  private let kvCacheAllocatedBytes: Gauge
+  private let kvCacheBudgetBytes: Gauge
 
   public init() {
     let registry = PrometheusCollectorRegistry()
@@ -91,6 +94,10 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     cacheHits = counter("droplorad_merged_cache_hits_total", "Requests served by an already merged weight set.")
     cacheMisses = counter("droplorad_merged_cache_misses_total", "Requests that had to merge their adapter first.")
     residentBytes = gauge("droplorad_resident_memory_bytes", "Resident set size of the daemon.")
+    kvCacheBytes = gauge("droplorad_kv_cache_bytes", "KV cache bytes held by running generations.")
+    kvCacheAllocatedBytes = gauge(
+      "droplorad_kv_cache_allocated_bytes", "KV cache bytes of all slots (free ones keep prompt prefixes for reuse).")
+    kvCacheBudgetBytes = gauge("droplorad_kv_cache_budget_bytes", "KV cache budget (limits.kv_cache_mib).")
   }
 
   public func requestFinished(_ report: RequestReport) {
@@ -168,6 +175,10 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     cacheMisses.reset()
     cacheMisses.increment(by: Int64(counts.misses))
     if let rss = ProcessMemory.residentBytes() { residentBytes.set(Int64(rss)) }
+    let kv = engine.kvCacheBytes
+    kvCacheBytes.set(Int64(kv.inUse))
+    kvCacheAllocatedBytes.set(Int64(kv.allocated))
+    kvCacheBudgetBytes.set(Int64(engine.kvCacheBudgetBytes))
     return registry.emitToString()
   }
 }

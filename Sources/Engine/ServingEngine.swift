@@ -4,9 +4,18 @@
 // compute thread with continuous batching: each step gathers the next token of every decoding
 // sequence and chunks of waiting prompts (up to `batchTokens` rows in all) into one batched
 // forward pass (LlamaBatch), so the weights are read once per step for all of them. A request
-// joins at the next step after it leaves the queue and leaves when it finishes. Each running
-// sequence owns a slot: a KV cache that also remembers what it holds, so the next turn of a chat
-// on the same weights evaluates only its new tokens.
+// joins at the next step after it leaves the queue and leaves when it finishes; requests leave
+// the queue taking turns between adapters (one adapter flooding the queue does not starve
+// others). Each running sequence owns a slot: a KV cache sized by the request's need (prompt +
+// max_tokens, in pages of `kvPageTokens`) that also remembers what it holds, so the next turn of
+// a chat on the same weights evaluates only its new tokens. All slots together stay within the
+// KV budget: a request that cannot get its KV memory waits in the queue.
+//
+// Adapters: unmerged ones (merge type `none`) share the base pass, each adding its low-rank
+// update to its own rows (LoRAHook's grouped kernel); merged ones are other weights and take a
+// pass each. Switching a sequence between its merged and unmerged forms from step to step was
+// tried and dropped: the forms differ by up to ~0.46 nats on chosen tokens (Q8_0 merge vs Q4_1
+// base + F16 update), enough to change greedy outputs (BatchedServingTests).
 import Adapters
 import Dispatch
 import Foundation
@@ -29,11 +38,16 @@ public struct ServingConfiguration: Sendable, Equatable {
   /// A chat template by name instead of the model's own (see `ChatTemplate.names`).
   public var chatTemplate: String?
   public var kvCache: KVCacheElement
+  /// Most bytes of KV cache all sequences' slots hold together; nil: as many full-context slots
+  /// as `maxConcurrentGenerations`. Raised to one full-context slot if smaller.
+  public var kvCacheBudgetBytes: Int?
 
   public init(
     contextSize: Int = 2048, threads: Int = 1, maxConcurrentGenerations: Int = 2, queueLimit: Int = 32,
-    prefillChunk: Int = 128, batchTokens: Int = 256, chatTemplate: String? = nil, kvCache: KVCacheElement = .f32
+    prefillChunk: Int = 128, batchTokens: Int = 256, chatTemplate: String? = nil, kvCache: KVCacheElement = .f32,
+    kvCacheBudgetBytes: Int? = nil
   ) {
+    self.kvCacheBudgetBytes = kvCacheBudgetBytes
     self.batchTokens = batchTokens
     self.kvCache = kvCache
     self.contextSize = contextSize
@@ -55,6 +69,10 @@ public final class ServingEngine: @unchecked Sendable {
   private let prefillChunk: Int
   private let batchTokens: Int
   private let kvCache: KVCacheElement
+  /// The KV budget in bytes (at least one full-context slot).
+  public let kvCacheBudgetBytes: Int
+  /// Slots are sized in whole pages of this many tokens, so similar requests reuse each other's.
+  static let kvPageTokens = 256
   private let observer: (any ServingObserver)?
   private let pool: ThreadPool
 
@@ -67,6 +85,12 @@ public final class ServingEngine: @unchecked Sendable {
   private var heartbeat = DispatchTime.now().uptimeNanoseconds
   /// Moving average of a request's compute seconds, for Retry-After estimates.
   private var averageRequestSeconds = 1.0
+  /// When each adapter (by request name, "" for the default) last left the queue, in admissions.
+  private var lastAdmitted: [String: Int] = [:]
+  private var admissions = 0
+  /// KV bytes of all slots, and of the slots running sequences hold (read by /metrics).
+  private var kvBytesAllocated = 0
+  private var kvBytesInUse = 0
   private var thread: Thread?
   private let finishedRunning = DispatchSemaphore(value: 0)
 
@@ -87,6 +111,10 @@ public final class ServingEngine: @unchecked Sendable {
     prefillChunk = max(1, configuration.prefillChunk)
     batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
+    let fullSlot = LlamaContext.cacheByteCount(
+      hyper: registry.base.hyper, contextLength: contextSize, maxBatch: 1, cacheElement: configuration.kvCache)
+    kvCacheBudgetBytes = max(
+      fullSlot, configuration.kvCacheBudgetBytes ?? fullSlot * max(1, configuration.maxConcurrentGenerations))
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
     queueLimit = max(0, configuration.queueLimit)
     pool = ThreadPool(threads: max(1, configuration.threads))
@@ -138,6 +166,9 @@ public final class ServingEngine: @unchecked Sendable {
   /// Whether any generation is queued or running (background training yields to it).
   public var isBusy: Bool { condition.withLock { !pending.isEmpty || runningCount > 0 } }
   public var runningGenerations: Int { condition.withLock { runningCount } }
+  /// KV cache bytes held by running sequences, and by all slots (free ones keep theirs for
+  /// prompt-prefix reuse until another request needs the memory).
+  public var kvCacheBytes: (inUse: Int, allocated: Int) { condition.withLock { (kvBytesInUse, kvBytesAllocated) } }
   /// Seconds since the compute thread last went round its loop (a wedged loop stops the
   /// systemd watchdog pings).
   public var secondsSinceHeartbeat: Double {
@@ -216,15 +247,21 @@ public final class ServingEngine: @unchecked Sendable {
         for item in running { cancel(item) }
         break
       }
-      var admitted: [Job] = []
-      while running.count + admitted.count < maxConcurrent, !pending.isEmpty {
-        admitted.append(pending.removeFirst())
+      // Admission: adapters take turns; a job whose KV memory cannot be found waits.
+      var admitted: [(Job, Slot, Int)] = []
+      while running.count + admitted.count < maxConcurrent, let index = nextPendingIndex() {
+        let job = pending[index]
+        guard let (slot, reused) = reserveSlot(for: job) else { break }
+        pending.remove(at: index)
+        lastAdmitted[job.request.adapter ?? ""] = admissions
+        admissions += 1
+        admitted.append((job, slot, reused))
       }
       runningCount = running.count + admitted.count
       condition.unlock()
 
-      for job in admitted {
-        if let item = begin(job) { running.append(item) }
+      for (job, slot, reused) in admitted {
+        if let item = begin(job, slot: slot, reused: reused) { running.append(item) }
       }
       step(running)
       running.removeAll { item in
@@ -232,15 +269,28 @@ public final class ServingEngine: @unchecked Sendable {
         finish(item)
         return true
       }
-      condition.withLock { runningCount = running.count }
+      updateKVAccounting(runningCount: running.count)
     }
     condition.withLock { runningCount = 0 }
     finishedRunning.signal()
   }
 
-  /// Picks the weights and a slot, and sets the sequence up; nil when the job ended already.
-  private func begin(_ job: Job) -> Running? {
+  /// The pending job to admit next: the oldest of the adapter that left the queue least recently
+  /// (round-robin over adapters, so one flooding the queue does not starve the others).
+  private func nextPendingIndex() -> Int? {
+    var best: (index: Int, turn: Int)?
+    for (index, job) in pending.enumerated() {
+      let turn = lastAdmitted[job.request.adapter ?? ""] ?? -1
+      if best == nil || turn < best!.turn { best = (index, turn) }
+    }
+    return best?.index
+  }
+
+  /// Resolves the job's weights and sets the sequence up on its reserved slot; nil when the job
+  /// ended already or its adapter cannot be used (the slot goes back).
+  private func begin(_ job: Job, slot: Slot, reused: Int) -> Running? {
     guard !job.isCancelled else {
+      release(slot)
       job.continuation.finish()
       return nil
     }
@@ -248,6 +298,7 @@ public final class ServingEngine: @unchecked Sendable {
     do {
       weights = try registry.weights(for: job.request.adapter, scale: job.request.adapterScale)
     } catch {
+      release(slot)
       let failure: ServingError
       if case .unknownAdapter(let name) = error { failure = .unknownAdapter(name) } else {
         failure = .failed("cannot use adapter '\(job.request.adapter ?? "default")': \(error)")
@@ -256,11 +307,20 @@ public final class ServingEngine: @unchecked Sendable {
       report(job, sequence: nil, reused: 0, firstToken: nil, started: nil, failed: true)
       return nil
     }
-    let (slot, reused) = takeSlot(for: weights, prompt: job.promptTokens)
+    // The slot was picked by adapter name; a cache of other weights (the adapter reloaded or
+    // its merge evicted meanwhile) is forgotten.
+    var reused = reused
+    if !slot.holds(weights) {
+      slot.context.use(model: weights.model)
+      slot.context.projectionHook = weights.hook
+      slot.weights = weights
+      slot.cachedTokens = []
+      reused = 0
+    }
     let sequence = GenerationSequence(
       context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens,
       options: job.request.options, prefillChunk: prefillChunk, reusing: reused)
-    return Running(job: job, slot: slot, sequence: sequence, reused: sequence.reusedPromptTokens)
+    return Running(job: job, slot: slot, weights: weights, sequence: sequence, reused: sequence.reusedPromptTokens)
   }
 
   /// One batched step: every decoding sequence samples its next token, prompt chunks fill the
@@ -346,7 +406,7 @@ public final class ServingEngine: @unchecked Sendable {
       item.job.continuation.finish()
     }
     item.slot.cachedTokens = Array(item.sequence.evaluatedTokens)
-    item.slot.busy = false
+    release(item.slot)
     report(
       item.job, sequence: item.sequence, reused: item.reused, firstToken: item.firstToken, started: item.started,
       failed: item.failure != nil)
@@ -355,7 +415,7 @@ public final class ServingEngine: @unchecked Sendable {
   private func cancel(_ item: Running) {
     item.sequence.cancel()
     item.job.continuation.finish(throwing: ServingError.stopping)
-    item.slot.busy = false
+    release(item.slot)
   }
 
   private func report(
@@ -375,46 +435,80 @@ public final class ServingEngine: @unchecked Sendable {
         failed: failed))
   }
 
-  /// A free slot for `weights`: the one whose cache shares the longest prefix with `prompt`
-  /// (same weights and same unmerged adapter at the same scale only: a cache computed under
-  /// other weights is meaningless), else an unused or new one, else the least useful free one.
-  private func takeSlot(for weights: AdaptedModel, prompt: [Int32]) -> (Slot, Int) {
-    func matches(_ slot: Slot) -> Bool {
-      guard slot.context.model === weights.model else { return false }
-      switch (slot.context.projectionHook as? LoRAHook, weights.hook) {
-      case (nil, nil): return slot.context.projectionHook == nil
-      case (let held?, let wanted?): return held.computesSameUpdate(as: wanted)
-      default: return false
-      }
+  // MARK: - KV slots (compute thread; reserveSlot runs with `condition` held)
+
+  /// Tokens of KV a job needs: its prompt and every token it may generate, in whole pages,
+  /// at most the context size.
+  private func kvTokens(for job: Job) -> Int {
+    let need = job.promptTokens.count + max(1, job.request.options.maxTokens)
+    let pages = (need + Self.kvPageTokens - 1) / Self.kvPageTokens
+    return min(contextSize, pages * Self.kvPageTokens)
+  }
+
+  /// A free slot for `job`, marked busy: of those large enough, the one whose cache shares the
+  /// longest prefix with its prompt on the same adapter, else the smallest (if it wastes at most
+  /// half), else a new one sized by need, made room for by dropping free slots (those with the
+  /// least cached first); nil when running sequences hold too much of the KV budget. Returns
+  /// the slot and how many prompt tokens its cache may already hold (`begin` checks the weights).
+  private func reserveSlot(for job: Job) -> (Slot, Int)? {
+    let tokens = kvTokens(for: job)
+    let adapter = Self.cacheKey(for: job)
+    func shared(_ slot: Slot) -> Int {
+      slot.adapter == adapter ? commonPrefixLength(slot.cachedTokens, job.promptTokens) : 0
     }
-    var best: (slot: Slot, shared: Int)?
-    for slot in slots where !slot.busy {
-      let shared = matches(slot) ? commonPrefixLength(slot.cachedTokens, prompt) : 0
-      if best == nil || shared > best!.shared { best = (slot, shared) }
+    let free = slots.filter { !$0.busy }
+    let fitting = free.filter { $0.context.capacity >= tokens }
+    if let best = fitting.max(by: { shared($0) < shared($1) }), shared(best) > 0 {
+      best.busy = true
+      return (best, shared(best))
     }
-    let chosen: (slot: Slot, shared: Int)
-    if let best, best.shared > 0 || slots.count >= maxConcurrentSnapshot() {
-      chosen = best
-    } else {
-      let slot = Slot(
-        context: LlamaContext(
-          model: weights.model, contextLength: contextSize, pool: pool, maxBatch: 1, cacheElement: kvCache))
-      slot.context.projectionHook = weights.hook
-      slots.append(slot)
-      chosen = (slot, 0)
+    if let reuse = fitting.min(by: { $0.context.capacity < $1.context.capacity }),
+      reuse.context.capacity <= 2 * tokens
+    {
+      reuse.busy = true
+      reuse.adapter = adapter
+      reuse.cachedTokens = []
+      return (reuse, 0)
     }
-    if !matches(chosen.slot) {
-      chosen.slot.context.use(model: weights.model)
-      chosen.slot.context.projectionHook = weights.hook
-      chosen.slot.cachedTokens = []
+    let bytes = LlamaContext.cacheByteCount(
+      hyper: registry.base.hyper, contextLength: tokens, maxBatch: 1, cacheElement: kvCache)
+    var allocated = slots.reduce(0) { $0 + $1.context.cacheByteCount }
+    for slot in free.sorted(by: { $0.cachedTokens.count < $1.cachedTokens.count })
+    where allocated + bytes > kvCacheBudgetBytes {
+      allocated -= slot.context.cacheByteCount
+      slots.removeAll { $0 === slot }
     }
-    chosen.slot.busy = true
+    guard allocated + bytes <= kvCacheBudgetBytes else { return nil }
+    let slot = Slot(
+      context: LlamaContext(model: registry.base, contextLength: tokens, pool: pool, maxBatch: 1, cacheElement: kvCache),
+      adapter: adapter)
+    slot.busy = true
+    slots.append(slot)
+    return (slot, 0)
+  }
+
+  /// What a slot's cache was computed under, by name: the adapter and, when given, its scale
+  /// (a cache of one scale is meaningless under another).
+  private static func cacheKey(for job: Job) -> String {
+    let adapter = job.request.adapter ?? ""
+    guard let scale = job.request.adapterScale else { return adapter }
+    return "\(adapter)@\(scale)"
+  }
+
+  private func release(_ slot: Slot) {
+    slot.busy = false
     // Slots beyond a lowered limit are given back once free.
-    let limit = maxConcurrentSnapshot()
-    if slots.count > limit {
-      slots.removeAll { !$0.busy && slots.count > limit && $0 !== chosen.slot }
+    if slots.count > maxConcurrentSnapshot() { slots.removeAll { $0 === slot } }
+  }
+
+  private func updateKVAccounting(runningCount running: Int) {
+    let allocated = slots.reduce(0) { $0 + $1.context.cacheByteCount }
+    let inUse = slots.reduce(0) { $0 + ($1.busy ? $1.context.cacheByteCount : 0) }
+    condition.withLock {
+      runningCount = running
+      kvBytesAllocated = allocated
+      kvBytesInUse = inUse
     }
-    return (chosen.slot, chosen.shared)
   }
 
   private func maxConcurrentSnapshot() -> Int { condition.withLock { maxConcurrent } }
@@ -446,18 +540,36 @@ private final class Job: @unchecked Sendable {
   func cancel() { lock.withLock { cancelled = true } }
 }
 
-/// A KV cache and what it holds.
+/// A KV cache and what it holds: tokens of the adapter named `adapter` ("" the default, with
+/// "@scale" when a request scaled it), evaluated with `weights`.
 private final class Slot {
   let context: LlamaContext
+  var adapter: String
+  /// The weights the cache was computed with (nil before the first sequence).
+  var weights: AdaptedModel?
   var cachedTokens: [Int32] = []
   var busy = false
-  init(context: LlamaContext) { self.context = context }
+  init(context: LlamaContext, adapter: String) {
+    self.context = context
+    self.adapter = adapter
+  }
+
+  /// Whether the cache was computed with `weights` (in either of its forms).
+  func holds(_ weights: AdaptedModel) -> Bool {
+    guard let mine = self.weights, mine.model === weights.model else { return false }
+    switch (mine.hook, weights.hook) {
+    case (nil, nil): return true
+    case (let held?, let wanted?): return held === wanted || held.computesSameUpdate(as: wanted)
+    default: return false
+    }
+  }
 }
 
 /// A request on the compute thread.
 private final class Running {
   let job: Job
   let slot: Slot
+  let weights: AdaptedModel
   let sequence: GenerationSequence
   let reused: Int
   var firstToken: UInt64?
@@ -466,9 +578,10 @@ private final class Running {
   let started = DispatchTime.now().uptimeNanoseconds
   var failure: String?
 
-  init(job: Job, slot: Slot, sequence: GenerationSequence, reused: Int) {
+  init(job: Job, slot: Slot, weights: AdaptedModel, sequence: GenerationSequence, reused: Int) {
     self.job = job
     self.slot = slot
+    self.weights = weights
     self.sequence = sequence
     self.reused = reused
   }

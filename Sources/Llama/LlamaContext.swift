@@ -80,14 +80,9 @@ public final class LlamaContext {
     workspace = MatMulWorkspace(
       maxColumns: model.widestMatrixInput, maxTokens: self.maxBatch, threads: pool.threadCount)
     // Large allocations come straight from mmap: pages cost memory only once written.
-    slidingSlots = hyper.slidingWindow > 0 ? min(capacity, hyper.slidingWindow - 1 + self.maxBatch) : capacity
-    var offsets: [Int] = []
-    var cacheCount = 0
-    for layer in 0..<hyper.layerCount {
-      offsets.append(cacheCount)
-      cacheCount += (hyper.isSliding(layer) ? slidingSlots : capacity) * hyper.kvDimension
-    }
+    let (offsets, cacheCount) = Self.cacheLayout(hyper: hyper, capacity: capacity, maxBatch: self.maxBatch)
     layerOffsets = offsets
+    slidingSlots = Self.slidingSlots(hyper: hyper, capacity: capacity, maxBatch: self.maxBatch)
     cacheElementCount = cacheCount
     keyCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
     valueCache = .allocate(byteCount: cacheCount * cacheElement.byteCount, alignment: 64)
@@ -103,6 +98,33 @@ public final class LlamaContext {
 
   /// Bytes of the key and value caches together.
   public var cacheByteCount: Int { 2 * cacheElementCount * cacheElement.byteCount }
+
+  /// `cacheByteCount` of a context made with these arguments, without making it.
+  public static func cacheByteCount(
+    hyper: LlamaHyperParameters, contextLength: Int, maxBatch: Int, cacheElement: KVCacheElement
+  ) -> Int {
+    let capacity = max(1, contextLength)
+    return 2 * cacheLayout(hyper: hyper, capacity: capacity, maxBatch: max(1, min(maxBatch, capacity))).count
+      * cacheElement.byteCount
+  }
+
+  private static func slidingSlots(hyper: LlamaHyperParameters, capacity: Int, maxBatch: Int) -> Int {
+    hyper.slidingWindow > 0 ? min(capacity, hyper.slidingWindow - 1 + maxBatch) : capacity
+  }
+
+  /// Where each layer's slots start (elements) and the elements of one cache (keys or values).
+  private static func cacheLayout(
+    hyper: LlamaHyperParameters, capacity: Int, maxBatch: Int
+  ) -> (offsets: [Int], count: Int) {
+    let sliding = slidingSlots(hyper: hyper, capacity: capacity, maxBatch: maxBatch)
+    var offsets: [Int] = []
+    var count = 0
+    for layer in 0..<hyper.layerCount {
+      offsets.append(count)
+      count += (hyper.isSliding(layer) ? sliding : capacity) * hyper.kvDimension
+    }
+    return (offsets, count)
+  }
 
   /// Forgets every position at or after `newPosition` (e.g. to reuse a common prompt prefix).
   /// When a sliding layer has already dropped keys that position needs, the whole sequence is

@@ -84,6 +84,9 @@ public struct Limits: Sendable, Equatable {
   /// Most rows (decode tokens and prompt chunks of all running generations) in one batched
   /// forward step; read at start.
   public var batchTokens = 256
+  /// KV cache budget of all generations together, MiB (slots sized by need: prompt +
+  /// max_tokens); 0 = max_concurrent_generations slots of the full context. Read at start.
+  public var kvCacheMiB = 0
 
   // Connections (HTTPServerConfiguration): caps by SO_PEERCRED uid and a deadline per request.
   /// Open connections in all; past it 503 (root and the daemon's user may use the reserve).

@@ -90,6 +90,7 @@ enum SettingsKeys {
       int("limits.max_concurrent_generations", \.limits.maxConcurrentGenerations, 1...1024),
       int("limits.queue_limit", \.limits.queueLimit, 0...1_000_000),
       int("limits.batch_tokens", \.limits.batchTokens, 1...65536),
+      int("limits.kv_cache_mib", \.limits.kvCacheMiB, 0...1_048_576),
       int("limits.max_connections", \.limits.maxConnections, 1...65536),
       int("limits.max_connections_per_user", \.limits.maxConnectionsPerUser, 1...65536),
       int("limits.reserved_connections", \.limits.reservedConnections, 0...65536),

@@ -1,7 +1,8 @@
 // `droplora bench --sequences N`: aggregate decode speed of N sequences stepping together in one
 // batched forward pass (the daemon's continuous batching, LlamaBatch), against one sequence on
 // the same pool, interleaved; with --lora-rank, every sequence on an unmerged random adapter:
-// all on one adapter, and each on its own (rows grouped by adapter).
+// all on one adapter, and each on its own (rows grouped by adapter), and all on that adapter merged
+// into Q8_0 weights (the two forms the engine picks between per step).
 import Adapters
 import Dispatch
 import Engine
@@ -12,6 +13,8 @@ struct BatchedBench {
   var single = Double.infinity  // seconds for genTokens steps of one sequence
   var sameAdapter = Double.infinity  // N sequences (on one adapter, or none)
   var distinctAdapters: Double?  // N sequences on N adapters
+  var mergedSameAdapter: Double?  // N sequences on the first adapter merged (Q8_0)
+  var mergedSingle: Double?  // one sequence on it merged
 }
 
 extension BenchCommand {
@@ -22,16 +25,18 @@ extension BenchCommand {
       LlamaContext(model: model, contextLength: length, pool: pool, maxBatch: 1, cacheElement: kvCacheType)
     }
     let batch = LlamaBatch(model: model, maxRows: sequences, maxContextLength: length, pool: pool)
-    let hooks: [LoRAHook] =
+    let adapters =
       loraRank > 0
       ? (0..<sequences).map {
-        LoRAHook(adapter: LoRAAdapter.random(base: model.hyper, rank: loraRank, bScale: 0.05, seed: UInt64($0 + 1)))
+        LoRAAdapter.random(base: model.hyper, rank: loraRank, bScale: 0.05, seed: UInt64($0 + 1))
       } : []
+    let hooks = adapters.map { LoRAHook(adapter: $0) }
+    let merged = try adapters.first.map { try Merge.merge($0, into: model, type: .q8_0, pool: pool) }
 
-    func run(_ count: Int, hooks: [LoRAHook?]) throws -> Double {
+    func run(_ count: Int, hooks: [LoRAHook?], weights: LlamaModel? = nil) throws -> Double {
       let running = Array(contexts.prefix(count))
       for (context, hook) in zip(running, hooks) {
-        context.reset()
+        context.use(model: weights ?? model)
         context.projectionHook = hook
       }
       try batch.evaluate(running.map { ($0, [firstToken]) })
@@ -51,6 +56,12 @@ extension BenchCommand {
       result.sameAdapter = min(result.sameAdapter, try run(sequences, hooks: Array(repeating: one, count: sequences)))
       if !hooks.isEmpty {
         result.distinctAdapters = min(result.distinctAdapters ?? .infinity, try run(sequences, hooks: hooks))
+      }
+      if let merged {
+        let none = [LoRAHook?](repeating: nil, count: sequences)
+        result.mergedSingle = min(result.mergedSingle ?? .infinity, try run(1, hooks: none, weights: merged))
+        result.mergedSameAdapter = min(
+          result.mergedSameAdapter ?? .infinity, try run(sequences, hooks: none, weights: merged))
       }
     }
     return result

@@ -80,7 +80,9 @@ struct BenchCommand: ParsableCommand {
       batchedSequences: batched.map { _ in sequences },
       batchedSingleDecodeTokensPerSecond: batched.map { Double(genTokens) / $0.single },
       batchedDecodeTokensPerSecond: batched.map { Double(sequences * genTokens) / $0.sameAdapter },
-      batchedDistinctAdaptersDecodeTokensPerSecond: batched?.distinctAdapters.map { Double(sequences * genTokens) / $0 })
+      batchedDistinctAdaptersDecodeTokensPerSecond: batched?.distinctAdapters.map { Double(sequences * genTokens) / $0 },
+      batchedMergedSingleDecodeTokensPerSecond: batched?.mergedSingle.map { Double(genTokens) / $0 },
+      batchedMergedDecodeTokensPerSecond: batched?.mergedSameAdapter.map { Double(sequences * genTokens) / $0 })
     if json {
       try printJSON(report)
     } else {
@@ -95,6 +97,11 @@ struct BenchCommand: ParsableCommand {
         }
         if loraRank > 0 { line += " (rank \(loraRank), unmerged)" }
         print(line)
+        if let one = report.batchedMergedSingleDecodeTokensPerSecond, let all = report.batchedMergedDecodeTokensPerSecond {
+          print(String(
+            format: "merged Q8_0: 1 sequence %.1f tok/s, %d sequences on it %.1f tok/s aggregate (%.0f %% of unmerged)",
+            one, sequences, all, 100 * all / (report.batchedDecodeTokensPerSecond ?? all)))
+        }
       }
       if let plain = report.unconstrainedDecodeTokensPerSecond, let constrained = report.constrainedDecodeTokensPerSecond {
         print(String(format: "json-schema: decode %.1f tok/s unconstrained, %.1f tok/s constrained (%.1f %%); choosing a token %.3f ms vs %.3f ms; %d documents completed",
@@ -209,6 +216,9 @@ struct BenchReport: Codable {
   var batchedSingleDecodeTokensPerSecond: Double?
   var batchedDecodeTokensPerSecond: Double?
   var batchedDistinctAdaptersDecodeTokensPerSecond: Double?
+  /// With --lora-rank: the first adapter merged into Q8_0, one sequence and N on it.
+  var batchedMergedSingleDecodeTokensPerSecond: Double?
+  var batchedMergedDecodeTokensPerSecond: Double?
 
   enum CodingKeys: String, CodingKey {
     case engine, threads
@@ -228,6 +238,8 @@ struct BenchReport: Codable {
     case batchedSingleDecodeTokensPerSecond = "batched_single_decode_tps"
     case batchedDecodeTokensPerSecond = "batched_decode_tps"
     case batchedDistinctAdaptersDecodeTokensPerSecond = "batched_distinct_adapters_decode_tps"
+    case batchedMergedSingleDecodeTokensPerSecond = "batched_merged_single_decode_tps"
+    case batchedMergedDecodeTokensPerSecond = "batched_merged_decode_tps"
   }
 }
 

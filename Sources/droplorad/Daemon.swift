@@ -111,7 +111,8 @@ final class Daemon: Sendable {
         configuration: ServingConfiguration(
           contextSize: settings.model.contextSize, threads: threads,
           maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
-          batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32),
+          batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32,
+          kvCacheBudgetBytes: settings.limits.kvCacheMiB > 0 ? settings.limits.kvCacheMiB << 20 : nil),
         observer: metrics)
     } catch {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")
@@ -335,6 +336,7 @@ final class Daemon: Sendable {
       ("model.context_size", settings.model.contextSize != current.model.contextSize),
       ("model.threads", settings.model.threads != current.model.threads),
       ("model.kv_cache_type", settings.model.kvCacheType != current.model.kvCacheType),
+      ("limits.kv_cache_mib", settings.limits.kvCacheMiB != current.limits.kvCacheMiB),
       ("server.socket_path", settings.server.socketPath != current.server.socketPath),
       ("server.socket_mode", settings.server.socketMode != current.server.socketMode),
       ("server.socket_group", settings.server.socketGroup != current.server.socketGroup),

@@ -2,7 +2,10 @@
 // (mixed prompt lengths, the base and two adapters, merged and unmerged) give the tokens each
 // gives alone, and a request joining, leaving or cancelled mid-batch changes nobody else's.
 // Alone and batched rows sum in different orders on AVX-512 (decode dots vs tiles), so tokens
-// are compared up to the first step where the alone run's top two are within `nearTie` nats.
+// are compared up to the first step where the alone run's top two are within `nearTie` nats,
+// and the chosen tokens' log probabilities within `logprobTolerance`.
+// Merged adapters keep their merged weights in every step (a pass per set of weights), so
+// merged runs compare with the same tolerance.
 import Adapters
 import Foundation
 import GGUF
@@ -16,7 +19,8 @@ import Engine
   .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)"),
   .serialized)
 struct BatchedServingTests {
-  static let nearTie = 0.02
+  static func nearTie(_ mergeType: MergeType) -> Double { 0.02 }
+  static func logprobTolerance(_ mergeType: MergeType) -> Double { 0.02 }
   static let prompts = [
     "Hi", "Write a haiku about the sea.", "What is 2 + 2?",
     "List three colours, then explain in one long sentence why the sky looks blue on a clear day.",
@@ -30,7 +34,9 @@ struct BatchedServingTests {
     var finish: FinishReason?
   }
 
-  static func engine(mergeType: MergeType, maxConcurrent: Int, batchTokens: Int = 256) throws -> ServingEngine {
+  static func engine(
+    mergeType: MergeType, maxConcurrent: Int, batchTokens: Int = 256, contextSize: Int = 256, kvBudget: Int? = nil
+  ) throws -> ServingEngine {
     let loaded = Loaded.shared
     let registry = AdapterRegistry(base: loaded.model, cacheCapacity: 4, mergeType: mergeType, threads: 2)
     for (name, seed) in [("a", UInt64(3)), ("b", UInt64(4))] {
@@ -40,8 +46,8 @@ struct BatchedServingTests {
     return try ServingEngine(
       registry: registry, tokenizer: loaded.tokenizer,
       configuration: ServingConfiguration(
-        contextSize: 256, threads: 2, maxConcurrentGenerations: maxConcurrent, queueLimit: 64,
-        prefillChunk: 16, batchTokens: batchTokens))
+        contextSize: contextSize, threads: 2, maxConcurrentGenerations: maxConcurrent, queueLimit: 64,
+        prefillChunk: 16, batchTokens: batchTokens, kvCacheBudgetBytes: kvBudget))
   }
 
   static func request(_ prompt: String, adapter: String?, maxTokens: Int) -> ServingRequest {
@@ -66,14 +72,25 @@ struct BatchedServingTests {
     return output
   }
 
-  /// Whether `batched` has `alone`'s tokens up to the first near tie of the alone run.
-  static func agree(_ alone: Output, _ batched: Output) -> Bool {
+  /// Whether `batched` has `alone`'s tokens, with log probabilities within the tolerance, up to
+  /// the first near tie of the alone run.
+  static func agree(_ alone: Output, _ batched: Output, mergeType: MergeType = .none) -> Bool {
     guard alone.tokens.count == batched.tokens.count else { return false }
     for (a, b) in zip(alone.tokens, batched.tokens) {
-      if a.token != b.token { return false }
-      if a.top.count > 1 && a.top[0].logprob - a.top[1].logprob < nearTie { return true }
+      if a.token != b.token || abs(a.logprob - b.logprob) > logprobTolerance(mergeType) { return false }
+      if a.top.count > 1 && a.top[0].logprob - a.top[1].logprob < nearTie(mergeType) { return true }
     }
     return true
+  }
+
+  /// Largest difference of the chosen tokens' log probabilities while the tokens agree.
+  static func logprobDifference(_ alone: Output, _ batched: Output) -> Double {
+    var worst = 0.0
+    for (a, b) in zip(alone.tokens, batched.tokens) {
+      guard a.token == b.token else { break }
+      worst = max(worst, abs(a.logprob - b.logprob))
+    }
+    return worst
   }
 
   static func adapter(_ i: Int) -> String? { [nil, "a", "b", AdapterRegistry.baseName][i % 4] }
@@ -111,7 +128,27 @@ struct BatchedServingTests {
     for i in requests.indices {
       #expect(batched[i].finish == .length)
       #expect(batched[i].tokens.count == 12 + 3 * i)
-      #expect(Self.agree(alone[i], batched[i]), "request \(i) (\(Self.adapter(i) ?? "default")): \(batched[i].text) vs alone \(alone[i].text)")
+      #expect(
+        Self.agree(alone[i], batched[i], mergeType: mergeType),
+        "request \(i) (\(Self.adapter(i) ?? "default")): \(batched[i].text) vs alone \(alone[i].text)")
+    }
+    print("merge type \(mergeType): chosen-token logprob max |Δ| batched vs alone",
+      requests.indices.map { Self.logprobDifference(alone[$0], batched[$0]) }.max() ?? 0)
+  }
+
+  @Test("concurrent requests all on one merged adapter run on its merged weights, as alone")
+  func oneMergedAdapterStaysMerged() async throws {
+    let requests = [0, 2, 4, 6].map { Self.request(Self.prompts[$0], adapter: "a", maxTokens: 10 + $0) }
+    let alone = try await Self.alone(mergeType: .q8_0, requests)
+    let engine = try Self.engine(mergeType: .q8_0, maxConcurrent: 8, batchTokens: 48)
+    let streams = try requests.map { try engine.submit($0) }
+    engine.start()
+    defer { engine.stop() }
+    var batched: [Output] = []
+    for stream in streams { batched.append(try await Self.collect(stream)) }
+    // Same weights as alone (merged), so the strict tolerance of the unmerged comparison holds.
+    for i in requests.indices {
+      #expect(Self.agree(alone[i], batched[i], mergeType: .none), "request \(i): \(batched[i].text) vs \(alone[i].text)")
     }
   }
 
