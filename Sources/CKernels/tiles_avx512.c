@@ -7,6 +7,9 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "dq_simd.h"
 #if DQ_X86_SIMD
 
@@ -334,6 +337,169 @@ DEFINE_TILE_ROWS_512(rows4_q4_0_vnni, block_q4_0, ucodes512_q4_0, 8, 4)
 DEFINE_TILE_ROWS_512(rows4_q5_0_vnni, block_q5_0, ucodes512_q5_0, 16, 4)
 DEFINE_TILE_ROWS_512(rows4_q8_0_vnni, block_q8_0, ucodes512_q8_0, (char)0x80, 4)
 
+// ---- Q4_0 / Q5_0 / Q8_0 against many tokens: 16 rows repacked per pass -----------------------
+// The 4x8 tile above converts and scales every dpbusd result (one per block, row and token pair)
+// before it can add blocks up: four instructions of bookkeeping per product. Here the caller's
+// 16 weight rows are first repacked, once for all tokens, into a per-thread scratch: per block,
+// 8 vectors whose lane r holds 4 unsigned codes (u = q + off) of row r (vector k: codes 4k..4k+3)
+// and the 16 row scales as fp32. A token's block is then 8 dpbusd against its 4-byte groups
+// broadcast from memory, starting from -off * sum(y) (formed once per token and block), and one
+// convert + one FMA with the 16 scales times the token's: every instruction serves 16 rows.
+// Another fp32 summation order than the one-row dots (dq_avx512_tiles_exact is false), within
+// the summation tolerance of the scalar reference (TileTests).
+enum { PK_ROWS = 16, PK_TOK = 8, PK_BLOCK_BYTES = 8 * 64 + 64 };
+
+typedef struct {
+  uint8_t *pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
+  size_t pack_cap;
+  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32)
+  size_t aux_cap;
+} pk_scratch;
+
+// Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
+// at 8192 columns and 512 tokens, 147 KiB of packed weights and 1 MiB of per-block sums.
+static _Thread_local pk_scratch scratch;
+
+static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
+  if (*cap >= bytes) return true;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes) != 0) return false;
+  free(*buf);
+  *buf = p;
+  *cap = bytes;
+  return true;
+}
+
+static const int32_t pk_idx[6][16] = {
+    {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},   // stage 1, codes 0..15
+    {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},  // stage 1, codes 16..31
+    {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},    // stage 2, even pairs
+    {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},  // stage 2, odd pairs
+    {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30},   // stage 3, even dwords
+    {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31},   // stage 3, odd dwords
+};
+
+// 16 rows' unsigned codes of one block (P[p]: rows 2p and 2p+1, 8 dwords each) transposed to
+// V[k] (lane r: dword k of row r) in three rounds of two-source permutes.
+TILE_512 static inline void pk_transpose(const __m512i P[8], __m512i V[8]) {
+  __m512i I[6];
+  for (int i = 0; i < 6; i++) I[i] = _mm512_loadu_si512((const void *)pk_idx[i]);
+  __m512i Q[4][2], R[2][2][2];
+  for (int q = 0; q < 4; q++)  // rows 4q..4q+3, dwords 4h..4h+3
+    for (int h = 0; h < 2; h++) Q[q][h] = _mm512_permutex2var_epi32(P[2 * q], I[h], P[2 * q + 1]);
+  for (int s = 0; s < 2; s++)  // rows 8s..8s+7, dwords 4h+2c, 4h+2c+1
+    for (int h = 0; h < 2; h++)
+      for (int c = 0; c < 2; c++) R[s][h][c] = _mm512_permutex2var_epi32(Q[2 * s][h], I[2 + c], Q[2 * s + 1][h]);
+  for (int h = 0; h < 2; h++)
+    for (int c = 0; c < 2; c++)
+      for (int kk = 0; kk < 2; kk++)
+        V[4 * h + 2 * c + kk] = _mm512_permutex2var_epi32(R[0][h][c], I[4 + kk], R[1][h][c]);
+}
+
+#define DEFINE_PACK16(NAME, BLOCK, UCODES)                                                        \
+  TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
+    const BLOCK *a[PK_ROWS];                                                                     \
+    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      __m512i P[8], V[8];                                                                        \
+      for (int p = 0; p < 8; p++) P[p] = join(UCODES(&a[2 * p][i]), UCODES(&a[2 * p + 1][i]));   \
+      pk_transpose(P, V);                                                                        \
+      uint8_t *dst = pack + i * PK_BLOCK_BYTES;                                                  \
+      for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(dst + 64 * k), V[k]);             \
+      uint16_t d[PK_ROWS];                                                                       \
+      for (int r = 0; r < PK_ROWS; r++) d[r] = a[r][i].d;                                        \
+      _mm512_store_ps((float *)(dst + 512), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d))); \
+    }                                                                                            \
+  }
+DEFINE_PACK16(pack16_q4_0, block_q4_0, ucodes512_q4_0)
+DEFINE_PACK16(pack16_q5_0, block_q5_0, ucodes512_q5_0)
+DEFINE_PACK16(pack16_q8_0, block_q8_0, ucodes512_q8_0)
+
+// Per token and block of q8_0 activations: -off * sum(y) and dx as fp32.
+TILE_512_VNNI static void pk_aux(int64_t nb, const void *x, size_t x_stride, int64_t tokens,
+                                 int off, uint8_t *aux) {
+  const __m256i offv = _mm256_set1_epi8((char)off), zero = _mm256_setzero_si256();
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * x_stride);
+    int32_t *corr = (int32_t *)(aux + (size_t)t * nb * 8);
+    float *dx = (float *)(corr + nb);
+    for (int64_t i = 0; i < nb; i++) {
+      // off as dpbusd's unsigned operand: 128 is (char)0x80, so u8 * s8 stays exact
+      const __m256i s = _mm256_dpbusd_epi32(zero, offv, _mm256_loadu_si256((const __m256i *)b[i].qs));
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      corr[i] = -_mm_cvtsi128_si32(h);
+      dx[i] = tile_h2f(b[i].d);
+    }
+  }
+}
+
+// T tokens (x rows t0.., x_stride apart) against the 16 packed rows: y[j * ldy + r].
+#define DEFINE_PK_KERNEL(NAME, T)                                                                 \
+  TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
+                                 const uint8_t *aux, float *y, int64_t ldy) {                   \
+    const block_q8_0 *b[T];                                                                      \
+    const int32_t *corr[T];                                                                      \
+    const float *dx[T];                                                                          \
+    for (int j = 0; j < T; j++) {                                                                \
+      b[j] = (const block_q8_0 *)((const char *)x + j * x_stride);                               \
+      corr[j] = (const int32_t *)(aux + (size_t)j * nb * 8);                                     \
+      dx[j] = (const float *)(corr[j] + nb);                                                     \
+    }                                                                                            \
+    __m512 fs[T];                                                                                \
+    for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      const uint8_t *src = pack + i * PK_BLOCK_BYTES;                                            \
+      __m512i W[8];                                                                              \
+      for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(src + 64 * k));       \
+      const __m512 dw = _mm512_load_ps((const float *)(src + 512));                              \
+      for (int j = 0; j < T; j++) {                                                              \
+        const int8_t *q = b[j][i].qs;                                                            \
+        __m512i acc = _mm512_set1_epi32(corr[j][i]);                                             \
+        for (int k = 0; k < 8; k++) {                                                            \
+          int32_t g;                                                                             \
+          memcpy(&g, q + 4 * k, 4);                                                              \
+          acc = _mm512_dpbusd_epi32(acc, W[k], _mm512_set1_epi32(g));                            \
+        }                                                                                        \
+        fs[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, _mm512_set1_ps(dx[j][i])), fs[j]); \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
+  }
+DEFINE_PK_KERNEL(pk_tokens8, PK_TOK)
+DEFINE_PK_KERNEL(pk_tokens1, 1)
+
+int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                                const void *x, size_t x_stride, int64_t tokens, float *y,
+                                int64_t ldy, int64_t rows) {
+  void (*pack)(int64_t, const void *, size_t, uint8_t *);
+  int off;
+  switch (type) {
+    case DQ_TYPE_Q4_0: pack = pack16_q4_0; off = 8; break;
+    case DQ_TYPE_Q5_0: pack = pack16_q5_0; off = 16; break;
+    case DQ_TYPE_Q8_0: pack = pack16_q8_0; off = 128; break;
+    default: return 0;
+  }
+  const int64_t nb = n / QK8_0;
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * PK_BLOCK_BYTES) ||
+      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * nb * 8))
+    return 0;  // no memory: the caller's tiles do it all
+  pk_aux(nb, x, x_stride, tokens, off, scratch.aux);
+  const int64_t done = rows / PK_ROWS * PK_ROWS;
+  for (int64_t r = 0; r < done; r += PK_ROWS) {
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    int64_t t = 0;
+    for (; t + PK_TOK <= tokens; t += PK_TOK)
+      pk_tokens8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
+                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+    for (; t < tokens; t++)
+      pk_tokens1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
+                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+  }
+  return done;
+}
+
 dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   *rows = 4;
   *tokens = TOK;
@@ -355,7 +521,7 @@ dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens
 
 bool dq_avx512_tiles_exact(uint32_t type, bool vnni) {
   return !(vnni && (type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K ||
-                    type == DQ_TYPE_Q8_0));
+                    type == DQ_TYPE_Q8_0 || type == DQ_TYPE_Q4_0 || type == DQ_TYPE_Q5_0));
 }
 
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
@@ -370,6 +536,13 @@ dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
 #else
 
 bool dq_avx512_tiles_exact(uint32_t type, bool vnni) { (void)type; (void)vnni; return true; }
+int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                                const void *x, size_t x_stride, int64_t tokens, float *y,
+                                int64_t ldy, int64_t rows) {
+  (void)type; (void)n; (void)w; (void)row_stride; (void)x; (void)x_stride; (void)tokens;
+  (void)y; (void)ldy; (void)rows;
+  return 0;
+}
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
 dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   (void)type; *rows = *tokens = 0; return NULL;
