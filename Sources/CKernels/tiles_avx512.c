@@ -470,16 +470,198 @@ TILE_512_VNNI static void pk_aux(int64_t nb, const void *x, size_t x_stride, int
 DEFINE_PK_KERNEL(pk_tokens8, PK_TOK)
 DEFINE_PK_KERNEL(pk_tokens1, 1)
 
+// ---- the k-quants the same way -------------------------------------------------------------
+// Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
+// group's scales d * sc as fp32 per row (two for Q6_K, whose 16-code sub-blocks each have one);
+// then 8 vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
+// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1)
+// and their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32). A token's super-block:
+// 64 dpbusd, 8 (Q6_K: 16) converts + FMAs into one fp32 vector, 8 vpdpwssd for the mins, and one
+// FMA by the token's scale.
+#define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
+#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 64)
+
+// Unsigned codes 32g..32g+31 of a super-block.
+TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
+  const block_q4_K *a = blk;
+  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
+  return _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+}
+TILE_512 static inline __m256i kcodes_q5_K(const void *blk, int g) {
+  const block_q5_K *a = blk;
+  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
+  const __m256i lo = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)a->qh);
+  const __m256i bit = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, g), 4), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(lo, bit);
+}
+TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
+  const block_q6_K *a = blk;
+  const int h = g / 4, s = g % 4;
+  const __m256i l = _mm256_loadu_si256((const __m256i *)(a->ql + 64 * h + 32 * (s & 1)));
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * h));
+  const __m256i lo = _mm256_and_si256(s & 2 ? _mm256_srli_epi16(l, 4) : l, _mm256_set1_epi8(0x0F));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(0x03));
+  return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+// Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
+// correction, and its fp32 factor.
+static inline void kfacts_q4_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+  const block_q4_K *a = blk;
+  uint8_t sm[16];
+  k4_unpack_scales(a->scales, sm);
+  const float d = dq_fp16_to_fp32(a->d);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = gs[g][1] = d * (float)sm[g];
+    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+  }
+  *cm = dq_fp16_to_fp32(a->dmin);
+}
+static inline void kfacts_q5_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+  const block_q5_K *a = blk;
+  uint8_t sm[16];
+  k4_unpack_scales(a->scales, sm);
+  const float d = dq_fp16_to_fp32(a->d);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = gs[g][1] = d * (float)sm[g];
+    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+  }
+  *cm = dq_fp16_to_fp32(a->dmin);
+}
+static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+  const block_q6_K *a = blk;
+  const float d = dq_fp16_to_fp32(a->d);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = d * (float)a->scales[2 * g];
+    gs[g][1] = d * (float)a->scales[2 * g + 1];
+    pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
+  }
+  *cm = 32.0f * d;
+}
+
+#define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
+  TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
+    const BLOCK *a[PK_ROWS];                                                                     \
+    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      uint8_t *dst = pack + i * KP_SB_BYTES(SPLIT);                                              \
+      for (int g = 0; g < 8; g++) {                                                              \
+        __m512i P[8], V[8];                                                                      \
+        for (int p = 0; p < 8; p++) P[p] = join(CODES(&a[2 * p][i], g), CODES(&a[2 * p + 1][i], g)); \
+        pk_transpose(P, V);                                                                      \
+        uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
+        for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
+      }                                                                                          \
+      float gs[PK_ROWS][8][2], cm[PK_ROWS];                                                      \
+      uint32_t pair[PK_ROWS][8];                                                                 \
+      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r]);                 \
+      for (int g = 0; g < 8; g++)                                                                \
+        for (int h = 0; h <= (SPLIT); h++) {                                                     \
+          float *f = (float *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);                  \
+          for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
+        }                                                                                        \
+      uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
+      for (int p = 0; p < 8; p++)                                                                \
+        for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
+      float *c = (float *)(pr + 128);                                                            \
+      for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                            \
+    }                                                                                            \
+  }
+DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
+DEFINE_KPACK16(kpack16_q5_K, block_q5_K, kcodes_q5_K, kfacts_q5_K, 0)
+DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
+
+#define DEFINE_KP_KERNEL(NAME, T, SPLIT)                                                          \
+  TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
+                                 float *y, int64_t ldy) {                                       \
+    const block_q8_K *b[T];                                                                      \
+    for (int j = 0; j < T; j++) b[j] = (const block_q8_K *)((const char *)x + j * x_stride);    \
+    __m512 fs[T];                                                                                \
+    for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      const uint8_t *src = pack + i * KP_SB_BYTES(SPLIT);                                        \
+      __m512 tmp[T];                                                                             \
+      for (int j = 0; j < T; j++) tmp[j] = _mm512_setzero_ps();                                  \
+      for (int g = 0; g < 8; g++) {                                                              \
+        const uint8_t *gd = src + g * KP_GROUP_BYTES(SPLIT);                                     \
+        __m512i W[8];                                                                            \
+        for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(gd + 64 * k));      \
+        const __m512 s0 = _mm512_load_ps((const float *)(gd + 512));                             \
+        const __m512 s1 = _mm512_load_ps((const float *)(gd + 512 + 64 * (SPLIT)));              \
+        for (int j = 0; j < T; j++) {                                                            \
+          const int8_t *q = b[j][i].qs + 32 * g;                                                 \
+          int32_t gq[8];                                                                         \
+          memcpy(gq, q, 32);                                                                     \
+          __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
+          for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
+          for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
+          if (SPLIT) {                                                                           \
+            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, tmp[j]);                        \
+            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, tmp[j]);                        \
+          } else {                                                                               \
+            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), s0, tmp[j]);  \
+          }                                                                                      \
+        }                                                                                        \
+      }                                                                                          \
+      const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
+      __m512i C[8];                                                                              \
+      for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
+      const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
+      for (int j = 0; j < T; j++) {                                                              \
+        int32_t bs[8];                                                                           \
+        memcpy(bs, b[j][i].bsums, 32);                                                           \
+        __m512i m = _mm512_setzero_si512();                                                      \
+        for (int p = 0; p < 8; p++) m = dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
+        tmp[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), cm, tmp[j]);                            \
+        fs[j] = _mm512_fmadd_ps(tmp[j], _mm512_set1_ps(b[j][i].d), fs[j]);                       \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
+  }
+DEFINE_KP_KERNEL(kp4_tokens8, PK_TOK, 0)
+DEFINE_KP_KERNEL(kp4_tokens1, 1, 0)
+DEFINE_KP_KERNEL(kp6_tokens8, PK_TOK, 1)
+DEFINE_KP_KERNEL(kp6_tokens1, 1, 1)
+
+static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                               const void *x, size_t x_stride, int64_t tokens, float *y,
+                               int64_t ldy, int64_t rows) {
+  void (*pack)(int64_t, const void *, size_t, uint8_t *);
+  void (*k8)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
+  void (*k1)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
+  size_t sb;
+  switch (type) {
+    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
+    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
+    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; sb = KP_SB_BYTES(1); break;
+    default: return 0;
+  }
+  const int64_t nb = n / QK_K;
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * sb)) return 0;
+  const int64_t done = rows / PK_ROWS * PK_ROWS;
+  for (int64_t r = 0; r < done; r += PK_ROWS) {
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    int64_t t = 0;
+    for (; t + PK_TOK <= tokens; t += PK_TOK)
+      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+    for (; t < tokens; t++)
+      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+  }
+  return done;
+}
+
 int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
                                 const void *x, size_t x_stride, int64_t tokens, float *y,
                                 int64_t ldy, int64_t rows) {
+  if (rows < PK_ROWS) return 0;
   void (*pack)(int64_t, const void *, size_t, uint8_t *);
   int off;
   switch (type) {
     case DQ_TYPE_Q4_0: pack = pack16_q4_0; off = 8; break;
     case DQ_TYPE_Q5_0: pack = pack16_q5_0; off = 16; break;
     case DQ_TYPE_Q8_0: pack = pack16_q8_0; off = 128; break;
-    default: return 0;
+    default: return matmul_packed_k(type, n, w, row_stride, x, x_stride, tokens, y, ldy, rows);
   }
   const int64_t nb = n / QK8_0;
   if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * PK_BLOCK_BYTES) ||
