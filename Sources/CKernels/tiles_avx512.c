@@ -357,7 +357,8 @@ typedef struct {
 } pk_scratch;
 
 // Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
-// at 8192 columns and 512 tokens, 147 KiB of packed weights and 1 MiB of per-block sums.
+// at 8192 columns, 147 KiB of packed Q4_0 rows (177 KiB of Q6_K), and for 512 tokens 1 MiB of
+// per-block sums. The weights themselves are never copied whole: 16 rows at a time.
 static _Thread_local pk_scratch scratch;
 
 static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
