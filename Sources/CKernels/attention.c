@@ -124,14 +124,15 @@ ATT_512 static inline __m512 load16(const void *base, int64_t i, int f16) {
 
 enum { ATT_ROWS_512 = 8 };
 
-// 8 query rows per pass with 512-bit vectors (head_dim a multiple of 16): each key and value
-// vector loaded serves 8 rows. scores: 8 rows of ld_scores; after the softmax each row's entries
-// past its own limit are zeroed, so the value pass needs no mask.
+// R (8, 4, 2 or 1) query rows per pass with 512-bit vectors (head_dim a multiple of 16): each
+// key and value vector loaded serves R rows. A row's arithmetic does not depend on R, so a row
+// gets the same bits whichever pass it falls in (a batch gives a sequence's rows the bits they
+// get alone). scores: R rows of ld_scores; after the softmax each row's entries past its own
+// limit are zeroed, so the value pass needs no mask.
 static inline __attribute__((always_inline)) ATT_512 void attention_block_avx512(
     float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
     int64_t ldkv, int64_t head_dim, int64_t visible_first, float scale, float *scores,
-    int64_t ld_scores, int f16) {
-  enum { R = ATT_ROWS_512 };
+    int64_t ld_scores, int f16, const int R) {
   const int64_t visible_last = visible_first + R - 1;
   for (int64_t j = 0; j < visible_last; j++) {
     __m512 acc[R];
@@ -188,24 +189,25 @@ static float *att_scores_for(int64_t count) {
   return p;
 }
 
-// Rows in groups of 8; returns how many rows it did (0 when it cannot get its scratch).
-ATT_512 static int64_t attention_avx512(float *out, int64_t ldo, const float *q, int64_t ldq,
-                                        const void *k, const void *v, int64_t ldkv, int64_t rows,
-                                        int64_t head_dim, int64_t visible0, float scale, int f16) {
+#define ATT_BLOCK_512(R)                                                                         \
+  (f16 ? attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,       \
+                                visible0 + r, scale, scores, ld_scores, 1, R)                     \
+       : attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,       \
+                                visible0 + r, scale, scores, ld_scores, 0, R))
+
+// All rows, 8 at a time, the tail 4, 2, 1; false (nothing done) when it cannot get its scratch.
+ATT_512 static bool attention_avx512(float *out, int64_t ldo, const float *q, int64_t ldq,
+                                     const void *k, const void *v, int64_t ldkv, int64_t rows,
+                                     int64_t head_dim, int64_t visible0, float scale, int f16) {
   const int64_t ld_scores = visible0 + rows - 1;
-  const int64_t done = rows / ATT_ROWS_512 * ATT_ROWS_512;
-  if (done == 0) return 0;
   float *scores = att_scores_for(ATT_ROWS_512 * ld_scores);
-  if (!scores) return 0;
-  for (int64_t r = 0; r < done; r += ATT_ROWS_512) {
-    if (f16)
-      attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,
-                             visible0 + r, scale, scores, ld_scores, 1);
-    else
-      attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,
-                             visible0 + r, scale, scores, ld_scores, 0);
-  }
-  return done;
+  if (!scores) return false;
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) ATT_BLOCK_512(8);
+  if (r + 4 <= rows) { ATT_BLOCK_512(4); r += 4; }
+  if (r + 2 <= rows) { ATT_BLOCK_512(2); r += 2; }
+  if (r < rows) ATT_BLOCK_512(1);
+  return true;
 }
 #endif
 
@@ -241,14 +243,9 @@ void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, con
                        const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                        int64_t visible0, float scale, float *scores) {
 #if DQ_X86_SIMD
-  if (dq_cpu_has_avx512f() && head_dim % 16 == 0) {
-    const int64_t done = attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 0);
-    out += done * ldo;
-    q += done * ldq;
-    visible0 += done;
-    rows -= done;
-    if (rows == 0) return;
-  }
+  if (dq_cpu_has_avx512f() && head_dim % 16 == 0 &&
+      attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 0))
+    return;
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 0);
     return;
@@ -261,14 +258,9 @@ void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq,
                            const uint16_t *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                            int64_t visible0, float scale, float *scores) {
 #if DQ_X86_SIMD
-  if (dq_cpu_has_avx512f() && head_dim % 16 == 0) {
-    const int64_t done = attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 1);
-    out += done * ldo;
-    q += done * ldq;
-    visible0 += done;
-    rows -= done;
-    if (rows == 0) return;
-  }
+  if (dq_cpu_has_avx512f() && head_dim % 16 == 0 &&
+      attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 1))
+    return;
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 1);
     return;

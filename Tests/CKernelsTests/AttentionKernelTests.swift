@@ -40,6 +40,15 @@ struct AttentionKernelTests {
       // The columns between heads are not written.
       #expect(fast[r * ldq + headDim].isNaN)
     }
+    // A row gets the same bits alone as in a block (a batch's sequences equal themselves alone).
+    for r in 0..<rows {
+      var one = [Float](repeating: .nan, count: ldq)
+      q.withUnsafeBufferPointer { qp in
+        dq_attention_head(&one, Int64(ldq), qp.baseAddress! + r * ldq, Int64(ldq), k, v, Int64(ldkv), 1,
+                          Int64(headDim), Int64(visible0 + r), scale, &scores)
+      }
+      #expect(Array(one[0..<headDim]) == Array(fast[(r * ldq)..<(r * ldq + headDim)]), "row \(r) alone")
+    }
   }
 }
 
