@@ -473,14 +473,14 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 
 // ---- the k-quants the same way -------------------------------------------------------------
 // Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
-// group's scales d * sc as fp32 per row (two for Q6_K, whose 16-code sub-blocks each have one);
-// then 8 vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
-// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1)
-// and their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32). A token's super-block:
-// 64 dpbusd, 8 (Q6_K: 16) converts + FMAs into one fp32 vector, 8 vpdpwssd for the mins, and one
-// FMA by the token's scale.
+// group's integer scale per row (two for Q6_K, whose 16-code sub-blocks each have one); then 8
+// vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
+// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1),
+// their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32) and d per row. A token's
+// super-block: 64 dpbusd, the group sums times their scales added as exact int32 (as the one-row
+// dots do, so one rounding per super-block), 8 vpdpwssd for the mins, and a few fp32 ops.
 #define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
-#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 64)
+#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 128)
 
 // Unsigned codes 32g..32g+31 of a super-block.
 TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
@@ -507,38 +507,38 @@ TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
 }
 
 // Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
-// correction, and its fp32 factor.
-static inline void kfacts_q4_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+// correction, its fp32 factor and d.
+static inline void kfacts_q4_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
   const block_q4_K *a = blk;
   uint8_t sm[16];
   k4_unpack_scales(a->scales, sm);
-  const float d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = d * (float)sm[g];
+    gs[g][0] = gs[g][1] = sm[g];
     pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
   }
   *cm = dq_fp16_to_fp32(a->dmin);
+  *d = dq_fp16_to_fp32(a->d);
 }
-static inline void kfacts_q5_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+static inline void kfacts_q5_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
   const block_q5_K *a = blk;
   uint8_t sm[16];
   k4_unpack_scales(a->scales, sm);
-  const float d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = d * (float)sm[g];
+    gs[g][0] = gs[g][1] = sm[g];
     pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
   }
   *cm = dq_fp16_to_fp32(a->dmin);
+  *d = dq_fp16_to_fp32(a->d);
 }
-static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+static inline void kfacts_q6_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
   const block_q6_K *a = blk;
-  const float d = dq_fp16_to_fp32(a->d);
+  *d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
-    gs[g][0] = d * (float)a->scales[2 * g];
-    gs[g][1] = d * (float)a->scales[2 * g + 1];
+    gs[g][0] = a->scales[2 * g];
+    gs[g][1] = a->scales[2 * g + 1];
     pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
   }
-  *cm = 32.0f * d;
+  *cm = 32.0f * *d;
 }
 
 #define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
@@ -554,19 +554,23 @@ static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8]
         uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
         for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
       }                                                                                          \
-      float gs[PK_ROWS][8][2], cm[PK_ROWS];                                                      \
+      int32_t gs[PK_ROWS][8][2];                                                                 \
+      float cm[PK_ROWS], dd[PK_ROWS];                                                            \
       uint32_t pair[PK_ROWS][8];                                                                 \
-      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r]);                 \
+      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r], &dd[r]);         \
       for (int g = 0; g < 8; g++)                                                                \
         for (int h = 0; h <= (SPLIT); h++) {                                                     \
-          float *f = (float *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);                  \
+          int32_t *f = (int32_t *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);              \
           for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
         }                                                                                        \
       uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
       for (int p = 0; p < 8; p++)                                                                \
         for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
       float *c = (float *)(pr + 128);                                                            \
-      for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                            \
+      for (int r = 0; r < PK_ROWS; r++) {                                                        \
+        c[r] = cm[r];                                                                            \
+        c[16 + r] = dd[r];                                                                       \
+      }                                                                                          \
     }                                                                                            \
   }
 DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
@@ -582,14 +586,14 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
     for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
     for (int64_t i = 0; i < nb; i++) {                                                           \
       const uint8_t *src = pack + i * KP_SB_BYTES(SPLIT);                                        \
-      __m512 tmp[T];                                                                             \
-      for (int j = 0; j < T; j++) tmp[j] = _mm512_setzero_ps();                                  \
+      __m512i isum[T];                                                                           \
+      for (int j = 0; j < T; j++) isum[j] = _mm512_setzero_si512();                              \
       for (int g = 0; g < 8; g++) {                                                              \
         const uint8_t *gd = src + g * KP_GROUP_BYTES(SPLIT);                                     \
         __m512i W[8];                                                                            \
         for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(gd + 64 * k));      \
-        const __m512 s0 = _mm512_load_ps((const float *)(gd + 512));                             \
-        const __m512 s1 = _mm512_load_ps((const float *)(gd + 512 + 64 * (SPLIT)));              \
+        const __m512i s0 = _mm512_load_si512((const void *)(gd + 512));                          \
+        const __m512i s1 = _mm512_load_si512((const void *)(gd + 512 + 64 * (SPLIT)));           \
         for (int j = 0; j < T; j++) {                                                            \
           const int8_t *q = b[j][i].qs + 32 * g;                                                 \
           int32_t gq[8];                                                                         \
@@ -597,25 +601,26 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
           __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
           for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
           for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
-          if (SPLIT) {                                                                           \
-            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, tmp[j]);                        \
-            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, tmp[j]);                        \
-          } else {                                                                               \
-            tmp[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), s0, tmp[j]);  \
-          }                                                                                      \
+          if (SPLIT)                                                                             \
+            isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0),     \
+                                                                 _mm512_mullo_epi32(a1, s1)));   \
+          else                                                                                   \
+            isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), s0)); \
         }                                                                                        \
       }                                                                                          \
       const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
       __m512i C[8];                                                                              \
       for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
       const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
+      const __m512 dw = _mm512_load_ps((const float *)(cd + 576));                               \
       for (int j = 0; j < T; j++) {                                                              \
         int32_t bs[8];                                                                           \
         memcpy(bs, b[j][i].bsums, 32);                                                           \
         __m512i m = _mm512_setzero_si512();                                                      \
         for (int p = 0; p < 8; p++) m = dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
-        tmp[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), cm, tmp[j]);                            \
-        fs[j] = _mm512_fmadd_ps(tmp[j], _mm512_set1_ps(b[j][i].d), fs[j]);                       \
+        const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[j]), dw,                      \
+                                           _mm512_mul_ps(_mm512_cvtepi32_ps(m), cm));            \
+        fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
       }                                                                                          \
     }                                                                                            \
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
