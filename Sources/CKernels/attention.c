@@ -8,6 +8,7 @@
 #include "cpu_features.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dq_simd.h"
@@ -113,6 +114,104 @@ static inline __attribute__((always_inline, target("avx2,fma,f16c"))) void atten
 #endif
 
 #if DQ_X86_SIMD
+#define ATT_512 __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
+
+// 16 cache elements (fp32, or fp16 widened) starting at element i.
+ATT_512 static inline __m512 load16(const void *base, int64_t i, int f16) {
+  if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
+  return _mm512_loadu_ps((const float *)base + i);
+}
+
+enum { ATT_ROWS_512 = 8 };
+
+// R (8, 4, 2 or 1) query rows per pass with 512-bit vectors (head_dim a multiple of 16): each
+// key and value vector loaded serves R rows. A row's arithmetic does not depend on R, so a row
+// gets the same bits whichever pass it falls in (a batch gives a sequence's rows the bits they
+// get alone). scores: R rows of ld_scores; after the softmax each row's entries past its own
+// limit are zeroed, so the value pass needs no mask.
+static inline __attribute__((always_inline)) ATT_512 void attention_block_avx512(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
+    int64_t ldkv, int64_t head_dim, int64_t visible_first, float scale, float *scores,
+    int64_t ld_scores, int f16, const int R) {
+  const int64_t visible_last = visible_first + R - 1;
+  for (int64_t j = 0; j < visible_last; j++) {
+    __m512 acc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < head_dim; i += 16) {
+      const __m512 kv = load16(k, j * ldkv + i, f16);
+      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + i), kv, acc[r]);
+    }
+    for (int r = 0; r < R; r++) scores[r * ld_scores + j] = _mm512_reduce_add_ps(acc[r]) * scale;
+  }
+  for (int r = 0; r < R; r++) {
+    dq_softmax(scores + r * ld_scores, visible_first + r);
+    for (int64_t j = visible_first + r; j < visible_last; j++) scores[r * ld_scores + j] = 0.0f;
+  }
+  for (int64_t i0 = 0; i0 < head_dim; i0 += 32) {
+    if (head_dim - i0 >= 32) {
+      __m512 acc[R][2];
+      for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < visible_last; j++) {
+        const __m512 v0 = load16(v, j * ldkv + i0, f16), v1 = load16(v, j * ldkv + i0 + 16, f16);
+        for (int r = 0; r < R; r++) {
+          const __m512 p = _mm512_set1_ps(scores[r * ld_scores + j]);
+          acc[r][0] = _mm512_fmadd_ps(p, v0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(p, v1, acc[r][1]);
+        }
+      }
+      for (int r = 0; r < R; r++) {
+        _mm512_storeu_ps(out + r * ldo + i0, acc[r][0]);
+        _mm512_storeu_ps(out + r * ldo + i0 + 16, acc[r][1]);
+      }
+    } else {
+      __m512 acc[R];
+      for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < visible_last; j++) {
+        const __m512 v0 = load16(v, j * ldkv + i0, f16);
+        for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(scores[r * ld_scores + j]), v0, acc[r]);
+      }
+      for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * ldo + i0, acc[r]);
+    }
+  }
+}
+
+// The 8-row score rows, per thread (the caller's scratch holds 4); grown, never shrunk.
+static _Thread_local float *att_scores;
+static _Thread_local int64_t att_scores_cap;
+
+static float *att_scores_for(int64_t count) {
+  if (att_scores_cap >= count) return att_scores;
+  float *p = malloc((size_t)count * sizeof(float));
+  if (!p) return NULL;
+  free(att_scores);
+  att_scores = p;
+  att_scores_cap = count;
+  return p;
+}
+
+#define ATT_BLOCK_512(R)                                                                         \
+  (f16 ? attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,       \
+                                visible0 + r, scale, scores, ld_scores, 1, R)                     \
+       : attention_block_avx512(out + r * ldo, ldo, q + r * ldq, ldq, k, v, ldkv, head_dim,       \
+                                visible0 + r, scale, scores, ld_scores, 0, R))
+
+// All rows, 8 at a time, the tail 4, 2, 1; false (nothing done) when it cannot get its scratch.
+ATT_512 static bool attention_avx512(float *out, int64_t ldo, const float *q, int64_t ldq,
+                                     const void *k, const void *v, int64_t ldkv, int64_t rows,
+                                     int64_t head_dim, int64_t visible0, float scale, int f16) {
+  const int64_t ld_scores = visible0 + rows - 1;
+  float *scores = att_scores_for(ATT_ROWS_512 * ld_scores);
+  if (!scores) return false;
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) ATT_BLOCK_512(8);
+  if (r + 4 <= rows) { ATT_BLOCK_512(4); r += 4; }
+  if (r + 2 <= rows) { ATT_BLOCK_512(2); r += 2; }
+  if (r < rows) ATT_BLOCK_512(1);
+  return true;
+}
+#endif
+
+#if DQ_X86_SIMD
 // Whole groups of 8; returns how many were converted (the caller finishes the tail).
 __attribute__((target("avx2,fma,f16c"))) static int64_t fp32_to_fp16_avx2(uint16_t *dst, const float *src,
                                                                         int64_t n) {
@@ -144,6 +243,9 @@ void dq_attention_head(float *out, int64_t ldo, const float *q, int64_t ldq, con
                        const float *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                        int64_t visible0, float scale, float *scores) {
 #if DQ_X86_SIMD
+  if (dq_cpu_has_avx512f() && head_dim % 16 == 0 &&
+      attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 0))
+    return;
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 0);
     return;
@@ -156,6 +258,9 @@ void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq,
                            const uint16_t *v, int64_t ldkv, int64_t rows, int64_t head_dim,
                            int64_t visible0, float scale, float *scores) {
 #if DQ_X86_SIMD
+  if (dq_cpu_has_avx512f() && head_dim % 16 == 0 &&
+      attention_avx512(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, 1))
+    return;
   if (dq_cpu_has_avx2() && head_dim % 8 == 0) {
     attention_avx2(out, ldo, q, ldq, k, v, ldkv, rows, head_dim, visible0, scale, scores, 1);
     return;

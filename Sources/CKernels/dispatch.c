@@ -130,9 +130,10 @@ bool dq_matmul_rows_exact(uint32_t type) {
   return dq_avx512_tiles_exact(type, dq_cpu_has_avx512vnni());
 }
 
-void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
-                    size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
-                    int64_t row_end) {
+// The tiles over rows [row_begin, row_end), all tokens.
+static void matmul_rows_tiles(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                              const void *x, size_t x_stride, int64_t tokens, float *y,
+                              int64_t ldy, int64_t row_begin, int64_t row_end) {
   dq_tile4_fn tile = use_simd() ? tile4_kernel(type) : NULL;
   int rows = 0, width = 4;
   dq_tile_rows_fn multi = tile ? tile_rows_kernel(type, &rows, &width) : NULL;
@@ -157,4 +158,25 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
   for (; t < tokens; t++)
     dq_matvec_rows(type, n, w, row_stride, xs + (size_t)t * x_stride, y + t * ldy, row_begin,
                    row_end);
+}
+
+// Below this many tokens the packed kernels' repacking costs more than it saves.
+enum { PACKED_MIN_TOKENS = 8, TILE_BLOCK_ROWS = 16 };
+
+void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
+                    size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
+                    int64_t row_end) {
+  if (use_simd() && !force_avx2_tiles && tokens >= PACKED_MIN_TOKENS && dq_cpu_has_avx512_int8() &&
+      dq_cpu_has_avx512vnni()) {
+    const int64_t done = dq_avx512_matmul_packed(type, n, (const char *)w + (size_t)row_begin * row_stride,
+                                                 row_stride, x, x_stride, tokens, y, ldy,
+                                                 row_end - row_begin);
+    row_begin += done;
+    y += done;
+  }
+  // Blocks of rows whose weights stay in L1 while every token passes over them.
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += TILE_BLOCK_ROWS) {
+    const int64_t r1 = r0 + TILE_BLOCK_ROWS < row_end ? r0 + TILE_BLOCK_ROWS : row_end;
+    matmul_rows_tiles(type, n, w, row_stride, x, x_stride, tokens, y + (r0 - row_begin), ldy, r0, r1);
+  }
 }

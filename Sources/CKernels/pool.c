@@ -260,11 +260,10 @@ static void matmul_part(void *p, int ith, int nth) {
   int64_t per = ((job->rows + nth - 1) / nth + MATMUL_BLOCK_ROWS - 1) & ~(int64_t)(MATMUL_BLOCK_ROWS - 1);
   int64_t begin = per * ith;
   int64_t end = begin + per < job->rows ? begin + per : job->rows;
-  for (int64_t r0 = begin; r0 < end; r0 += MATMUL_BLOCK_ROWS) {
-    int64_t r1 = r0 + MATMUL_BLOCK_ROWS < end ? r0 + MATMUL_BLOCK_ROWS : end;
+  // dq_matmul_rows blocks the rows for the cache itself (and repacks them where that pays).
+  if (begin < end)
     dq_matmul_rows(job->type, job->n, job->w, job->row_stride, job->x, job->x_stride,
-                   job->tokens, job->y + r0, job->ldy, r0, r1);
-  }
+                   job->tokens, job->y + begin, job->ldy, begin, end);
 }
 
 void dq_pool_matmul(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,

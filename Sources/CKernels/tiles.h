@@ -22,6 +22,13 @@ typedef void (*dq_tile_rows_fn)(int64_t n, const void *w, size_t row_stride, con
 // NULL for other types; *rows and *tokens receive the kernel's counts.
 dq_tile_rows_fn dq_avx2_tile_rows_kernel(uint32_t type, bool vnni, int *rows);
 dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens);
+// Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K on AVX-512 BW/VL + VNNI: the first rows / 16 * 16 of
+// `rows` rows (from w) against `tokens` activation rows, repacking 16 weight rows at a time into
+// per-thread scratch for all tokens; returns how many rows it did (0 for other types, fewer than
+// 16 rows, or when its scratch cannot be allocated).
+int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                                const void *x, size_t x_stride, int64_t tokens, float *y,
+                                int64_t ldy, int64_t rows);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

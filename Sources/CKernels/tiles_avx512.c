@@ -7,6 +7,9 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "dq_simd.h"
 #if DQ_X86_SIMD
 
@@ -334,6 +337,357 @@ DEFINE_TILE_ROWS_512(rows4_q4_0_vnni, block_q4_0, ucodes512_q4_0, 8, 4)
 DEFINE_TILE_ROWS_512(rows4_q5_0_vnni, block_q5_0, ucodes512_q5_0, 16, 4)
 DEFINE_TILE_ROWS_512(rows4_q8_0_vnni, block_q8_0, ucodes512_q8_0, (char)0x80, 4)
 
+// ---- Q4_0 / Q5_0 / Q8_0 against many tokens: 16 rows repacked per pass -----------------------
+// The 4x8 tile above converts and scales every dpbusd result (one per block, row and token pair)
+// before it can add blocks up: four instructions of bookkeeping per product. Here the caller's
+// 16 weight rows are first repacked, once for all tokens, into a per-thread scratch: per block,
+// 8 vectors whose lane r holds 4 unsigned codes (u = q + off) of row r (vector k: codes 4k..4k+3)
+// and the 16 row scales as fp32. A token's block is then 8 dpbusd against its 4-byte groups
+// broadcast from memory, starting from -off * sum(y) (formed once per token and block), and one
+// convert + one FMA with the 16 scales times the token's: every instruction serves 16 rows.
+// Another fp32 summation order than the one-row dots (dq_avx512_tiles_exact is false), within
+// the summation tolerance of the scalar reference (TileTests).
+enum { PK_ROWS = 16, PK_TOK = 8, PK_BLOCK_BYTES = 8 * 64 + 64 };
+
+typedef struct {
+  uint8_t *pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
+  size_t pack_cap;
+  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32)
+  size_t aux_cap;
+} pk_scratch;
+
+// Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
+// at 8192 columns, 147 KiB of packed Q4_0 rows (177 KiB of Q6_K), and for 512 tokens 1 MiB of
+// per-block sums. The weights themselves are never copied whole: 16 rows at a time.
+static _Thread_local pk_scratch scratch;
+
+static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
+  if (*cap >= bytes) return true;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes) != 0) return false;
+  free(*buf);
+  *buf = p;
+  *cap = bytes;
+  return true;
+}
+
+static const int32_t pk_idx[6][16] = {
+    {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},   // stage 1, codes 0..15
+    {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},  // stage 1, codes 16..31
+    {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},    // stage 2, even pairs
+    {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},  // stage 2, odd pairs
+    {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30},   // stage 3, even dwords
+    {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31},   // stage 3, odd dwords
+};
+
+// 16 rows' unsigned codes of one block (P[p]: rows 2p and 2p+1, 8 dwords each) transposed to
+// V[k] (lane r: dword k of row r) in three rounds of two-source permutes.
+TILE_512 static inline void pk_transpose(const __m512i P[8], __m512i V[8]) {
+  __m512i I[6];
+  for (int i = 0; i < 6; i++) I[i] = _mm512_loadu_si512((const void *)pk_idx[i]);
+  __m512i Q[4][2], R[2][2][2];
+  for (int q = 0; q < 4; q++)  // rows 4q..4q+3, dwords 4h..4h+3
+    for (int h = 0; h < 2; h++) Q[q][h] = _mm512_permutex2var_epi32(P[2 * q], I[h], P[2 * q + 1]);
+  for (int s = 0; s < 2; s++)  // rows 8s..8s+7, dwords 4h+2c, 4h+2c+1
+    for (int h = 0; h < 2; h++)
+      for (int c = 0; c < 2; c++) R[s][h][c] = _mm512_permutex2var_epi32(Q[2 * s][h], I[2 + c], Q[2 * s + 1][h]);
+  for (int h = 0; h < 2; h++)
+    for (int c = 0; c < 2; c++)
+      for (int kk = 0; kk < 2; kk++)
+        V[4 * h + 2 * c + kk] = _mm512_permutex2var_epi32(R[0][h][c], I[4 + kk], R[1][h][c]);
+}
+
+#define DEFINE_PACK16(NAME, BLOCK, UCODES)                                                        \
+  TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
+    const BLOCK *a[PK_ROWS];                                                                     \
+    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      __m512i P[8], V[8];                                                                        \
+      for (int p = 0; p < 8; p++) P[p] = join(UCODES(&a[2 * p][i]), UCODES(&a[2 * p + 1][i]));   \
+      pk_transpose(P, V);                                                                        \
+      uint8_t *dst = pack + i * PK_BLOCK_BYTES;                                                  \
+      for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(dst + 64 * k), V[k]);             \
+      uint16_t d[PK_ROWS];                                                                       \
+      for (int r = 0; r < PK_ROWS; r++) d[r] = a[r][i].d;                                        \
+      _mm512_store_ps((float *)(dst + 512), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d))); \
+    }                                                                                            \
+  }
+DEFINE_PACK16(pack16_q4_0, block_q4_0, ucodes512_q4_0)
+DEFINE_PACK16(pack16_q5_0, block_q5_0, ucodes512_q5_0)
+DEFINE_PACK16(pack16_q8_0, block_q8_0, ucodes512_q8_0)
+
+// Per token and block of q8_0 activations: -off * sum(y) and dx as fp32.
+TILE_512_VNNI static void pk_aux(int64_t nb, const void *x, size_t x_stride, int64_t tokens,
+                                 int off, uint8_t *aux) {
+  const __m256i offv = _mm256_set1_epi8((char)off), zero = _mm256_setzero_si256();
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * x_stride);
+    int32_t *corr = (int32_t *)(aux + (size_t)t * nb * 8);
+    float *dx = (float *)(corr + nb);
+    for (int64_t i = 0; i < nb; i++) {
+      // off as dpbusd's unsigned operand: 128 is (char)0x80, so u8 * s8 stays exact
+      const __m256i s = _mm256_dpbusd_epi32(zero, offv, _mm256_loadu_si256((const __m256i *)b[i].qs));
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      corr[i] = -_mm_cvtsi128_si32(h);
+      dx[i] = tile_h2f(b[i].d);
+    }
+  }
+}
+
+// T tokens (x rows t0.., x_stride apart) against the 16 packed rows: y[j * ldy + r].
+#define DEFINE_PK_KERNEL(NAME, T)                                                                 \
+  TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
+                                 const uint8_t *aux, float *y, int64_t ldy) {                   \
+    const block_q8_0 *b[T];                                                                      \
+    const int32_t *corr[T];                                                                      \
+    const float *dx[T];                                                                          \
+    for (int j = 0; j < T; j++) {                                                                \
+      b[j] = (const block_q8_0 *)((const char *)x + j * x_stride);                               \
+      corr[j] = (const int32_t *)(aux + (size_t)j * nb * 8);                                     \
+      dx[j] = (const float *)(corr[j] + nb);                                                     \
+    }                                                                                            \
+    __m512 fs[T];                                                                                \
+    for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      const uint8_t *src = pack + i * PK_BLOCK_BYTES;                                            \
+      __m512i W[8];                                                                              \
+      for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(src + 64 * k));       \
+      const __m512 dw = _mm512_load_ps((const float *)(src + 512));                              \
+      for (int j = 0; j < T; j++) {                                                              \
+        const int8_t *q = b[j][i].qs;                                                            \
+        __m512i acc = _mm512_set1_epi32(corr[j][i]);                                             \
+        for (int k = 0; k < 8; k++) {                                                            \
+          int32_t g;                                                                             \
+          memcpy(&g, q + 4 * k, 4);                                                              \
+          acc = _mm512_dpbusd_epi32(acc, W[k], _mm512_set1_epi32(g));                            \
+        }                                                                                        \
+        fs[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, _mm512_set1_ps(dx[j][i])), fs[j]); \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
+  }
+DEFINE_PK_KERNEL(pk_tokens8, PK_TOK)
+DEFINE_PK_KERNEL(pk_tokens1, 1)
+
+// ---- the k-quants the same way -------------------------------------------------------------
+// Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
+// group's integer scale per row (two for Q6_K, whose 16-code sub-blocks each have one); then 8
+// vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
+// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1),
+// their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32) and d per row. A token's
+// super-block: 64 dpbusd, the group sums times their scales added as exact int32 (as the one-row
+// dots do, so one rounding per super-block), 8 vpdpwssd for the mins, and a few fp32 ops.
+#define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
+#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 128)
+
+// Unsigned codes 32g..32g+31 of a super-block.
+TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
+  const block_q4_K *a = blk;
+  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
+  return _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+}
+TILE_512 static inline __m256i kcodes_q5_K(const void *blk, int g) {
+  const block_q5_K *a = blk;
+  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
+  const __m256i lo = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)a->qh);
+  const __m256i bit = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, g), 4), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(lo, bit);
+}
+TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
+  const block_q6_K *a = blk;
+  const int h = g / 4, s = g % 4;
+  const __m256i l = _mm256_loadu_si256((const __m256i *)(a->ql + 64 * h + 32 * (s & 1)));
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * h));
+  const __m256i lo = _mm256_and_si256(s & 2 ? _mm256_srli_epi16(l, 4) : l, _mm256_set1_epi8(0x0F));
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(0x03));
+  return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+// Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
+// correction, its fp32 factor and d.
+static inline void kfacts_q4_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
+  const block_q4_K *a = blk;
+  uint8_t sm[16];
+  k4_unpack_scales(a->scales, sm);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = gs[g][1] = sm[g];
+    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+  }
+  *cm = dq_fp16_to_fp32(a->dmin);
+  *d = dq_fp16_to_fp32(a->d);
+}
+static inline void kfacts_q5_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
+  const block_q5_K *a = blk;
+  uint8_t sm[16];
+  k4_unpack_scales(a->scales, sm);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = gs[g][1] = sm[g];
+    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+  }
+  *cm = dq_fp16_to_fp32(a->dmin);
+  *d = dq_fp16_to_fp32(a->d);
+}
+static inline void kfacts_q6_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
+  const block_q6_K *a = blk;
+  *d = dq_fp16_to_fp32(a->d);
+  for (int g = 0; g < 8; g++) {
+    gs[g][0] = a->scales[2 * g];
+    gs[g][1] = a->scales[2 * g + 1];
+    pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
+  }
+  *cm = 32.0f * *d;
+}
+
+#define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
+  TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
+    const BLOCK *a[PK_ROWS];                                                                     \
+    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      uint8_t *dst = pack + i * KP_SB_BYTES(SPLIT);                                              \
+      for (int g = 0; g < 8; g++) {                                                              \
+        __m512i P[8], V[8];                                                                      \
+        for (int p = 0; p < 8; p++) P[p] = join(CODES(&a[2 * p][i], g), CODES(&a[2 * p + 1][i], g)); \
+        pk_transpose(P, V);                                                                      \
+        uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
+        for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
+      }                                                                                          \
+      int32_t gs[PK_ROWS][8][2];                                                                 \
+      float cm[PK_ROWS], dd[PK_ROWS];                                                            \
+      uint32_t pair[PK_ROWS][8];                                                                 \
+      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r], &dd[r]);         \
+      for (int g = 0; g < 8; g++)                                                                \
+        for (int h = 0; h <= (SPLIT); h++) {                                                     \
+          int32_t *f = (int32_t *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);              \
+          for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
+        }                                                                                        \
+      uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
+      for (int p = 0; p < 8; p++)                                                                \
+        for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
+      float *c = (float *)(pr + 128);                                                            \
+      for (int r = 0; r < PK_ROWS; r++) {                                                        \
+        c[r] = cm[r];                                                                            \
+        c[16 + r] = dd[r];                                                                       \
+      }                                                                                          \
+    }                                                                                            \
+  }
+DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
+DEFINE_KPACK16(kpack16_q5_K, block_q5_K, kcodes_q5_K, kfacts_q5_K, 0)
+DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
+
+#define DEFINE_KP_KERNEL(NAME, T, SPLIT)                                                          \
+  TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
+                                 float *y, int64_t ldy) {                                       \
+    const block_q8_K *b[T];                                                                      \
+    for (int j = 0; j < T; j++) b[j] = (const block_q8_K *)((const char *)x + j * x_stride);    \
+    __m512 fs[T];                                                                                \
+    for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
+    for (int64_t i = 0; i < nb; i++) {                                                           \
+      const uint8_t *src = pack + i * KP_SB_BYTES(SPLIT);                                        \
+      __m512i isum[T];                                                                           \
+      for (int j = 0; j < T; j++) isum[j] = _mm512_setzero_si512();                              \
+      for (int g = 0; g < 8; g++) {                                                              \
+        const uint8_t *gd = src + g * KP_GROUP_BYTES(SPLIT);                                     \
+        __m512i W[8];                                                                            \
+        for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(gd + 64 * k));      \
+        const __m512i s0 = _mm512_load_si512((const void *)(gd + 512));                          \
+        const __m512i s1 = _mm512_load_si512((const void *)(gd + 512 + 64 * (SPLIT)));           \
+        for (int j = 0; j < T; j++) {                                                            \
+          const int8_t *q = b[j][i].qs + 32 * g;                                                 \
+          int32_t gq[8];                                                                         \
+          memcpy(gq, q, 32);                                                                     \
+          __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
+          for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
+          for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
+          if (SPLIT)                                                                             \
+            isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0),     \
+                                                                 _mm512_mullo_epi32(a1, s1)));   \
+          else                                                                                   \
+            isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), s0)); \
+        }                                                                                        \
+      }                                                                                          \
+      const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
+      __m512i C[8];                                                                              \
+      for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
+      const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
+      const __m512 dw = _mm512_load_ps((const float *)(cd + 576));                               \
+      for (int j = 0; j < T; j++) {                                                              \
+        int32_t bs[8];                                                                           \
+        memcpy(bs, b[j][i].bsums, 32);                                                           \
+        __m512i m = _mm512_setzero_si512();                                                      \
+        for (int p = 0; p < 8; p++) m = dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
+        const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[j]), dw,                      \
+                                           _mm512_mul_ps(_mm512_cvtepi32_ps(m), cm));            \
+        fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
+  }
+DEFINE_KP_KERNEL(kp4_tokens8, PK_TOK, 0)
+DEFINE_KP_KERNEL(kp4_tokens1, 1, 0)
+DEFINE_KP_KERNEL(kp6_tokens8, PK_TOK, 1)
+DEFINE_KP_KERNEL(kp6_tokens1, 1, 1)
+
+static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                               const void *x, size_t x_stride, int64_t tokens, float *y,
+                               int64_t ldy, int64_t rows) {
+  void (*pack)(int64_t, const void *, size_t, uint8_t *);
+  void (*k8)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
+  void (*k1)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
+  size_t sb;
+  switch (type) {
+    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
+    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
+    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; sb = KP_SB_BYTES(1); break;
+    default: return 0;
+  }
+  const int64_t nb = n / QK_K;
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * sb)) return 0;
+  const int64_t done = rows / PK_ROWS * PK_ROWS;
+  for (int64_t r = 0; r < done; r += PK_ROWS) {
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    int64_t t = 0;
+    for (; t + PK_TOK <= tokens; t += PK_TOK)
+      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+    for (; t < tokens; t++)
+      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+  }
+  return done;
+}
+
+int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                                const void *x, size_t x_stride, int64_t tokens, float *y,
+                                int64_t ldy, int64_t rows) {
+  if (rows < PK_ROWS) return 0;
+  void (*pack)(int64_t, const void *, size_t, uint8_t *);
+  int off;
+  switch (type) {
+    case DQ_TYPE_Q4_0: pack = pack16_q4_0; off = 8; break;
+    case DQ_TYPE_Q5_0: pack = pack16_q5_0; off = 16; break;
+    case DQ_TYPE_Q8_0: pack = pack16_q8_0; off = 128; break;
+    default: return matmul_packed_k(type, n, w, row_stride, x, x_stride, tokens, y, ldy, rows);
+  }
+  const int64_t nb = n / QK8_0;
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * PK_BLOCK_BYTES) ||
+      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * nb * 8))
+    return 0;  // no memory: the caller's tiles do it all
+  pk_aux(nb, x, x_stride, tokens, off, scratch.aux);
+  const int64_t done = rows / PK_ROWS * PK_ROWS;
+  for (int64_t r = 0; r < done; r += PK_ROWS) {
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    int64_t t = 0;
+    for (; t + PK_TOK <= tokens; t += PK_TOK)
+      pk_tokens8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
+                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+    for (; t < tokens; t++)
+      pk_tokens1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
+                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+  }
+  return done;
+}
+
 dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   *rows = 4;
   *tokens = TOK;
@@ -355,7 +709,7 @@ dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens
 
 bool dq_avx512_tiles_exact(uint32_t type, bool vnni) {
   return !(vnni && (type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K ||
-                    type == DQ_TYPE_Q8_0));
+                    type == DQ_TYPE_Q8_0 || type == DQ_TYPE_Q4_0 || type == DQ_TYPE_Q5_0));
 }
 
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
@@ -370,6 +724,13 @@ dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) {
 #else
 
 bool dq_avx512_tiles_exact(uint32_t type, bool vnni) { (void)type; (void)vnni; return true; }
+int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t row_stride,
+                                const void *x, size_t x_stride, int64_t tokens, float *y,
+                                int64_t ldy, int64_t rows) {
+  (void)type; (void)n; (void)w; (void)row_stride; (void)x; (void)x_stride; (void)tokens;
+  (void)y; (void)ldy; (void)rows;
+  return 0;
+}
 dq_tile4_fn dq_avx512_tile4_kernel(uint32_t type, bool vnni) { (void)type; (void)vnni; return NULL; }
 dq_tile_rows_fn dq_avx512_tile_rows_kernel(uint32_t type, int *rows, int *tokens) {
   (void)type; *rows = *tokens = 0; return NULL;

@@ -8,6 +8,8 @@ struct AttentionKernelTests {
     (rows: 7, headDim: 64, visible0: 1), (rows: 32, headDim: 64, visible0: 17),
     (rows: 5, headDim: 48, visible0: 9), (rows: 3, headDim: 128, visible0: 40),
     (rows: 6, headDim: 12, visible0: 2),  // not a multiple of 8: the scalar path
+    // AVX-512: 8 rows per pass, then the AVX2 rows; head dims 16 (not 32) apart, Gemma's 256
+    (rows: 32, headDim: 256, visible0: 200), (rows: 13, headDim: 80, visible0: 5),
   ])
   func matchesReference(rows: Int, headDim: Int, visible0: Int) {
     var state: UInt64 = 0x1234_5678 &+ UInt64(rows * 1000 + headDim)
@@ -38,6 +40,15 @@ struct AttentionKernelTests {
       // The columns between heads are not written.
       #expect(fast[r * ldq + headDim].isNaN)
     }
+    // A row gets the same bits alone as in a block (a batch's sequences equal themselves alone).
+    for r in 0..<rows {
+      var one = [Float](repeating: .nan, count: ldq)
+      q.withUnsafeBufferPointer { qp in
+        dq_attention_head(&one, Int64(ldq), qp.baseAddress! + r * ldq, Int64(ldq), k, v, Int64(ldkv), 1,
+                          Int64(headDim), Int64(visible0 + r), scale, &scores)
+      }
+      #expect(Array(one[0..<headDim]) == Array(fast[(r * ldq)..<(r * ldq + headDim)]), "row \(r) alone")
+    }
   }
 }
 
@@ -48,6 +59,7 @@ struct HalfCacheAttentionTests {
     (rows: 1, headDim: 64, visible0: 1), (rows: 1, headDim: 64, visible0: 300),
     (rows: 9, headDim: 64, visible0: 17), (rows: 3, headDim: 128, visible0: 40),
     (rows: 6, headDim: 12, visible0: 2),  // not a multiple of 8: the scalar path
+    (rows: 19, headDim: 256, visible0: 33),
   ])
   func matches(rows: Int, headDim: Int, visible0: Int) {
     var state: UInt64 = 0x9E37_79B9 &+ UInt64(rows * 1000 + headDim)

@@ -83,7 +83,8 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
 // [0, tokens); activation rows x_t are x_stride bytes apart, already in dq_vec_dot_type(type).
 // Faster than dq_matvec_rows token by token (weights reused across tokens); gives each token
 // the bits of the AVX2 one-row dot where dq_matmul_rows_exact(type), else the same value up to
-// fp32 summation order (AVX-512 VNNI k-quant tiles sum across super-blocks in vectors).
+// fp32 summation order (AVX-512 VNNI: k-quant tiles sum across super-blocks in vectors, and from 8
+// tokens Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K run 16 repacked rows per pass).
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end);

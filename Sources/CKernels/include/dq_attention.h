@@ -1,5 +1,5 @@
 // Causal attention of one head over a block of query rows, in fp32, with no BLAS: the query
-// rows of a block share every key and value they load (4 rows per pass in the AVX2 twin).
+// rows of a block share every key and value they load (8 rows per pass with AVX-512, 4 with AVX2).
 #pragma once
 #include <stdint.h>
 
