@@ -59,8 +59,9 @@ public enum DurableFile {
     }
   }
 
-  /// Replaces (or creates) `path` with `bytes`, durably; the file gets `mode` exactly (no umask).
-  public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t = 0o644)
+  /// Replaces (or creates) `path` with `bytes`, durably. The file gets `mode` exactly when one
+  /// is given; without, 0666 less the umask, as open(2) and every other tool would create it.
+  public static func write(_ bytes: some Collection<UInt8>, to path: String, mode: mode_t? = nil)
     throws(DurableWriteError)
   {
     try write(to: path, mode: mode) { (sink) throws(DurableWriteError) in try sink.write(bytes) }
@@ -70,17 +71,13 @@ public enum DurableFile {
   /// target changes only if `produce` and every sync succeed; otherwise the temporary is gone
   /// and the error (typed, with its errno) propagates.
   public static func write(
-    to path: String, mode: mode_t = 0o644, _ produce: (Sink) throws(DurableWriteError) -> Void
+    to path: String, mode: mode_t? = nil, _ produce: (Sink) throws(DurableWriteError) -> Void
   ) throws(DurableWriteError) {
-    var template = Array((path + ".tmp-XXXXXX").utf8CString)
-    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-    let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    guard fd >= 0 else { throw DurableWriteError(path: path, operation: "create a temporary file for", errno: errno) }
-    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // mkostemp is not in Swift's Glibc module
+    let (fd, temporary) = try createTemporary(next: path)
     do throws(DurableWriteError) {
       defer { close(fd) }
       try produce(Sink(fd: fd, path: temporary))
-      guard fchmod(fd, mode) == 0 else { throw DurableWriteError(path: temporary, operation: "chmod", errno: errno) }
+      if let mode, fchmod(fd, mode) != 0 { throw DurableWriteError(path: temporary, operation: "chmod", errno: errno) }
       guard fsync(fd) == 0 else { throw DurableWriteError(path: temporary, operation: "fsync", errno: errno) }
     } catch {
       unlink(temporary)
@@ -92,6 +89,19 @@ public enum DurableFile {
       throw DurableWriteError(path: path, operation: "rename \(temporary) to", errno: e)
     }
     try syncDirectory(containing: path)
+  }
+
+  /// A new file next to `path` (`path.tmp-XXXXXX`), created 0666 so the kernel applies the
+  /// umask (mkstemp would make it 0600 whatever the umask, and reading the umask races).
+  private static func createTemporary(next path: String) throws(DurableWriteError) -> (Int32, String) {
+    let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    for _ in 0..<100 {
+      let temporary = path + ".tmp-" + String((0..<6).map { _ in letters.randomElement()! })
+      let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+      if fd >= 0 { return (fd, temporary) }
+      if errno != EEXIST { throw DurableWriteError(path: path, operation: "create a temporary file for", errno: errno) }
+    }
+    throw DurableWriteError(path: path, operation: "create a temporary file for", errno: EEXIST)
   }
 
   /// Renames the directory `temporary` (complete, written by this process) to `path`: every

@@ -69,8 +69,13 @@ enum AdapterScaleFields {
       guard entry.id >= 0 else { throw .invalidField("lora[\(i)].id", "must be an adapter id from GET /lora-adapters, got \(entry.id)") }
       guard seen.insert(entry.id).inserted else { throw .invalidField("lora[\(i)].id", "adapter \(entry.id) is listed twice") }
     }
-    if lora.filter({ $0.scale != 0 }).count > 1 {
-      throw .invalidField("lora", "more than one adapter with a non-zero scale (mixing adapters) is not served; enable one")
+    let enabled = lora.filter { $0.scale != 0 }
+    if enabled.count > 1 {
+      let ids = enabled.map { "\($0.id) (scale \($0.scale))" }.joined(separator: ", ")
+      throw .invalidField(
+        "lora",
+        "lora enables adapters \(ids); a request is served by one adapter (mixing adapters is not served): "
+          + "give the others scale 0 or leave them out")
     }
   }
 }

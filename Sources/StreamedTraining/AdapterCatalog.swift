@@ -5,6 +5,7 @@
 // The registry in memory and the trainer follow it: a change to an adapter is a catalog
 // transaction, and `apply` runs the in-memory side inside that transaction, so an adapter that
 // was deleted cannot be brought back by a publish that was already under way.
+import DurableFiles
 import Foundation
 import GRDB
 
@@ -270,9 +271,17 @@ public final class AdapterCatalog: Sendable {
       }
       return names
     }
-    // The catalog is committed: retire the old records so nothing reads them again.
-    if hasLibrary { try? fm.moveItem(at: libraryURL, to: libraryURL.appendingPathExtension("imported")) }
-    for (_, (url, _)) in metas { try? fm.moveItem(at: url, to: url.appendingPathExtension("imported")) }
+    // The catalog is committed: retire the old records so nothing reads them again, durably (a
+    // record back after a crash would bring an adapter deleted since back on the next start).
+    // A failure stops the start; the next one skips what the catalog holds and retries.
+    let retired = (hasLibrary ? [libraryURL.path] : []) + metas.values.map(\.0.path)
+    for path in retired {
+      do {
+        try DurableFile.rename(path, to: path + ".imported")
+      } catch {
+        throw CatalogError.storage("imported \(path) but cannot retire it: \(error)")
+      }
+    }
     return imported
   }
 

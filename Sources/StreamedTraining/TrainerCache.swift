@@ -63,8 +63,7 @@ extension BackgroundTraining {
     guard let trainer = job.trainer, !condition.withLock({ job.removed }) else { return }
     let position = condition.withLock { DataPosition(epoch: job.replayed, cursor: Int(job.consumed)) }
     do {
-      try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true)
-      try trainer.saveCheckpoint(to: directory + "/" + name, dataPosition: position)
+      try trainer.saveCheckpoint(to: try adapterDirectory(name), dataPosition: position)
       condition.withLock { job.dirty = false }
     } catch {
       log("training '\(name)': checkpoint failed: \(error)")

@@ -119,6 +119,39 @@ extension DaemonTests {
       #expect(!FileManager.default.fileExists(atPath: daemon.socketPath), "bound its own socket despite activation")
     }
 
+    /// Issue 17: a TCP port systemd passes (`ListenStream=127.0.0.1:PORT`) is served as a
+    /// configured listener is (loopback: no key needed), and the daemon still binds its own
+    /// Unix socket; a non-loopback port passed without keys stops the start, naming the address.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    func servesATCPPortSystemdPasses() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      func activated(_ address: String) throws -> DaemonProcess {
+        try DaemonProcess(
+          directory: directory, waitForReady: false,
+          launcher: ["/usr/bin/systemd-socket-activate", "-l", address, "-E", "NOTIFY_SOCKET=\(directory)/notify"])
+      }
+      func get(_ url: String) throws -> String {
+        try runTool(["curl", "-sS", "--max-time", "120", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
+      }
+      let exposedPort = try freeTCPPort()
+      let exposed = try activated("0.0.0.0:\(exposedPort)")
+      usleep(300_000)  // systemd-socket-activate binds the port before the daemon starts
+      _ = try? get("http://127.0.0.1:\(exposedPort)/health")  // starts the daemon, which refuses
+      #expect(exposed.waitForExit(timeout: 120) != 0, "\(exposed.log)")
+      #expect(exposed.log.contains("0.0.0.0:\(exposedPort)"), "\(exposed.log)")
+
+      let port = try freeTCPPort()
+      let daemon = try activated("127.0.0.1:\(port)")
+      defer { daemon.stop() }
+      usleep(300_000)
+      // The first connection starts the daemon; it waits in the backlog until the model is mapped.
+      #expect(try get("http://127.0.0.1:\(port)/health") == "200", "\(daemon.log)")
+      try daemon.notifications.wait(for: "READY=1")
+      #expect(try get("http://127.0.0.1:\(port)/v1/models") == "200")
+      #expect(try curl(daemon.socketPath, "GET", "/health").status == 200, "\(daemon.log)")
+    }
+
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") && getuid() == 0))
     func peersOutsideTheAllowedListAreRefusedAndSighupChangesTheList() throws {
       let directory = try makeTemporaryDirectory()

@@ -148,6 +148,24 @@ extension DaemonTests {
       try waitForMetric(daemon, "droplorad_requests_total{outcome=\"cancelled\"} 1")
       let after = try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: chatBody("hi", maxTokens: 2))
       #expect(after.status == 200)
+
+      // Issue 17's metrics: refusals by reason (the 503 above, a 400), the build, and the
+      // latency, queue and length histograms of the requests that ran.
+      let bad = try curl(daemon.socketPath, "POST", "/v1/chat/completions", json: #"{"messages": [], "max_tokens": 1}"#)
+      #expect(bad.status == 400)
+      try waitForMetric(daemon, #"droplorad_requests_refused_total{reason="server_busy",status="503"} 1"#)
+      let text = try curl(daemon.socketPath, "GET", "/metrics").body
+      let lines = text.split(separator: "\n").map(String.init)
+      #expect(lines.contains { $0.hasPrefix(#"droplorad_requests_refused_total{reason="invalid_value",status="400"} "#) }, "\(text)")
+      #expect(lines.contains { $0.hasPrefix("droplorad_build_info{version=") && $0.hasSuffix(" 1") }, "\(text)")
+      for histogram in [
+        "droplorad_request_duration_seconds", "droplorad_time_per_output_token_seconds", "droplorad_queue_wait_seconds",
+        "droplorad_prompt_length_tokens", "droplorad_completion_length_tokens",
+      ] {
+        let count = lines.first { $0.hasPrefix(histogram + "_count ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        #expect((count ?? 0) >= 1, "\(histogram): \(text)")
+      }
+      #expect(lines.contains { $0.hasPrefix("droplorad_kv_cache_budget_bytes ") && !$0.hasSuffix(" 0.0") }, "\(text)")
     }
   }
 }

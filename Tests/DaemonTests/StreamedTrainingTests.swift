@@ -53,7 +53,9 @@ extension DaemonTests {
     @Test func pushTrainPublishSurviveSIGKILLAndRollBack() throws {
       let directory = try makeTemporaryDirectory()
       defer { try? FileManager.default.removeItem(atPath: directory) }
-      var daemon: DaemonProcess? = try DaemonProcess(arguments: Self.arguments, directory: directory)
+      // umask 000: pushed data and what is trained from it must stay private all the same.
+      var daemon: DaemonProcess? = try DaemonProcess(
+        arguments: Self.arguments, directory: directory, launcher: ["sh", "-c", #"umask 000; exec "$0" "$@""#])
       let socket = daemon!.socketPath
       #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 8, "pruning_rate": 0.3}"#).status == 201)
 
@@ -78,6 +80,13 @@ extension DaemonTests {
       #expect((published["last_decision"] as? String)?.hasPrefix("published version") == true)
       #expect(published["samples_received"] as? Int == 24)
       #expect(published["samples_held_out"] as? Int == 6)
+      let state = directory + "/state"
+      for (path, mode) in [
+        (state, 0o700), (state + "/journal.sqlite", 0o600), (state + "/training", 0o700), (state + "/training/task", 0o700),
+      ] as [(String, mode_t)] {
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == mode, "\(path): \(String(info.st_mode & 0o777, radix: 8))")
+      }
 
       // Everything trained: the newest version's held-out loss is below the first's.
       let drained = try waitFor(socket) { $0["samples_pending"] as? Int == 0 && $0["state"] as? String == "idle" }
@@ -210,6 +219,54 @@ extension DaemonTests {
       let step = try status(socket)["step"] as? Int ?? 0
       #expect(try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(12..<16).utf8)).status == 200)
       _ = try waitFor(socket) { ($0["step"] as? Int ?? 0) > step && $0["samples_pending"] as? Int == 0 }
+    }
+
+    /// Issue 18 item 10: under chat load that never lets up (three clients on two generation
+    /// slots, so a request always waits), the status says the trainer waits for serving and how
+    /// many samples are pending, and `training.min_compute_share` still gets steps taken.
+    @Test func trainingProgressesUnderSustainedChatLoad() throws {
+      let daemon = try DaemonProcess(
+        arguments: Self.arguments + [
+          "--set", "training.min_compute_share=0.3", "--set", "limits.max_concurrent_generations=2",
+        ])
+      defer { daemon.stop() }
+      let socket = daemon.socketPath
+      #expect(try curl(socket, "POST", "/v1/adapters", json: #"{"name": "task", "rank": 4}"#).status == 201)
+      let done = FailureLog()  // an entry once the test no longer needs the load
+      let failures = FailureLog()
+      let group = DispatchGroup()
+      for client in 0..<3 {
+        group.enter()
+        Thread {
+          while done.entries.isEmpty {
+            let body = #"{"messages": [{"role": "user", "content": "Tell a story \#(client)."}], "max_tokens": 48, "ignore_eos": true}"#
+            do {
+              let status = try curl(socket, "POST", "/v1/chat/completions", json: body).status
+              if status != 200 { failures.add("chat: status \(status)") }
+            } catch {
+              failures.add("chat: \(error)")
+            }
+          }
+          group.leave()
+        }.start()
+      }
+      defer {
+        done.add("done")
+        _ = group.wait(timeout: .now() + 120)
+      }
+      try waitForMetric(daemon, "droplorad_running_generations 2.0")
+      #expect(try curl(socket, "POST", "/v1/adapters/task/samples", data: Data(Self.samples(0..<16).utf8)).status == 200)
+      var sawWaiting = false
+      let trained = try waitFor(socket, timeout: 240) { status in
+        if let reason = status["reason"] as? String, status["state"] as? String == "waiting",
+          reason.hasPrefix("waiting for serving: "), status["samples_pending"] as? Int ?? 0 > 0
+        {
+          sawWaiting = true
+        }
+        return status["step"] as? Int ?? 0 >= 2
+      }
+      #expect(sawWaiting, "the status never said it was waiting for serving: \(trained)")
+      #expect(failures.entries.isEmpty, "\(failures.entries)")
     }
 
     @Test func pushesSwapsAndChatsConcurrently() throws {

@@ -25,7 +25,8 @@ private func mode(of path: String) -> mode_t {
   return st.st_mode & 0o777
 }
 
-@Suite struct DurableFileTests {
+// Serialized: one test changes the process's umask.
+@Suite(.serialized) struct DurableFileTests {
   @Test func aWriteIsCompleteAndLeavesOnlyTheFile() throws {
     let directory = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -42,7 +43,29 @@ private func mode(of path: String) -> mode_t {
       try sink.write([UInt8]("bcd".utf8)[1...])
     }
     #expect(String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) == "acd")
-    #expect(mode(of: path) == 0o644)
+  }
+
+  /// Without a mode a file is created as open(2) would (0666 less the umask): an operator's
+  /// umask 077 keeps it private. A given mode is exact, whatever the umask.
+  @Test func theUmaskAppliesUnlessAModeIsGiven() throws {
+    let directory = try temporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let old = umask(0o077)
+    defer { umask(old) }
+    try DurableFile.write(Array("a".utf8), to: directory + "/private")
+    #expect(mode(of: directory + "/private") == 0o600)
+    umask(0o022)
+    try DurableFile.write(Array("b".utf8), to: directory + "/shared")
+    #expect(mode(of: directory + "/shared") == 0o644)
+    // Replacing a file takes the new file's mode, not the old one's.
+    try DurableFile.write(Array("c".utf8), to: directory + "/private")
+    #expect(mode(of: directory + "/private") == 0o644)
+    umask(0)
+    try DurableFile.write(Array("d".utf8), to: directory + "/given", mode: 0o600)
+    #expect(mode(of: directory + "/given") == 0o600)
+    try DurableFile.write(to: directory + "/open") { (sink) throws(DurableWriteError) in try sink.write(Array("e".utf8)) }
+    #expect(mode(of: directory + "/open") == 0o666)
+    #expect(names(in: directory) == ["given", "open", "private", "shared"])
   }
 
   @Test func aFailedWriteKeepsTheOldFileAndNoTemporary() throws {

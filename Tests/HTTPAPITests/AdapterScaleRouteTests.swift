@@ -106,6 +106,10 @@ import Testing
         #expect(r.status == 400, "\(extra)")
         #expect(try param(r) == field, "\(extra): \(r.text)")
       }
+      // Mixing says which adapters were switched on and what to do instead.
+      let mixed = try await chat(path, #","lora":[{"id":0,"scale":1},{"id":1,"scale":0.5}]"#)
+      #expect(mixed.text.contains("lora enables adapters 0 (scale 1.0), 1 (scale 0.5);"), "\(mixed.text)")
+      #expect(mixed.text.contains("give the others scale 0 or leave them out"), "\(mixed.text)")
       #expect(backend.snapshot.started == 0, "no refused request reached the backend")
     }
   }

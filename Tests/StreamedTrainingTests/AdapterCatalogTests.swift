@@ -47,6 +47,25 @@ import StreamedTraining
     #expect(try catalog.all().count == 1)
   }
 
+  /// A record that cannot be retired stops the import (so the daemon does not start) with an
+  /// error naming it: left readable, it would bring back on a later start an adapter deleted
+  /// since. Once it can be, the next start retires it and imports nothing twice.
+  @Test func aRecordThatCannotBeRetiredIsAnError() throws {
+    let state = try legacyState()
+    defer { try? FileManager.default.removeItem(atPath: state) }
+    let blocker = state + "/adapters.json.imported/x"  // a non-empty directory: the rename fails
+    try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: true)
+    let catalog = AdapterCatalog(journal: try SampleJournal(path: state + "/journal.sqlite", heldOutEvery: 4))
+    let error = #expect(throws: CatalogError.self) { try catalog.importLegacyState(stateDirectory: state) }
+    #expect("\(error.map { "\($0)" } ?? "")".contains("adapters.json"), "\(String(describing: error))")
+    #expect(FileManager.default.fileExists(atPath: state + "/adapters.json"))
+    try FileManager.default.removeItem(atPath: state + "/adapters.json.imported")
+    #expect(try catalog.importLegacyState(stateDirectory: state) == [])
+    #expect(try catalog.all().map(\.name) == ["task"])
+    #expect(!FileManager.default.fileExists(atPath: state + "/adapters.json"))
+    #expect(FileManager.default.fileExists(atPath: state + "/adapters.json.imported"))
+  }
+
   @Test func aFailingRegistryLeavesTheCatalogUnchanged() throws {
     let (catalog, directory) = try emptyCatalog()
     defer { try? FileManager.default.removeItem(atPath: directory) }
