@@ -207,8 +207,16 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
     var options = try options(sampling)
     options.logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
     options.grammar = try features.outputGrammar()
-    // The engine checks the scale's range (AdapterRegistry.scaleRange); a Double beyond Float's
-    // range becomes ±infinity there and is refused as out of range.
+    // The range is AdapterRegistry.scaleRange, judged here in the request's own precision too:
+    // 4.0000001 would round to the Float 4 and pass the engine's check (issue 18, item 8).
+    if let scaling {
+      let range = AdapterRegistry.scaleRange
+      guard scaling.scale >= Double(range.lowerBound) && scaling.scale <= Double(range.upperBound) else {
+        throw BackendError.invalidRequest(
+          field: scaling.field,
+          message: "the adapter scale must be a finite number from \(range.lowerBound) to \(range.upperBound), got \(scaling.scale)")
+      }
+    }
     let request = ServingRequest(
       adapter: adapterName(model), prompt: prompt, options: options, adapterScale: scaling.map { Float($0.scale) },
       enableThinking: enableThinking)

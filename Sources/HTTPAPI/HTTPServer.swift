@@ -488,6 +488,13 @@ public final class HTTPServer: Sendable {
     defer { connections.remove(id) }
     let overCapacity = admission != .admitted
     let configuration = self.configuration
+    // On TCP a connection counts against its remote address until it shows a key: one over
+    // the address's cap (idle clients holding its places, keyed or not) is judged again under
+    // its key, so key-less connections cannot lock the key holders out.
+    let keyMayAdmit: Bool = {
+      guard case .tcp = accepted.transport, configuration.apiKeys != nil, case .overPerUser = admission else { return false }
+      return true
+    }()
     let logger = configuration.logger
     do {
       try await channel.executeThenClose { inbound, outbound in
@@ -511,7 +518,7 @@ public final class HTTPServer: Sendable {
                   logger.notice("refused peer \(String(describing: accepted.peer))")
                   queue.yield(.refused(h))
                   discarding = true
-                } else if overCapacity {
+                } else if overCapacity && !keyMayAdmit {
                   queue.yield(.overCapacity(h, admission))
                   discarding = true
                 } else if let refusal = authenticate(h, transport: accepted.transport, connection: id, identity: &identity) {

@@ -157,7 +157,7 @@ extension DaemonTests {
       let text = try curl(daemon.socketPath, "GET", "/metrics").body
       let lines = text.split(separator: "\n").map(String.init)
       #expect(lines.contains { $0.hasPrefix(#"droplorad_requests_refused_total{reason="invalid_value",status="400"} "#) }, "\(text)")
-      #expect(lines.contains { $0.hasPrefix("droplorad_build_info{version=") && $0.hasSuffix(" 1") }, "\(text)")
+      #expect(lines.contains { $0.hasPrefix("droplorad_build_info{version=") && $0.hasSuffix(" 1.0") }, "\(text)")
       for histogram in [
         "droplorad_request_duration_seconds", "droplorad_time_per_output_token_seconds", "droplorad_queue_wait_seconds",
         "droplorad_prompt_length_tokens", "droplorad_completion_length_tokens",

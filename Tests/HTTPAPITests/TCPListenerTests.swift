@@ -107,6 +107,30 @@ func withTCPServer(
     }
   }
 
+  /// Key-less connections fill their address's cap; a client showing a key from that same
+  /// address is still served (under its key's cap), one without a key still is not.
+  @Test func idleConnectionsWithoutAKeyDoNotLockOutKeyHolders() async throws {
+    var config = HTTPServerConfiguration()
+    config.maxConnectionsPerUser = 2
+    config.privilegedUIDs = []
+    try await withTCPServer(keys: keys, configuration: config) { _, port, _, _ in
+      let statuses = try await offPool { () -> [Int] in
+        let idle = try (0..<2).map { _ in try UnixHTTPClient(tcpHost: "127.0.0.1", port: port) }
+        usleep(200_000)  // both accepted and counted against 127.0.0.1
+        var statuses: [Int] = []
+        let keyed = try UnixHTTPClient(tcpHost: "127.0.0.1", port: port)
+        try keyed.send("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(goodKey)\r\n\r\n")
+        statuses.append(try keyed.readResponse().status)
+        let bare = try UnixHTTPClient(tcpHost: "127.0.0.1", port: port)
+        try bare.send("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses.append(try bare.readResponse().status)
+        _ = idle
+        return statuses
+      }
+      #expect(statuses == [200, 401])
+    }
+  }
+
   /// The daemon checks its TCP addresses before it maps the model: a port another listener
   /// holds is named, a free one (or the same one after that listener closed) passes and stays
   /// free.

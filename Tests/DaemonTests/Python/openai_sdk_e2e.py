@@ -541,6 +541,10 @@ def adapter_scale_and_llama_server_lora():
     assert done.choices[0].text == client.completions.create(
         model=BASE, prompt="Colours:", max_tokens=6, temperature=0).choices[0].text
     refused("adapter_scale", lambda: answer("scaled", extra_body={"adapter_scale": 4.5}))
+    # Judged as sent, not after rounding to a Float (4.0000001 would become 4).
+    refused("adapter_scale", lambda: answer("scaled", extra_body={"adapter_scale": 4.0000001}))
+    refused("lora[0].scale", lambda: answer(BASE, extra_body={"lora": [{"id": sid, "scale": -4.0000001}]}))
+    assert answer("scaled", extra_body={"adapter_scale": 4}) is not None
     refused("lora[0].scale", lambda: answer(BASE, extra_body={"lora": [{"id": sid, "scale": -9}]}))
     refused("lora[0].id", lambda: answer(BASE, extra_body={"lora": [{"id": 99, "scale": 1}]}))
     refused("lora", lambda: answer(BASE, extra_body={"lora": [{"id": sid, "scale": 1}, {"id": sid + 1, "scale": 1}]}))
