@@ -10,16 +10,17 @@
 #include <time.h>
 static double now(void){struct timespec t; clock_gettime(CLOCK_MONOTONIC,&t); return t.tv_sec+t.tv_nsec*1e-9;}
 int main(int argc, char **argv){
-  uint32_t types[] = {DQ_TYPE_Q4_0, DQ_TYPE_Q4_1, DQ_TYPE_Q8_0, DQ_TYPE_Q4_K, DQ_TYPE_Q5_K, DQ_TYPE_Q6_K};
-  const char *names[] = {"q4_0","q4_1","q8_0","q4_K","q5_K","q6_K"};
+  uint32_t types[] = {DQ_TYPE_Q4_0, DQ_TYPE_Q4_1, DQ_TYPE_Q5_0, DQ_TYPE_Q5_1, DQ_TYPE_Q8_0, DQ_TYPE_Q4_K, DQ_TYPE_Q5_K, DQ_TYPE_Q6_K};
+  const char *names[] = {"q4_0","q4_1","q5_0","q5_1","q8_0","q4_K","q5_K","q6_K"};
   int n = 2048, rows = 2048;
   if (argc > 1) rows = atoi(argv[1]);
-  for (int t = 0; t < 6; t++) {
+  if (argc > 2) n = atoi(argv[2]);
+  for (int t = 0; t < 8; t++) {
     uint32_t ty = types[t];
     int64_t bs, ts; dq_type_info(ty, &bs, &ts);
     size_t rs = n / bs * ts;
     char *w = malloc(rs * rows); float *f = malloc(n*4);
-    for (int i = 0; i < n; i++) f[i] = (float)rand()/RAND_MAX - 0.5f;
+    for (int i = 0; i < n; i++) f[i] = (float)rand()/(float)RAND_MAX - 0.5f;
     for (int r = 0; r < rows; r++) dq_quantize_row(ty, f, w + r*rs, n);
     uint32_t at = dq_vec_dot_type(ty); int64_t abs_, ats; dq_type_info(at, &abs_, &ats);
     char *x = malloc(n/abs_*ats); dq_quantize_row(at, f, x, n);
