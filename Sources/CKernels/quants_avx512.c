@@ -18,6 +18,15 @@
 #define TARGET512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE512 TARGET512 static inline __attribute__((always_inline))
 enum { MAX_ROWS = 4 };
+// The loops over a pass's rows fully unrolled, so each row's accumulators stay in registers
+// (left alone, clang keeps the k-quant ones on the stack).
+#if defined(__clang__)
+#define UNROLL_ROWS _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define UNROLL_ROWS _Pragma("GCC unroll 8")
+#else
+#define UNROLL_ROWS
+#endif
 
 // Pairs of blocks past the end of an odd-length row: zero scales and codes add exactly 0.
 static const block_q4_0 zero_q4_0;
@@ -124,6 +133,7 @@ INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const v
   for (; i + 4 <= nb; i += 4) {
     const x4_step xs = x4_load(&b[i], 8);
     prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q4_0), 4 * sizeof(block_q4_0));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q4_0);
       const __m512i v = load_x4(a + 2, sizeof(block_q4_0));
@@ -138,6 +148,7 @@ INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q4_0 *a = (const block_q4_0 *)(w + (size_t)r * stride);
       const block_q4_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_0;
@@ -164,6 +175,7 @@ INLINE512 void q4_1_rows(int R, int64_t n, const char *w, size_t stride, const v
     memcpy(&x0, &b[i].d, 4);
     memcpy(&x1, &b1->d, 4);
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q4_1 *a = (const block_q4_1 *)(w + (size_t)r * stride);
       const block_q4_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_1;
@@ -203,6 +215,7 @@ INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const v
   for (; i + 4 <= nb; i += 4) {
     const x4_step xs = x4_load(&b[i], 16);
     prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q5_0), 4 * sizeof(block_q5_0));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q5_0);
       const __m512i v = load_x4(a + 6, sizeof(block_q5_0));
@@ -225,6 +238,7 @@ INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q5_0 *a = (const block_q5_0 *)(w + (size_t)r * stride);
       const block_q5_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_0;
@@ -252,6 +266,7 @@ INLINE512 void q5_1_rows(int R, int64_t n, const char *w, size_t stride, const v
     memcpy(&x0, &b[i].d, 4);
     memcpy(&x1, &b1->d, 4);
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q5_1 *a = (const block_q5_1 *)(w + (size_t)r * stride);
       const block_q5_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_1;
@@ -282,6 +297,7 @@ INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const v
   for (; i + 4 <= nb; i += 4) {
     const x4_step xs = x4_load(&b[i], (char)0x80);
     prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q8_0), 4 * sizeof(block_q8_0));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q8_0);
       const __m512i lo = _mm512_xor_si512(load_x4(a + 2, sizeof(block_q8_0)), flip);  // w + 128, any w
@@ -294,6 +310,7 @@ INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q8_0 *a = (const block_q8_0 *)(w + (size_t)r * stride);
       const block_q8_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q8_0;
@@ -370,6 +387,7 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
     if (hb) prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q5_K), sizeof(block_q5_K));
     else prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const char *row = w + (size_t)r * stride;
       const uint8_t *scales, *qs, *qh = NULL;
@@ -434,6 +452,7 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
     __m512i yv[4];
     for (int k = 0; k < 4; k++) yv[k] = _mm512_loadu_si512((const void *)(yq + 64 * k));
     prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q6_K), sizeof(block_q6_K));
+    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
