@@ -42,6 +42,7 @@ task_ms() {  # CPU milliseconds of the command
 droplora_ms() { task_ms "$1" bench --model "$MODEL" --threads "$THREADS" --prompt-tokens 1 --gen-tokens "$2" --repetitions 1; }
 llama_ms() { LD_LIBRARY_PATH="$LLAMA_BUILD/bin" task_ms "$LB" -m "$MODEL" -p 0 -n "$1" -t "$THREADS" -r 1; }
 
+cat "$MODEL" >/dev/null  # page cache warm: the first run must not pay the disk reads
 declare -A best
 names=()
 for b in $BINS; do names+=("$b"); done
