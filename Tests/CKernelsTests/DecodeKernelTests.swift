@@ -1,5 +1,6 @@
 // The AVX-512 decode kernels (quants_avx512.c) against the scalar references, on every row
-// count around their four-row passes and on odd block counts (the zero-padded last pair), and
+// count around their four-row passes and on block counts that leave the four-block steps a
+// tail of pairs (odd counts: the zero-padded last pair), and
 // the AVX2 dots, which the dispatcher no longer picks on an AVX-512 machine, against the
 // references too. Tolerances as in TwinTests (same exact integer sums per block).
 import CKernels
@@ -13,7 +14,7 @@ import Testing
   @Test(arguments: avx512Types) func matvecMatchesReferenceOnEveryRowCount(name: String) {
     let (type, block) = weightType(name)
     var rng = SeededRNG(seed: 6000 + UInt64(type))
-    for n in block == 256 ? [256, 768, 2048] : [32, 96, 576, 2048] {
+    for n in block == 256 ? [256, 768, 2048] : [32, 96, 160, 576, 640, 2048] {
       let rs = Quant.rowSize(type, n)
       let maxRows = 9
       let rowBytes = (0..<maxRows).map { _ in Quant.randomRow(type, n: n, rng: &rng) }
