@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training throughput of `droplora train` on the default model (not part of CI), side by side
+# Training throughput of `droplora train` on the default model or another (--model; not part of CI), side by side
 # in the same run with PyTorch + PEFT (scripts/train_bench_peft.py: float32 on the CPU, the GGUF
 # loaded dequantized by transformers, same rank, targets, dropout, batch and sequence length):
 # tokens/s and peak RSS at sequence length 256 and 512, micro-batch 1 and 4, 1 and 2 threads
@@ -13,16 +13,33 @@
 # On CPUs with AVX512-BF16 each setting also runs droplora with --compute-type bf16 and PyTorch
 # under torch.autocast(cpu, bfloat16) (its usual mixed precision), and the summary gives the
 # ratios of each pair; "%peak" stays relative to the fp32 sgemm peak, so bf16 may pass 100 %.
-# Usage: scripts/train_bench.sh [STEPS]
+# Usage: scripts/train_bench.sh [STEPS] [--model FILE] [--lengths "256 512"] [--micro "1 4"]
+#          [--threads "1 2"]
+# --model takes any GGUF transformers can load (e.g. models/gemma-3-270m-q4_k_m.gguf, fetched
+# by scripts/fetch-gemma3.sh); the default model is fetched when it is the one used.
 # PyTorch comes from a venv under .build (torch, transformers, peft, gguf from PyPI; a few GB);
 # set PEFT_PYTHON to use another interpreter that has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-3}
+steps=3
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+lengths="256 512"; micros="1 4"; thread_counts="1 2"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model="$2"; shift 2 ;;
+    --lengths) lengths="$2"; shift 2 ;;
+    --micro) micros="$2"; shift 2 ;;
+    --threads) thread_counts="$2"; shift 2 ;;
+    [0-9]*) steps="$1"; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bin=.build/release/droplora
-scripts/fetch-model.sh >/dev/null
+if [ "$model" = models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then scripts/fetch-model.sh >/dev/null; fi
+[ -f "$model" ] || { echo "no model file $model" >&2; exit 1; }
+echo "model: $model"
 swift build -c release --product droplora >/dev/null
 python=${PEFT_PYTHON:-.build/peft-venv/bin/python}
 if ! "$python" -c 'import torch, transformers, peft, gguf' 2>/dev/null; then
@@ -53,9 +70,9 @@ peak=$(OPENBLAS_CORETYPE=$core "$work/sgemm_peak")
 echo "sgemm peak: $peak"
 gflops=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['sgemm_gflops_per_thread'])" "$peak")
 # Weights a token's forward multiplies by: every layer matrix and the output projection.
-weights=$("$python" - <<'PY'
-import gguf
-r = gguf.GGUFReader("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+weights=$("$python" - "$model" <<'PY'
+import gguf, sys
+r = gguf.GGUFReader(sys.argv[1])
 n = 0
 names = {t.name for t in r.tensors}
 for t in r.tensors:
@@ -84,13 +101,13 @@ printf "%-14s %-8s %-6s %-8s %12s %10s %10s\n" impl seq_len micro threads tokens
 # droplora's compute types and PyTorch's autocast flag: bf16 only where the CPU has it.
 types=(f32); autocasts=("")
 if grep -q avx512_bf16 /proc/cpuinfo; then types+=(bf16); autocasts+=(--autocast-bf16); fi
-for len in 256 512; do
-  for micro in 1 4; do
-    for threads in 1 2; do
+for len in $lengths; do
+  for micro in $micros; do
+    for threads in $thread_counts; do
       for type in "${types[@]}"; do
         # tokens/s from the last step's line (the steps alone, as PyTorch's script times them:
         # the final checkpoint and adapter writes come after it), peak RSS from the summary.
-        line=$("$bin" train --data "$work/data.jsonl" --out "$work/out" --steps "$steps" --batch-size 4 \
+        line=$("$bin" train --model "$model" --data "$work/data.jsonl" --out "$work/out" --steps "$steps" --batch-size 4 \
           --micro-batch "$micro" --max-seq-len "$len" --threads "$threads" --rank 32 \
           --compute-type "$type" --json 2>/dev/null | python3 -c '
 import json, sys
@@ -101,7 +118,7 @@ print(json.dumps({"tokens_per_second": last_step["tokens_per_second"], "peak_rss
         run "droplora-$type" "$len" "$micro" "$threads" "$line"
       done
       for autocast in "${autocasts[@]}"; do
-        line=$("$python" scripts/train_bench_peft.py --seq-len "$len" --micro-batch "$micro" \
+        line=$("$python" scripts/train_bench_peft.py --model "$model" --seq-len "$len" --micro-batch "$micro" \
           --threads "$threads" --steps "$steps" --rank 32 $autocast 2>/dev/null | tail -1)
         name=pytorch-f32; [[ -n $autocast ]] && name=pytorch-bf16
         run "$name" "$len" "$micro" "$threads" "$line"

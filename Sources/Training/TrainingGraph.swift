@@ -295,9 +295,11 @@ public final class TrainingGraph {
   }
 
   /// Loss rows per pass through the output matrix: bounds the logits buffer (rows x vocabulary)
-  /// while keeping the matrix's dequantization rare. At most 256 rows and 16 Mi logits (64 MiB):
-  /// 64 rows of Gemma 3's 262 144-token vocabulary, never the whole [tokens x vocabulary].
-  static func logitRows(vocabulary: Int) -> Int { max(8, min(256, (1 << 24) / max(1, vocabulary))) }
+  /// while keeping the matrix's dequantization rare (each pass dequantizes it twice: forward and
+  /// backward). At most 256 rows and 64 Mi logits (256 MiB): all 256 rows for Gemma 3's
+  /// 262 144-token vocabulary too, where 64-row passes made a 256-token sequence dequantize its
+  /// 168 M-weight output matrix eight times; never the whole [tokens x vocabulary].
+  static func logitRows(vocabulary: Int) -> Int { max(8, min(256, (1 << 26) / max(1, vocabulary))) }
 
   /// The final norm and output projection at the loss rows only, a chunk of rows at a time;
   /// returns the summed loss and, with a weight, leaves the gradient of the normed rows in
