@@ -2,8 +2,9 @@
 // A (rank x in) and Bᵀ (rank x out) converted once to F16 into one buffer, contiguous per target
 // (half the bytes of F32: decode is bound by reading memory). A single token hands the factors
 // to the context (`lowRank`), which adds the update inside the projection's own parallel pass
-// (MatMul.multiplyVector(adding:)); `apply` serves batches as two small products over all
-// the rows of a run (one slice of the factors per thread, read once for every row).
+// (MatMul.multiplyVector(adding:)); batches hand the factors over too, and the pass adds every
+// adapter's update in the base product's pool job (MatMul.multiply(adding:)); `apply` runs the
+// same grouped job for one adapter's rows alone.
 // Immutable after init, so contexts on different threads may share one hook.
 // `scaled(by:)` makes a hook on the same factors at another scale (a request's `adapter_scale`):
 // the scale is a property of the hook instance, so sequences at different scales of one adapter
@@ -104,40 +105,10 @@ public final class LoRAHook: LlamaProjectionHook, @unchecked Sendable {
       let t = targets[layer * Self.projections.count + Self.projections.firstIndex(of: projection)!]
     else { return }
     precondition(t.rows == rows && t.columns == columns, "adapter shape does not match the weights")
-    let rank = t.rank
-    let scale = self.scale
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * rank) { buffer in
-      let u = buffer.baseAddress!
-      if tokens == 1 {
-        pool.parallelFor(rank) { ks, _ in
-          dq_lora_down_f16(
-            u + ks.lowerBound, t.a + ks.lowerBound * columns, Int64(ks.count), x, Int64(columns), scale)
-        }
-        // Chunks of 32 rows keep every thread on the vector path.
-        pool.parallelFor(rows, align: 32) { js, _ in
-          dq_lora_up_f16(
-            out + js.lowerBound, t.bt + js.lowerBound, Int64(rows), u, Int64(rank), Int64(js.count))
-        }
-      } else {
-        // Grouped low-rank product over all the run's rows (S-LoRA/Punica's shape on a CPU):
-        // U = s·X Aᵀ, then Y += U Bᵀ, each thread taking a slice of the factors and every row,
-        // so each slice of A and Bᵀ is read from memory once per step (it stays in cache across
-        // the rows) instead of once per row.
-        pool.parallelFor(rank, align: 2) { ks, _ in
-          for i in 0..<tokens {
-            dq_lora_down_f16(
-              u + i * rank + ks.lowerBound, t.a + ks.lowerBound * columns, Int64(ks.count), x + i * columns,
-              Int64(columns), scale)
-          }
-        }
-        pool.parallelFor(rows, align: 32) { js, _ in
-          for i in 0..<tokens {
-            dq_lora_up_f16(
-              out + i * rows + js.lowerBound, t.bt + js.lowerBound, Int64(rows), u + i * rank, Int64(rank),
-              Int64(js.count))
-          }
-        }
-      }
-    }
+    // The grouped job with one group and no base product: each thread takes chunks of ranks
+    // of U = s·X Aᵀ for every row, then a slice of Y += U Bᵀ for every row, so each slice of
+    // the factors is read from memory once per call, not once per row.
+    let update = LowRankF16(a: t.a, bt: t.bt, rank: t.rank, rows: t.rows, columns: t.columns, scale: scale)
+    MatMul.addLowRank(out, x, tokens: tokens, rows: rows, columns: columns, [(update, 0..<tokens)], pool: pool)
   }
 }

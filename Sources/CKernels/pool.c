@@ -272,3 +272,81 @@ void dq_pool_matmul(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
   matmul_job job = {type, n, w, row_stride, x, x_stride, tokens, y, ldy, rows};
   dq_pool_run(pool, matmul_part, &job);
 }
+
+typedef struct {
+  uint32_t type;
+  int64_t n;
+  const char *w;  // NULL: y already holds the base product
+  size_t row_stride;
+  const char *x;
+  size_t x_stride;
+  const float *x_f32;
+  int64_t tokens;
+  float *y;
+  int64_t ldy;
+  int64_t rows;
+  const dq_lora_rows *groups;
+  int group_count;
+  float *u;
+  int64_t ldu;
+  int64_t items;           // (group, chunk of ranks) items of the down step
+  int64_t ranks;           // sum of the groups' ranks
+  int64_t next_item;       // first item not yet claimed
+  _Atomic int64_t done_k;  // ranks whose u is written for all of their group's rows
+} matmul_lora_job;
+
+static void matmul_lora_part(void *p, int ith, int nth) {
+  matmul_lora_job *job = p;
+  const int64_t n = job->n;
+  // Slices in multiples of 32 rows: own cache lines of y, and the up kernel's vector width.
+  const int64_t per = ((job->rows + nth - 1) / nth + 31) & ~(int64_t)31;
+  const int64_t begin = per * ith < job->rows ? per * ith : job->rows;
+  const int64_t end = begin + per < job->rows ? begin + per : job->rows;
+  // The base product first (measured: 3-5 % faster at 8 rank-64 adapters than the down step
+  // first; prefetching the factors into L2 during it was slower still).
+  if (begin < end && job->w)
+    dq_matmul_rows(job->type, n, job->w, job->row_stride, job->x, job->x_stride, job->tokens, job->y + begin,
+                   job->ldy, begin, end);
+  // The down step: claimed items, as in matvec_lora_part, so a late thread leaves them to others.
+  int g = 0;
+  int64_t g_first = 0;  // item index where group g starts
+  for (;;) {
+    const int64_t item = dq_pool_claim(&job->next_item, 1);
+    if (item >= job->items) break;
+    while (item >= g_first + (job->groups[g].lora.rank + LORA_RANK_CHUNK - 1) / LORA_RANK_CHUNK) {
+      g_first += (job->groups[g].lora.rank + LORA_RANK_CHUNK - 1) / LORA_RANK_CHUNK;
+      g++;
+    }
+    const dq_lora_rows *group = &job->groups[g];
+    const int64_t k0 = (item - g_first) * LORA_RANK_CHUNK;
+    const int64_t k1 = k0 + LORA_RANK_CHUNK < group->lora.rank ? k0 + LORA_RANK_CHUNK : group->lora.rank;
+    for (int64_t t = group->first; t < group->first + group->count; t++)
+      dq_lora_down_f16(job->u + t * job->ldu + k0, group->lora.a + k0 * n, k1 - k0, job->x_f32 + t * n, n,
+                       group->lora.scale);
+    atomic_fetch_add_explicit(&job->done_k, k1 - k0, memory_order_release);
+  }
+  for (int spins = 1; atomic_load_explicit(&job->done_k, memory_order_acquire) < job->ranks; spins++) {
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
+  }
+  if (begin >= end) return;
+  for (int i = 0; i < job->group_count; i++) {
+    const dq_lora_rows *group = &job->groups[i];
+    for (int64_t t = group->first; t < group->first + group->count; t++)
+      dq_lora_up_f16(job->y + t * job->ldy + begin, group->lora.bt + begin, job->rows, job->u + t * job->ldu,
+                     group->lora.rank, end - begin);
+  }
+}
+
+void dq_pool_matmul_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                         const void *x, size_t x_stride, const float *x_f32, int64_t tokens,
+                         float *y, int64_t ldy, int64_t rows, const dq_lora_rows *groups,
+                         int group_count, float *u, int64_t ldu) {
+  matmul_lora_job job = {type, n, w, row_stride, x, x_stride, x_f32, tokens, y, ldy, rows, groups,
+                         group_count, u, ldu, 0, 0, 0, 0};
+  for (int g = 0; g < group_count; g++) {
+    job.items += (groups[g].lora.rank + LORA_RANK_CHUNK - 1) / LORA_RANK_CHUNK;
+    job.ranks += groups[g].lora.rank;
+  }
+  dq_pool_run(pool, matmul_lora_part, &job);
+}

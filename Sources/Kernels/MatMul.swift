@@ -121,6 +121,71 @@ public enum MatMul {
     }
   }
 
+  /// `multiply` plus unmerged low-rank updates, each added to its own token rows
+  /// (out[t] += scale · B (A x[t]) for t in `rows`): the adapters' rows of a mixed batch. On the
+  /// quantized path the base product and every update run in one pool job
+  /// (dq_pool_matmul_lora); otherwise the base product runs as usual, then the updates in one job.
+  public static func multiply(
+    _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
+    adding updates: [(update: LowRankF16, rows: Range<Int>)], pool: ThreadPool, workspace: MatMulWorkspace
+  ) {
+    precondition(w.columns <= workspace.maxColumns, "matmul wider than its workspace")
+    precondition(tokens <= workspace.maxTokens, "batch larger than its workspace")
+    guard !updates.isEmpty, tokens > 1, w.isQuantized || tokens < MatMulWorkspace.batchThreshold else {
+      multiply(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
+      addLowRank(out, x, tokens: tokens, rows: w.rows, columns: w.columns, updates, pool: pool)
+      return
+    }
+    let xq = workspace.activations
+    let stride = w.activationRowSize
+    let columns = w.columns
+    pool.parallelFor(tokens) { rows, _ in
+      for t in rows {
+        dq_quantize_row(w.activationType, x + t * columns, xq + t * stride, Int64(columns))
+      }
+    }
+    lowRankJob(out, x, tokens: tokens, rows: w.rows, columns: columns, updates, pool: pool) { groups, count, u, ldu in
+      dq_pool_matmul_lora(
+        pool.pool, w.type, Int64(columns), w.base, w.rowStride, xq, stride, x, Int64(tokens), out,
+        Int64(w.rows), Int64(w.rows), groups, count, u, ldu)
+    }
+  }
+
+  /// out[t] += scale · B (A x[t]) for the token rows t of each update (out: tokens x rows,
+  /// x: tokens x columns): the grouped job without a base product.
+  public static func addLowRank(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int,
+    _ updates: [(update: LowRankF16, rows: Range<Int>)], pool: ThreadPool
+  ) {
+    if updates.isEmpty { return }
+    lowRankJob(out, x, tokens: tokens, rows: rows, columns: columns, updates, pool: pool) { groups, count, u, ldu in
+      dq_pool_matmul_lora(
+        pool.pool, 0, Int64(columns), nil, 0, nil, 0, x, Int64(tokens), out, Int64(rows), Int64(rows), groups, count,
+        u, ldu)
+    }
+  }
+
+  /// Checks the updates, lays them out for dq_pool_matmul_lora and lends `run` its scratch.
+  private static func lowRankJob(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, tokens: Int, rows: Int, columns: Int,
+    _ updates: [(update: LowRankF16, rows: Range<Int>)], pool: ThreadPool,
+    _ run: (UnsafePointer<dq_lora_rows>, Int32, UnsafeMutablePointer<Float>, Int64) -> Void
+  ) {
+    let groups = updates.map { entry in
+      precondition(entry.update.rows == rows && entry.update.columns == columns, "low-rank update does not match the weights")
+      precondition(entry.rows.upperBound <= tokens, "update rows outside the batch")
+      return dq_lora_rows(
+        lora: dq_lora_f16(a: entry.update.a, bt: entry.update.bt, rank: Int64(entry.update.rank), scale: entry.update.scale),
+        first: Int64(entry.rows.lowerBound), count: Int64(entry.rows.count))
+    }
+    let ldu = max(1, updates.map(\.update.rank).max()!)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * ldu) { u in
+      groups.withUnsafeBufferPointer { groups in
+        run(groups.baseAddress!, Int32(groups.count), u.baseAddress!, Int64(ldu))
+      }
+    }
+  }
+
   static func multiplyBatch(
     _ out: UnsafeMutablePointer<Float>, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
     tokens: Int, pool: ThreadPool, workspace: MatMulWorkspace

@@ -2,8 +2,8 @@
 // (LlamaContext runs one sequence; LlamaBatch runs many). Every projection and the feed-forward
 // network take all rows in one multi-row product, so the weights are read once per pass; each
 // sequence's rows are contiguous, store their keys and values in that sequence's own cache and
-// attend over it alone. Rows whose sequences carry an unmerged adapter get its update after the
-// shared base product, one call per run of consecutive rows on the same adapter.
+// attend over it alone. Rows whose sequences carry an unmerged adapter get its update in the
+// shared base product's pool job, all adapters of the pass grouped (one run of rows each).
 import CKernels
 import Kernels
 
@@ -121,8 +121,19 @@ struct ForwardPass {
       MatMul.multiplyVector(out, w, x, adding: update, pool: pool, workspace: workspace)
       return
     }
-    multiply(out, w, x, tokens: rowCount)
+    // Updates a hook hands out as factors join the base product's pool job (all adapters of the
+    // step in one grouped pass); other hooks add theirs afterwards.
+    var updates: [(update: LowRankF16, rows: Range<Int>)] = []
+    var others: [(hook: any LlamaProjectionHook, rows: Range<Int>)] = []
     for run in hookRuns {
+      if let update = run.hook.lowRank(layer: layer, projection: projection) {
+        updates.append((update, run.rows))
+      } else {
+        others.append(run)
+      }
+    }
+    MatMul.multiply(out, w, x, tokens: rowCount, adding: updates, pool: pool, workspace: workspace)
+    for run in others {
       run.hook.apply(
         layer: layer, projection: projection, out: out + run.rows.lowerBound * w.rows,
         x: x + run.rows.lowerBound * w.columns, tokens: run.rows.count, rows: w.rows, columns: w.columns, pool: pool)

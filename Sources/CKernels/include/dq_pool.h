@@ -69,6 +69,27 @@ void dq_pool_matvec_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w,
                          const void *x, const float *x_f32, float *y, int64_t rows,
                          const dq_lora_f16 *lora, float *u);
 
+// One adapter's token rows in a multi-row product: rows [first, first + count) of x and y take
+// the update `lora`.
+typedef struct {
+  dq_lora_f16 lora;
+  int64_t first;
+  int64_t count;
+} dq_lora_rows;
+
+// dq_pool_matmul plus the unmerged updates of several adapters, each on its own token rows, in
+// one pool job (S-LoRA/Punica's grouped low-rank product on a CPU, one dispatch per projection
+// instead of three per adapter). Each thread computes its contiguous slice of output rows of
+// W x, then claims (adapter, chunk of ranks) items of u_t = scale · A x_f32[t] for all of that
+// adapter's rows (a chunk of A is read once for all of them), waits until every u is in, and
+// adds Bᵀᵀ u_t to its slice for each adapter's rows. w == NULL skips the base product (y
+// already holds it). x_f32 has rows of n floats; u is caller scratch of tokens x ldu floats,
+// ldu >= every rank. Slices are multiples of 32 rows, as the single-adapter paths.
+void dq_pool_matmul_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
+                         const void *x, size_t x_stride, const float *x_f32, int64_t tokens,
+                         float *y, int64_t ldy, int64_t rows, const dq_lora_rows *groups,
+                         int group_count, float *u, int64_t ldu);
+
 #ifdef __cplusplus
 }
 #endif
