@@ -18,35 +18,12 @@
 #define TARGET512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE512 TARGET512 static inline __attribute__((always_inline))
 enum { MAX_ROWS = 4 };
-// The loops over a pass's rows fully unrolled, so each row's accumulators stay in registers
-// (left alone, clang keeps the k-quant ones on the stack).
-#if defined(__clang__)
-#define UNROLL_ROWS _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define UNROLL_ROWS _Pragma("GCC unroll 8")
-#else
-#define UNROLL_ROWS
-#endif
 
 // Pairs of blocks past the end of an odd-length row: zero scales and codes add exactly 0.
 static const block_q4_0 zero_q4_0;
 static const block_q4_1 zero_q4_1;
 static const block_q8_0 zero_q8_0;
 static const block_q8_1 zero_q8_1;
-
-// Software prefetch of the next group of rows (the matvec walks rows in groups of MAX_ROWS, each
-// group contiguous in memory): while a step reads `bytes` at `off` of its rows, the same stretch
-// of the following rows is requested, so their lines are in flight during this group's
-// arithmetic. A row is 1-5 KB, too short a stream for the hardware prefetchers to ramp up on.
-// One-row passes (tails, dots) do not prefetch; a prefetch past the matrix is harmless.
-enum { PREFETCH_GROUPS = 1 };
-INLINE512 void prefetch_next_rows(int R, const char *w, size_t stride, size_t off, int bytes) {
-  if (R != MAX_ROWS) return;
-  for (int r = 0; r < R; r++) {
-    const char *p = w + (size_t)(PREFETCH_GROUPS * MAX_ROWS + r) * stride + off;
-    for (int b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-  }
-}
 
 // [h0 x 8, h1 x 8]: two fp16 values, each spread over one 256-bit half.
 INLINE512 __m512 halves_pair(dq_half h0, dq_half h1) {
@@ -71,84 +48,19 @@ INLINE512 __m512i nibbles_pair(const uint8_t *qs0, const uint8_t *qs1) {
   return _mm512_and_si512(_mm512_srlv_epi16(z, shift), _mm512_set1_epi8(0x0F));
 }
 
-
-// ---- four blocks per step (q4_0, q5_0, q8_0) ------------------------------------------------
-// Block j of four in 128-bit lane j: its int32 lanes sum to the block's integer dot, so one
-// convert and one FMA per four blocks apply the scales (two blocks per vector needed one per
-// pair, and the pair's scale shuffles). Rows whose block count is not a multiple of four finish
-// with the pair steps below; the split depends only on n, never on how many rows share a pass.
-
-// 16 bytes at p + j * stride into 128-bit lane j, j = 0..3.
-INLINE512 __m512i load_x4(const char *p, size_t stride) {
-  __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
-  v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + stride)), 1);
-  v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * stride)), 2);
-  return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 3 * stride)), 3);
-}
-
-// The fp16 scales of four consecutive blocks of bs bytes (scale first in each), block j's
-// spread over 128-bit lane j as fp32. Two 64-byte loads inside the four blocks (bs 18..34):
-// one at the first block, one ending at the last block's end or starting at the third block.
-INLINE512 __m512 scales_x4(const char *p, int bs) {
-  const int boff = 2 * bs < 4 * bs - 64 ? 2 * bs : 4 * bs - 64;
-  const __m512i a = _mm512_loadu_si512((const void *)p), b = _mm512_loadu_si512((const void *)(p + boff));
-  const short i0 = 0, i1 = (short)(bs / 2), i2 = (short)(32 + (2 * bs - boff) / 2), i3 = (short)(32 + (3 * bs - boff) / 2);
-  const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i3, i3, i3, i3, i2, i2, i2,
-                                       i2, i1, i1, i1, i1, i0, i0, i0, i0);
-  return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx, b)));
-}
-
-// The activation side of a four-block step, shared by the rows: codes 0..15 and 16..31 of each
-// block, its scales, and -bias_code * sum y per group of four (folded into dpbusd's accumulator).
-typedef struct {
-  __m512i lo, hi, bias;
-  __m512 d;
-} x4_step;
-
-INLINE512 x4_step x4_load(const block_q8_0 *b, char bias_code) {
-  x4_step s;
-  s.lo = load_x4((const char *)b->qs, sizeof(block_q8_0));
-  s.hi = load_x4((const char *)b->qs + 16, sizeof(block_q8_0));
-  const __m512i c = _mm512_set1_epi8(bias_code);
-  s.bias = _mm512_sub_epi32(_mm512_setzero_si512(),
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c, s.lo), c, s.hi));
-  s.d = scales_x4((const char *)b, sizeof(block_q8_0));
-  return s;
-}
-
-// acc + d_w dx (int32 sums of block j in lane j), for the unsigned codes lo/hi of four blocks.
-INLINE512 __m512 x4_accumulate(__m512 acc, const x4_step *s, __m512i lo, __m512i hi, const char *w_blocks, int bs) {
-  const __m512i p = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s->bias, lo, s->lo), hi, s->hi);
-  return _mm512_fmadd_ps(_mm512_mul_ps(scales_x4(w_blocks, bs), s->d), _mm512_cvtepi32_ps(p), acc);
-}
-
 // ---- q4_0 x q8_0: sum d dx sum (q - 8) y ---------------------------------------------------
 INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_0 *b = x;
   const int64_t nb = n / QK8_0;
   __m512 acc[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  int64_t i = 0;
-  for (; i + 4 <= nb; i += 4) {
-    const x4_step xs = x4_load(&b[i], 8);
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q4_0), 4 * sizeof(block_q4_0));
-    UNROLL_ROWS
-    for (int r = 0; r < R; r++) {
-      const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q4_0);
-      const __m512i v = load_x4(a + 2, sizeof(block_q4_0));
-      acc[r] = x4_accumulate(acc[r], &xs, _mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), a,
-                             sizeof(block_q4_0));
-    }
-  }
-  for (; i < nb; i += 2) {
+  for (int64_t i = 0; i < nb; i += 2) {
     const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     // -8 sum y per group of four, so dpbusd's lanes sum to sum (q - 8) y per block
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q4_0 *a = (const block_q4_0 *)(w + (size_t)r * stride);
       const block_q4_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_0;
@@ -169,13 +81,11 @@ INLINE512 void q4_1_rows(int R, int64_t n, const char *w, size_t stride, const v
   const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t i = 0; i < nb; i += 2) {
     const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q4_1), 2 * sizeof(block_q4_1));
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     uint32_t x0, x1;
     memcpy(&x0, &b[i].d, 4);
     memcpy(&x1, &b1->d, 4);
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q4_1 *a = (const block_q4_1 *)(w + (size_t)r * stride);
       const block_q4_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_1;
@@ -210,35 +120,12 @@ INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const v
   const int64_t nb = n / QK8_0;
   __m512 acc[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(0x10);
-  int64_t i = 0;
-  for (; i + 4 <= nb; i += 4) {
-    const x4_step xs = x4_load(&b[i], 16);
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q5_0), 4 * sizeof(block_q5_0));
-    UNROLL_ROWS
-    for (int r = 0; r < R; r++) {
-      const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q5_0);
-      const __m512i v = load_x4(a + 6, sizeof(block_q5_0));
-      // fifth bits: those of codes 0..15 of block j are bits 16j.. of one mask, 16..31 the other
-      uint64_t mlo = 0, mhi = 0;
-      for (int j = 0; j < 4; j++) {
-        const uint64_t h = dq_load_u32le((const uint8_t *)a + j * sizeof(block_q5_0) + 2);
-        mlo |= (h & 0xFFFF) << (16 * j);
-        mhi |= (h >> 16) << (16 * j);
-      }
-      const __m512i lo = _mm512_mask_add_epi8(_mm512_and_si512(v, m4), (__mmask64)mlo, _mm512_and_si512(v, m4), sixteen);
-      const __m512i vh = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-      acc[r] = x4_accumulate(acc[r], &xs, lo, _mm512_mask_add_epi8(vh, (__mmask64)mhi, vh, sixteen), a,
-                             sizeof(block_q5_0));
-    }
-  }
-  for (; i < nb; i += 2) {
+  for (int64_t i = 0; i < nb; i += 2) {
     const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q5_0 *a = (const block_q5_0 *)(w + (size_t)r * stride);
       const block_q5_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_0;
@@ -260,13 +147,11 @@ INLINE512 void q5_1_rows(int R, int64_t n, const char *w, size_t stride, const v
   const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t i = 0; i < nb; i += 2) {
     const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q5_1), 2 * sizeof(block_q5_1));
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     uint32_t x0, x1;
     memcpy(&x0, &b[i].d, 4);
     memcpy(&x1, &b1->d, 4);
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q5_1 *a = (const block_q5_1 *)(w + (size_t)r * stride);
       const block_q5_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_1;
@@ -293,24 +178,11 @@ INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const v
   __m512 acc[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8((char)0x80);
-  int64_t i = 0;
-  for (; i + 4 <= nb; i += 4) {
-    const x4_step xs = x4_load(&b[i], (char)0x80);
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q8_0), 4 * sizeof(block_q8_0));
-    UNROLL_ROWS
-    for (int r = 0; r < R; r++) {
-      const char *a = w + (size_t)r * stride + (size_t)i * sizeof(block_q8_0);
-      const __m512i lo = _mm512_xor_si512(load_x4(a + 2, sizeof(block_q8_0)), flip);  // w + 128, any w
-      const __m512i hi = _mm512_xor_si512(load_x4(a + 18, sizeof(block_q8_0)), flip);
-      acc[r] = x4_accumulate(acc[r], &xs, lo, hi, a, sizeof(block_q8_0));
-    }
-  }
-  for (; i < nb; i += 2) {
+  for (int64_t i = 0; i < nb; i += 2) {
     const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
     const __m512i xv = load_pair(b[i].qs, b1->qs);
     const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xv));
     const __m512 dx = halves_pair(b[i].d, b1->d);
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q8_0 *a = (const block_q8_0 *)(w + (size_t)r * stride);
       const block_q8_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q8_0;
@@ -335,37 +207,19 @@ static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) 
   *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
 }
 
-// acc + the int16 pairs of p times those of s, as int32, kept as one vpdpwssd (clang otherwise
-// splits it into vpmaddwd + vpaddd, one more uop on the port the products need).
-INLINE512 __m512i dpwssd_kept(__m512i acc, __m512i p, __m512i s) {
-  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(p), "v"(s));
-  return acc;
-}
-
-// The k-quant sums of products: dpbusd gives, per 32-bit lane, the exact sum of 4 code x
-// activation products (|sum| <= 4 * 63 * 128 < 2^15 for codes up to 6 bits), so two such
-// vectors pack losslessly into one of int16 (vpacksdw: per 128-bit lane, a's 4 sums then b's 4)
-// and one vpdpwssd applies the sub-block scales to both: 2 dpbusd + 1 pack + 1 dpwssd per 128
-// codes, against 2 maddubs + 2 dpwssd + 2 scale shuffles. Integer sums are exact either way.
-INLINE512 __m512i scaled_pair_sum(__m512i acc, __m512i qa, __m512i ya, __m512i qb, __m512i yb, __m512i scales) {
-  const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qa, ya);
-  const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qb, yb);
-  return dpwssd_kept(acc, _mm512_packs_epi32(a, b), scales);
+// int16 lanes 0..15 = scale s0, 16..31 = scale s1 (of the 8 int16 in v).
+INLINE512 __m512i spread16(__m128i v, int s0, int s1) {
+  const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)s0)),
+                                         _mm256_set1_epi16((short)s1), 1);
+  return _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(v));
 }
 
 // y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
 INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q + o0, q + o1); }
 
-// int16 index vector for vpermw: 128-bit lane j holds 4 copies of index e[j] then 4 of f[j].
-#define PACKED_SCALE_IDX(e0, f0, e1, f1, e2, f2, e3, f3)                                             \
-  _mm512_set_epi64(0x0001000100010001LL * (f3), 0x0001000100010001LL * (e3), 0x0001000100010001LL * (f2), \
-                   0x0001000100010001LL * (e2), 0x0001000100010001LL * (f1), 0x0001000100010001LL * (e1), \
-                   0x0001000100010001LL * (f0), 0x0001000100010001LL * (e0))
-
 // q4_K / q5_K (hb = true reads the fifth bit from qh): sum over sub-blocks j of
 // d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j. A 64-byte load of qs holds sub-blocks 4k, 4k+2
-// (low nibbles) and 4k+1, 4k+3 (high nibbles); packed, 128-bit lanes 0, 1 hold sub-blocks
-// (4k, 4k+1) and lanes 2, 3 (4k+2, 4k+3).
+// (low nibbles) and 4k+1, 4k+3 (high nibbles).
 INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_K *b = x;
   const int64_t nb = n / QK_K;
@@ -373,10 +227,6 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
   __m256 accm[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i idx[2] = {PACKED_SCALE_IDX(0, 1, 0, 1, 2, 3, 2, 3), PACKED_SCALE_IDX(4, 5, 4, 5, 6, 7, 6, 7)};
-  // fifth bit of sub-block j is bit j of qh[l]; the low half of a lo/hi vector is sub-block
-  // 4k (+1), the high half 4k+2 (+3)
-  const __m512i sixteen = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     __m512i yv[4];
@@ -385,9 +235,6 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       yv[2 * k + 1] = y_pair(yq, 128 * k + 32, 128 * k + 96);
     }
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
-    if (hb) prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q5_K), sizeof(block_q5_K));
-    else prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const char *row = w + (size_t)r * stride;
       const uint8_t *scales, *qs, *qh = NULL;
@@ -401,7 +248,7 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       }
       uint64_t sc8, mn8;
       k4_scales_mins(scales, &sc8, &mn8);
-      const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
       const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
       // m_j (bsum_2j + bsum_2j+1): each min twice against the 16 sums of 16
       const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)));
@@ -412,13 +259,16 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
         const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
         __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
         if (hb) {
+          // fifth bit of sub-block j is bit j of qh[l]
           const int s = 4 * k;
-          const __m512i bit_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << s)), _mm256_set1_epi8((char)(1 << (s + 2))), 1);
-          const __m512i bit_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (s + 1))), _mm256_set1_epi8((char)(1 << (s + 3))), 1);
-          lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh2, bit_lo), lo, sixteen);
-          hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh2, bit_hi), hi, sixteen);
+          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
+          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+          const __m512i one = _mm512_set1_epi8(1);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
         }
-        sumi = scaled_pair_sum(sumi, lo, yv[2 * k], hi, yv[2 * k + 1], _mm512_permutexvar_epi16(idx[k], sc16));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), spread16(sc16, 4 * k, 4 * k + 2));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), spread16(sc16, 4 * k + 1, 4 * k + 3));
       }
       const float dy = b[i].d;
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dy * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc[r]);
@@ -436,7 +286,6 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
 // q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
 // gives elements 0..63 in its low nibbles and 64..127 in its high nibbles; qh's 2-bit fields
 // 0, 1 (bits 0-1, 2-3) top up elements 0..31 / 32..63, fields 2, 3 elements 64..95 / 96..127.
-// Packed, 128-bit lane j of half h holds sub-blocks (of 16) 8h + j and 8h + 4 + j.
 INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_K *b = x;
   const int64_t nb = n / QK_K;
@@ -445,21 +294,15 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
   const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
   const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-  const __m512i idx[2] = {PACKED_SCALE_IDX(0, 4, 1, 5, 2, 6, 3, 7), PACKED_SCALE_IDX(8, 12, 9, 13, 10, 14, 11, 15)};
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
     __m512i yv[4];
     for (int k = 0; k < 4; k++) yv[k] = _mm512_loadu_si512((const void *)(yq + 64 * k));
-    prefetch_next_rows(R, w, stride, (size_t)i * sizeof(block_q6_K), sizeof(block_q6_K));
-    UNROLL_ROWS
     for (int r = 0; r < R; r++) {
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-      const __m512i sc_all = _mm512_castsi256_si512(sc16);
-      // offset: 32 sum_k sc_k bsum_k
-      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
-      __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(off));
+      __m512i sumi = _mm512_setzero_si512();
       for (int h = 0; h < 2; h++) {
         const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
         const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
@@ -467,8 +310,19 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
                                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
         const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
                                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
-        sumi = scaled_pair_sum(sumi, lo, yv[2 * h], hi, yv[2 * h + 1], _mm512_permutexvar_epi16(idx[h], sc_all));
+        // sub-blocks of 16: lo covers 8h+0..3, hi 8h+4..7
+        const int s = 8 * h;
+        const long long u = 0x0001000100010001LL;
+        const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1),
+                                                u * (s + 1), u * s, u * s);
+        const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+        const __m512i sc_all = _mm512_castsi256_si512(sc16);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), _mm512_permutexvar_epi16(idx_lo, sc_all));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), _mm512_permutexvar_epi16(idx_hi, sc_all));
       }
+      // offset: 32 sum_k sc_k bsum_k
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
   }
