@@ -72,6 +72,16 @@ struct BatchedServingTests {
     return output
   }
 
+  /// Every stream's output, read side by side (in the streams' order).
+  static func collectConcurrently(_ streams: [AsyncThrowingStream<ServingEvent, any Error>]) async throws -> [Output] {
+    try await withThrowingTaskGroup(of: (Int, Output).self) { group in
+      for (i, stream) in streams.enumerated() { group.addTask { (i, try await Self.collect(stream)) } }
+      var outputs = [Output](repeating: Output(), count: streams.count)
+      for try await (i, output) in group { outputs[i] = output }
+      return outputs
+    }
+  }
+
   /// Whether `batched` has `alone`'s tokens, with log probabilities within the tolerance, up to
   /// the first near tie of the alone run.
   static func agree(_ alone: Output, _ batched: Output, mergeType: MergeType = .none) -> Bool {
@@ -119,12 +129,7 @@ struct BatchedServingTests {
     let streams = try requests.map { try engine.submit($0) }
     engine.start()
     defer { engine.stop() }
-    let batched = try await withThrowingTaskGroup(of: (Int, Output).self) { group in
-      for (i, stream) in streams.enumerated() { group.addTask { (i, try await Self.collect(stream)) } }
-      var outputs = [Output](repeating: Output(), count: streams.count)
-      for try await (i, output) in group { outputs[i] = output }
-      return outputs
-    }
+    let batched = try await Self.collectConcurrently(streams)
     for i in requests.indices {
       #expect(batched[i].finish == .length)
       #expect(batched[i].tokens.count == 12 + 3 * i)
@@ -173,12 +178,7 @@ struct BatchedServingTests {
     let streams = try requests.map { try engine.submit($0) }
     engine.start()
     defer { engine.stop() }
-    let batched = try await withThrowingTaskGroup(of: (Int, Output).self) { group in
-      for (i, stream) in streams.enumerated() { group.addTask { (i, try await Self.collect(stream)) } }
-      var outputs = [Output](repeating: Output(), count: streams.count)
-      for try await (i, output) in group { outputs[i] = output }
-      return outputs
-    }
+    let batched = try await Self.collectConcurrently(streams)
     for i in requests.indices {
       #expect(Self.agree(alone[i], batched[i]), "scale \(requests[i].adapterScale!): \(batched[i].text) vs alone \(alone[i].text)")
     }
