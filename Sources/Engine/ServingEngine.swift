@@ -19,6 +19,7 @@
 import Adapters
 import Dispatch
 import Foundation
+import Synchronization
 import Kernels
 import Llama
 import Tokenization
@@ -112,7 +113,7 @@ public final class ServingEngine: @unchecked Sendable {
     batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
     let fullSlot = LlamaContext.cacheByteCount(
-      hyper: registry.base.hyper, contextLength: contextSize, maxBatch: 1, cacheElement: configuration.kvCache)
+      hyper: registry.base.hyper, contextLength: contextSize, maxBatch: prefillChunk, cacheElement: configuration.kvCache)
     kvCacheBudgetBytes = max(
       fullSlot, configuration.kvCacheBudgetBytes ?? fullSlot * max(1, configuration.maxConcurrentGenerations))
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
@@ -168,6 +169,11 @@ public final class ServingEngine: @unchecked Sendable {
   public var runningGenerations: Int { condition.withLock { runningCount } }
   /// KV cache bytes held by running sequences, and by all slots (free ones keep theirs for
   /// prompt-prefix reuse until another request needs the memory).
+  /// Forward passes run so far (llama-server's n_decode_total): a step is one pass, more when its
+  /// rows exceed limits.batch_tokens or its sequences run on different weights.
+  public var forwardPasses: Int { forwardPassCount.load(ordering: .relaxed) }
+  private let forwardPassCount = Atomic<Int>(0)
+
   public var kvCacheBytes: (inUse: Int, allocated: Int) { condition.withLock { (kvBytesInUse, kvBytesAllocated) } }
   /// Seconds since the compute thread last went round its loop (a wedged loop stops the
   /// systemd watchdog pings).
@@ -370,7 +376,8 @@ public final class ServingEngine: @unchecked Sendable {
     }
     guard !entries.isEmpty else { return }
     do {
-      try batchForward().evaluate(entries)
+      let passes = try batchForward().evaluate(entries)
+      forwardPassCount.add(passes, ordering: .relaxed)
       for item in members { item.sequence.evaluated() }
     } catch {
       // The batch refuses a bad entry before computing anything: run each alone to fail only it.
@@ -471,7 +478,7 @@ public final class ServingEngine: @unchecked Sendable {
       return (reuse, 0)
     }
     let bytes = LlamaContext.cacheByteCount(
-      hyper: registry.base.hyper, contextLength: tokens, maxBatch: 1, cacheElement: kvCache)
+      hyper: registry.base.hyper, contextLength: tokens, maxBatch: prefillChunk, cacheElement: kvCache)
     var allocated = slots.reduce(0) { $0 + $1.context.cacheByteCount }
     for slot in free.sorted(by: { $0.cachedTokens.count < $1.cachedTokens.count })
     where allocated + bytes > kvCacheBudgetBytes {
@@ -479,8 +486,11 @@ public final class ServingEngine: @unchecked Sendable {
       slots.removeAll { $0 === slot }
     }
     guard allocated + bytes <= kvCacheBudgetBytes else { return nil }
+    // maxBatch is the prompt chunk a batched pass takes from this sequence (a sliding layer keeps
+    // window - 1 + maxBatch positions); 1 would prefill a token per pass, at decode speed.
     let slot = Slot(
-      context: LlamaContext(model: registry.base, contextLength: tokens, pool: pool, maxBatch: 1, cacheElement: kvCache),
+      context: LlamaContext(
+        model: registry.base, contextLength: tokens, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache),
       adapter: adapter)
     slot.busy = true
     slots.append(slot)
