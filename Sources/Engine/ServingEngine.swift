@@ -191,7 +191,9 @@ public final class ServingEngine: @unchecked Sendable {
   public func tokenize(_ prompt: ServingPrompt, enableThinking: Bool? = nil) throws(ServingError) -> [Int32] {
     switch prompt {
     case .text(let text):
-      return tokenizer.encode(text, parseSpecial: false, addSpecial: true)
+      // A raw completion prompt is the client's own template: its special-token text
+      // (`<|im_start|>`, `<start_of_turn>`) is those tokens, as in llama-server and `generate --raw`.
+      return tokenizer.encode(text, parseSpecial: true, addSpecial: true)
     case .chat(let messages):
       guard var template else {
         throw .failed("the model has no chat template this engine understands; use completions")
