@@ -18,7 +18,7 @@ makes such a venv: .build/peft-venv/bin/python), droplora built in release, and 
 (scripts/build-llama.sh builds it). The fixture holds the adapter (PEFT: adapter_config.json,
 adapter_model.safetensors.bin) and parity.json: prompt ids, PEFT's greedy ids with their margins
 and top-two ids, and the greedy ids of llama.cpp and droplora; Tests/AdaptersTests/
-GemmaParityTests.swift checks droplora's logits against it teacher-forced.
+GemmaParityTests.swift checks droplora against it teacher-forced (logit margins, picks).
 """
 import argparse
 import json

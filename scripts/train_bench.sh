@@ -10,6 +10,8 @@
 # product). LoRA's and attention's FLOPs are left out, so the fraction is a lower bound.
 # Both sides time the training steps only (first step included, model loading and droplora's
 # final checkpoint write excluded).
+# Each setting also runs droplora with --compute-type int8 (inference's 8-bit forward products,
+# fp32 backward), compared with PyTorch float32.
 # On CPUs with AVX512-BF16 each setting also runs droplora with --compute-type bf16 and PyTorch
 # under torch.autocast(cpu, bfloat16) (its usual mixed precision), and the summary gives the
 # ratios of each pair; "%peak" stays relative to the fp32 sgemm peak, so bf16 may pass 100 %.
@@ -99,7 +101,7 @@ PY
 }
 printf "%-14s %-8s %-6s %-8s %12s %10s %10s\n" impl seq_len micro threads tokens/s peak_MiB "%peak"
 # droplora's compute types and PyTorch's autocast flag: bf16 only where the CPU has it.
-types=(f32); autocasts=("")
+types=(f32 int8); autocasts=("")
 if grep -q avx512_bf16 /proc/cpuinfo; then types+=(bf16); autocasts+=(--autocast-bf16); fi
 for len in $lengths; do
   for micro in $micros; do
@@ -134,10 +136,11 @@ by = {}
 for r in rows:
     by.setdefault(r["setting"], {})[r["impl"]] = r
 print()
-print(f"{'setting':<12} {'f32/pt-f32':>11} {'bf16/pt-f32':>12} {'bf16/pt-bf16':>13} {'mem f32/pt-f32':>15}")
+print(f"{'setting':<12} {'f32/pt-f32':>11} {'int8/pt-f32':>12} {'bf16/pt-f32':>12} {'bf16/pt-bf16':>13} {'mem f32/pt-f32':>15} {'mem int8/pt-f32':>16}")
 for setting, r in by.items():
     def ratio(a, b, key="tps"):
         return f"{r[a][key] / r[b][key]:.2f}x" if a in r and b in r else "-"
-    print(f"{setting:<12} {ratio('droplora-f32', 'pytorch-f32'):>11} {ratio('droplora-bf16', 'pytorch-f32'):>12} "
-          f"{ratio('droplora-bf16', 'pytorch-bf16'):>13} {ratio('droplora-f32', 'pytorch-f32', 'rss'):>15}")
+    print(f"{setting:<12} {ratio('droplora-f32', 'pytorch-f32'):>11} {ratio('droplora-int8', 'pytorch-f32'):>12} "
+          f"{ratio('droplora-bf16', 'pytorch-f32'):>12} {ratio('droplora-bf16', 'pytorch-bf16'):>13} "
+          f"{ratio('droplora-f32', 'pytorch-f32', 'rss'):>15} {ratio('droplora-int8', 'pytorch-f32', 'rss'):>16}")
 PY

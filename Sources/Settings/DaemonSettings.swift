@@ -10,7 +10,7 @@ public enum MergeTypeName: String, Sendable, CaseIterable { case q8_0, f16, f32,
 /// DropLoRA mask granularity: one rank mask per training step, or one per token and rank element.
 public enum MaskGranularity: String, Sendable, CaseIterable { case step, token }
 /// Precision of the products through the frozen base in training (bf16 needs AVX512-BF16).
-public enum ComputeTypeName: String, Sendable, CaseIterable { case f32, bf16 }
+public enum ComputeTypeName: String, Sendable, CaseIterable { case f32, bf16, int8 }
 /// swift-log's levels, spelled as in swift-log.
 public enum LogLevelName: String, Sendable, CaseIterable {
   case trace, debug, info, notice, warning, error, critical

@@ -4,7 +4,9 @@
 // are not quantized to 8 bits: the gradients must belong to the function the forward computes.
 // With ComputeType.bf16 the tiles and the activations are rounded to bf16 instead and the
 // products run in CKernels' dq_gemm_bf16 (fp32 sums); it takes k in pairs, so a matrix with an
-// odd reduction width (none in the Llama family) keeps the fp32 path.
+// odd reduction width (none in the Llama family) keeps the fp32 path. With ComputeType.int8 the
+// forward of a quantized matrix is inference's own product (MatMul: x rounded to the weight's
+// dot type, integer dot products); the backward stays fp32.
 import CKernels
 import Kernels
 
@@ -28,6 +30,8 @@ public final class FrozenLinearWorkspace: @unchecked Sendable {
   /// or, in the backward, each thread's slice of dy for the tile in hand.
   let packed: UnsafeMutablePointer<UInt32>?
   let packedPerThread: Int
+  /// int8 only: inference's matmul scratch (the quantized activations).
+  let matMul: MatMulWorkspace?
 
   public init(maxColumns: Int, maxTokens: Int, threads: Int, computeType: ComputeType = .f32) {
     precondition(computeType.isSupported, "compute type \(computeType) is not supported here")
@@ -46,6 +50,8 @@ public final class FrozenLinearWorkspace: @unchecked Sendable {
       bf16Tiles = nil
       packed = nil
     }
+    matMul = computeType == .int8
+      ? MatMulWorkspace(maxColumns: maxColumns, maxTokens: maxTokens, threads: self.threads) : nil
   }
 
   deinit {
@@ -64,6 +70,9 @@ public enum FrozenLinear {
     precondition(w.columns <= workspace.maxColumns && pool.threadCount <= workspace.threads)
     if workspace.computeType == .bf16 && w.columns.isMultiple(of: 2) {
       return forwardBF16(out, w, x, tokens: tokens, pool: pool, workspace: workspace)
+    }
+    if let matMul = workspace.matMul, w.isQuantized {
+      return MatMul.multiply(out, w, x, tokens: tokens, pool: pool, workspace: matMul)
     }
     let columns = w.columns
     forEachRowTile(w, pool: pool, workspace: workspace) { _, start, count, tile in

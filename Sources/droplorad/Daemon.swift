@@ -277,7 +277,11 @@ final class Daemon: Sendable {
   }
 
   static func computeType(_ name: ComputeTypeName) -> Training.ComputeType {
-    name == .bf16 ? .bf16 : .f32
+    switch name {
+    case .f32: return .f32
+    case .bf16: return .bf16
+    case .int8: return .int8
+    }
   }
 
   static func mergeType(_ name: MergeTypeName) -> MergeType {

@@ -150,6 +150,36 @@ struct OpsKernelTests {
       }
     }
   }
+
+  @Test("GeGLU backward matches float64 within float rounding")
+  func gegluBackward() {
+    let gate = Self.randomValues(1543, scale: 30, seed: 13) + [-100, 100, 0, -40, 40, -3.1, 1e-3, -0.75]
+    let up = Self.randomValues(gate.count, scale: 3, seed: 14)
+    let dh = Self.randomValues(gate.count, scale: 2, seed: 15)
+    let n = gate.count
+    var fast = (gate: [Float](repeating: .nan, count: n), up: [Float](repeating: .nan, count: n))
+    var reference = fast
+    dq_geglu_backward(&fast.gate, &fast.up, dh, gate, up, Int64(n))
+    dq_geglu_backward_ref(&reference.gate, &reference.up, dh, gate, up, Int64(n))
+    let (c, a) = (0.7978845608028654, 0.044715)
+    for i in 0..<n {
+      let (g, u, d) = (Double(gate[i]), Double(up[i]), Double(dh[i]))
+      let t = tanh(c * g * (1 + a * g * g))
+      let inner = c * (1 + 3 * a * g * g)
+      let exactGate = d * u * (0.5 * (1 + t) + 0.5 * g * (1 - t * t) * inner)
+      let exactUp = d * 0.5 * g * (1 + t)
+      // Relative to the size of the terms (the two terms of gelu' cancel near g ≈ -0.75), plus
+      // libm tanhf's ~1e-7 absolute error in t (the scalar twin), which matters where 1 + t is small.
+      let gateScale = abs(d * u) * (0.5 * (1 + t) + 0.5 * abs(g) * (1 - t * t) * inner)
+      let gateSlack = 1e-7 * abs(d * u) * (1 + abs(g) * inner)
+      for (ours, label) in [(fast, "fast"), (reference, "ref")] {
+        #expect(abs(Double(ours.gate[i]) - exactGate) <= 2e-6 * gateScale + gateSlack + 1e-30,
+                "\(label) d_gate \(i): g \(g)")
+        #expect(abs(Double(ours.up[i]) - exactUp) <= 2e-6 * abs(exactUp) + 1e-7 * abs(d * g) + 1e-30,
+                "\(label) d_up \(i): g \(g)")
+      }
+    }
+  }
 }
 
 struct LowRankKernelTests {

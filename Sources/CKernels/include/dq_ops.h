@@ -38,6 +38,13 @@ void dq_swiglu_ref(float *out, const float *gate, const float *up, int64_t n);
 /// out[i] = gelu(gate[i]) * up[i], GELU's tanh approximation (Gemma's GeGLU); out may alias gate.
 void dq_geglu(float *out, const float *gate, const float *up, int64_t n);
 void dq_geglu_ref(float *out, const float *gate, const float *up, int64_t n);
+// GeGLU's backward (training), gelu as above:
+//   d_gate[i] = dh[i] * up[i] * gelu'(gate[i]),   d_up[i] = dh[i] * gelu(gate[i])
+// (AVX2 exp when available; _ref is the libm tanhf twin).
+void dq_geglu_backward(float *d_gate, float *d_up, const float *dh, const float *gate,
+                       const float *up, int64_t n);
+void dq_geglu_backward_ref(float *d_gate, float *d_up, const float *dh, const float *gate,
+                           const float *up, int64_t n);
 // SwiGLU's backward (training), with σ = sigmoid(gate):
 //   d_gate[i] = dh[i] * up[i] * σ * (1 + gate[i] * (1 - σ)),   d_up[i] = dh[i] * gate[i] * σ
 void dq_swiglu_backward(float *d_gate, float *d_up, const float *dh, const float *gate,
