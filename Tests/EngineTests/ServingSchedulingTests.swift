@@ -20,6 +20,18 @@ struct ServingSchedulingTests {
     LlamaContext.cacheByteCount(hyper: Loaded.shared.model.hyper, contextLength: tokens, maxBatch: 1, cacheElement: .f32)
   }
 
+  @Test("a KV budget below one full-context slot is refused, naming both sizes")
+  func kvBudgetBelowOneSlotIsRefused() throws {
+    let fullSlot = Self.slotBytes(1024)
+    #expect(
+      ServingEngine.minimumKVCacheBudgetBytes(hyper: Loaded.shared.model.hyper, contextSize: 1024, kvCache: .f32)
+        == fullSlot)
+    #expect(throws: ServingSetupError.kvCacheBudgetTooSmall(bytes: fullSlot - 1, minimum: fullSlot)) {
+      try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot - 1)
+    }
+    #expect(try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot).kvCacheBudgetBytes == fullSlot)
+  }
+
   @Test("a flood of requests on one adapter does not starve another adapter's request")
   func adaptersTakeTurns() async throws {
     let engine = try B.engine(mergeType: .none, maxConcurrent: 1)

@@ -275,6 +275,40 @@ def n_independent_choices():
     refused("n", lambda: chat(n=0))
 
 
+def metric(name):
+    """The unlabelled sample `name` of GET /metrics."""
+    for line in raw.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+@check
+def n_choices_evaluate_the_prompt_once():
+    # A prompt no slot holds yet: one choice evaluates it and the other starts from a copy
+    # (max_concurrent_generations 2); the third, queued, finds it in a finished choice's slot
+    # and evaluates only its last token.
+    messages = [{"role": "user", "content": "Unique prompt 91731: " + "list the colours of the rainbow. " * 20}]
+    before = metric("droplorad_prompt_tokens_total") - metric("droplorad_prompt_tokens_reused_total")
+    r = chat(n=3, messages=messages, temperature=1.0, seed=5, max_completion_tokens=4, extra_body={"ignore_eos": True})
+    evaluated = metric("droplorad_prompt_tokens_total") - metric("droplorad_prompt_tokens_reused_total") - before
+    assert len(r.choices) == 3 and r.usage.prompt_tokens > 100, r.usage
+    assert evaluated <= r.usage.prompt_tokens + 1, (evaluated, r.usage.prompt_tokens)
+
+
+@check
+def numbers_the_field_cannot_hold_are_refused_by_name():
+    refused("max_completion_tokens", lambda: chat(max_completion_tokens=2.5))
+    refused("n", lambda: chat(n=1e20))
+    refused("seed", lambda: chat(seed=-1.5))
+    refused("max_tokens", lambda: client.completions.create(model=BASE, prompt="Hi", max_tokens=2.5))
+    # Beyond a double: Python's json cannot write 1e400, so the body goes as text.
+    for field in ("temperature", "max_tokens", "n"):
+        body = '{"messages": [{"role": "user", "content": "hi"}], "%s": 1e400}' % field
+        r = raw.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+
+
 @check
 def tokenize_and_detokenize():
     r = raw.post("/tokenize", json={"content": "Hello world", "with_pieces": True}).json()
