@@ -119,7 +119,8 @@ public final class ServingEngine: @unchecked Sendable {
     prefillChunk = max(1, configuration.prefillChunk)
     batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
-    let fullSlot = Self.minimumKVCacheBudgetBytes(hyper: registry.base.hyper, configuration: configuration)
+    let fullSlot = Self.minimumKVCacheBudgetBytes(
+      hyper: registry.base.hyper, contextSize: configuration.contextSize, kvCache: configuration.kvCache)
     if let budget = configuration.kvCacheBudgetBytes, budget < fullSlot {
       throw ServingSetupError.kvCacheBudgetTooSmall(bytes: budget, minimum: fullSlot)
     }
@@ -139,19 +140,13 @@ public final class ServingEngine: @unchecked Sendable {
   /// The context size served for a configured one.
   private static func contextSize(_ configured: Int) -> Int { max(16, configured) }
 
-  /// KV bytes of one slot holding a whole context: the least a KV budget may be (one sequence
-  /// as long as the context must fit).
-  public static func minimumKVCacheBudgetBytes(hyper: LlamaHyperParameters, configuration: ServingConfiguration) -> Int {
-    slotBytes(
-      hyper: hyper, tokens: contextSize(configuration.contextSize), kvCache: configuration.kvCache,
-      prefillChunk: max(1, configuration.prefillChunk))
-  }
-
-  /// KV bytes of a slot of `tokens` positions. A slot's context takes prompt chunks of up to
-  /// `prefillChunk` tokens in one batched pass (its `maxBatch`), so a sliding layer keeps
-  /// window - 1 + prefillChunk positions.
-  private static func slotBytes(hyper: LlamaHyperParameters, tokens: Int, kvCache: KVCacheElement, prefillChunk: Int) -> Int {
-    LlamaContext.cacheByteCount(hyper: hyper, contextLength: tokens, maxBatch: prefillChunk, cacheElement: kvCache)
+  /// KV bytes of one slot holding a whole context of `contextSize` tokens: the least a KV budget
+  /// may be (one sequence as long as the context must fit).
+  public static func minimumKVCacheBudgetBytes(
+    hyper: LlamaHyperParameters, contextSize: Int, kvCache: KVCacheElement
+  ) -> Int {
+    LlamaContext.cacheByteCount(
+      hyper: hyper, contextLength: Self.contextSize(contextSize), maxBatch: 1, cacheElement: kvCache)
   }
 
   /// Starts the compute thread.
@@ -574,7 +569,8 @@ public final class ServingEngine: @unchecked Sendable {
       reuse.cachedTokens = []
       return (reuse, 0)
     }
-    let bytes = Self.slotBytes(hyper: registry.base.hyper, tokens: tokens, kvCache: kvCache, prefillChunk: prefillChunk)
+    let bytes = LlamaContext.cacheByteCount(
+      hyper: registry.base.hyper, contextLength: tokens, maxBatch: 1, cacheElement: kvCache)
     var allocated = slots.reduce(0) { $0 + $1.context.cacheByteCount }
     for slot in free.sorted(by: { $0.cachedTokens.count < $1.cachedTokens.count })
     where allocated + bytes > kvCacheBudgetBytes {
@@ -583,8 +579,7 @@ public final class ServingEngine: @unchecked Sendable {
     }
     guard allocated + bytes <= kvCacheBudgetBytes else { return nil }
     let slot = Slot(
-      context: LlamaContext(
-        model: registry.base, contextLength: tokens, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache),
+      context: LlamaContext(model: registry.base, contextLength: tokens, pool: pool, maxBatch: 1, cacheElement: kvCache),
       adapter: adapter)
     slot.busy = true
     slots.append(slot)

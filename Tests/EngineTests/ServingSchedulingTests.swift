@@ -24,8 +24,8 @@ struct ServingSchedulingTests {
   func kvBudgetBelowOneSlotIsRefused() throws {
     let fullSlot = Self.slotBytes(1024)
     #expect(
-      ServingEngine.minimumKVCacheBudgetBytes(
-        hyper: Loaded.shared.model.hyper, configuration: ServingConfiguration(contextSize: 1024)) == fullSlot)
+      ServingEngine.minimumKVCacheBudgetBytes(hyper: Loaded.shared.model.hyper, contextSize: 1024, kvCache: .f32)
+        == fullSlot)
     #expect(throws: ServingSetupError.kvCacheBudgetTooSmall(bytes: fullSlot - 1, minimum: fullSlot)) {
       try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot - 1)
     }
