@@ -245,6 +245,18 @@ def completion_logprobs():
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
     assert all(len(t) <= 2 for t in lp.top_logprobs)
     assert all(max(t.values()) >= v - 1e-9 for t, v in zip(lp.top_logprobs, lp.token_logprobs))
+    # Streamed: the same tokens, log probabilities and offsets, spread over the chunks.
+    text, tokens, values, offsets = "", [], [], []
+    for c in client.completions.create(model=BASE, prompt="The sky is", max_tokens=5, temperature=0, logprobs=2,
+                                       stream=True, extra_body={"ignore_eos": True}):
+        for ch in c.choices:
+            text += ch.text
+            if ch.logprobs:
+                tokens += ch.logprobs.tokens
+                values += ch.logprobs.token_logprobs
+                offsets += ch.logprobs.text_offset
+    assert text == r.choices[0].text and tokens == lp.tokens and offsets == lp.text_offset, (text, tokens, offsets)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(values, lp.token_logprobs)), (values, lp.token_logprobs)
 
 
 @check
