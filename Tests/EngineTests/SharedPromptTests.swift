@@ -4,6 +4,8 @@
 // BatchedServingTests (the choices decode batched, the references alone).
 import Adapters
 import Foundation
+import GGUF
+import Llama
 import Testing
 import Tokenization
 
@@ -124,5 +126,60 @@ struct SharedPromptTests {
     let cancelled = counter.finished.filter { $0.finishReason == .cancelled }
     #expect(cancelled.allSatisfy { $0.completionTokens < 200 })
     #expect(counter.finished.allSatisfy { $0.finishReason == .cancelled || $0.completionTokens == 10 })
+  }
+}
+
+let gemma3Path =
+  ProcessInfo.processInfo.environment["DROPLORA_GEMMA3_MODEL"]
+  ?? packageRoot.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+
+/// Gemma 3's sliding layers: a prompt longer than the window, so the copy takes only the
+/// window's rows of those layers (and all rows of the global ones).
+@Suite(
+  .enabled(if: FileManager.default.fileExists(atPath: gemma3Path), "needs Gemma 3 270M (scripts/fetch-gemma3.sh)"),
+  .serialized)
+struct SharedPromptGemmaTests {
+  static func engine(_ model: LlamaModel, _ tokenizer: Tokenizer, maxConcurrent: Int) throws -> ServingEngine {
+    try ServingEngine(
+      registry: AdapterRegistry(base: model, cacheCapacity: 1, mergeType: .none, threads: 2), tokenizer: tokenizer,
+      configuration: ServingConfiguration(
+        contextSize: 1024, threads: 2, maxConcurrentGenerations: maxConcurrent, queueLimit: 4, prefillChunk: 64))
+  }
+
+  @Test("choices of a prompt longer than the sliding window equal separate requests")
+  func choicesPastTheWindow() async throws {
+    let file = try GGUFFile(path: gemma3Path)
+    let model = try LlamaModel(file: file)
+    let tokenizer = try Tokenizer(gguf: file)
+    let window = model.hyper.slidingWindow
+    let text = (0..<45).map { "Note \($0): the harbour crane moved \($0 * 7 % 13) containers today." }.joined(separator: " ")
+    let request = ServingRequest(
+      adapter: nil, prompt: .chat([ChatMessage(role: "user", content: text + " Which note moved the most?")]),
+      options: GenerationOptions())
+    let choices = [0, 1].map { i in
+      GenerationOptions(
+        maxTokens: 5, sampling: SamplingParameters(temperature: i == 0 ? 0 : 0.9, seed: 9 + UInt64(i)),
+        ignoreEndOfGeneration: true, logprobs: 2)
+    }
+    let shared = try Self.engine(model, tokenizer, maxConcurrent: 2)
+    let promptTokens = try shared.tokenize(request.prompt).count
+    #expect(window > 0 && promptTokens > window + 64, "prompt \(promptTokens) tokens, window \(window)")
+    shared.start()
+    let outputs = try await BatchedServingTests.collectConcurrently(try shared.submit(request, choices: choices))
+    shared.stop()
+    #expect(outputs[0].tokens.count == 5)
+    // Choice 1 is the copy (choice 0 evaluated the prompt); each prefill here takes ~20 s.
+    for (i, options) in choices.enumerated() where i > 0 {
+      let alone = try Self.engine(model, tokenizer, maxConcurrent: 1)
+      alone.start()
+      var single = request
+      single.options = options
+      let reference = try await BatchedServingTests.collect(try alone.submit(single))
+      alone.stop()
+      #expect(outputs[i].tokens.count == 5)
+      #expect(
+        BatchedServingTests.agree(reference, outputs[i]),
+        "choice \(i): \(reference.tokens.map(\.token)) alone vs \(outputs[i].tokens.map(\.token)) shared (Δlogprob \(BatchedServingTests.logprobDifference(reference, outputs[i])))")
+    }
   }
 }
