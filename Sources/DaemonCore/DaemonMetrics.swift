@@ -31,6 +31,7 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
   private let adaptersLoaded: Gauge
   private let cacheHits: Counter
   private let cacheMisses: Counter
+  private let forwardPasses: Counter
   private let residentBytes: Gauge
   private let kvCacheBytes: Gauge
   private let kvCacheAllocatedBytes: Gauge
@@ -94,6 +95,7 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     adaptersLoaded = gauge("droplorad_adapters_loaded", "Adapters loaded.")
     cacheHits = counter("droplorad_merged_cache_hits_total", "Requests served by an already merged weight set.")
     cacheMisses = counter("droplorad_merged_cache_misses_total", "Requests that had to merge their adapter first.")
+    forwardPasses = counter("droplorad_forward_passes_total", "Forward passes of the serving engine (llama-server's n_decode_total).")
     residentBytes = gauge("droplorad_resident_memory_bytes", "Resident set size of the daemon.")
     kvCacheBytes = gauge("droplorad_kv_cache_bytes", "KV cache bytes held by running generations.")
     kvCacheAllocatedBytes = gauge(
@@ -175,6 +177,8 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     cacheHits.increment(by: Int64(counts.hits))
     cacheMisses.reset()
     cacheMisses.increment(by: Int64(counts.misses))
+    forwardPasses.reset()
+    forwardPasses.increment(by: Int64(engine.forwardPasses))
     if let rss = ProcessMemory.residentBytes() { residentBytes.set(Int64(rss)) }
     let kv = engine.kvCacheBytes
     kvCacheBytes.set(Int64(kv.inUse))

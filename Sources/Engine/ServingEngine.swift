@@ -25,6 +25,7 @@
 import Adapters
 import Dispatch
 import Foundation
+import Synchronization
 import Kernels
 import Llama
 import Tokenization
@@ -119,8 +120,7 @@ public final class ServingEngine: @unchecked Sendable {
     prefillChunk = max(1, configuration.prefillChunk)
     batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
-    let fullSlot = Self.minimumKVCacheBudgetBytes(
-      hyper: registry.base.hyper, contextSize: configuration.contextSize, kvCache: configuration.kvCache)
+    let fullSlot = Self.minimumKVCacheBudgetBytes(hyper: registry.base.hyper, configuration: configuration)
     if let budget = configuration.kvCacheBudgetBytes, budget < fullSlot {
       throw ServingSetupError.kvCacheBudgetTooSmall(bytes: budget, minimum: fullSlot)
     }
@@ -140,13 +140,13 @@ public final class ServingEngine: @unchecked Sendable {
   /// The context size served for a configured one.
   private static func contextSize(_ configured: Int) -> Int { max(16, configured) }
 
-  /// KV bytes of one slot holding a whole context of `contextSize` tokens: the least a KV budget
-  /// may be (one sequence as long as the context must fit).
-  public static func minimumKVCacheBudgetBytes(
-    hyper: LlamaHyperParameters, contextSize: Int, kvCache: KVCacheElement
-  ) -> Int {
+  /// KV bytes of one slot holding a whole context: the least a KV budget may be (one sequence
+  /// as long as the context must fit). Slots take prompt chunks of `prefillChunk` rows, so a
+  /// sliding layer keeps window - 1 + prefillChunk positions.
+  public static func minimumKVCacheBudgetBytes(hyper: LlamaHyperParameters, configuration: ServingConfiguration) -> Int {
     LlamaContext.cacheByteCount(
-      hyper: hyper, contextLength: Self.contextSize(contextSize), maxBatch: 1, cacheElement: kvCache)
+      hyper: hyper, contextLength: contextSize(configuration.contextSize), maxBatch: max(1, configuration.prefillChunk),
+      cacheElement: configuration.kvCache)
   }
 
   /// Starts the compute thread.
@@ -190,6 +190,11 @@ public final class ServingEngine: @unchecked Sendable {
   public var runningGenerations: Int { condition.withLock { runningCount } }
   /// KV cache bytes held by running sequences, and by all slots (free ones keep theirs for
   /// prompt-prefix reuse until another request needs the memory).
+  /// Forward passes run so far (llama-server's n_decode_total): a step is one pass, more when its
+  /// rows exceed limits.batch_tokens or its sequences run on different weights.
+  public var forwardPasses: Int { forwardPassCount.load(ordering: .relaxed) }
+  private let forwardPassCount = Atomic<Int>(0)
+
   public var kvCacheBytes: (inUse: Int, allocated: Int) { condition.withLock { (kvBytesInUse, kvBytesAllocated) } }
   /// Seconds since the compute thread last went round its loop (a wedged loop stops the
   /// systemd watchdog pings).
@@ -207,7 +212,9 @@ public final class ServingEngine: @unchecked Sendable {
   public func tokenize(_ prompt: ServingPrompt, enableThinking: Bool? = nil) throws(ServingError) -> [Int32] {
     switch prompt {
     case .text(let text):
-      return tokenizer.encode(text, parseSpecial: false, addSpecial: true)
+      // A raw completion prompt is the client's own template: its special-token text
+      // (`<|im_start|>`, `<start_of_turn>`) is those tokens, as in llama-server and `generate --raw`.
+      return tokenizer.encode(text, parseSpecial: true, addSpecial: true)
     case .chat(let messages):
       guard var template else {
         throw .failed("the model has no chat template this engine understands; use completions")
@@ -464,7 +471,8 @@ public final class ServingEngine: @unchecked Sendable {
     }
     guard !entries.isEmpty else { return }
     do {
-      try batchForward().evaluate(entries)
+      let passes = try batchForward().evaluate(entries)
+      forwardPassCount.add(passes, ordering: .relaxed)
       for item in members { item.sequence.evaluated() }
     } catch {
       // The batch refuses a bad entry before computing anything: run each alone to fail only it.
@@ -570,7 +578,7 @@ public final class ServingEngine: @unchecked Sendable {
       return (reuse, 0)
     }
     let bytes = LlamaContext.cacheByteCount(
-      hyper: registry.base.hyper, contextLength: tokens, maxBatch: 1, cacheElement: kvCache)
+      hyper: registry.base.hyper, contextLength: tokens, maxBatch: prefillChunk, cacheElement: kvCache)
     var allocated = slots.reduce(0) { $0 + $1.context.cacheByteCount }
     for slot in free.sorted(by: { $0.cachedTokens.count < $1.cachedTokens.count })
     where allocated + bytes > kvCacheBudgetBytes {
@@ -578,8 +586,11 @@ public final class ServingEngine: @unchecked Sendable {
       slots.removeAll { $0 === slot }
     }
     guard allocated + bytes <= kvCacheBudgetBytes else { return nil }
+    // maxBatch is the prompt chunk a batched pass takes from this sequence (a sliding layer keeps
+    // window - 1 + maxBatch positions); 1 would prefill a token per pass, at decode speed.
     let slot = Slot(
-      context: LlamaContext(model: registry.base, contextLength: tokens, pool: pool, maxBatch: 1, cacheElement: kvCache),
+      context: LlamaContext(
+        model: registry.base, contextLength: tokens, pool: pool, maxBatch: prefillChunk, cacheElement: kvCache),
       adapter: adapter)
     slot.busy = true
     slots.append(slot)

@@ -29,8 +29,10 @@ public struct WeightMatrix: @unchecked Sendable {
 
   public var byteCount: Int { rows * rowStride }
 
-  /// Block-quantized (integer dot products) rather than a float type.
-  public var isQuantized: Bool { activationType != UInt32(DQ_TYPE_F32) }
+  /// Block-quantized (integer dot products) rather than a float type (F32, F16, BF16, whose
+  /// batches go to sgemm on dequantized tiles; their one-token dots still take activations in
+  /// `activationType`).
+  public var isQuantized: Bool { blockSize > 1 }
 
   /// The type activations are quantized to before a dot product with this matrix's rows.
   public var activationType: UInt32 { dq_vec_dot_type(type) }

@@ -35,8 +35,10 @@ public final class LlamaBatch {
 
   /// Appends each entry's tokens to its context and leaves the logits of its last token in the
   /// context's `lastLogits`, as `context.evaluate(tokens)` would. Every entry is checked before
-  /// anything is computed: a bad entry throws and no context changes.
-  public func evaluate(_ entries: [(context: LlamaContext, tokens: [Int32])]) throws {
+  /// anything is computed: a bad entry throws and no context changes. Returns the number of
+  /// forward passes it took (a prompt chunk longer than its context's maxBatch takes several).
+  @discardableResult
+  public func evaluate(_ entries: [(context: LlamaContext, tokens: [Int32])]) throws -> Int {
     var seen = Set<ObjectIdentifier>()
     for (context, tokens) in entries {
       guard !tokens.isEmpty else { throw LlamaError.emptyInput }
@@ -60,6 +62,7 @@ public final class LlamaBatch {
         groups.append((entry.context.model, [entry]))
       }
     }
+    var passes = 0
     for group in groups {
       // Sequences on one adapter side by side, adapters in order of first appearance.
       var adapters: [ObjectIdentifier?] = []
@@ -70,13 +73,15 @@ public final class LlamaBatch {
       let sorted = adapters.flatMap { id in
         group.entries.filter { entry in entry.context.projectionHook.map { ObjectIdentifier($0) } == id }
       }
-      run(model: group.model, sorted)
+      passes += run(model: group.model, sorted)
     }
+    return passes
   }
 
-  /// Packs the entries' remaining tokens into passes of at most `maxRows` rows.
-  private func run(model: LlamaModel, _ entries: [(context: LlamaContext, tokens: [Int32])]) {
+  /// Packs the entries' remaining tokens into passes of at most `maxRows` rows; returns how many.
+  private func run(model: LlamaModel, _ entries: [(context: LlamaContext, tokens: [Int32])]) -> Int {
     var done = [Int](repeating: 0, count: entries.count)
+    var passes = 0
     while true {
       var segments: [ForwardSegment] = []
       var tokens: [Int32] = []
@@ -89,7 +94,8 @@ public final class LlamaBatch {
         tokens += entry.tokens[done[index]..<(done[index] + take)]
         members.append(index)
       }
-      if segments.isEmpty { return }
+      if segments.isEmpty { return passes }
+      passes += 1
       for segment in segments { segment.context.makeRoomInSlidingLayers(for: segment.rows.count) }
       let pass = ForwardPass(model: model, pool: pool, workspace: workspace, scratch: scratch, segments: segments)
       pass.run(tokens: tokens)

@@ -7,6 +7,7 @@ import Engine
 import Foundation
 import GGUF
 import Grammar
+import Kernels
 import Llama
 import Tokenization
 
@@ -33,6 +34,9 @@ struct BenchCommand: ParsableCommand {
   var jsonSchema: String?
 
   func run() throws {
+    // Measure what the daemon runs: OpenBLAS's sgemm (float weights' prefill, merges) with the
+    // kernels its core type selects.
+    OpenBLASCoreType.ensureSet()
     let file = try modelOptions.open()
     let model = try LlamaModel(file: file)
     let prompt = try promptIds.map(BenchCommand.readTokenIds)

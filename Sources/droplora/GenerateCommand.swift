@@ -81,8 +81,9 @@ struct GenerateCommand: ParsableCommand {
   }
 
   func run() throws {
-    // The merge's sgemm runs OpenBLAS's fast kernels only with the core type set (as the daemon does).
-    if adapter != nil { OpenBLASCoreType.ensureSet() }
+    // A merge, and the prefill of float (F32/F16/BF16) weights, run OpenBLAS's sgemm: its fast
+    // kernels need the core type set before the library loads (as the daemon does).
+    OpenBLASCoreType.ensureSet()
     let constraint = try outputGrammar()
     let file = try modelOptions.open()
     let tokenizer: Tokenizer

@@ -108,12 +108,7 @@ final class Daemon: Sendable {
     do {
       engine = try ServingEngine(
         registry: registry, tokenizer: tokenizer,
-        configuration: ServingConfiguration(
-          contextSize: settings.model.contextSize, threads: threads,
-          maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
-          batchTokens: settings.limits.batchTokens, kvCache: Self.kvCacheElement(settings.model),
-          kvCacheBudgetBytes: settings.limits.kvCacheMiB > 0 ? settings.limits.kvCacheMiB << 20 : nil),
-        observer: metrics)
+        configuration: Self.servingConfiguration(settings, threads: threads), observer: metrics)
     } catch {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")
     }
@@ -223,7 +218,13 @@ final class Daemon: Sendable {
   /// A TCP listener must not open the daemon to more than the socket does: a non-loopback
   /// address needs keys, and so does any address when the socket's peer lists restrict it
   /// (every local user can reach 127.0.0.1).
-  static func kvCacheElement(_ model: ModelSettings) -> KVCacheElement { model.kvCacheType == .f16 ? .f16 : .f32 }
+  static func servingConfiguration(_ settings: DaemonSettings, threads: Int) -> ServingConfiguration {
+    ServingConfiguration(
+      contextSize: settings.model.contextSize, threads: threads,
+      maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
+      batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32,
+      kvCacheBudgetBytes: settings.limits.kvCacheMiB > 0 ? settings.limits.kvCacheMiB << 20 : nil)
+  }
 
   /// `limits.kv_cache_mib` (when set) must hold one sequence of the whole context of this model
   /// at `model.kv_cache_type`: a smaller budget could never serve a long prompt, so the start
@@ -234,7 +235,7 @@ final class Daemon: Sendable {
       let hyper = try? LlamaHyperParameters(file: file)
     else { return }
     let minimum = ServingEngine.minimumKVCacheBudgetBytes(
-      hyper: hyper, contextSize: settings.model.contextSize, kvCache: kvCacheElement(settings.model))
+      hyper: hyper, configuration: servingConfiguration(settings, threads: 1))
     guard settings.limits.kvCacheMiB << 20 < minimum else { return }
     let minimumMiB = (minimum + (1 << 20) - 1) >> 20
     throw SettingsError(

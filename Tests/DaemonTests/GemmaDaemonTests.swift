@@ -1,5 +1,5 @@
 // Gemma 3 270M end to end through the daemon: its file has no chat template (the architecture
-// picks Gemma's turns), chat equals the offline CLI on the same prompt ids, pushed samples
+// picks Gemma's turns), chat equals the offline CLI on the same prompt ids (up to a near tie), pushed samples
 // train a step and publish a version that is then served, and the PEFT export names its
 // tensors as PEFT does for Gemma3ForCausalLM (base_model.model.model.layers.N.self_attn.q_proj…).
 import Foundation
@@ -18,9 +18,12 @@ extension DaemonTests {
     ]
 
     func chat(_ socket: String, _ content: String, model: String? = nil, maxTokens: Int) throws -> (
-      text: String, finish: String, promptTokens: Int
+      text: String, finish: String, promptTokens: Int, logprobs: [[String: Any]]
     ) {
-      var object: [String: Any] = ["messages": [["role": "user", "content": content]], "max_tokens": maxTokens, "temperature": 0]
+      var object: [String: Any] = [
+        "messages": [["role": "user", "content": content]], "max_tokens": maxTokens, "temperature": 0, "logprobs": true,
+        "top_logprobs": 5,
+      ]
       if let model { object["model"] = model }
       let reply = try curl(
         socket, "POST", "/v1/chat/completions",
@@ -29,7 +32,37 @@ extension DaemonTests {
       let choice = try #require((try reply.json()["choices"] as? [[String: Any]])?.first)
       let text = try #require((choice["message"] as? [String: Any])?["content"] as? String)
       let usage = try reply.json()["usage"] as? [String: Any]
-      return (text, choice["finish_reason"] as? String ?? "", usage?["prompt_tokens"] as? Int ?? -1)
+      let logprobs = (choice["logprobs"] as? [String: Any])?["content"] as? [[String: Any]] ?? []
+      return (text, choice["finish_reason"] as? String ?? "", usage?["prompt_tokens"] as? Int ?? -1, logprobs)
+    }
+
+    /// The daemon's greedy tokens (its batched serving step) against the CLI's text (one
+    /// sequence alone): equal token by token until they part, and they may part only at a near
+    /// tie, where the CLI's token is among the daemon's alternatives within `nearTie` nats of the
+    /// daemon's pick. The two paths round differently (tiles vs matrix-vector kernels, chunked
+    /// prefill), and this base model's continuation has ties of a few hundredths of a nat.
+    func expectSameGreedyText(daemon tokens: [[String: Any]], offline text: String, nearTie: Double = 0.25) {
+      let expected = Array(text.utf8)
+      var offset = 0
+      for (index, token) in tokens.enumerated() {
+        let bytes = (token["bytes"] as? [Int] ?? []).map(UInt8.init)
+        if expected[offset...].starts(with: bytes) {
+          offset += bytes.count
+          continue
+        }
+        let chosen = token["logprob"] as? Double ?? 0
+        let alternatives = token["top_logprobs"] as? [[String: Any]] ?? []
+        let offline = alternatives.first { alternative in
+          let bytes = (alternative["bytes"] as? [Int] ?? []).map(UInt8.init)
+          return !bytes.isEmpty && expected[offset...].starts(with: bytes)
+        }
+        let margin = chosen - (offline?["logprob"] as? Double ?? -.infinity)
+        #expect(
+          margin <= nearTie,
+          "token \(index): the daemon chose \(token["token"] ?? "?") where the CLI's text goes on \(String(decoding: expected[offset...].prefix(16), as: UTF8.self)) (margin \(margin) nats)")
+        return
+      }
+      #expect(offset == expected.count, "the daemon's text is a prefix of the CLI's")
     }
 
     @Test func chatTrainServeAndExportPEFT() throws {
@@ -41,7 +74,7 @@ extension DaemonTests {
 
       // Chat: Gemma's turns (the 270M base model then rambles on, as llama.cpp's greedy run
       // does; <end_of_turn> ending a reply is checked in TokenizerBehaviourTests and
-      // GeneratorTests), and the same greedy text as the offline CLI.
+      // GeneratorTests), and the offline CLI's greedy text up to a near tie.
       let question = "What is the capital of France?"
       let base = try chat(socket, question, maxTokens: 24)
       #expect(base.finish == "length" || base.finish == "stop")
@@ -51,7 +84,7 @@ extension DaemonTests {
       ])
       #expect(offline.status == 0, "\(offline)")
       let generated = try #require(try JSONSerialization.jsonObject(with: Data(offline.stdout.utf8)) as? [String: Any])
-      #expect(base.text == generated["text"] as? String)
+      expectSameGreedyText(daemon: base.logprobs, offline: try #require(generated["text"] as? String))
       // <bos><start_of_turn>user\n … <end_of_turn>\n<start_of_turn>model\n (llama.cpp's ids for
       // the rendered Gemma 3 template; the whole list is checked in TokenizerBehaviourTests).
       let promptTokens = try #require(generated["prompt_tokens"] as? [Int])

@@ -166,6 +166,7 @@ extension DaemonTests {
         #expect((count ?? 0) >= 1, "\(histogram): \(text)")
       }
       #expect(lines.contains { $0.hasPrefix("droplorad_kv_cache_budget_bytes ") && !$0.hasSuffix(" 0.0") }, "\(text)")
+      #expect(lines.contains { $0.hasPrefix("droplorad_forward_passes_total ") && !$0.hasSuffix(" 0") }, "\(text)")
     }
   }
 }

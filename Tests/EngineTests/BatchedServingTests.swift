@@ -4,8 +4,12 @@
 // Alone and batched rows sum in different orders on AVX-512 (decode dots vs tiles), so tokens
 // are compared up to the first step where the alone run's top two are within `nearTie` nats,
 // and the chosen tokens' log probabilities within `logprobTolerance`.
-// Merged adapters keep their merged weights in every step (a pass per set of weights), so
-// merged runs compare with the same tolerance.
+// Merged adapters keep their merged weights in every step (a pass per set of weights), but their
+// Q8_0 matrices are among the types whose packed AVX-512 kernels (8 or more rows in a pass) are
+// not bit-exact to smaller passes (dq_matmul_rows_exact): a last-bit difference flips the
+// rounding of an activation in its Q8_0 block, and SmolLM2's outlier activations make a block's
+// step large, so a prompt chunked differently moves chosen-token log probabilities by up to
+// ~0.2 nats (measured). Merged runs therefore take each prompt whole, alone and batched.
 import Adapters
 import Foundation
 import GGUF
@@ -34,8 +38,12 @@ struct BatchedServingTests {
     var finish: FinishReason?
   }
 
+  /// The test engines' prompt chunk: short prompts still take several passes.
+  static let prefillChunk = 16
+
   static func engine(
-    mergeType: MergeType, maxConcurrent: Int, batchTokens: Int = 256, contextSize: Int = 256, kvBudget: Int? = nil
+    mergeType: MergeType, maxConcurrent: Int, batchTokens: Int = 256, contextSize: Int = 256, kvBudget: Int? = nil,
+    prefillChunk: Int = Self.prefillChunk
   ) throws -> ServingEngine {
     let loaded = Loaded.shared
     let registry = AdapterRegistry(base: loaded.model, cacheCapacity: 4, mergeType: mergeType, threads: 2)
@@ -47,7 +55,7 @@ struct BatchedServingTests {
       registry: registry, tokenizer: loaded.tokenizer,
       configuration: ServingConfiguration(
         contextSize: contextSize, threads: 2, maxConcurrentGenerations: maxConcurrent, queueLimit: 64,
-        prefillChunk: 16, batchTokens: batchTokens, kvCacheBudgetBytes: kvBudget))
+        prefillChunk: prefillChunk, batchTokens: batchTokens, kvCacheBudgetBytes: kvBudget))
   }
 
   static func request(_ prompt: String, adapter: String?, maxTokens: Int) -> ServingRequest {
@@ -87,8 +95,9 @@ struct BatchedServingTests {
   static func agree(_ alone: Output, _ batched: Output, mergeType: MergeType = .none) -> Bool {
     guard alone.tokens.count == batched.tokens.count else { return false }
     for (a, b) in zip(alone.tokens, batched.tokens) {
-      if a.token != b.token || abs(a.logprob - b.logprob) > logprobTolerance(mergeType) { return false }
+      // From the alone run's first near tie on, either token is right and the runs part ways.
       if a.top.count > 1 && a.top[0].logprob - a.top[1].logprob < nearTie(mergeType) { return true }
+      if a.token != b.token || abs(a.logprob - b.logprob) > logprobTolerance(mergeType) { return false }
     }
     return true
   }
@@ -106,7 +115,7 @@ struct BatchedServingTests {
   static func adapter(_ i: Int) -> String? { [nil, "a", "b", AdapterRegistry.baseName][i % 4] }
 
   static func alone(mergeType: MergeType, _ requests: [ServingRequest]) async throws -> [Output] {
-    let engine = try Self.engine(mergeType: mergeType, maxConcurrent: 1)
+    let engine = try Self.engine(mergeType: mergeType, maxConcurrent: 1, prefillChunk: 64)
     engine.start()
     defer { engine.stop() }
     var outputs: [Output] = []
@@ -124,8 +133,12 @@ struct BatchedServingTests {
     let differs = try await Self.alone(mergeType: mergeType, [Self.request(Self.prompts[1], adapter: nil, maxTokens: 15)])
     #expect(differs[0].tokens.map(\.token) != alone[1].tokens.map(\.token))
 
-    // All 8 are queued before the compute thread starts, so they share every step.
-    let engine = try Self.engine(mergeType: mergeType, maxConcurrent: 8, batchTokens: 48)
+    // All 8 are queued before the compute thread starts, so they share every step. Unmerged, a
+    // step of 48 rows mixes prompt chunks with decoding rows; merged, every prompt goes in
+    // whole in the first step, as alone (see the header: Q8_0 chunks of 8+ rows are not
+    // bit-exact to smaller ones).
+    let engine = try Self.engine(
+      mergeType: mergeType, maxConcurrent: 8, batchTokens: mergeType == .none ? 48 : 512, prefillChunk: 64)
     let streams = try requests.map { try engine.submit($0) }
     engine.start()
     defer { engine.stop() }

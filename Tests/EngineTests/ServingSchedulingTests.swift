@@ -1,4 +1,5 @@
-// The serving engine's admission and KV memory on the default model: adapters take turns
+// The serving engine's admission and KV memory on the default model: prompts run in chunks of
+// many rows, adapters take turns
 // leaving the queue (one adapter flooding it does not starve another), slots are sized by need
 // within the KV budget, a request whose KV memory is not free waits in the queue, and a
 // generation cancelled mid-batch gives its KV memory back to the next request.
@@ -6,6 +7,7 @@ import Adapters
 import Foundation
 import Llama
 import Testing
+import Tokenization
 
 import Engine
 
@@ -24,12 +26,26 @@ struct ServingSchedulingTests {
   func kvBudgetBelowOneSlotIsRefused() throws {
     let fullSlot = Self.slotBytes(1024)
     #expect(
-      ServingEngine.minimumKVCacheBudgetBytes(hyper: Loaded.shared.model.hyper, contextSize: 1024, kvCache: .f32)
-        == fullSlot)
+      ServingEngine.minimumKVCacheBudgetBytes(
+        hyper: Loaded.shared.model.hyper, configuration: ServingConfiguration(contextSize: 1024)) == fullSlot)
     #expect(throws: ServingSetupError.kvCacheBudgetTooSmall(bytes: fullSlot - 1, minimum: fullSlot)) {
       try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot - 1)
     }
     #expect(try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot).kvCacheBudgetBytes == fullSlot)
+  }
+
+  @Test("a long prompt is evaluated in prompt chunks, not a token per forward pass")
+  func promptsPrefillInChunks() async throws {
+    // About 300 prompt tokens, in chunks of B.prefillChunk (16) rows.
+    let engine = try B.engine(mergeType: .none, maxConcurrent: 1, contextSize: 1024)
+    let prompt = Array(repeating: "the quick brown fox jumps over the lazy dog", count: 30).joined(separator: " ")
+    let promptTokens = try engine.tokenize(.chat([ChatMessage(role: "user", content: prompt)])).count
+    #expect(promptTokens > 10 * B.prefillChunk)
+    engine.start()
+    defer { engine.stop() }
+    _ = try await B.collect(try engine.submit(B.request(prompt, adapter: nil, maxTokens: 1)))
+    // One pass per chunk (the last chunk's logits give the one token).
+    #expect(engine.forwardPasses == (promptTokens + B.prefillChunk - 1) / B.prefillChunk)
   }
 
   @Test("a flood of requests on one adapter does not starve another adapter's request")
