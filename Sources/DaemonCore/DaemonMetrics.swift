@@ -58,7 +58,8 @@ public final class DaemonMetrics: ServingObserver, @unchecked Sendable {
     requestsFailed = requests("failed")
     promptTokens = counter("droplorad_prompt_tokens_total", "Prompt tokens of finished requests.")
     reusedPromptTokens = counter(
-      "droplorad_prompt_tokens_reused_total", "Prompt tokens served from a previous turn's KV cache.")
+      "droplorad_prompt_tokens_reused_total",
+      "Prompt tokens served from a KV cache (a previous turn's, or another choice's of the same prompt).")
     generatedTokens = counter("droplorad_generated_tokens_total", "Tokens generated.")
     promptSeconds = counter("droplorad_prompt_seconds_total", "Compute time spent on prompts.")
     decodeSeconds = counter("droplorad_decode_seconds_total", "Compute time spent decoding.")

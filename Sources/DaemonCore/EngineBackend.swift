@@ -67,18 +67,22 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
       + library.infos().map { ModelInfo(id: $0.name, kind: .adapter, created: library.created($0.name)) }
   }
 
-  public func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  public func chat(
+    _ request: ChatCompletionRequest, choices: Int
+  ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     var messages = request.messages.map(Self.templateMessage)
     if let tools = try request.features.toolUse(), tools.choice != .none { messages = messages.offering(tools.functions) }
     return try submit(
       model: request.model, prompt: .chat(messages), sampling: request.sampling, features: request.features,
-      scaling: request.adapterScaling, enableThinking: request.enableThinking, promptField: "messages")
+      scaling: request.adapterScaling, enableThinking: request.enableThinking, promptField: "messages", choices: choices)
   }
 
-  public func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  public func complete(
+    _ request: CompletionRequest, choices: Int
+  ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     try submit(
       model: request.model, prompt: .text(request.prompt), sampling: request.sampling, features: request.features,
-      scaling: request.adapterScaling, enableThinking: nil, promptField: "prompt")
+      scaling: request.adapterScaling, enableThinking: nil, promptField: "prompt", choices: choices)
   }
 
   public func adapters() async -> [AdapterInfo] { library.infos() }
@@ -202,11 +206,16 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
 
   private func submit(
     model: String?, prompt: ServingPrompt, sampling: HTTPAPI.SamplingParameters, features: RequestedFeatures,
-    scaling: AdapterScaling?, enableThinking: Bool?, promptField: String
-  ) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    var options = try options(sampling)
-    options.logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
-    options.grammar = try features.outputGrammar()
+    scaling: AdapterScaling?, enableThinking: Bool?, promptField: String, choices: Int
+  ) throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
+    let logprobs = features.logprobs ? (features.topLogprobs ?? 0) : nil
+    let grammar = try features.outputGrammar()
+    let choiceOptions = try (0..<max(1, choices)).map { i in
+      var options = try options(sampling.forChoice(i))
+      options.logprobs = logprobs
+      options.grammar = grammar
+      return options
+    }
     // The range is AdapterRegistry.scaleRange, judged here in the request's own precision too:
     // 4.0000001 would round to the Float 4 and pass the engine's check (issue 18, item 8).
     if let scaling {
@@ -218,15 +227,15 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
       }
     }
     let request = ServingRequest(
-      adapter: adapterName(model), prompt: prompt, options: options, adapterScale: scaling.map { Float($0.scale) },
-      enableThinking: enableThinking)
-    let events: AsyncThrowingStream<ServingEvent, any Error>
+      adapter: adapterName(model), prompt: prompt, options: choiceOptions[0],
+      adapterScale: scaling.map { Float($0.scale) }, enableThinking: enableThinking)
+    let events: [AsyncThrowingStream<ServingEvent, any Error>]
     do {
-      events = try engine.submit(request)
+      events = try engine.submit(request, choices: choiceOptions)
     } catch {
       throw Self.backendError(error, promptField: promptField, scaleField: scaling?.field)
     }
-    return Self.translate(events, tokenizer: engine.tokenizer)
+    return events.map { Self.translate($0, tokenizer: engine.tokenizer) }
   }
 
   /// nil (the default adapter), `AdapterRegistry.baseName` for the base, or an adapter name.

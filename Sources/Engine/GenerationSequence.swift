@@ -35,9 +35,11 @@ public final class GenerationSequence {
   /// Starts a sequence on `context`, whose cache belongs to this sequence now. When the cache
   /// already holds the first `reusing` prompt tokens (a previous turn of the same chat on the
   /// same weights), they are kept and not evaluated again; at least the last prompt token is.
+  /// `promptEvaluated`: the context holds the whole prompt and its last logits already (copied
+  /// from another choice's context, `LlamaContext.copySequence`), so the first step samples.
   public init(
     context: LlamaContext, tokenizer: Tokenizer, promptTokens: [Int32], options: GenerationOptions,
-    prefillChunk: Int = .max, reusing: Int = 0
+    prefillChunk: Int = .max, reusing: Int = 0, promptEvaluated: Bool = false
   ) {
     self.context = context
     self.tokenizer = tokenizer
@@ -51,8 +53,12 @@ public final class GenerationSequence {
     stops = StopMatcher(stops: options.stop)
     history = promptTokens
     constraint = options.grammar.map { ConstrainedSampling(grammar: $0, tokenizer: tokenizer) }
-    // A sliding-window cache may keep less than asked: continue where the context says.
-    context.truncate(to: max(0, min(reusing, promptTokens.count - 1, context.position)))
+    if promptEvaluated {
+      precondition(context.position == promptTokens.count, "promptEvaluated: the context must hold exactly the prompt")
+    } else {
+      // A sliding-window cache may keep less than asked: continue where the context says.
+      context.truncate(to: max(0, min(reusing, promptTokens.count - 1, context.position)))
+    }
     prefilled = context.position
     reusedPromptTokens = prefilled
   }

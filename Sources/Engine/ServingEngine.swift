@@ -11,6 +11,12 @@
 // a chat on the same weights evaluates only its new tokens. All slots together stay within the
 // KV budget: a request that cannot get its KV memory waits in the queue.
 //
+// Choices of one prompt (OpenAI's `n`) queue as one job: the first choice evaluates the prompt,
+// and the others, each on a slot reserved with it, copy its KV rows and last logits
+// (`LlamaContext.copySequence`) and start sampling, with their own options (seeds). Choices that
+// find no room (concurrency or KV budget) wait in the queue as requests of their own; when they
+// start, a finished choice's slot usually still holds the prompt.
+//
 // Adapters: unmerged ones (merge type `none`) share the base pass, each adding its low-rank
 // update to its own rows (LoRAHook's grouped kernel); merged ones are other weights and take a
 // pass each. Switching a sequence between its merged and unmerged forms from step to step was
@@ -40,7 +46,9 @@ public struct ServingConfiguration: Sendable, Equatable {
   public var chatTemplate: String?
   public var kvCache: KVCacheElement
   /// Most bytes of KV cache all sequences' slots hold together; nil: as many full-context slots
-  /// as `maxConcurrentGenerations`. Raised to one full-context slot if smaller.
+  /// as `maxConcurrentGenerations`. At least one full-context slot
+  /// (`ServingEngine.minimumKVCacheBudgetBytes`): a smaller budget could not serve a long prompt,
+  /// so the engine refuses it.
   public var kvCacheBudgetBytes: Int?
 
   public init(
@@ -70,7 +78,7 @@ public final class ServingEngine: @unchecked Sendable {
   private let prefillChunk: Int
   private let batchTokens: Int
   private let kvCache: KVCacheElement
-  /// The KV budget in bytes (at least one full-context slot).
+  /// The KV budget in bytes (at least `minimumKVCacheBudgetBytes`).
   public let kvCacheBudgetBytes: Int
   /// Slots are sized in whole pages of this many tokens, so similar requests reuse each other's.
   static let kvPageTokens = 256
@@ -108,14 +116,15 @@ public final class ServingEngine: @unchecked Sendable {
     self.registry = registry
     self.tokenizer = tokenizer
     self.observer = observer
-    contextSize = max(16, configuration.contextSize)
+    contextSize = Self.contextSize(configuration.contextSize)
     prefillChunk = max(1, configuration.prefillChunk)
     batchTokens = max(1, configuration.batchTokens)
     kvCache = configuration.kvCache
-    let fullSlot = LlamaContext.cacheByteCount(
-      hyper: registry.base.hyper, contextLength: contextSize, maxBatch: prefillChunk, cacheElement: configuration.kvCache)
-    kvCacheBudgetBytes = max(
-      fullSlot, configuration.kvCacheBudgetBytes ?? fullSlot * max(1, configuration.maxConcurrentGenerations))
+    let fullSlot = Self.minimumKVCacheBudgetBytes(hyper: registry.base.hyper, configuration: configuration)
+    if let budget = configuration.kvCacheBudgetBytes, budget < fullSlot {
+      throw ServingSetupError.kvCacheBudgetTooSmall(bytes: budget, minimum: fullSlot)
+    }
+    kvCacheBudgetBytes = configuration.kvCacheBudgetBytes ?? fullSlot * max(1, configuration.maxConcurrentGenerations)
     maxConcurrent = max(1, configuration.maxConcurrentGenerations)
     queueLimit = max(0, configuration.queueLimit)
     pool = ThreadPool(threads: max(1, configuration.threads))
@@ -126,6 +135,18 @@ public final class ServingEngine: @unchecked Sendable {
     } else {
       template = try? tokenizer.chatTemplate()
     }
+  }
+
+  /// The context size served for a configured one.
+  private static func contextSize(_ configured: Int) -> Int { max(16, configured) }
+
+  /// KV bytes of one slot holding a whole context: the least a KV budget may be (one sequence
+  /// as long as the context must fit). Slots take prompt chunks of `prefillChunk` rows, so a
+  /// sliding layer keeps window - 1 + prefillChunk positions.
+  public static func minimumKVCacheBudgetBytes(hyper: LlamaHyperParameters, configuration: ServingConfiguration) -> Int {
+    LlamaContext.cacheByteCount(
+      hyper: hyper, contextLength: contextSize(configuration.contextSize), maxBatch: max(1, configuration.prefillChunk),
+      cacheElement: configuration.kvCache)
   }
 
   /// Starts the compute thread.
@@ -150,7 +171,7 @@ public final class ServingEngine: @unchecked Sendable {
     pending.removeAll()
     condition.broadcast()
     condition.unlock()
-    for job in dropped { job.continuation.finish(throwing: ServingError.stopping) }
+    for job in dropped.flatMap({ [$0] + $0.otherChoices }) { job.continuation.finish(throwing: ServingError.stopping) }
     if wasRunning { finishedRunning.wait() }
   }
 
@@ -211,6 +232,16 @@ public final class ServingEngine: @unchecked Sendable {
   /// prompt that does not fit, a full queue, a stopping engine. Ending the returned stream's
   /// iteration (a client gone) cancels the generation at its next step.
   public func submit(_ request: ServingRequest) throws(ServingError) -> AsyncThrowingStream<ServingEvent, any Error> {
+    try submit(request, choices: [request.options])[0]
+  }
+
+  /// Queues one generation per element of `choices` (OpenAI's `n`; each its own options, e.g.
+  /// seeds) of one prompt, evaluating the prompt once for all of them; one stream per choice, in
+  /// order. Refuses all of them or none.
+  public func submit(
+    _ request: ServingRequest, choices: [GenerationOptions]
+  ) throws(ServingError) -> [AsyncThrowingStream<ServingEvent, any Error>] {
+    precondition(!choices.isEmpty, "submit needs at least one choice")
     if let name = request.adapter, name != AdapterRegistry.baseName, !registry.names.contains(name) {
       throw .unknownAdapter(name)
     }
@@ -221,9 +252,18 @@ public final class ServingEngine: @unchecked Sendable {
     guard !tokens.isEmpty else { throw .emptyPrompt }
     guard tokens.count < contextSize else { throw .promptTooLong(tokens: tokens.count, contextSize: contextSize) }
 
-    let (stream, continuation) = AsyncThrowingStream<ServingEvent, any Error>.makeStream()
-    let job = Job(request: request, promptTokens: tokens, continuation: continuation)
-    continuation.onTermination = { _ in job.cancel() }
+    var streams: [AsyncThrowingStream<ServingEvent, any Error>] = []
+    let jobs = choices.map { options in
+      var choice = request
+      choice.options = options
+      let (stream, continuation) = AsyncThrowingStream<ServingEvent, any Error>.makeStream()
+      let job = Job(request: choice, promptTokens: tokens, continuation: continuation)
+      continuation.onTermination = { _ in job.cancel() }
+      streams.append(stream)
+      return job
+    }
+    let job = jobs[0]
+    job.otherChoices = Array(jobs.dropFirst())
 
     condition.lock()
     defer { condition.unlock() }
@@ -236,7 +276,7 @@ public final class ServingEngine: @unchecked Sendable {
     }
     pending.append(job)
     condition.signal()
-    return stream
+    return streams
   }
 
   // MARK: - compute thread
@@ -255,32 +295,85 @@ public final class ServingEngine: @unchecked Sendable {
         for item in running { cancel(item) }
         break
       }
-      // Admission: adapters take turns; a job whose KV memory cannot be found waits.
-      var admitted: [(Job, Slot, Int)] = []
-      while running.count + admitted.count < maxConcurrent, let index = nextPendingIndex() {
+      // Admission: adapters take turns; a job whose KV memory cannot be found waits. A job's
+      // other choices take the slots there is room for now; the rest go back to the queue's
+      // front as jobs of their own.
+      var admitted: [(job: Job, slot: Slot, reused: Int, sharing: [(Job, Slot)])] = []
+      var generations = Self.generations(running)
+      while generations < maxConcurrent, let index = nextPendingIndex() {
         let job = pending[index]
         guard let (slot, reused) = reserveSlot(for: job) else { break }
         pending.remove(at: index)
         lastAdmitted[job.request.adapter ?? ""] = admissions
         admissions += 1
-        admitted.append((job, slot, reused))
+        generations += 1
+        var sharing: [(Job, Slot)] = []
+        for choice in job.otherChoices {
+          guard generations < maxConcurrent, let (choiceSlot, _) = reserveSlot(for: choice) else { break }
+          sharing.append((choice, choiceSlot))
+          generations += 1
+        }
+        pending.insert(contentsOf: job.otherChoices.dropFirst(sharing.count), at: index)
+        admitted.append((job, slot, reused, sharing))
       }
-      runningCount = running.count + admitted.count
+      runningCount = generations
       condition.unlock()
 
-      for (job, slot, reused) in admitted {
-        if let item = begin(job, slot: slot, reused: reused) { running.append(item) }
+      for (job, slot, reused, sharing) in admitted {
+        if let item = begin(job, slot: slot, reused: reused) {
+          item.waitingChoices = sharing
+          running.append(item)
+        } else {
+          // The first choice did not start: the others start alone (and run or fail as it did).
+          for (choice, choiceSlot) in sharing {
+            if let item = begin(choice, slot: choiceSlot, reused: 0) { running.append(item) }
+          }
+        }
       }
       step(running)
+      running += running.flatMap(startWaitingChoices)
       running.removeAll { item in
         guard item.sequence.isFinished else { return false }
         finish(item)
         return true
       }
-      updateKVAccounting(runningCount: running.count)
+      updateKVAccounting(runningCount: Self.generations(running))
     }
     condition.withLock { runningCount = 0 }
     finishedRunning.signal()
+  }
+
+  /// Generations the running items hold: each, and the choices waiting for its prompt.
+  private static func generations(_ running: [Running]) -> Int {
+    running.reduce(0) { $0 + 1 + $1.waitingChoices.count }
+  }
+
+  /// Once `item` has evaluated its prompt, the choices waiting for it copy its KV cache and
+  /// start sampling; when it ended before that (cancelled, failed), they start alone.
+  private func startWaitingChoices(of item: Running) -> [Running] {
+    guard !item.waitingChoices.isEmpty else { return [] }
+    let sequence = item.sequence
+    let promptReady =
+      sequence.isDecoding && sequence.result.tokens.isEmpty
+      && item.slot.context.position == sequence.result.promptTokens.count
+    guard promptReady || sequence.isFinished else { return [] }
+    let waiting = item.waitingChoices
+    item.waitingChoices = []
+    return waiting.compactMap { job, slot in
+      guard promptReady else { return begin(job, slot: slot, reused: 0) }
+      guard !job.isCancelled else {
+        release(slot)
+        job.continuation.finish()
+        return nil
+      }
+      slot.context.copySequence(from: item.slot.context)
+      slot.weights = item.weights
+      slot.adapter = item.slot.adapter
+      let choice = GenerationSequence(
+        context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens, options: job.request.options,
+        prefillChunk: prefillChunk, promptEvaluated: true)
+      return Running(job: job, slot: slot, weights: item.weights, sequence: choice, reused: choice.reusedPromptTokens)
+    }
   }
 
   /// The pending job to admit next: the oldest of the adapter that left the queue least recently
@@ -425,6 +518,11 @@ public final class ServingEngine: @unchecked Sendable {
     item.sequence.cancel()
     item.job.continuation.finish(throwing: ServingError.stopping)
     release(item.slot)
+    for (job, slot) in item.waitingChoices {
+      job.continuation.finish(throwing: ServingError.stopping)
+      release(slot)
+    }
+    item.waitingChoices = []
   }
 
   private func report(
@@ -534,11 +632,13 @@ public final class ServingEngine: @unchecked Sendable {
 
 /// A queued request.
 private final class Job: @unchecked Sendable {
-  // unchecked: `cancelled` is guarded by `lock`; the rest is immutable.
+  // unchecked: `cancelled` is guarded by `lock`; the rest is immutable once queued.
   let request: ServingRequest
   let promptTokens: [Int32]
   let continuation: AsyncThrowingStream<ServingEvent, any Error>.Continuation
   let submitted = DispatchTime.now().uptimeNanoseconds
+  /// The other choices of the same prompt (set before the job is queued, then read-only).
+  var otherChoices: [Job] = []
   private let lock = NSLock()
   private var cancelled = false
 
@@ -584,6 +684,8 @@ private final class Running {
   let weights: AdaptedModel
   let sequence: GenerationSequence
   let reused: Int
+  /// Other choices of the prompt, on their reserved slots, waiting for it to be evaluated.
+  var waitingChoices: [(Job, Slot)] = []
   var firstToken: UInt64?
   var logprobsSent = 0
   /// When it left the queue (for the time-in-queue metric).

@@ -75,6 +75,19 @@ public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
   }
 }
 
+/// A serving configuration the engine cannot run with.
+public enum ServingSetupError: Error, Sendable, Equatable, CustomStringConvertible {
+  /// The KV budget cannot hold one sequence of the whole context.
+  case kvCacheBudgetTooSmall(bytes: Int, minimum: Int)
+
+  public var description: String {
+    switch self {
+    case .kvCacheBudgetTooSmall(let bytes, let minimum):
+      return "a KV cache budget of \(bytes) bytes cannot hold one sequence of the whole context (\(minimum) bytes)"
+    }
+  }
+}
+
 /// What one finished request did, for metrics and logs.
 public struct RequestReport: Sendable {
   public var adapter: String?

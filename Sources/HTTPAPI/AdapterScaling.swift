@@ -30,8 +30,8 @@ public struct LoRAScaleEntry: Sendable, Equatable, Codable {
   public init(from decoder: any Decoder) throws {
     try refuseUnknownKeys(decoder, known: ["id", "scale"])
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    id = try c.decode(Int.self, forKey: .id)
-    scale = try c.decode(Double.self, forKey: .scale)
+    id = try c.decodeNumber(Int.self, forKey: .id)
+    scale = try c.decodeNumber(Double.self, forKey: .scale)
   }
 }
 

@@ -12,12 +12,18 @@
 public protocol InferenceBackend: Sendable {
   /// The base model and every adapter, for `GET /v1/models`.
   func models() async -> [ModelInfo]
-  /// Starts a chat generation. Throws before the stream exists for what is known up front
-  /// (unknown model → `.modelNotFound`, queue full → `.saturated`); later failures finish the
-  /// stream with an error.
-  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error>
-  /// Starts a raw-prompt generation; same contract as `chat`.
-  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error>
+  /// Starts `choices` generations of one chat (OpenAI's `n`, at most `maxChoices()`), one stream
+  /// each, in order; choice i samples with `request.sampling.forChoice(i)`. A backend evaluates
+  /// the prompt once for all of them. Throws before any stream exists for what is known up
+  /// front (unknown model → `.modelNotFound`, queue full → `.saturated`), refusing every choice;
+  /// later failures finish a stream with an error.
+  func chat(
+    _ request: ChatCompletionRequest, choices: Int
+  ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>]
+  /// Starts raw-prompt generations; same contract as `chat`.
+  func complete(
+    _ request: CompletionRequest, choices: Int
+  ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>]
 
   func adapters() async -> [AdapterInfo]
   /// Loads an adapter file; `path` is relative to the adapters directory, which the backend

@@ -1,6 +1,6 @@
 import Foundation
 import Grammar
-// The two generation routes: one backend generation per choice (`n` of them), their events
+// The two generation routes: one backend stream per choice (`n` of them), their events
 // merged by choice index and written as one OpenAI answer or as server-sent chunks, with
 // `logprobs` attached to the text they belong to.
 
@@ -18,22 +18,14 @@ extension Router {
     return prefix + hex
   }
 
-  /// Starts `n` generations. Choice i > 0 gets seed + i when a seed was given, so the choices
-  /// are independent samples and the request is still reproducible. A refusal of any (a full
-  /// queue) refuses the request; the streams already started end with it, cancelling theirs.
-  private func start<R: Sendable>(
-    _ request: R, n: Int, seed: UInt64?, reseed: (inout R, UInt64) -> Void,
-    _ submit: (R) async throws -> AsyncThrowingStream<GenerationEvent, any Error>
+  /// Starts `n` generations of the request (see `InferenceBackend.chat(_:choices:)`), within
+  /// `limits.max_choices`.
+  private func start(
+    n: Int, _ submit: (Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>]
   ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     let limit = await backend.maxChoices()
     guard n <= limit else { throw APIError.invalidField("n", "at most \(limit) choices per request, got \(n)") }
-    var streams: [AsyncThrowingStream<GenerationEvent, any Error>] = []
-    for i in 0..<n {
-      var r = request
-      if let seed, i > 0 { reseed(&r, seed &+ UInt64(i)) }
-      streams.append(try await submit(r))
-    }
-    return streams
+    return try await submit(n)
   }
 
   /// Runs `body` for each event of every stream, one at a time, tagged with its stream's index,
@@ -124,9 +116,7 @@ extension Router {
     let model = await resolvedModel(req.model)
     let n = req.features.n ?? 1
     let tools = try req.features.toolUse()
-    let streams = try await start(req, n: n, seed: req.sampling.seed, reseed: { $0.sampling.seed = $1 }) {
-      try await backend.chat($0)
-    }
+    let streams = try await start(n: n) { try await backend.chat(req, choices: $0) }
     let wantLogprobs = req.features.logprobs
     if !req.stream {
       let results = try await collect(streams)
@@ -208,9 +198,7 @@ extension Router {
     let created = Int(Date().timeIntervalSince1970)
     let model = await resolvedModel(req.model)
     let n = req.features.n ?? 1
-    let streams = try await start(req, n: n, seed: req.sampling.seed, reseed: { $0.sampling.seed = $1 }) {
-      try await backend.complete($0)
-    }
+    let streams = try await start(n: n) { try await backend.complete(req, choices: $0) }
     let wantLogprobs = req.features.logprobs
     if !req.stream {
       let results = try await collect(streams)

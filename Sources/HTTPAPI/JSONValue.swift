@@ -15,14 +15,37 @@ public enum JSONValue: Sendable, Equatable, Codable {
       self = .null
     } else if let b = try? c.decode(Bool.self) {
       self = .bool(b)
-    } else if let d = try? c.decode(Double.self) {
+    } else if let d = try Self.number(c) {
       self = .number(d)
     } else if let s = try? c.decode(String.self) {
       self = .string(s)
-    } else if let a = try? c.decode([JSONValue].self) {
+    } else if let a = try Self.array(c) {
       self = .array(a)
     } else {
       self = .object(try c.decode([String: JSONValue].self))
+    }
+  }
+
+  /// The number here; nil when the value is no number. A number beyond Double's range (1e400 in
+  /// a schema) is refused naming where it is.
+  private static func number(_ c: any SingleValueDecodingContainer) throws -> Double? {
+    do {
+      return try c.decode(Double.self)
+    } catch is DecodingError {
+      return nil
+    } catch {
+      throw APIError.invalidField(fieldPath(c.codingPath), "must be \(Double.expected), got a number beyond that range")
+    }
+  }
+
+  /// The array here; nil when the value is no array (an error inside one still counts).
+  private static func array(_ c: any SingleValueDecodingContainer) throws -> [JSONValue]? {
+    do {
+      return try c.decode([JSONValue].self)
+    } catch let error as APIError {
+      throw error
+    } catch {
+      return nil
     }
   }
 

@@ -66,33 +66,37 @@ public struct SamplingParameters: Sendable, Equatable {
   static let keys = Set(CodingKeys.allCases.map(\.rawValue))
 
   init(from c: KeyedDecodingContainer<CodingKeys>) throws {
-    let legacy = try c.decodeIfPresent(Int.self, forKey: .maxTokens)
-    let current = try c.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
+    let legacy = try c.decodeNumberIfPresent(Int.self, forKey: .maxTokens)
+    let current = try c.decodeNumberIfPresent(Int.self, forKey: .maxCompletionTokens)
     if let legacy, let current, legacy != current {
       throw APIError.invalidField(
         "max_completion_tokens", "max_tokens (\(legacy)) and max_completion_tokens (\(current)) disagree; send one")
     }
     maxTokens = current ?? legacy
     maxTokensField = current != nil ? "max_completion_tokens" : "max_tokens"
-    temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
-    topP = try c.decodeIfPresent(Double.self, forKey: .topP)
-    topK = try c.decodeIfPresent(Int.self, forKey: .topK)
-    minP = try c.decodeIfPresent(Double.self, forKey: .minP)
-    repeatPenalty = try c.decodeIfPresent(Double.self, forKey: .repeatPenalty)
-    presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
-    frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
+    temperature = try c.decodeNumberIfPresent(Double.self, forKey: .temperature)
+    topP = try c.decodeNumberIfPresent(Double.self, forKey: .topP)
+    topK = try c.decodeNumberIfPresent(Int.self, forKey: .topK)
+    minP = try c.decodeNumberIfPresent(Double.self, forKey: .minP)
+    repeatPenalty = try c.decodeNumberIfPresent(Double.self, forKey: .repeatPenalty)
+    presencePenalty = try c.decodeNumberIfPresent(Double.self, forKey: .presencePenalty)
+    frequencyPenalty = try c.decodeNumberIfPresent(Double.self, forKey: .frequencyPenalty)
     ignoreEOS = try c.decodeIfPresent(Bool.self, forKey: .ignoreEOS) ?? false
     // OpenAI's logit_bias is an object keyed by token ids written as strings.
     var bias: [Int32: Double] = [:]
-    for (key, value) in try c.decodeIfPresent([String: Double].self, forKey: .logitBias) ?? [:] {
-      guard let id = Int32(key), id >= 0 else {
-        throw APIError.invalidField("logit_bias", "keys must be token ids (non-negative integers), got '\(key.prefix(40))'")
+    if try c.contains(.logitBias) && !c.decodeNil(forKey: .logitBias) {
+      let entries = try c.nestedContainer(keyedBy: AnyCodingKey.self, forKey: .logitBias)
+      for key in entries.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+        guard let id = Int32(key.stringValue), id >= 0 else {
+          throw APIError.invalidField(
+            "logit_bias", "keys must be token ids (non-negative integers), got '\(key.stringValue.prefix(40))'")
+        }
+        bias[id] = try entries.decodeNumber(Double.self, forKey: key, field: "logit_bias")
       }
-      bias[id] = value
     }
     logitBias = bias
     // Decoded signed so a negative seed is a range error on `seed`, not an anonymous JSON failure.
-    if let s = try c.decodeIfPresent(Int64.self, forKey: .seed) {
+    if let s = try c.decodeNumberIfPresent(Int64.self, forKey: .seed) {
       guard s >= 0 else {
         throw DecodingError.dataCorruptedError(forKey: .seed, in: c, debugDescription: "must be 0 or positive, got \(s)")
       }
@@ -156,6 +160,14 @@ public struct SamplingParameters: Sendable, Equatable {
     for s in stop where s.isEmpty || s.utf8.count > Self.maxStopLength {
       throw .invalidField("stop", "each stop string must have 1 to \(Self.maxStopLength) bytes")
     }
+  }
+
+  /// Choice `index`'s sampling (OpenAI's `n`): choice i > 0 samples with seed + i when a seed was
+  /// given, so the choices are independent samples and the request is still reproducible.
+  public func forChoice(_ index: Int) -> SamplingParameters {
+    var choice = self
+    if let seed, index > 0 { choice.seed = seed &+ UInt64(index) }
+    return choice
   }
 }
 
@@ -397,16 +409,18 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
     includeUsageInStream = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)?.includeUsage ?? false
     sampling = try SamplingParameters(from: decoder.container(keyedBy: SamplingParameters.CodingKeys.self))
     features = RequestedFeatures()
-    features.n = try c.decodeIfPresent(Int.self, forKey: .n)
+    features.n = try c.decodeNumberIfPresent(Int.self, forKey: .n)
     features.logprobs = try c.decodeIfPresent(Bool.self, forKey: .logprobs) ?? false
-    features.topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs)
+    features.topLogprobs = try c.decodeNumberIfPresent(Int.self, forKey: .topLogprobs)
     features.responseFormat = try c.decodeIfPresent(JSONValue.self, forKey: .responseFormat)
     features.tools = try c.decodeIfPresent([JSONValue].self, forKey: .tools)
     features.toolChoice = try c.decodeIfPresent(JSONValue.self, forKey: .toolChoice)
     features.parallelToolCalls = try c.decodeIfPresent(Bool.self, forKey: .parallelToolCalls)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
     features.keepOrder(decoder)
-    adapterScaling = try c.decodeIfPresent(Double.self, forKey: .adapterScale).map { AdapterScaling(scale: $0, field: "adapter_scale") }
+    adapterScaling = try c.decodeNumberIfPresent(Double.self, forKey: .adapterScale).map {
+      AdapterScaling(scale: $0, field: "adapter_scale")
+    }
     lora = try c.decodeIfPresent([LoRAScaleEntry].self, forKey: .lora)
     enableThinking = try c.decodeIfPresent(ChatTemplateKwargs.self, forKey: .chatTemplateKwargs)?.enableThinking
   }
@@ -492,17 +506,19 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     includeUsageInStream = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)?.includeUsage ?? false
     sampling = try SamplingParameters(from: decoder.container(keyedBy: SamplingParameters.CodingKeys.self))
     features = RequestedFeatures()
-    features.n = try c.decodeIfPresent(Int.self, forKey: .n)
+    features.n = try c.decodeNumberIfPresent(Int.self, forKey: .n)
     // The legacy route's `logprobs` is the number of alternatives (0 = the chosen token only).
-    features.topLogprobs = try c.decodeIfPresent(Int.self, forKey: .logprobs)
+    features.topLogprobs = try c.decodeNumberIfPresent(Int.self, forKey: .logprobs)
     features.logprobs = features.topLogprobs != nil
     features.echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
-    features.bestOf = try c.decodeIfPresent(Int.self, forKey: .bestOf)
+    features.bestOf = try c.decodeNumberIfPresent(Int.self, forKey: .bestOf)
     features.suffix = try c.decodeIfPresent(String.self, forKey: .suffix)
     features.responseFormat = try c.decodeIfPresent(JSONValue.self, forKey: .responseFormat)
     features.grammar = try c.decodeIfPresent(String.self, forKey: .grammar)
     features.keepOrder(decoder)
-    adapterScaling = try c.decodeIfPresent(Double.self, forKey: .adapterScale).map { AdapterScaling(scale: $0, field: "adapter_scale") }
+    adapterScaling = try c.decodeNumberIfPresent(Double.self, forKey: .adapterScale).map {
+      AdapterScaling(scale: $0, field: "adapter_scale")
+    }
     lora = try c.decodeIfPresent([LoRAScaleEntry].self, forKey: .lora)
   }
 

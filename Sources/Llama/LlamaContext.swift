@@ -151,6 +151,37 @@ public final class LlamaContext {
     reset()
   }
 
+  /// Makes this context continue `source`'s sequence: its weights (and projection hook), its
+  /// position, the keys and values of every position a next token can see, and its last logits.
+  /// A sliding layer takes only the last window - 1 positions (all a next token attends to), so
+  /// this context's sliding slots may be fewer than the source's. Choices of one prompt (OpenAI's
+  /// `n`) evaluate the prompt once in one context and copy it into the others.
+  public func copySequence(from source: LlamaContext) {
+    precondition(
+      source !== self && source.cacheElement == cacheElement, "copySequence needs another context of the same KV type")
+    precondition(source.position <= capacity, "copySequence into a context too small for the sequence")
+    use(model: source.model)
+    projectionHook = source.projectionHook
+    let hyper = model.hyper
+    let count = source.position
+    let rowBytes = hyper.kvDimension * cacheElement.byteCount
+    let firstKept = hyper.slidingWindow > 0 ? max(source.slidingBase, count - (hyper.slidingWindow - 1)) : 0
+    for layer in 0..<hyper.layerCount {
+      let sliding = hyper.isSliding(layer)
+      // Full layers: positions 0..<count at slots 0..<count. Sliding: firstKept..<count to slot 0 on.
+      let from = sliding ? firstKept : 0
+      let sourceSlot = sliding ? from - source.slidingBase : 0
+      let sourceRow = source.layerOffsets[layer] * cacheElement.byteCount + sourceSlot * rowBytes
+      let row = layerOffsets[layer] * cacheElement.byteCount
+      for (target, origin) in [(keyCache, source.keyCache), (valueCache, source.valueCache)] {
+        (target + row).copyMemory(from: origin + sourceRow, byteCount: (count - from) * rowBytes)
+      }
+    }
+    position = count
+    slidingBase = hyper.slidingWindow > 0 ? firstKept : 0
+    logits.update(from: source.logits, count: model.vocabularySize)
+  }
+
   /// Logits of the last evaluated token; valid until the next call to `evaluate`.
   public var lastLogits: UnsafeBufferPointer<Float> {
     UnsafeBufferPointer(start: logits, count: model.vocabularySize)

@@ -108,12 +108,7 @@ final class Daemon: Sendable {
     do {
       engine = try ServingEngine(
         registry: registry, tokenizer: tokenizer,
-        configuration: ServingConfiguration(
-          contextSize: settings.model.contextSize, threads: threads,
-          maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
-          batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32,
-          kvCacheBudgetBytes: settings.limits.kvCacheMiB > 0 ? settings.limits.kvCacheMiB << 20 : nil),
-        observer: metrics)
+        configuration: Self.servingConfiguration(settings, threads: threads), observer: metrics)
     } catch {
       throw DaemonStartupError("cannot serve \(baseID): \(error)")
     }
@@ -223,6 +218,34 @@ final class Daemon: Sendable {
   /// A TCP listener must not open the daemon to more than the socket does: a non-loopback
   /// address needs keys, and so does any address when the socket's peer lists restrict it
   /// (every local user can reach 127.0.0.1).
+  static func servingConfiguration(_ settings: DaemonSettings, threads: Int) -> ServingConfiguration {
+    ServingConfiguration(
+      contextSize: settings.model.contextSize, threads: threads,
+      maxConcurrentGenerations: settings.limits.maxConcurrentGenerations, queueLimit: settings.limits.queueLimit,
+      batchTokens: settings.limits.batchTokens, kvCache: settings.model.kvCacheType == .f16 ? .f16 : .f32,
+      kvCacheBudgetBytes: settings.limits.kvCacheMiB > 0 ? settings.limits.kvCacheMiB << 20 : nil)
+  }
+
+  /// `limits.kv_cache_mib` (when set) must hold one sequence of the whole context of this model
+  /// at `model.kv_cache_type`: a smaller budget could never serve a long prompt, so the start
+  /// refuses it (the engine would) and --check-config says so, from the model file's header. A
+  /// model that cannot be read is left for the start to report.
+  static func checkKVBudget(_ settings: DaemonSettings, source: String?) throws {
+    guard settings.limits.kvCacheMiB > 0, let file = try? GGUFFile(path: settings.model.path),
+      let hyper = try? LlamaHyperParameters(file: file)
+    else { return }
+    let minimum = ServingEngine.minimumKVCacheBudgetBytes(
+      hyper: hyper, configuration: servingConfiguration(settings, threads: 1))
+    guard settings.limits.kvCacheMiB << 20 < minimum else { return }
+    let minimumMiB = (minimum + (1 << 20) - 1) >> 20
+    throw SettingsError(
+      .outOfRange(
+        "\(settings.limits.kvCacheMiB) MiB cannot hold one sequence of the whole context: at least \(minimumMiB) MiB "
+          + "for model.context_size \(settings.model.contextSize) at model.kv_cache_type "
+          + "\(settings.model.kvCacheType.rawValue) on this model (or 0 for max_concurrent_generations full slots)"),
+      keyPath: "limits.kv_cache_mib", source: source)
+  }
+
   static func checkListeners(_ server: ServerSettings, keys: APIKeys?) throws {
     guard keys == nil else { return }
     for address in server.listen where !isLoopbackAddress(address.host) {

@@ -119,6 +119,7 @@ struct Droplorad: AsyncParsableCommand {
     }
     try resolveGroups(settings, source: path)
     try checkListeners(settings, source: path)
+    try Daemon.checkKVBudget(settings, source: path)
     return settings
   }
 

@@ -194,6 +194,35 @@ extension DaemonTests {
       #expect(ok.status == 0, "\(ok)")
     }
 
+    /// A KV budget below one sequence of the whole context is refused, by --check-config (from
+    /// the model file's header) as by the start, naming the key and the least that works.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: Paths.model)))
+    func kvBudgetBelowOneSlotIsRefused() throws {
+      let directory = try makeTemporaryDirectory()
+      defer { try? FileManager.default.removeItem(atPath: directory) }
+      let file = directory + "/kv.yaml"
+      try "model:\n  context_size: 2048\n".write(toFile: file, atomically: true, encoding: .utf8)
+      // SmolLM2-135M, 2048 tokens, f32: 2 × 30 layers × 2048 × 192 × 4 bytes = 90 MiB; f16 45.
+      let base = [Paths.daemon, "--config", file, "--model", Paths.model]
+      for (type, least) in [("f32", 90), ("f16", 45)] {
+        let kv = ["--set", "model.kv_cache_type=\(type)", "--check-config"]
+        let refused = try runTool(base + kv + ["--set", "limits.kv_cache_mib=\(least - 1)"])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(
+          refused.stderr.contains("limits.kv_cache_mib") && refused.stderr.contains("at least \(least) MiB"),
+          "\(refused.stderr)")
+        let ok = try runTool(base + kv + ["--set", "limits.kv_cache_mib=\(least)"])
+        #expect(ok.status == 0, "\(ok)")
+      }
+      // The start refuses it before mapping the model (a start that went on would be killed at 60 s).
+      let started = try runTool(
+        base + ["--set", "limits.kv_cache_mib=10", "--socket", directory + "/d.sock", "--state-directory", directory],
+        timeout: 60)
+      #expect(started.status == 1, "\(started)")
+      #expect(
+        started.stderr.contains("limits.kv_cache_mib") && started.stderr.contains("at least 90 MiB"), "\(started.stderr)")
+    }
+
     @Test func checkConfigValidatesAndExits() throws {
       let directory = try makeTemporaryDirectory()
       defer { try? FileManager.default.removeItem(atPath: directory) }

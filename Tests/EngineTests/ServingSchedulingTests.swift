@@ -22,6 +22,18 @@ struct ServingSchedulingTests {
     LlamaContext.cacheByteCount(hyper: Loaded.shared.model.hyper, contextLength: tokens, maxBatch: 1, cacheElement: .f32)
   }
 
+  @Test("a KV budget below one full-context slot is refused, naming both sizes")
+  func kvBudgetBelowOneSlotIsRefused() throws {
+    let fullSlot = Self.slotBytes(1024)
+    #expect(
+      ServingEngine.minimumKVCacheBudgetBytes(
+        hyper: Loaded.shared.model.hyper, configuration: ServingConfiguration(contextSize: 1024)) == fullSlot)
+    #expect(throws: ServingSetupError.kvCacheBudgetTooSmall(bytes: fullSlot - 1, minimum: fullSlot)) {
+      try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot - 1)
+    }
+    #expect(try B.engine(mergeType: .none, maxConcurrent: 2, contextSize: 1024, kvBudget: fullSlot).kvCacheBudgetBytes == fullSlot)
+  }
+
   @Test("a long prompt is evaluated in prompt chunks, not a token per forward pass")
   func promptsPrefillInChunks() async throws {
     // About 300 prompt tokens, in chunks of B.prefillChunk (16) rows.

@@ -162,6 +162,40 @@ struct TinyModelTests {
     #expect(replay.position == 11, "the last window is always kept")
   }
 
+  @Test(
+    "a copied sequence continues exactly like the original (sliding layers keep their window)",
+    arguments: ["gemma3 f32 (post-norms, GeGLU, sliding window 4)", "llama q8_0"], [KVCacheElement.f32, .f16])
+  func copiedSequenceContinues(_ name: String, _ cache: KVCacheElement) throws {
+    let (tiny, model) = try makeModel(Self.variants.first { $0.name == name }!)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    // The source prefills in chunks of 5 (its sliding slots shift); the copies are smaller
+    // contexts with other batch sizes, as the serving engine's slots are.
+    let source = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 5, cacheElement: cache)
+    try source.evaluate(tinyTokens)
+    let copies = [
+      LlamaContext(model: model, contextLength: 16, threads: 2, maxBatch: 1, cacheElement: cache),
+      LlamaContext(model: model, contextLength: 32, threads: 2, maxBatch: 3, cacheElement: cache),
+    ]
+    let alone = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 5, cacheElement: cache)
+    try alone.evaluate(tinyTokens)
+    for copy in copies {
+      try copy.evaluate([9, 9, 9])  // stale contents the copy must replace
+      copy.copySequence(from: source)
+      #expect(copy.position == tinyTokens.count)
+      #expect(Array(copy.lastLogits) == Array(source.lastLogits))
+    }
+    for token: Int32 in [1, 44, 7] {
+      try alone.evaluate([token])
+      for copy in copies {
+        try copy.evaluate([token])
+        #expect(Array(copy.lastLogits) == Array(alone.lastLogits), "after token \(token)")
+      }
+    }
+    // The source is untouched and continues on its own.
+    try source.evaluate([1])
+    #expect(source.position == tinyTokens.count + 1)
+  }
+
   @Test("bad input is an error, not a crash")
   func errors() throws {
     let (tiny, model) = try makeModel(Self.variants[0])

@@ -29,14 +29,16 @@ final class EchoBackend: InferenceBackend {
     [ModelInfo(id: Self.baseModel, kind: .base)] + snapshot.adapters.map { ModelInfo(id: $0.name, kind: .adapter) }
   }
 
-  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  func chat(_ request: ChatCompletionRequest, choices: Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     state.withLockedValue { $0.lastChat = request }
     let last = request.messages.last { $0.role == .user }?.content ?? ""
-    return try words("echo(\(request.messages.count)): \(last)", model: request.model, prompt: request.messages.count)
+    return try (0..<choices).map { _ in
+      try words("echo(\(request.messages.count)): \(last)", model: request.model, prompt: request.messages.count)
+    }
   }
 
-  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
-    try words("after \(request.prompt)", model: request.model, prompt: 1)
+  func complete(_ request: CompletionRequest, choices: Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
+    try (0..<choices).map { _ in try words("after \(request.prompt)", model: request.model, prompt: 1) }
   }
 
   private func words(_ text: String, model: String?, prompt: Int) throws -> AsyncThrowingStream<GenerationEvent, any Error> {

@@ -245,6 +245,18 @@ def completion_logprobs():
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
     assert all(len(t) <= 2 for t in lp.top_logprobs)
     assert all(max(t.values()) >= v - 1e-9 for t, v in zip(lp.top_logprobs, lp.token_logprobs))
+    # Streamed: the same tokens, log probabilities and offsets, spread over the chunks.
+    text, tokens, values, offsets = "", [], [], []
+    for c in client.completions.create(model=BASE, prompt="The sky is", max_tokens=5, temperature=0, logprobs=2,
+                                       stream=True, extra_body={"ignore_eos": True}):
+        for ch in c.choices:
+            text += ch.text
+            if ch.logprobs:
+                tokens += ch.logprobs.tokens
+                values += ch.logprobs.token_logprobs
+                offsets += ch.logprobs.text_offset
+    assert text == r.choices[0].text and tokens == lp.tokens and offsets == lp.text_offset, (text, tokens, offsets)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(values, lp.token_logprobs)), (values, lp.token_logprobs)
 
 
 @check
@@ -273,6 +285,40 @@ def n_independent_choices():
     assert sorted(ch.index for ch in c.choices) == [0, 1] and c.usage.completion_tokens == 8
     refused("n", lambda: chat(n=5))  # limits.max_choices is 4 by default
     refused("n", lambda: chat(n=0))
+
+
+def metric(name):
+    """The unlabelled sample `name` of GET /metrics."""
+    for line in raw.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+@check
+def n_choices_evaluate_the_prompt_once():
+    # A prompt no slot holds yet: one choice evaluates it and the other starts from a copy
+    # (max_concurrent_generations 2); the third, queued, finds it in a finished choice's slot
+    # and evaluates only its last token.
+    messages = [{"role": "user", "content": "Unique prompt 91731: " + "list the colours of the rainbow. " * 20}]
+    before = metric("droplorad_prompt_tokens_total") - metric("droplorad_prompt_tokens_reused_total")
+    r = chat(n=3, messages=messages, temperature=1.0, seed=5, max_completion_tokens=4, extra_body={"ignore_eos": True})
+    evaluated = metric("droplorad_prompt_tokens_total") - metric("droplorad_prompt_tokens_reused_total") - before
+    assert len(r.choices) == 3 and r.usage.prompt_tokens > 100, r.usage
+    assert evaluated <= r.usage.prompt_tokens + 1, (evaluated, r.usage.prompt_tokens)
+
+
+@check
+def numbers_the_field_cannot_hold_are_refused_by_name():
+    refused("max_completion_tokens", lambda: chat(max_completion_tokens=2.5))
+    refused("n", lambda: chat(n=1e20))
+    refused("seed", lambda: chat(seed=-1.5))
+    refused("max_tokens", lambda: client.completions.create(model=BASE, prompt="Hi", max_tokens=2.5))
+    # Beyond a double: Python's json cannot write 1e400, so the body goes as text.
+    for field in ("temperature", "max_tokens", "n"):
+        body = '{"messages": [{"role": "user", "content": "hi"}], "%s": 1e400}' % field
+        r = raw.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
 
 
 @check

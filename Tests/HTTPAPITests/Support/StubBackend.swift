@@ -31,14 +31,14 @@ final class StubBackend: InferenceBackend {
       + snapshot.adapters.map { ModelInfo(id: $0.name, kind: .adapter) }
   }
 
-  func chat(_ request: ChatCompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  func chat(_ request: ChatCompletionRequest, choices: Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     state.withLockedValue { $0.lastChat = request }
-    return try generate(model: request.model, promptTokens: request.messages.count * 7)
+    return try (0..<choices).map { _ in try generate(model: request.model, promptTokens: request.messages.count * 7) }
   }
 
-  func complete(_ request: CompletionRequest) async throws -> AsyncThrowingStream<GenerationEvent, any Error> {
+  func complete(_ request: CompletionRequest, choices: Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     state.withLockedValue { $0.lastCompletion = request }
-    return try generate(model: request.model, promptTokens: 3)
+    return try (0..<choices).map { _ in try generate(model: request.model, promptTokens: 3) }
   }
 
   private func generate(model: String?, promptTokens: Int) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
