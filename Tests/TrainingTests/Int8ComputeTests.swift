@@ -43,25 +43,7 @@ struct Int8ComputeTests {
   }
 
   @Test func trainingIsDeterministicAndLearnsLikeF32() async throws {
-    try await offCooperativePool {
-      let tiny = try TinyModel(TinyModelSpec(matrixType: .q4_1, embeddingType: .q8_0))
-      let model = try LlamaModel(path: tiny.path)
-      let samples = tinySamples(count: 7, seed: 1)
-      var curves: [ComputeType: [[Double]]] = [:]
-      for computeType in [ComputeType.int8, .int8, .f32] {
-        var config = tinyConfig()
-        config.computeType = computeType
-        let trainer = try Trainer(model: model, config: config)
-        var data = TrainingData(samples: samples, seed: 42)
-        var position = DataPosition()
-        curves[computeType, default: []].append(try runSteps(trainer, data: &data, position: &position, steps: 6))
-      }
-      let int8 = curves[.int8]!, f32 = curves[.f32]![0]
-      #expect(int8[0] == int8[1])
-      #expect(int8[0] != f32, "int8 should round somewhere")
-      #expect(int8[0].last! < int8[0].first!, "loss should fall: \(int8[0])")
-      for (a, b) in zip(int8[0], f32) { #expect(abs(a - b) <= 1e-2 * b, "int8 \(int8[0]) vs f32 \(f32)") }
-    }
+    try await offCooperativePool { try expectDeterministicAndLearnsLikeF32(.int8) }
   }
 }
 }

@@ -40,20 +40,25 @@ struct PEFTGradientTests {
     }
   }
 
+  /// `computeType`'s loss and gradients against the fp32 reference, each within `times` the
+  /// error of PyTorch's own bf16 autocast (the fixture made with --autocast-bf16).
+  func compareWithinPyTorchBF16Error(_ computeType: ComputeType, times factor: Double) throws {
+    let reference = try JSONDecoder().decode(PEFTGradientFixture.self, from: fixtureData("peft_gradients.json"))
+    let autocast = try JSONDecoder().decode(
+      PEFTGradientFixture.self, from: fixtureData("peft_gradients_autocast_bf16.json"))
+    let yardstick = Errors(autocast, against: reference)
+    let errors = try compare(
+      computeType,
+      tolerances: Errors(loss: factor * yardstick.loss, norm: factor * yardstick.norm, entry: factor * yardstick.entry))
+    print("PEFT gradients (\(computeType)): \(errors); PyTorch autocast bf16: \(yardstick)")
+  }
+
   /// bf16 products through the base against the same fp32 reference. The yardstick is how far
   /// PyTorch's own bf16 (autocast, the fixture made with --autocast-bf16) lands from that
   /// reference, by the same three measures: ours must stay within twice its error.
   @Test(.enabled(if: ComputeType.bf16.isSupported, "needs AVX512-BF16"))
   func bf16LossAndGradientsStayAsNearAsPyTorchBF16() async throws {
-    try await offCooperativePool {
-      let reference = try JSONDecoder().decode(PEFTGradientFixture.self, from: fixtureData("peft_gradients.json"))
-      let autocast = try JSONDecoder().decode(
-        PEFTGradientFixture.self, from: fixtureData("peft_gradients_autocast_bf16.json"))
-      let yardstick = Errors(autocast, against: reference)
-      let errors = try compare(
-        .bf16, tolerances: Errors(loss: 2 * yardstick.loss, norm: 2 * yardstick.norm, entry: 2 * yardstick.entry))
-      print("PEFT gradients (bf16): \(errors); PyTorch autocast bf16: \(yardstick)")
-    }
+    try await offCooperativePool { try compareWithinPyTorchBF16Error(.bf16, times: 2) }
   }
 
   /// int8 forward products (inference's: 8-bit activations, integer dots) and fp32 backward
@@ -63,15 +68,7 @@ struct PEFTGradientTests {
   /// than bf16 (the gradient passes straight through the 8-bit activation rounding), so the
   /// bound is 4x.
   @Test func int8LossAndGradientsStayAsNearAsPyTorchBF16() async throws {
-    try await offCooperativePool {
-      let reference = try JSONDecoder().decode(PEFTGradientFixture.self, from: fixtureData("peft_gradients.json"))
-      let autocast = try JSONDecoder().decode(
-        PEFTGradientFixture.self, from: fixtureData("peft_gradients_autocast_bf16.json"))
-      let yardstick = Errors(autocast, against: reference)
-      let errors = try compare(
-        .int8, tolerances: Errors(loss: 4 * yardstick.loss, norm: 4 * yardstick.norm, entry: 4 * yardstick.entry))
-      print("PEFT gradients (int8): \(errors); PyTorch autocast bf16: \(yardstick)")
-    }
+    try await offCooperativePool { try compareWithinPyTorchBF16Error(.int8, times: 4) }
   }
 
   /// Relative errors against the reference: the loss, the worst module gradient norm, and the

@@ -43,6 +43,29 @@ func runSteps(_ trainer: Trainer, data: inout TrainingData, position: inout Data
   return losses
 }
 
+/// A reduced-precision compute type trains the tiny model deterministically (two runs, the same
+/// losses), differs from f32 (it rounds somewhere), lowers the loss, and stays within 1 % of
+/// f32's losses over six steps.
+func expectDeterministicAndLearnsLikeF32(_ computeType: ComputeType) throws {
+  let tiny = try TinyModel(TinyModelSpec(matrixType: .q4_1, embeddingType: .q8_0))
+  let model = try LlamaModel(path: tiny.path)
+  let samples = tinySamples(count: 7, seed: 1)
+  var curves: [[Double]] = []
+  for type in [computeType, computeType, .f32] {
+    var config = tinyConfig()
+    config.computeType = type
+    let trainer = try Trainer(model: model, config: config)
+    var data = TrainingData(samples: samples, seed: 42)
+    var position = DataPosition()
+    curves.append(try runSteps(trainer, data: &data, position: &position, steps: 6))
+  }
+  let (first, second, f32) = (curves[0], curves[1], curves[2])
+  #expect(first == second)
+  #expect(first != f32, "\(computeType) should round somewhere")
+  #expect(first.last! < first.first!, "loss should fall: \(first)")
+  for (a, b) in zip(first, f32) { #expect(abs(a - b) <= 1e-2 * b, "\(computeType) \(first) vs f32 \(f32)") }
+}
+
 func factorBits(_ adapter: LoRAAdapter) -> [UInt32] {
   adapter.targets.flatMap { t in (adapter.factors[t]!.a + adapter.factors[t]!.b).map(\.bitPattern) }
 }
