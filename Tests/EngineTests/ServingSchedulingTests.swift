@@ -17,9 +17,11 @@ import Engine
 struct ServingSchedulingTests {
   typealias B = BatchedServingTests
 
-  /// KV bytes of one slot of `tokens` positions on the default model (f32).
+  /// KV bytes of one slot of `tokens` positions on the default model (f32), sized as the test
+  /// engines' slots are (prompt chunks of B.prefillChunk rows).
   static func slotBytes(_ tokens: Int) -> Int {
-    LlamaContext.cacheByteCount(hyper: Loaded.shared.model.hyper, contextLength: tokens, maxBatch: 1, cacheElement: .f32)
+    LlamaContext.cacheByteCount(
+      hyper: Loaded.shared.model.hyper, contextLength: tokens, maxBatch: B.prefillChunk, cacheElement: .f32)
   }
 
   @Test("a KV budget below one full-context slot is refused, naming both sizes")
