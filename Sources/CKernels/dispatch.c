@@ -163,9 +163,34 @@ static void matmul_rows_tiles(uint32_t type, int64_t n, const void *w, size_t ro
 // Below this many tokens the packed kernels' repacking costs more than it saves.
 enum { PACKED_MIN_TOKENS = 8, TILE_BLOCK_ROWS = 16 };
 
+// Up to this many tokens (a batched decode step), the AVX-512 matvec kernels take every token
+// against each weight row as it passes (dq_avx512_matvec_tokens_kernel): no repacking, and each
+// token gets the one-token step's bits. Measured (scripts/batch_decode_bench.c, 2048 columns,
+// matrices streamed from memory): against the tiles and packed kernels they win on every type up
+// to 7 tokens, and at 8 on the k-quants and Q4_1/Q5_1 (no packed kernel); Q4_0/Q5_0/Q8_0's packed
+// kernels win from 8 on. Per thread (tests and benchmarks move it): -1 is these defaults.
+static _Thread_local int64_t tokens_max_override = -1;
+
+void dq_set_matvec_tokens_max(int64_t tokens) { tokens_max_override = tokens < 0 ? -1 : tokens; }
+
+int64_t dq_matvec_tokens_max(uint32_t type) {
+  if (tokens_max_override >= 0) return tokens_max_override;
+  switch (type) {
+    case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return PACKED_MIN_TOKENS - 1;
+    default: return 8;
+  }
+}
+
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {
+  if (tokens <= dq_matvec_tokens_max(type) && use_avx512()) {
+    dq_matmul_tokens_fn mt = dq_avx512_matvec_tokens_kernel(type);
+    if (mt && n > 0 &&
+        mt(n, (const char *)w + (size_t)row_begin * row_stride, row_stride, x, x_stride, tokens, y, ldy,
+           row_end - row_begin))
+      return;
+  }
   if (use_simd() && !force_avx2_tiles && tokens >= PACKED_MIN_TOKENS && dq_cpu_has_avx512_int8() &&
       dq_cpu_has_avx512vnni()) {
     const int64_t done = dq_avx512_matmul_packed(type, n, (const char *)w + (size_t)row_begin * row_stride,

@@ -150,6 +150,13 @@ dq_tile4_fn dq_avx2_tile4_kernel(uint32_t type, bool vnni);
 typedef void (*dq_matvec_fn)(int64_t n, const void *w, size_t row_stride, const void *x, float *y,
                              int64_t rows);
 dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type);
+// The same kernels against several activation rows (xs bytes apart): y[t * ldy + r] for
+// r < rows, t < tokens, each bit-identical to the one-row dot (so to a one-token step), each
+// weight row read once for up to 8 tokens; NULL where there is none. Returns false, doing
+// nothing, when its scratch cannot be allocated.
+typedef bool (*dq_matmul_tokens_fn)(int64_t n, const void *w, size_t row_stride, const void *x, size_t xs,
+                                    int64_t tokens, float *y, int64_t ldy, int64_t rows);
+dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type);
 dq_dot_fn dq_avx512_dot_kernel(uint32_t type);
 typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
 // Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.

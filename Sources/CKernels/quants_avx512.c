@@ -19,6 +19,13 @@
 #define INLINE512 TARGET512 static inline __attribute__((always_inline))
 enum { MAX_ROWS = 4 };
 
+// The batched kernels (one row against several tokens) request the next row's stretch (rows
+// are contiguous) while they work on this one's.
+INLINE512 void prefetch_ahead(const char *p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
+}
+
 // Pairs of blocks past the end of an odd-length row: zero scales and codes add exactly 0.
 static const block_q4_0 zero_q4_0;
 static const block_q4_1 zero_q4_1;
@@ -329,6 +336,318 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
   for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// ---- batched decode: one row against up to 8 prepared tokens --------------------------------
+// The same (row, token) arithmetic as the kernels above, but each token's per-block operands
+// (the activation vector in the pair layout, the -off sum y bias, the scales as fp32) are
+// formed once per call into a per-thread scratch and then read from it for every row, so a
+// token costs a row only its products: the weights are read once and unpacked once for all.
+enum { PREP_TOK = 8 };
+
+typedef struct {
+  uint8_t *buf;
+  size_t cap;
+} prep_scratch;
+static _Thread_local prep_scratch prep;
+
+static uint8_t *prep_reserve(size_t bytes) {
+  if (prep.cap >= bytes) return prep.buf;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+  free(prep.buf);
+  prep.buf = p;
+  prep.cap = bytes;
+  return prep.buf;
+}
+
+// q8_0 activations against a signed 32-block type with offset off (q4_0 8, q5_0 16, q8_0 128):
+// per token and pair of blocks, 192 bytes: xv, bias, dx (as load_pair, the bias and halves_pair).
+INLINE512 void prep_q8_0(int64_t nb, const char *x, size_t xs, int T, char off, uint8_t *out) {
+  for (int t = 0; t < T; t++) {
+    const block_q8_0 *b = (const block_q8_0 *)(x + (size_t)t * xs);
+    for (int64_t i = 0; i < nb; i += 2) {
+      const block_q8_0 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_0;
+      uint8_t *o = out + ((size_t)(i / 2) * T + t) * 192;
+      const __m512i xv = load_pair(b[i].qs, b1->qs);
+      const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(off), xv));
+      _mm512_store_si512((void *)o, xv);
+      _mm512_store_si512((void *)(o + 64), bias);
+      _mm512_store_ps((void *)(o + 128), halves_pair(b[i].d, b1->d));
+    }
+  }
+}
+
+// q8_1 activations: per token and pair, 128 bytes: xv, then fx (4 floats).
+INLINE512 void prep_q8_1(int64_t nb, const char *x, size_t xs, int T, uint8_t *out) {
+  for (int t = 0; t < T; t++) {
+    const block_q8_1 *b = (const block_q8_1 *)(x + (size_t)t * xs);
+    for (int64_t i = 0; i < nb; i += 2) {
+      const block_q8_1 *b1 = i + 1 < nb ? &b[i + 1] : &zero_q8_1;
+      uint8_t *o = out + ((size_t)(i / 2) * T + t) * 128;
+      uint32_t x0, x1;
+      memcpy(&x0, &b[i].d, 4);
+      memcpy(&x1, &b1->d, 4);
+      _mm512_store_si512((void *)o, load_pair(b[i].qs, b1->qs));
+      _mm_store_ps((void *)(o + 64), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32))));
+    }
+  }
+}
+
+// q8_K activations for q4_K/q5_K: per token and super-block, 320 bytes: the four y_pair vectors
+// of k4_rows, then bsums (32 bytes) and d.
+INLINE512 void prep_q8_K4(int64_t nb, const char *x, size_t xs, int T, uint8_t *out) {
+  for (int t = 0; t < T; t++) {
+    const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs);
+    for (int64_t i = 0; i < nb; i++) {
+      uint8_t *o = out + ((size_t)i * T + t) * 320;
+      const int8_t *yq = b[i].qs;
+      for (int k = 0; k < 2; k++) {
+        _mm512_store_si512((void *)(o + 128 * k), y_pair(yq, 128 * k, 128 * k + 64));
+        _mm512_store_si512((void *)(o + 128 * k + 64), y_pair(yq, 128 * k + 32, 128 * k + 96));
+      }
+      _mm256_store_si256((void *)(o + 256), _mm256_loadu_si256((const __m256i *)b[i].bsums));
+      memcpy(o + 288, &b[i].d, 4);
+    }
+  }
+}
+
+// One row (w) against T prepared tokens: y[t * ldy].
+#define DEFINE_TOK_Q8_0(NAME, BLOCK, ZERO, CODES)                                                   \
+  INLINE512 void NAME(int T, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y, int64_t ldy) { \
+    const BLOCK *a = (const BLOCK *)w;                                                              \
+    __m512 acc[PREP_TOK];                                                                           \
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();                                       \
+    for (int64_t i = 0; i < nb; i += 2) {                                                           \
+      const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
+      prefetch_ahead((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      const __m512i q = CODES;                                                                      \
+      const __m512 dw = halves_pair(a[i].d, a1->d);                                                 \
+      const uint8_t *o = px + (size_t)(i / 2) * T * 192;                                            \
+      for (int t = 0; t < T; t++, o += 192) {                                                       \
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)(o + 64)), q,         \
+                                              _mm512_load_si512((const void *)o));                  \
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_load_ps((const void *)(o + 128))),        \
+                                 _mm512_cvtepi32_ps(p), acc[t]);                                    \
+      }                                                                                             \
+    }                                                                                               \
+    for (int t = 0; t < T; t++) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);                          \
+  }
+DEFINE_TOK_Q8_0(q4_0_tok, block_q4_0, zero_q4_0, nibbles_pair(a[i].qs, a1->qs))
+DEFINE_TOK_Q8_0(q5_0_tok, block_q5_0, zero_q5_0,
+                _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh)))
+DEFINE_TOK_Q8_0(q8_0_tok, block_q8_0, zero_q8_0,
+                _mm512_xor_si512(load_pair(a[i].qs, a1->qs), _mm512_set1_epi8((char)0x80)))
+
+#define DEFINE_TOK_Q8_1(NAME, BLOCK, ZERO, CODES)                                                   \
+  INLINE512 void NAME(int T, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y, int64_t ldy) { \
+    const BLOCK *a = (const BLOCK *)w;                                                              \
+    __m512 acc[PREP_TOK];                                                                           \
+    __m128 accm[PREP_TOK];                                                                          \
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm_setzero_ps();           \
+    const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);         \
+    for (int64_t i = 0; i < nb; i += 2) {                                                           \
+      const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
+      prefetch_ahead((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      uint32_t w0, w1;                                                                              \
+      memcpy(&w0, &a[i].d, 4);                                                                      \
+      memcpy(&w1, &a1->d, 4);                                                                       \
+      const __m128 fw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)w0 | (uint64_t)w1 << 32))); \
+      const __m512i q = CODES;                                                                      \
+      const uint8_t *o = px + (size_t)(i / 2) * T * 128;                                            \
+      for (int t = 0; t < T; t++, o += 128) {                                                       \
+        const __m128 sc = _mm_mul_ps(fw, _mm_load_ps((const void *)(o + 64)));                      \
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_load_si512((const void *)o)); \
+        acc[t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(sc)), _mm512_cvtepi32_ps(p), acc[t]); \
+        accm[t] = _mm_add_ps(accm[t], sc);                                                          \
+      }                                                                                             \
+    }                                                                                               \
+    for (int t = 0; t < T; t++) {                                                                   \
+      const __m128 m = _mm_add_ps(accm[t], _mm_movehl_ps(accm[t], accm[t]));                        \
+      y[t * ldy] = _mm512_reduce_add_ps(acc[t]) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1));           \
+    }                                                                                               \
+  }
+DEFINE_TOK_Q8_1(q4_1_tok, block_q4_1, zero_q4_1, nibbles_pair(a[i].qs, a1->qs))
+DEFINE_TOK_Q8_1(q5_1_tok, block_q5_1, zero_q5_1,
+                _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh)))
+
+// q4_K / q5_K, one row against T prepared tokens.
+INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y,
+                      int64_t ldy) {
+  __m512 acc[PREP_TOK];
+  __m256 accm[PREP_TOK];
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *scales, *qs, *qh = NULL;
+    dq_half d, dmin;
+    if (hb) {
+      const block_q5_K *a = (const block_q5_K *)w + i;
+      scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+      prefetch_ahead((const char *)a + stride, sizeof *a);
+    } else {
+      const block_q4_K *a = (const block_q4_K *)w + i;
+      scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+      prefetch_ahead((const char *)a + stride, sizeof *a);
+    }
+    uint64_t sc8, mn8;
+    k4_scales_mins(scales, &sc8, &mn8);
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+    const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+    __m512i qh2 = _mm512_setzero_si512();
+    if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+    __m512i lo[2], hi[2];
+    for (int k = 0; k < 2; k++) {
+      const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+      lo[k] = _mm512_and_si512(q, m4), hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      if (hb) {
+        const int s = 4 * k;
+        const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
+        const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+        const __m512i one = _mm512_set1_epi8(1);
+        lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+        hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+      }
+    }
+    const __m512i s0 = spread16(sc16, 0, 2), s1 = spread16(sc16, 1, 3), s2 = spread16(sc16, 4, 6),
+                  s3 = spread16(sc16, 5, 7);
+    const float fd = _cvtsh_ss(d), fdmin = _cvtsh_ss(dmin);
+    const uint8_t *o = px + (size_t)i * T * 320;
+    for (int t = 0; t < T; t++, o += 320) {
+      __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                         _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s0);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s1);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s2);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s3);
+      const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), mn16);
+      float dy;
+      memcpy(&dy, o + 288, 4);
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dy * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
+      accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * fdmin), _mm256_cvtepi32_ps(mins), accm[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) {
+    const __m256 m = accm[t];
+    const __m128 m2 = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    const __m128 m3 = _mm_add_ps(m2, _mm_movehl_ps(m2, m2));
+    y[t * ldy] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(_mm_add_ss(m3, _mm_movehdup_ps(m3)));
+  }
+}
+
+// q6_K, one row against T tokens read straight from their q8_K rows (its y vectors are plain loads).
+INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const char *x, size_t xs, float *y,
+                        int64_t ldy) {
+  __m512 acc[PREP_TOK];
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  for (int64_t i = 0; i < nb; i++) {
+    const block_q6_K *a = (const block_q6_K *)w + i;
+    prefetch_ahead((const char *)a + stride, sizeof *a);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+    __m512i lo[2], hi[2], s_lo[2], s_hi[2];
+    for (int h = 0; h < 2; h++) {
+      const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
+      lo[h] = _mm512_or_si512(_mm512_and_si512(l, m4),
+                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
+      hi[h] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
+      const int s = 8 * h;
+      const long long u = 0x0001000100010001LL;
+      const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1),
+                                              u * (s + 1), u * s, u * s);
+      const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+      const __m512i sc_all = _mm512_castsi256_si512(sc16);
+      s_lo[h] = _mm512_permutexvar_epi16(idx_lo, sc_all);
+      s_hi[h] = _mm512_permutexvar_epi16(idx_hi, sc_all);
+    }
+    const float fd = _cvtsh_ss(a->d);
+    for (int t = 0; t < T; t++) {
+      const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
+      __m512i sumi = _mm512_setzero_si512();
+      for (int h = 0; h < 2; h++) {
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))),
+                                   s_lo[h]);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))),
+                                   s_hi[h]);
+      }
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc16), 5);
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b->d * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
+}
+
+// The batched entry points: the tokens in chunks of up to 8 (prepared once per chunk), every
+// row against each chunk. False, doing nothing, when the scratch cannot be allocated (only the
+// first chunk can need more than the scratch holds: later ones are no larger).
+#define DEFINE_TOKENS(name, BLOCK_ELEMS, UNIT_BYTES, PREP_CALL, TOK_CALL)                          \
+  TARGET512 static bool name##_tokens(int64_t n, const void *w, size_t s, const void *x, size_t xs, \
+                                      int64_t tokens, float *y, int64_t ldy, int64_t rows) {     \
+    const int64_t nb = n / (BLOCK_ELEMS);                                                        \
+    const int64_t units = (BLOCK_ELEMS) == QK_K ? nb : (nb + 1) / 2;                             \
+    for (int64_t t0 = 0; t0 < tokens; t0 += PREP_TOK) {                                          \
+      const int T = tokens - t0 < PREP_TOK ? (int)(tokens - t0) : PREP_TOK;                      \
+      const char *xt = (const char *)x + (size_t)t0 * xs;                                        \
+      uint8_t *px = NULL;                                                                        \
+      if ((UNIT_BYTES) > 0) {                                                                    \
+        px = prep_reserve((size_t)units * (size_t)T * (UNIT_BYTES));                             \
+        if (!px) return false;                                                                   \
+        PREP_CALL;                                                                               \
+      }                                                                                          \
+      (void)px;                                                                                  \
+      (void)xt;                                                                                  \
+      const char *row = w;                                                                       \
+      float *yt = y + t0 * ldy;                                                                  \
+      for (int64_t r = 0; r < rows; r++, row += s) {                                             \
+        switch (T) {                                                                             \
+          case 8: TOK_CALL(8); break;                                                            \
+          case 7: TOK_CALL(7); break;                                                            \
+          case 6: TOK_CALL(6); break;                                                            \
+          case 5: TOK_CALL(5); break;                                                            \
+          case 4: TOK_CALL(4); break;                                                            \
+          case 3: TOK_CALL(3); break;                                                            \
+          case 2: TOK_CALL(2); break;                                                            \
+          default: TOK_CALL(1); break;                                                           \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+    return true;                                                                                 \
+  }
+#define Q4_0_TOK(T) q4_0_tok(T, nb, row, s, px, yt + r, ldy)
+#define Q5_0_TOK(T) q5_0_tok(T, nb, row, s, px, yt + r, ldy)
+#define Q8_0_TOK(T) q8_0_tok(T, nb, row, s, px, yt + r, ldy)
+#define Q4_1_TOK(T) q4_1_tok(T, nb, row, s, px, yt + r, ldy)
+#define Q5_1_TOK(T) q5_1_tok(T, nb, row, s, px, yt + r, ldy)
+#define Q4_K_TOK(T) k4_tok(T, false, nb, row, s, px, yt + r, ldy)
+#define Q5_K_TOK(T) k4_tok(T, true, nb, row, s, px, yt + r, ldy)
+#define Q6_K_TOK(T) q6_K_tok(T, nb, row, s, xt, xs, yt + r, ldy)
+DEFINE_TOKENS(q4_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 8, px), Q4_0_TOK)
+DEFINE_TOKENS(q5_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 16, px), Q5_0_TOK)
+DEFINE_TOKENS(q8_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, (char)0x80, px), Q8_0_TOK)
+DEFINE_TOKENS(q4_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q4_1_TOK)
+DEFINE_TOKENS(q5_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q5_1_TOK)
+DEFINE_TOKENS(q4_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q4_K_TOK)
+DEFINE_TOKENS(q5_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q5_K_TOK)
+DEFINE_TOKENS(q6_K, QK_K, 0, (void)0, Q6_K_TOK)
+
+dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) {
+  switch (type) {
+    case DQ_TYPE_Q4_0: return q4_0_tokens;
+    case DQ_TYPE_Q4_1: return q4_1_tokens;
+    case DQ_TYPE_Q8_0: return q8_0_tokens;
+    case DQ_TYPE_Q5_0: return q5_0_tokens;
+    case DQ_TYPE_Q5_1: return q5_1_tokens;
+    case DQ_TYPE_Q4_K: return q4_K_tokens;
+    case DQ_TYPE_Q5_K: return q5_K_tokens;
+    case DQ_TYPE_Q6_K: return q6_K_tokens;
+    default: return NULL;
+  }
+}
+
 // ---- per-type entry points: rows in fours, then one at a time -------------------------------
 #define ROWS_KERNEL(name, call)                                                                   \
   TARGET512 static void name##_r4(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
@@ -391,4 +710,5 @@ dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
 #else
 dq_dot_fn dq_avx512_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) { (void)type; return NULL; }
+dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) { (void)type; return NULL; }
 #endif

@@ -42,6 +42,63 @@ import Testing
     }
   }
 
+  /// A batched decode step (up to dq_matvec_tokens_max(type) tokens through dq_matmul_rows) takes
+  /// the matvec kernels with every token against each row: each (row, token) must carry exactly
+  /// the one-token dot's bits, whatever the token count and wherever the row range starts, and
+  /// lie within the summation tolerance of the scalar reference. Past the threshold the tiles
+  /// take over (TileTests); here only the tolerance is checked for them.
+  @Test(arguments: avx512Types) func batchedDecodeGivesEachTokenItsOneTokenBits(name: String) {
+    let (type, block) = weightType(name)
+    let dotType = dq_vec_dot_type(type)
+    var rng = SeededRNG(seed: 6500 + UInt64(type))
+    // Only where the AVX-512 kernels run, or the tiles keep the one-row dot's order, must the bits match.
+    let exactPath = String(cString: dq_dot_path()) == "avx512" || dq_matmul_rows_exact(type)
+    let maxTokens = Int(dq_matvec_tokens_max(type))
+    for n in block == 256 ? [256, 2048] : [32, 160, 2048] {
+      let rs = Quant.rowSize(type, n)
+      let stride = rs + 8  // rows need not be packed
+      let rows = 23
+      let rowBytes = (0..<rows).map { _ in Quant.randomRow(type, n: n, rng: &rng) }
+      var w = [UInt8](repeating: 0xEE, count: stride * rows)
+      for r in 0..<rows { w.replaceSubrange((r * stride)..<(r * stride + rs), with: rowBytes[r]) }
+      let tokenCount = maxTokens + 2
+      let xs = Quant.rowSize(dotType, n) + 16
+      let xRows = (0..<tokenCount).map { t in
+        Quant.activation(for: type, (0..<n).map { _ in rng.gaussian() * (t == 2 ? 0 : 1) })
+      }
+      var x = [UInt8](repeating: 0xAB, count: xs * tokenCount)
+      for t in 0..<tokenCount { x.replaceSubrange((t * xs)..<(t * xs + xRows[t].count), with: xRows[t]) }
+      for tokens in 1...tokenCount {
+        for range in [0..<1, 1..<6, 3..<rows] {
+          let ldy = range.count + 3
+          var y = [Float](repeating: .nan, count: ldy * tokens)
+          w.withUnsafeBytes { wp in
+            x.withUnsafeBytes { xp in
+              y.withUnsafeMutableBufferPointer { yp in
+                dq_matmul_rows(type, Int64(n), wp.baseAddress!, stride, xp.baseAddress!, xs, Int64(tokens),
+                               yp.baseAddress!, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound))
+              }
+            }
+          }
+          for t in 0..<tokens {
+            for c in range.count..<ldy { #expect(y[t * ldy + c].isNaN, "\(name) wrote into the output gap") }
+            for r in range {
+              let got = y[t * ldy + r - range.lowerBound]
+              if exactPath && tokens <= maxTokens {
+                let one = Quant.dot(type, n: n, rowBytes[r], xRows[t], ref: false)
+                #expect(got.bitPattern == one.bitPattern, "\(name) n=\(n) tokens=\(tokens) row \(r) token \(t): \(got) vs \(one)")
+              }
+              let ref = Quant.dot(type, n: n, rowBytes[r], xRows[t], ref: true)
+              let s = magnitude(Quant.dequantize(type, rowBytes[r], n: n), Quant.dequantize(dotType, xRows[t], n: n))
+              #expect(abs(Double(got) - Double(ref)) <= summationTolerance(n: n, block: block, s),
+                      "\(name) n=\(n) tokens=\(tokens) row \(r) token \(t): \(got) vs \(ref)")
+            }
+          }
+        }
+      }
+    }
+  }
+
   /// The AVX2 dots stay correct (they run on AVX2-only machines and for the other types).
   @Test(arguments: weightTypeNames) func avx2DotsAgreeWithReferences(name: String) {
     let (type, block) = weightType(name)

@@ -91,6 +91,14 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
 
 bool dq_matmul_rows_exact(uint32_t type);
 
+// Up to dq_matvec_tokens_max(type) tokens (a batched decode step), dq_matmul_rows runs the
+// AVX-512 decode kernels with every token against each weight row, where the CPU and type have
+// them: each token then gets exactly dq_vec_dot's bits, as in a one-token step, whatever the
+// batch. Above it, the tiles and packed kernels. Benchmarks and tests may set the threshold for
+// the calling thread (0: never; negative: back to the measured per-type defaults).
+void dq_set_matvec_tokens_max(int64_t tokens);
+int64_t dq_matvec_tokens_max(uint32_t type);
+
 // False when built with DQ_SCALAR_ONLY (or not for x86-64): only the scalar twins exist.
 bool dq_simd_compiled(void);
 // Which SIMD path the dispatching functions use ("avx2" or "scalar") on the calling thread;
