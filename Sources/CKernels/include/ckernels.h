@@ -81,10 +81,12 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
 
 // y[t * ldy + (r - row_begin)] = dot(row r of W, x_t) for r in [row_begin, row_end) and t in
 // [0, tokens); activation rows x_t are x_stride bytes apart, already in dq_vec_dot_type(type).
-// Faster than dq_matvec_rows token by token (weights reused across tokens); gives each token
-// the bits of the AVX2 one-row dot where dq_matmul_rows_exact(type), else the same value up to
-// fp32 summation order (AVX-512 VNNI: k-quant tiles sum across super-blocks in vectors, and from 8
-// tokens Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K run 16 repacked rows per pass).
+// Faster than dq_matvec_rows token by token (weights reused across tokens). Up to
+// dq_matvec_tokens_max(type) tokens on AVX-512 VNNI (a batched decode step) each token gets
+// exactly dq_vec_dot's bits (the decode kernels, every token against each row); otherwise the
+// bits of the AVX2 one-row dot where dq_matmul_rows_exact(type), else the same value up to fp32
+// summation order (AVX-512 VNNI: k-quant tiles sum across super-blocks in vectors, and from 8
+// tokens, 9 on the k-quants, Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K run 16 repacked rows per pass).
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end);
