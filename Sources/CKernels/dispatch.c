@@ -169,10 +169,13 @@ enum { PACKED_MIN_TOKENS = 8, TILE_BLOCK_ROWS = 16 };
 
 // Up to this many tokens (a batched decode step), the AVX-512 matvec kernels take every token
 // against each weight row as it passes (dq_avx512_matvec_tokens_kernel): no repacking, and each
-// token gets the one-token step's bits. Measured (scripts/batch_decode_bench.c, 2048 columns,
-// matrices streamed from memory): against the tiles and packed kernels they win on every type up
-// to 7 tokens, and at 8 on the k-quants and Q4_1/Q5_1 (no packed kernel); Q4_0/Q5_0/Q8_0's packed
-// kernels win from 8 on. Per thread (tests and benchmarks move it): -1 is these defaults.
+// token gets the one-token step's bits. Measured (scripts/batch_decode_bench.c, one thread, 1 GiB
+// matrices of 2048 columns streamed from memory; README "Batched decode at 1.7B"): against the
+// tiles and packed kernels they win on the k-quants and Q4_1/Q5_1 up to 8 tokens (1.4-1.9x at 8;
+// the k-quants' packed kernels win from about 16) and on Q4_0/Q5_0/Q8_0 up to 6 (1.3-2.3x; Q8_0 at
+// 6 tokens 0.87x: the prepared activations outgrow L1 at 2048 columns), their packed kernels win
+// from 8 (2x). Q4_0/Q5_0/Q8_0 keep 7, so a step of up to 7 rows is bit-exact to its rows alone.
+// Per thread (tests and benchmarks move it): -1 is these defaults.
 static _Thread_local int64_t tokens_max_override = -1;
 
 void dq_set_matvec_tokens_max(int64_t tokens) { tokens_max_override = tokens < 0 ? -1 : tokens; }
