@@ -3,6 +3,7 @@
 #include "cpu_features.h"
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 enum { FEATURES_KNOWN = 1, AVX2 = 2, AVX512F = 4, AVXVNNI = 8, AVX512BF16 = 16, AVX512INT8 = 32, AVX512VNNI = 64 };
 
@@ -37,3 +38,15 @@ bool dq_cpu_has_avxvnni(void) { return features() & AVXVNNI; }
 bool dq_cpu_has_avx512bf16(void) { return features() & AVX512BF16; }
 bool dq_cpu_has_avx512_int8(void) { return features() & AVX512INT8; }
 bool dq_cpu_has_avx512vnni(void) { return features() & AVX512VNNI; }
+
+int64_t dq_cpu_last_level_cache_bytes(void) {
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) return l3;
+#endif
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (l2 > 0) return l2;
+#endif
+  return 0;
+}

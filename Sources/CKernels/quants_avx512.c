@@ -11,6 +11,8 @@
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
 
+#include <stdatomic.h>
+
 #include "dq_simd.h"
 #if DQ_X86_SIMD
 #include <immintrin.h>
@@ -347,6 +349,11 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
 }
 
 // ---- per-type entry points: rows in fours, then one at a time -------------------------------
+// (one at a time throughout when the weights stream from memory: see ckernels.h)
+static atomic_bool stream_from_memory;
+void dq_set_weights_stream_from_memory(bool on) { atomic_store_explicit(&stream_from_memory, on, memory_order_relaxed); }
+static inline bool rows_in_fours(void) { return !atomic_load_explicit(&stream_from_memory, memory_order_relaxed); }
+
 #define ROWS_KERNEL(name, call)                                                                   \
   TARGET512 static void name##_r4(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
     call(4, n, w, s, x, y);                                                                       \
@@ -357,7 +364,8 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
   static void name##_matvec(int64_t n, const void *w, size_t s, const void *x, float *y, int64_t rows) { \
     const char *row = w;                                                                          \
     int64_t r = 0;                                                                                \
-    for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                   \
+    if (rows_in_fours())                                                                          \
+      for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                 \
     for (; r < rows; r++, row += s) name##_r1(n, row, s, x, y + r);                               \
   }                                                                                               \
   static float name##_dot(int64_t n, const void *w, const void *x) {                              \
@@ -406,6 +414,7 @@ dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
 }
 
 #else
+void dq_set_weights_stream_from_memory(bool on) { (void)on; }
 dq_dot_fn dq_avx512_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) { (void)type; return NULL; }
 #endif
