@@ -48,10 +48,15 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake g++ make >&2
 fi
 echo "building$missing from llama-cpp-python==$LLAMA_VERSION's vendored llama.cpp (takes a while)..." >&2
-src=$(mktemp -d)
-trap 'rm -rf "$src"' EXIT
-(cd "$src" && python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_VERSION" >&2)
-tar -xzf "$src"/llama_cpp_python-"$LLAMA_VERSION".tar.gz -C "$src"
+# The source stays beside the build: CMake's cache names its source directory, so a later
+# build of another target (or for other flags) must find it at the same path.
+src="$LLAMA_BUILD/source"
+if [ ! -f "$src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/CMakeLists.txt" ]; then
+  rm -rf "$src" "$LLAMA_BUILD/CMakeCache.txt" "$LLAMA_BUILD/CMakeFiles"
+  mkdir -p "$src"
+  (cd "$src" && python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_VERSION" >&2)
+  tar -xzf "$src"/llama_cpp_python-"$LLAMA_VERSION".tar.gz -C "$src"
+fi
 cmake -S "$src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp" -B "$LLAMA_BUILD" \
   -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF $simd_options -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
   -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
