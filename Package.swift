@@ -43,7 +43,7 @@ let package = Package(
     .target(name: "GGUF", dependencies: ["CKernels", "DurableFiles"]),
     .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
     .target(name: "Tokenization", dependencies: ["GGUF"]),
-    .target(name: "Llama", dependencies: ["GGUF", "Kernels"]),
+    .target(name: "Llama", dependencies: ["GGUF", "Kernels", "CKernels"]),
     .target(name: "Adapters", dependencies: ["GGUF", "Kernels", "Llama", "CKernels", "DurableFiles"]),
     // Serving only: samplers, the generation loop, the serving engine and its queue.
     .target(name: "Engine", dependencies: ["Llama", "Tokenization", "GGUF", "Kernels", "Adapters", "Grammar"]),

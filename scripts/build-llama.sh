@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build llama.cpp tools (the peer and reference of the benchmarks) from the llama.cpp source
 # that the PyPI sdist llama-cpp-python vendors (never committed), for this CPU kind: AVX2/AVX-512/
-# VNNI, no AMX (GGML_NATIVE faults on the AMX some virtual machines advertise). Targets already
+# VNNI as the CPU reports them, no AMX. Targets already
 # built in DIR are left alone. Used by scripts/make-bench-models.sh and scripts/bench_daemon.sh.
 #
 #   scripts/build-llama.sh [--llama-build DIR (/work/llama-build)]
@@ -19,8 +19,25 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The SIMD extensions to build for: those this CPU reports, each on or off (a fixed list faults:
+# AVX-VNNI is on Intel's cores and absent from AMD's Zen 4, which has AVX-512 VNNI). AMX stays
+# off (GGML_NATIVE faults on the AMX some virtual machines advertise). A build for other flags
+# (the stamp file) is rebuilt.
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+ggml_flag() { case "$cpu_flags" in *" $2 "*) echo "-D$1=ON" ;; *) echo "-D$1=OFF" ;; esac; }
+simd_options="$(ggml_flag GGML_AVX avx) $(ggml_flag GGML_AVX2 avx2) $(ggml_flag GGML_FMA fma) \
+$(ggml_flag GGML_F16C f16c) $(ggml_flag GGML_AVX512 avx512f) $(ggml_flag GGML_AVX512_VNNI avx512_vnni) \
+$(ggml_flag GGML_AVX512_VBMI avx512vbmi) $(ggml_flag GGML_AVX512_BF16 avx512_bf16) \
+$(ggml_flag GGML_AVX_VNNI avx_vnni)"
+stamp="$LLAMA_BUILD/droplora-simd-options"
+
 missing=""
-for t in $TARGETS; do [ -x "$LLAMA_BUILD/bin/$t" ] || missing+=" $t"; done
+if [ "$(cat "$stamp" 2>/dev/null)" != "$simd_options" ]; then
+  missing=" $TARGETS"
+  rm -rf "$LLAMA_BUILD/bin"  # every tool there was built for other flags
+else
+  for t in $TARGETS; do [ -x "$LLAMA_BUILD/bin/$t" ] || missing+=" $t"; done
+fi
 [ -n "$missing" ] || exit 0
 
 need=()
@@ -31,15 +48,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake g++ make >&2
 fi
 echo "building$missing from llama-cpp-python==$LLAMA_VERSION's vendored llama.cpp (takes a while)..." >&2
-src=$(mktemp -d)
-trap 'rm -rf "$src"' EXIT
-(cd "$src" && python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_VERSION" >&2)
-tar -xzf "$src"/llama_cpp_python-"$LLAMA_VERSION".tar.gz -C "$src"
+# The source stays beside the build: CMake's cache names its source directory, so a later
+# build of another target (or for other flags) must find it at the same path.
+src="$LLAMA_BUILD/source"
+if [ ! -f "$src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp/CMakeLists.txt" ]; then
+  rm -rf "$src" "$LLAMA_BUILD/CMakeCache.txt" "$LLAMA_BUILD/CMakeFiles"
+  mkdir -p "$src"
+  (cd "$src" && python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_VERSION" >&2)
+  tar -xzf "$src"/llama_cpp_python-"$LLAMA_VERSION".tar.gz -C "$src"
+fi
 cmake -S "$src/llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp" -B "$LLAMA_BUILD" \
-  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
-  -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=ON \
-  -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF $simd_options -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
   -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF >&2
 # shellcheck disable=SC2086
 cmake --build "$LLAMA_BUILD" --target $missing -j2 >&2
+echo "$simd_options" > "$stamp"

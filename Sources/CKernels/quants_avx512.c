@@ -11,6 +11,8 @@
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
 
+#include <stdatomic.h>
+
 #include "dq_simd.h"
 #if DQ_X86_SIMD
 #include <immintrin.h>
@@ -61,6 +63,15 @@ INLINE512 __m512i nibbles_pair(const uint8_t *qs0, const uint8_t *qs1) {
   return _mm512_and_si512(_mm512_srlv_epi16(z, shift), _mm512_set1_epi8(0x0F));
 }
 
+// The same stretch of the next group of rows (the R rows after these, contiguous in memory) is
+// requested while this group computes: a row is 1-5 KB, too short a stream for the hardware
+// prefetchers to ramp up, so without it each row's cache misses are paid in series with its
+// arithmetic. A hint only: it changes no result, and past the matrix's end it cannot fault.
+INLINE512 void prefetch_ahead(const void *p, size_t ahead, size_t bytes) {
+  const char *q = (const char *)p + ahead;
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
+}
+
 // ---- q4_0 x q8_0: sum d dx sum (q - 8) y ---------------------------------------------------
 INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_0 *b = x;
@@ -76,6 +87,7 @@ INLINE512 void q4_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512 dx = halves_pair(b[i].d, b1->d);
     for (int r = 0; r < R; r++) {
       const block_q4_0 *a = (const block_q4_0 *)(w + (size_t)r * stride);
+      prefetch_ahead(&a[i], (size_t)R * stride, 2 * sizeof(block_q4_0));
       const block_q4_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_0;
       const __m512i p = _mm512_dpbusd_epi32(bias, nibbles_pair(a[i].qs, a1->qs), xv);
       acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(halves_pair(a[i].d, a1->d), dx), _mm512_cvtepi32_ps(p), acc[r]);
@@ -101,6 +113,7 @@ INLINE512 void q4_1_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
     for (int r = 0; r < R; r++) {
       const block_q4_1 *a = (const block_q4_1 *)(w + (size_t)r * stride);
+      prefetch_ahead(&a[i], (size_t)R * stride, 2 * sizeof(block_q4_1));
       const block_q4_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q4_1;
       uint32_t w0, w1;
       memcpy(&w0, &a[i].d, 4);
@@ -141,6 +154,7 @@ INLINE512 void q5_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512 dx = halves_pair(b[i].d, b1->d);
     for (int r = 0; r < R; r++) {
       const block_q5_0 *a = (const block_q5_0 *)(w + (size_t)r * stride);
+      prefetch_ahead(&a[i], (size_t)R * stride, 2 * sizeof(block_q5_0));
       const block_q5_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_0;
       const __m512i q = _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh));
       const __m512i p = _mm512_dpbusd_epi32(bias, q, xv);
@@ -167,6 +181,7 @@ INLINE512 void q5_1_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m128 fx = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)((uint64_t)x0 | (uint64_t)x1 << 32)));
     for (int r = 0; r < R; r++) {
       const block_q5_1 *a = (const block_q5_1 *)(w + (size_t)r * stride);
+      prefetch_ahead(&a[i], (size_t)R * stride, 2 * sizeof(block_q5_1));
       const block_q5_1 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q5_1;
       uint32_t w0, w1;
       memcpy(&w0, &a[i].d, 4);
@@ -198,6 +213,7 @@ INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const v
     const __m512 dx = halves_pair(b[i].d, b1->d);
     for (int r = 0; r < R; r++) {
       const block_q8_0 *a = (const block_q8_0 *)(w + (size_t)r * stride);
+      prefetch_ahead(&a[i], (size_t)R * stride, 2 * sizeof(block_q8_0));
       const block_q8_0 *a1 = i + 1 < nb ? &a[i + 1] : &zero_q8_0;
       const __m512i q = _mm512_xor_si512(load_pair(a[i].qs, a1->qs), flip);  // w + 128, any w
       const __m512i p = _mm512_dpbusd_epi32(bias, q, xv);
@@ -250,6 +266,8 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
     for (int r = 0; r < R; r++) {
       const char *row = w + (size_t)r * stride;
+      prefetch_ahead(row + (size_t)i * (hb ? sizeof(block_q5_K) : sizeof(block_q4_K)), (size_t)R * stride,
+                     hb ? sizeof(block_q5_K) : sizeof(block_q4_K));
       const uint8_t *scales, *qs, *qh = NULL;
       dq_half d, dmin;
       if (hb) {
@@ -314,6 +332,7 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
     for (int k = 0; k < 4; k++) yv[k] = _mm512_loadu_si512((const void *)(yq + 64 * k));
     for (int r = 0; r < R; r++) {
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
+      prefetch_ahead(a, (size_t)R * stride, sizeof(block_q6_K));
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
       __m512i sumi = _mm512_setzero_si512();
       for (int h = 0; h < 2; h++) {
@@ -656,6 +675,11 @@ dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) {
 }
 
 // ---- per-type entry points: rows in fours, then one at a time -------------------------------
+// (one at a time throughout when the weights stream from memory: see ckernels.h)
+static atomic_bool stream_from_memory;
+void dq_set_weights_stream_from_memory(bool on) { atomic_store_explicit(&stream_from_memory, on, memory_order_relaxed); }
+static inline bool rows_in_fours(void) { return !atomic_load_explicit(&stream_from_memory, memory_order_relaxed); }
+
 #define ROWS_KERNEL(name, call)                                                                   \
   TARGET512 static void name##_r4(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
     call(4, n, w, s, x, y);                                                                       \
@@ -666,7 +690,8 @@ dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) {
   static void name##_matvec(int64_t n, const void *w, size_t s, const void *x, float *y, int64_t rows) { \
     const char *row = w;                                                                          \
     int64_t r = 0;                                                                                \
-    for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                   \
+    if (rows_in_fours())                                                                          \
+      for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                 \
     for (; r < rows; r++, row += s) name##_r1(n, row, s, x, y + r);                               \
   }                                                                                               \
   static float name##_dot(int64_t n, const void *w, const void *x) {                              \
@@ -715,6 +740,7 @@ dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
 }
 
 #else
+void dq_set_weights_stream_from_memory(bool on) { (void)on; }
 dq_dot_fn dq_avx512_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) { (void)type; return NULL; }

@@ -81,7 +81,7 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
     _ request: CompletionRequest, choices: Int
   ) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
     try submit(
-      model: request.model, prompt: .text(request.prompt), sampling: request.sampling, features: request.features,
+      model: request.model, prompt: request.prompt.servingPrompt, sampling: request.sampling, features: request.features,
       scaling: request.adapterScaling, enableThinking: nil, promptField: "prompt", choices: choices)
   }
 
@@ -295,6 +295,8 @@ public final class EngineBackend: InferenceBackend, @unchecked Sendable {
     case .unknownAdapter(let name): return BackendError.modelNotFound(name)
     case .saturated(let seconds): return BackendError.saturated(retryAfterSeconds: seconds)
     case .promptTooLong, .emptyPrompt: return BackendError.invalidRequest(field: promptField, message: error.description)
+    case .tokenOutOfRange(let index, _, _):
+      return BackendError.invalidRequest(field: "\(promptField)[\(index)]", message: error.description)
     case .adapterScaleOutOfRange:
       return BackendError.invalidRequest(field: scaleField ?? "adapter_scale", message: error.description)
     case .noThinkingMode:
@@ -344,5 +346,15 @@ private final class IteratorBox: @unchecked Sendable {
 public func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
   try await withCheckedThrowingContinuation { continuation in
     Thread { continuation.resume(with: Result { try body() }) }.start()
+  }
+}
+
+extension CompletionPrompt {
+  /// The engine's form of a completions prompt.
+  var servingPrompt: ServingPrompt {
+    switch self {
+    case .text(let text): return .text(text)
+    case .tokens(let ids): return .tokens(ids)
+    }
   }
 }

@@ -215,6 +215,12 @@ public final class ServingEngine: @unchecked Sendable {
       // A raw completion prompt is the client's own template: its special-token text
       // (`<|im_start|>`, `<start_of_turn>`) is those tokens, as in llama-server and `generate --raw`.
       return tokenizer.encode(text, parseSpecial: true, addSpecial: true)
+    case .tokens(let ids):
+      let vocabulary = registry.base.vocabularySize
+      if let index = ids.firstIndex(where: { !(0..<vocabulary).contains($0) }) {
+        throw .tokenOutOfRange(index: index, id: ids[index], vocabularySize: vocabulary)
+      }
+      return ids.map { Int32($0) }
     case .chat(let messages):
       guard var template else {
         throw .failed("the model has no chat template this engine understands; use completions")

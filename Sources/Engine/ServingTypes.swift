@@ -9,6 +9,9 @@ public enum ServingPrompt: Sendable, Equatable {
   case chat([ChatMessage])
   /// Tokenized as it is (no special tokens parsed from it), after the model's BOS if it uses one.
   case text(String)
+  /// Token ids taken as they are (no BOS added, nothing parsed), as OpenAI and llama-server take
+  /// a completions prompt given as an array of integers. Each must be in the model's vocabulary.
+  case tokens([Int])
 }
 
 public struct ServingRequest: Sendable {
@@ -49,6 +52,8 @@ public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
   case saturated(retryAfterSeconds: Int)
   case promptTooLong(tokens: Int, contextSize: Int)
   case emptyPrompt
+  /// A token-id prompt's element `index` is not a token of the model's vocabulary.
+  case tokenOutOfRange(index: Int, id: Int, vocabularySize: Int)
   /// `adapterScale` is not finite or outside `AdapterRegistry.scaleRange`.
   case adapterScaleOutOfRange(Float)
   /// `enableThinking: true` for a chat template without a thinking mode.
@@ -65,6 +70,8 @@ public enum ServingError: Error, Sendable, Equatable, CustomStringConvertible {
     case .promptTooLong(let tokens, let size):
       return "the prompt has \(tokens) tokens; the context holds \(size), so at most \(size - 1) fit"
     case .emptyPrompt: return "the prompt is empty"
+    case .tokenOutOfRange(_, let id, let size):
+      return "token id \(id) is not in the model's vocabulary (0 to \(size - 1))"
     case .adapterScaleOutOfRange(let scale):
       let range = AdapterRegistry.scaleRange
       return "the adapter scale must be a finite number from \(range.lowerBound) to \(range.upperBound), got \(scale)"

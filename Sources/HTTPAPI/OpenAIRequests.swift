@@ -455,9 +455,56 @@ public struct ChatCompletionRequest: Sendable, Equatable, Codable {
   }
 }
 
+/// A completions prompt: text (its special-token text parsed, as llama-server does), or token
+/// ids taken as they are, the two forms OpenAI's API takes for one prompt.
+public enum CompletionPrompt: Sendable, Equatable, ExpressibleByStringLiteral {
+  case text(String)
+  case tokens([Int])
+
+  public init(stringLiteral text: String) { self = .text(text) }
+
+  /// One prompt in any of OpenAI's spellings: `"text"`, `["text"]`, `[1, 2]` or `[[1, 2]]`. A
+  /// batch of several prompts is refused (one prompt per request here), and so is a token id
+  /// that is not an integer, naming it (`prompt[3]`).
+  init(_ value: JSONValue) throws(APIError) {
+    switch value {
+    case .string(let text):
+      self = .text(text)
+    case .array(let items):
+      if items.count == 1, case .string(let text) = items[0] {
+        self = .text(text)
+      } else if items.count == 1, case .array(let ids) = items[0] {
+        self = .tokens(try Self.tokenIDs(ids, field: "prompt[0]"))
+      } else if !items.isEmpty, items.allSatisfy(Self.isNumber) {
+        self = .tokens(try Self.tokenIDs(items, field: "prompt"))
+      } else {
+        throw .invalidField("prompt", "must be one prompt (a string or an array of token ids), got \(items.count) prompts")
+      }
+    default:
+      throw .invalidField("prompt", "must be a string or an array of token ids")
+    }
+  }
+
+  private static func isNumber(_ value: JSONValue) -> Bool {
+    if case .number = value { return true }
+    return false
+  }
+
+  private static func tokenIDs(_ items: [JSONValue], field: String) throws(APIError) -> [Int] {
+    var ids: [Int] = []
+    for (index, item) in items.enumerated() {
+      guard case .number(let number) = item, let id = Int(exactly: number) else {
+        throw .invalidField("\(field)[\(index)]", "must be an integer token id")
+      }
+      ids.append(id)
+    }
+    return ids
+  }
+}
+
 public struct CompletionRequest: Sendable, Equatable, Codable {
   public var model: String?
-  public var prompt: String
+  public var prompt: CompletionPrompt
   public var sampling: SamplingParameters
   public var stream: Bool
   public var includeUsageInStream: Bool
@@ -467,7 +514,7 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
   public var lora: [LoRAScaleEntry]?
 
   public init(
-    model: String? = nil, prompt: String, sampling: SamplingParameters = .init(), stream: Bool = false,
+    model: String? = nil, prompt: CompletionPrompt, sampling: SamplingParameters = .init(), stream: Bool = false,
     includeUsageInStream: Bool = false, features: RequestedFeatures = .init(), adapterScaling: AdapterScaling? = nil,
     lora: [LoRAScaleEntry]? = nil
   ) {
@@ -495,13 +542,7 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     try IgnoredFields.check(decoder)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     model = try c.decodeIfPresent(String.self, forKey: .model)
-    // OpenAI allows a batch of prompts; one prompt per request here, so exactly one.
-    let prompts = try c.decode(OneOrMany.self, forKey: .prompt).values
-    guard prompts.count == 1 else {
-      throw DecodingError.dataCorruptedError(
-        forKey: .prompt, in: c, debugDescription: "exactly one prompt per request, got \(prompts.count)")
-    }
-    prompt = prompts[0]
+    prompt = try CompletionPrompt(c.decode(JSONValue.self, forKey: .prompt))
     stream = try c.decodeIfPresent(Bool.self, forKey: .stream) ?? false
     includeUsageInStream = try c.decodeIfPresent(StreamOptions.self, forKey: .streamOptions)?.includeUsage ?? false
     sampling = try SamplingParameters(from: decoder.container(keyedBy: SamplingParameters.CodingKeys.self))
@@ -527,7 +568,10 @@ public struct CompletionRequest: Sendable, Equatable, Codable {
     try c.encodeIfPresent(model, forKey: .model)
     try c.encodeIfPresent(adapterScaling?.scale, forKey: .adapterScale)
     try c.encodeIfPresent(lora, forKey: .lora)
-    try c.encode(prompt, forKey: .prompt)
+    switch prompt {
+    case .text(let text): try c.encode(text, forKey: .prompt)
+    case .tokens(let ids): try c.encode(ids, forKey: .prompt)
+    }
     try c.encode(stream, forKey: .stream)
     if includeUsageInStream { try c.encode(StreamOptions(includeUsage: true), forKey: .streamOptions) }
     try c.encodeIfPresent(features.n, forKey: .n)

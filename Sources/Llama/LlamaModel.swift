@@ -1,5 +1,6 @@
 // A loaded Llama-family model: the mapped file, its hyper-parameters and weight views.
 // Immutable and shared by every context (serving sequences, the trainer).
+import CKernels
 import GGUF
 import Kernels
 
@@ -21,6 +22,10 @@ public final class LlamaModel: Sendable {
     rope = RoPEFrequencies(hyper: hyper, factors: weights.ropeFrequencyFactors)
     slidingRope = RoPEFrequencies.sliding(hyper)
     owner = nil
+    // A decode step reads every weight once: past the last-level cache they come from memory,
+    // where the matvec walks one row per pass (see dq_set_weights_stream_from_memory).
+    let weightBytes = Int64(file.fileSize - file.dataOffset)
+    dq_set_weights_stream_from_memory(weightBytes > dq_cpu_last_level_cache_bytes())
   }
 
   /// `base` with some projection matrices replaced by views into memory `owner` keeps alive;

@@ -1,5 +1,5 @@
 // The AVX-512 decode kernels (quants_avx512.c) against the scalar references, on every row
-// count around their four-row passes and on block counts that leave the four-block steps a
+// count around their four-row passes (and one row a pass, as when the weights stream from memory) and on block counts that leave the four-block steps a
 // tail of pairs (odd counts: the zero-padded last pair), and
 // the AVX2 dots, which the dispatcher no longer picks on an AVX-512 machine, against the
 // references too. Tolerances as in TwinTests (same exact integer sums per block).
@@ -20,7 +20,10 @@ import Testing
       let rowBytes = (0..<maxRows).map { _ in Quant.randomRow(type, n: n, rng: &rng) }
       let w = rowBytes.flatMap { $0 }
       let x = Quant.activation(for: type, (0..<n).map { _ in rng.gaussian() })
-      for rows in 1...maxRows {
+      // four rows a pass (weights in cache) and one (weights streaming from memory): same bits
+      for (rows, streaming) in (1...maxRows).flatMap({ r in [(r, false), (r, true)] }) {
+        dq_set_weights_stream_from_memory(streaming)
+        defer { dq_set_weights_stream_from_memory(false) }
         var y = [Float](repeating: .nan, count: rows + 1)
         w.withUnsafeBytes { wp in
           x.withUnsafeBytes { xp in
@@ -34,9 +37,9 @@ import Testing
           let ref = Quant.dot(type, n: n, rowBytes[r], x, ref: true)
           let s = magnitude(Quant.dequantize(type, rowBytes[r], n: n), Quant.dequantize(dq_vec_dot_type(type), x, n: n))
           let tol = summationTolerance(n: n, block: block, s)
-          #expect(abs(Double(y[r]) - Double(ref)) <= tol, "\(name) n=\(n) rows=\(rows) r=\(r): \(y[r]) vs \(ref)")
+          #expect(abs(Double(y[r]) - Double(ref)) <= tol, "\(name) n=\(n) rows=\(rows) r=\(r) streaming=\(streaming): \(y[r]) vs \(ref)")
           // a row's arithmetic does not depend on the rows sharing its pass
-          #expect(y[r].bitPattern == Quant.dot(type, n: n, rowBytes[r], x, ref: false).bitPattern, "\(name) n=\(n) rows=\(rows) r=\(r)")
+          #expect(y[r].bitPattern == Quant.dot(type, n: n, rowBytes[r], x, ref: false).bitPattern, "\(name) n=\(n) rows=\(rows) r=\(r) streaming=\(streaming)")
         }
       }
     }

@@ -120,6 +120,9 @@ extension DaemonTests {
       // 1100 one-token words (3.3 kB, under the body limit) overflow the 1024-token context.
       let long = String(repeating: "hi ", count: 1100)
       try expectError(try curl(socket, "POST", "/v1/completions", json: #"{"prompt": "\#(long)", "max_tokens": 4}"#), 400, param: "prompt")
+      // Token-id prompts (as OpenAI and llama-server take them): an id outside the vocabulary is named.
+      try expectError(try curl(socket, "POST", "/v1/completions", json: #"{"prompt": [1, 2, 99999999], "max_tokens": 2}"#), 400, param: "prompt[2]")
+      #expect(try curl(socket, "POST", "/v1/completions", json: #"{"prompt": [1, 9690, 198], "max_tokens": 2}"#).status == 200)
       try expectError(try curl(socket, "GET", "/v1/nothing"), 404)
       try expectError(try curl(socket, "DELETE", "/v1/models"), 405)
       let ok = try curl(socket, "POST", "/v1/chat/completions", json: chatBody("hi", maxTokens: 2))

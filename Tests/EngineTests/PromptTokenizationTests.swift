@@ -30,4 +30,19 @@ struct PromptTokenizationTests {
     let rendered = try engine.tokenize(.chat([ChatMessage(role: "user", content: "x")]))
     #expect(chat.filter { $0 == start }.count == rendered.filter { $0 == start }.count, "\(chat)")
   }
+
+  @Test func aTokenIDPromptIsEvaluatedAsGiven() throws {
+    let engine = try Self.engine()
+    let text = try engine.tokenize(.text("Once upon a time"))
+    #expect(try engine.tokenize(.tokens(text.map(Int.init))) == text)
+    // No BOS is added to ids, and no id is dropped or merged.
+    #expect(try engine.tokenize(.tokens([3, 3, 3])) == [3, 3, 3])
+    let vocabulary = Loaded.shared.model.vocabularySize
+    #expect(throws: ServingError.tokenOutOfRange(index: 1, id: vocabulary, vocabularySize: vocabulary)) {
+      try engine.tokenize(.tokens([1, vocabulary, 2]))
+    }
+    #expect(throws: ServingError.tokenOutOfRange(index: 0, id: -1, vocabularySize: vocabulary)) {
+      try engine.tokenize(.tokens([-1]))
+    }
+  }
 }

@@ -112,6 +112,31 @@ import Testing
     }
   }
 
+  @Test func completionPromptsInEveryOpenAISpelling() async throws {
+    try await withServer { path, backend, _ in
+      let spellings: [(String, CompletionPrompt)] = [
+        (#""Once""#, .text("Once")), (#"["Once"]"#, .text("Once")),
+        ("[1, 2, 3]", .tokens([1, 2, 3])), ("[[4, 5]]", .tokens([4, 5])),
+      ]
+      for (prompt, expected) in spellings {
+        let r = try await request(path, "POST", "/v1/completions", json: #"{"prompt":\#(prompt),"max_tokens":2}"#)
+        #expect(r.status == 200, "\(prompt)")
+        #expect(backend.snapshot.lastCompletion?.prompt == expected, "\(prompt)")
+      }
+      let refused: [(String, String)] = [
+        (#"["a", "b"]"#, "prompt"), ("[]", "prompt"), ("[[1], [2]]", "prompt"), (#"[1, "a"]"#, "prompt"),
+        ("[1, 2.5]", "prompt[1]"), ("[[7, 1e30]]", "prompt[0][1]"), ("{}", "prompt"),
+      ]
+      let started = backend.snapshot.started
+      for (prompt, param) in refused {
+        let r = try await request(path, "POST", "/v1/completions", json: #"{"prompt":\#(prompt)}"#)
+        #expect(r.status == 400, "\(prompt)")
+        #expect(try errorObject(r)["param"] as? String == param, "\(prompt)")
+      }
+      #expect(backend.snapshot.started == started)
+    }
+  }
+
   @Test func modelsHealthMetrics() async throws {
     try await withServer { path, backend, _ in
       let m = try await request(path, "GET", "/v1/models")

@@ -63,12 +63,15 @@ struct PEFTGradientTests {
 
   /// int8 forward products (inference's: 8-bit activations, integer dots) and fp32 backward
   /// products against the same fp32 reference, with PyTorch's own bf16 autocast error as the
-  /// yardstick. Measured: loss 0.81 %, worst module norm 13.5 %, worst entry 5.4 % of its
-  /// module's norm, i.e. 1.9x, 2.0x and 3.8x PyTorch bf16's (0.43 %, 6.8 %, 1.4 %): coarser
-  /// than bf16 (the gradient passes straight through the 8-bit activation rounding), so the
-  /// bound is 4x.
+  /// yardstick (loss 0.43 %, worst module norm 6.8 %, worst entry 1.4 % of its module's norm).
+  /// int8's error is coarser than bf16's (the gradient passes straight through the 8-bit
+  /// activation rounding) and which way each rounding goes follows last-bit differences in the
+  /// fp32 parts: the same code measured loss 0.81 / 1.50 / 2.56 %, worst norm 13.5 / 18.7 / 44.9 %,
+  /// worst entry 5.4 / 10.5 / 5.9 % with OpenBLAS's Prescott, Haswell (= Zen) and SkylakeX
+  /// sgemm kernels, i.e. up to 5.9x, 6.6x and 7.5x PyTorch bf16's. The bound is 10x: a broken
+  /// int8 product is off by far more.
   @Test func int8LossAndGradientsStayAsNearAsPyTorchBF16() async throws {
-    try await offCooperativePool { try compareWithinPyTorchBF16Error(.int8, times: 4) }
+    try await offCooperativePool { try compareWithinPyTorchBF16Error(.int8, times: 10) }
   }
 
   /// Relative errors against the reference: the loss, the worst module gradient norm, and the

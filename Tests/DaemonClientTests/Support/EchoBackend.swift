@@ -38,7 +38,12 @@ final class EchoBackend: InferenceBackend {
   }
 
   func complete(_ request: CompletionRequest, choices: Int) async throws -> [AsyncThrowingStream<GenerationEvent, any Error>] {
-    try (0..<choices).map { _ in try words("after \(request.prompt)", model: request.model, prompt: 1) }
+    let prompt: String
+    switch request.prompt {
+    case .text(let text): prompt = text
+    case .tokens(let ids): prompt = "\(ids)"
+    }
+    return try (0..<choices).map { _ in try words("after \(prompt)", model: request.model, prompt: 1) }
   }
 
   private func words(_ text: String, model: String?, prompt: Int) throws -> AsyncThrowingStream<GenerationEvent, any Error> {
