@@ -19,6 +19,7 @@ int main(int argc, char **argv) {
   const int n = argc > 1 ? atoi(argv[1]) : 2048, mib = argc > 2 ? atoi(argv[2]) : 512, reps = argc > 3 ? atoi(argv[3]) : 3;
   const char *want = argc > 4 ? argv[4] : NULL;
   setvbuf(stdout, 0, _IONBF, 0);
+  dq_set_weights_stream_from_memory(true);  // these matrices are larger than the cache, as a model's weights
   printf("columns %d, matrix %d MiB (repeated rows), best of %d, one thread; ms per step (all tokens)\n", n, mib, reps);
   printf("%-5s %3s %10s %10s %10s %8s %8s  %s\n", "type", "tok", "tokens-mv", "tiles", "mv x tok", "tiles/", "mv/", "bits");
   for (size_t ti = 0; ti < sizeof all / sizeof all[0]; ti++) {

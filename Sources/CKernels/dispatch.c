@@ -97,10 +97,6 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
     return;
   }
   const char *row = (const char *)w + (size_t)row_begin * row_stride;
-  // One row at a time with the blocks of the rows ahead prefetched (the batched decode kernels with
-  // one token): the same bits as the four-row matvec, which waits on each row's misses.
-  dq_matmul_tokens_fn mt = use_avx512() ? dq_avx512_matvec_tokens_kernel(type) : NULL;
-  if (mt && mt(n, row, row_stride, x, 0, 1, y, 0, row_end - row_begin)) return;
   dq_matvec_fn mv = use_avx512() ? dq_avx512_matvec_kernel(type) : NULL;
   if (mv) {
     mv(n, row, row_stride, x, y, row_end - row_begin);

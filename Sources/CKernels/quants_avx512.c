@@ -29,7 +29,7 @@ enum { MAX_ROWS = 4 };
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
-INLINE512 void prefetch_ahead(const char *p, size_t bytes) {
+INLINE512 void prefetch_span(const char *p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
   _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
 }
@@ -444,7 +444,7 @@ INLINE512 void prep_q8_K4(int64_t nb, const char *x, size_t xs, int T, uint8_t *
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();                                       \
     for (int64_t i = 0; i < nb; i += 2) {                                                           \
       const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
-      prefetch_ahead((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      prefetch_span((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
       const __m512i q = CODES;                                                                      \
       const __m512 dw = halves_pair(a[i].d, a1->d);                                                 \
       const uint8_t *o = px + (size_t)(i / 2) * T * 192;                                            \
@@ -472,7 +472,7 @@ DEFINE_TOK_Q8_0(q8_0_tok, block_q8_0, zero_q8_0,
     const __m512i lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);         \
     for (int64_t i = 0; i < nb; i += 2) {                                                           \
       const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
-      prefetch_ahead((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      prefetch_span((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
       uint32_t w0, w1;                                                                              \
       memcpy(&w0, &a[i].d, 4);                                                                      \
       memcpy(&w1, &a1->d, 4);                                                                       \
@@ -508,11 +508,11 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
     if (hb) {
       const block_q5_K *a = (const block_q5_K *)w + i;
       scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
-      prefetch_ahead((const char *)a + stride, sizeof *a);
+      prefetch_span((const char *)a + stride, sizeof *a);
     } else {
       const block_q4_K *a = (const block_q4_K *)w + i;
       scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
-      prefetch_ahead((const char *)a + stride, sizeof *a);
+      prefetch_span((const char *)a + stride, sizeof *a);
     }
     uint64_t sc8, mn8;
     k4_scales_mins(scales, &sc8, &mn8);
@@ -569,7 +569,7 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
   const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
   for (int64_t i = 0; i < nb; i++) {
     const block_q6_K *a = (const block_q6_K *)w + i;
-    prefetch_ahead((const char *)a + stride, sizeof *a);
+    prefetch_span((const char *)a + stride, sizeof *a);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
     __m512i lo[2], hi[2], s_lo[2], s_hi[2];
     for (int h = 0; h < 2; h++) {
