@@ -1,6 +1,8 @@
 // Run-time dispatch: the public dequantize / dot / matvec entry points pick the AVX2/FMA/F16C
 // twin when the CPU has those features (checked once) and fall back to the scalar references
 // otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
+#include <stdatomic.h>
+
 #include "cpu_features.h"
 #include "quants.h"
 #include "tiles.h"
@@ -89,6 +91,14 @@ static inline void prefetch_rows(const char *p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 
+static atomic_bool stream_from_memory;
+void dq_set_weights_stream_from_memory(bool on) {
+  atomic_store_explicit(&stream_from_memory, on, memory_order_relaxed);
+}
+static inline bool weights_stream_from_memory(void) {
+  return atomic_load_explicit(&stream_from_memory, memory_order_relaxed);
+}
+
 void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     float *y, int64_t row_begin, int64_t row_end) {
   dq_dot_fn f = dot_kernel(type);
@@ -97,6 +107,11 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
     return;
   }
   const char *row = (const char *)w + (size_t)row_begin * row_stride;
+  // Weights streaming from memory: one row at a time, the rows at least 4 KiB ahead prefetched
+  // (the batched decode kernels with one token; the same bits as the four-row matvec, which
+  // shares the activation's loads and wins only from cache; see ckernels.h).
+  dq_matmul_tokens_fn mt = use_avx512() && weights_stream_from_memory() ? dq_avx512_matvec_tokens_kernel(type) : NULL;
+  if (mt && mt(n, row, row_stride, x, 0, 1, y, 0, row_end - row_begin)) return;
   dq_matvec_fn mv = use_avx512() ? dq_avx512_matvec_kernel(type) : NULL;
   if (mv) {
     mv(n, row, row_stride, x, y, row_end - row_begin);

@@ -11,8 +11,6 @@
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
 
-#include <stdatomic.h>
-
 #include "dq_simd.h"
 #if DQ_X86_SIMD
 #include <immintrin.h>
@@ -314,6 +312,29 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
   }
 }
 
+// One 128-element half h of a q6_K super-block, shared by the one-token and batched kernels so
+// both keep the same arithmetic: the codes of elements 0..63 (*lo, sub-blocks 8h+0..3) and
+// 64..127 (*hi, 8h+4..7) as bytes, and their 16-bit scales spread to the maddubs pairs.
+INLINE512 void q6_K_half(const block_q6_K *a, int h, __m256i sc16, __m512i *lo, __m512i *hi, __m512i *s_lo,
+                         __m512i *s_hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
+  *lo = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
+  *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
+  const int s = 8 * h;
+  const long long u = 0x0001000100010001LL;
+  const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1), u * (s + 1),
+                                          u * s, u * s);
+  const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+  const __m512i sc_all = _mm512_castsi256_si512(sc16);
+  *s_lo = _mm512_permutexvar_epi16(idx_lo, sc_all);
+  *s_hi = _mm512_permutexvar_epi16(idx_hi, sc_all);
+}
+
 // q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
 // gives elements 0..63 in its low nibbles and 64..127 in its high nibbles; qh's 2-bit fields
 // 0, 1 (bits 0-1, 2-3) top up elements 0..31 / 32..63, fields 2, 3 elements 64..95 / 96..127.
@@ -322,9 +343,6 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
   const int64_t nb = n / QK_K;
   __m512 acc[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
-  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
@@ -336,21 +354,10 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
       __m512i sumi = _mm512_setzero_si512();
       for (int h = 0; h < 2; h++) {
-        const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
-        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
-        const __m512i lo = _mm512_or_si512(_mm512_and_si512(l, m4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
-        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
-        // sub-blocks of 16: lo covers 8h+0..3, hi 8h+4..7
-        const int s = 8 * h;
-        const long long u = 0x0001000100010001LL;
-        const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1),
-                                                u * (s + 1), u * s, u * s);
-        const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
-        const __m512i sc_all = _mm512_castsi256_si512(sc16);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), _mm512_permutexvar_epi16(idx_lo, sc_all));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), _mm512_permutexvar_epi16(idx_hi, sc_all));
+        __m512i lo, hi, s_lo, s_hi;
+        q6_K_half(a, h, sc16, &lo, &hi, &s_lo, &s_hi);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
       }
       // offset: 32 sum_k sc_k bsum_k
       const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
@@ -564,30 +571,12 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
                         int64_t ldy) {
   __m512 acc[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
-  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
   for (int64_t i = 0; i < nb; i++) {
     const block_q6_K *a = (const block_q6_K *)w + i;
     prefetch_span((const char *)a + stride, sizeof *a);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
     __m512i lo[2], hi[2], s_lo[2], s_hi[2];
-    for (int h = 0; h < 2; h++) {
-      const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
-      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
-      lo[h] = _mm512_or_si512(_mm512_and_si512(l, m4),
-                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
-      hi[h] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
-      const int s = 8 * h;
-      const long long u = 0x0001000100010001LL;
-      const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1),
-                                              u * (s + 1), u * s, u * s);
-      const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
-      const __m512i sc_all = _mm512_castsi256_si512(sc16);
-      s_lo[h] = _mm512_permutexvar_epi16(idx_lo, sc_all);
-      s_hi[h] = _mm512_permutexvar_epi16(idx_hi, sc_all);
-    }
+    for (int h = 0; h < 2; h++) q6_K_half(a, h, sc16, &lo[h], &hi[h], &s_lo[h], &s_hi[h]);
     const float fd = _cvtsh_ss(a->d);
     for (int t = 0; t < T; t++) {
       const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
@@ -675,10 +664,6 @@ dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) {
 }
 
 // ---- per-type entry points: rows in fours, then one at a time -------------------------------
-// (one at a time throughout when the weights stream from memory: see ckernels.h)
-static atomic_bool stream_from_memory;
-void dq_set_weights_stream_from_memory(bool on) { atomic_store_explicit(&stream_from_memory, on, memory_order_relaxed); }
-static inline bool rows_in_fours(void) { return !atomic_load_explicit(&stream_from_memory, memory_order_relaxed); }
 
 #define ROWS_KERNEL(name, call)                                                                   \
   TARGET512 static void name##_r4(int64_t n, const char *w, size_t s, const void *x, float *y) {  \
@@ -690,8 +675,7 @@ static inline bool rows_in_fours(void) { return !atomic_load_explicit(&stream_fr
   static void name##_matvec(int64_t n, const void *w, size_t s, const void *x, float *y, int64_t rows) { \
     const char *row = w;                                                                          \
     int64_t r = 0;                                                                                \
-    if (rows_in_fours())                                                                          \
-      for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                 \
+    for (; r + 4 <= rows; r += 4, row += 4 * s) name##_r4(n, row, s, x, y + r);                   \
     for (; r < rows; r++, row += s) name##_r1(n, row, s, x, y + r);                               \
   }                                                                                               \
   static float name##_dot(int64_t n, const void *w, const void *x) {                              \
@@ -740,7 +724,6 @@ dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) {
 }
 
 #else
-void dq_set_weights_stream_from_memory(bool on) { (void)on; }
 dq_dot_fn dq_avx512_dot_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matvec_fn dq_avx512_matvec_kernel(uint32_t type) { (void)type; return NULL; }
 dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) { (void)type; return NULL; }
