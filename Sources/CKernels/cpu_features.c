@@ -73,7 +73,7 @@ static int64_t sysfs_last_level_cache_bytes(void) {
   return best;
 }
 
-int64_t dq_cpu_last_level_cache_bytes(void) {
+static int64_t read_last_level_cache_bytes(void) {
   const int64_t from_sysfs = sysfs_last_level_cache_bytes();
   if (from_sysfs > 0) return from_sysfs;
 #if defined(_SC_LEVEL3_CACHE_SIZE)
@@ -85,4 +85,15 @@ int64_t dq_cpu_last_level_cache_bytes(void) {
   if (l2 > 0) return l2;
 #endif
   return 0;
+}
+
+// Read once, like the feature bits (every model load asks; racing first calls read the same).
+int64_t dq_cpu_last_level_cache_bytes(void) {
+  static _Atomic int64_t cached = -1;
+  int64_t bytes = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (bytes < 0) {
+    bytes = read_last_level_cache_bytes();
+    atomic_store_explicit(&cached, bytes, memory_order_relaxed);
+  }
+  return bytes;
 }
