@@ -321,4 +321,23 @@ struct SamplerTests {
     b.logitBias = [1: Float(log(2.0))]
     expectFrequencies(histogram(b, [0, 0, 0], n: 20_000), [0.25, 0.5, 0.25])
   }
+
+  @Test func biasThenRepeatPenaltyThenPresencePenaltyOnOneToken() {
+    // Token 1 (logit 1) takes all three: (1 + 3) / 2 = 2 after the bias and the repeat penalty
+    // (it is in the history), then − 0.5 presence once drawn. Token 0 (logit 2.5) has none.
+    var p = SamplingParameters.greedy
+    p.logitBias = [1: 3]
+    p.repeatPenalty = 2
+    p.presencePenalty = 0.5
+    var sampler = Sampler(p)
+    let logits: [Float] = [1.9, 1, -4, 1.8]
+    // 2 > 1.9: token 1, which now also carries the presence penalty: 1.5 < 1.9 → token 0.
+    #expect(draw(&sampler, logits, history: [1]) == 1)
+    #expect(draw(&sampler, logits, history: [1, 1]) == 0)
+    // Out-of-range bias keys change nothing; the rest of the logits pass through unchanged.
+    var q = SamplingParameters.greedy
+    q.logitBias = [7: 100, -1: 100]
+    var s2 = Sampler(q)
+    #expect(draw(&s2, logits) == 0)
+  }
 }
