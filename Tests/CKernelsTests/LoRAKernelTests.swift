@@ -1,5 +1,5 @@
-// The unmerged-LoRA kernels (lora.c): the AVX2 twins against the scalar references, on random
-// F16 factors with ranks and lengths that exercise every tail (odd rank, columns not a multiple
+// The unmerged-LoRA kernels (lora.c): the SIMD twins (AVX-512 or AVX2, as the CPU has them)
+// against the scalar references, on random F16 factors with ranks and lengths that exercise every tail (odd rank, columns not a multiple
 // of 16, rows not a multiple of 32). The twins differ only in summation order and FMA rounding,
 // so the bound is the usual recursive-summation one on S = sum |terms|. The fused decode job
 // (dq_pool_matvec_lora: quantized matvec plus the update, one pool job) against the matvec
