@@ -1,11 +1,12 @@
 // The unmerged-LoRA kernels (lora.c): the SIMD twins (AVX-512 or AVX2, as the CPU has them)
-// against the scalar references, on random F16 factors with ranks and lengths that exercise every tail (odd rank, columns not a multiple
-// of 16, rows not a multiple of 32). The twins differ only in summation order and FMA rounding,
-// so the bound is the usual recursive-summation one on S = sum |terms|. The fused decode job
-// (dq_pool_matvec_lora: quantized matvec plus the update, one pool job) against the matvec
-// rows and the scalar references, on 1-3 threads. The grouped batch job (dq_pool_matmul_lora:
-// a multi-row product plus several adapters' updates, each on its own token rows) against the
-// same job without updates plus the scalar references, with and without the base product.
+// against the scalar references, on random F16 factors with ranks and lengths that exercise
+// every tail (odd rank, columns not a multiple of 16, rows not a multiple of 32). The twins
+// differ only in summation order and FMA rounding, so the bound is the usual recursive-summation
+// one on S = sum |terms|. The fused decode job (dq_pool_matvec_lora: quantized matvec plus the
+// update, one pool job) against the matvec rows and the scalar references, on 1-3 threads. The
+// grouped batch job (dq_pool_matmul_lora: a multi-row product plus several adapters' updates,
+// each on its own token rows) against the same job without updates plus the scalar references,
+// with and without the base product.
 import CKernels
 import Testing
 
