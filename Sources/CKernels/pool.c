@@ -296,61 +296,23 @@ typedef struct {
   int64_t ranks;           // sum of the groups' ranks
   int64_t next_item;       // first item not yet claimed
   _Atomic int64_t done_k;  // ranks whose u is written for all of their group's rows
+  _Atomic int64_t based;   // threads whose slice of the base product is done (by adapter)
 } matmul_lora_job;
 
-// The factor bytes one thread reads after the base product: its share of every group's A (the
-// down step's items are claimed, so this is a guess that holds when the threads keep pace) and its
-// output slice of every rank's row of Bᵀ. Walked as a cursor so the requests can be spread over
-// the base product.
-typedef struct {
-  const dq_lora_rows *groups;
-  int group_count;
-  int64_t n, rows, begin, end;
-  int ith, nth;
-  int g;       // group
-  int64_t k;   // -1: the A share, else the row of Bᵀ
-  size_t off;  // bytes of the current span already requested
-} factor_cursor;
+// With at least as many adapters as threads, each thread takes whole adapters (g = ith, ith +
+// nth, ...): their down and up steps read every factor matrix front to back, one sequential
+// stream each, and a thread needs no one else's u. Splitting every adapter's output rows across
+// the threads instead cut each row of Bᵀ into short stretches (96-768 rows), which the hardware
+// prefetchers do not follow. With fewer adapters (one adapter's rows, the common case) the work
+// is split within each adapter as before.
+static bool by_adapter(const matmul_lora_job *job, int nth) { return job->group_count >= nth; }
 
-static void cursor_span(const factor_cursor *c, const char **p, size_t *bytes) {
-  const dq_lora_f16 *l = &c->groups[c->g].lora;
-  if (c->k < 0) {
-    const size_t all = (size_t)l->rank * (size_t)c->n * sizeof(uint16_t);
-    const size_t a0 = all * (size_t)c->ith / (size_t)c->nth, a1 = all * (size_t)(c->ith + 1) / (size_t)c->nth;
-    *p = (const char *)l->a + a0;
-    *bytes = a1 - a0;
-  } else {
-    *p = (const char *)(l->bt + c->k * c->rows + c->begin);
-    *bytes = (size_t)(c->end - c->begin) * sizeof(uint16_t);
+static void wait_until(_Atomic int64_t *counter, int64_t target) {
+  for (int spins = 1; atomic_load_explicit(counter, memory_order_acquire) < target; spins++) {
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
   }
 }
-
-// Requests up to `lines` cache lines of the factors; false once all are requested.
-static bool cursor_prefetch(factor_cursor *c, int64_t lines) {
-  while (c->g < c->group_count) {
-    const char *p;
-    size_t bytes;
-    cursor_span(c, &p, &bytes);
-    for (; c->off < bytes && lines > 0; c->off += 64, lines--) __builtin_prefetch(p + c->off, 0, 2);
-    if (lines == 0) return true;
-    c->off = 0;
-    if (++c->k >= c->groups[c->g].lora.rank) c->g++, c->k = -1;
-  }
-  return false;
-}
-
-static int64_t factor_lines(const matmul_lora_job *job, int nth, int64_t begin, int64_t end) {
-  int64_t lines = 0;
-  for (int g = 0; g < job->group_count; g++) {
-    const dq_lora_f16 *l = &job->groups[g].lora;
-    lines += l->rank * job->n * (int64_t)sizeof(uint16_t) / 64 / nth;
-    lines += l->rank * ((end - begin) * (int64_t)sizeof(uint16_t) + 63) / 64;
-  }
-  return lines;
-}
-
-// Rows of the base product between two bursts of factor requests.
-enum { LORA_PREFETCH_ROWS = 32 };
 
 static void matmul_lora_part(void *p, int ith, int nth) {
   matmul_lora_job *job = p;
@@ -360,20 +322,31 @@ static void matmul_lora_part(void *p, int ith, int nth) {
   const int64_t begin = per * ith < job->rows ? per * ith : job->rows;
   const int64_t end = begin + per < job->rows ? begin + per : job->rows;
   // The base product first (measured: 3-5 % faster at 8 rank-64 adapters than the down step
-  // first). It is bound by arithmetic and the factors' reads by memory, so the factors this
-  // thread reads next are requested during it, a share after every LORA_PREFETCH_ROWS rows:
-  // they come from the caches when the down and up steps run. (Requesting them all at once
-  // before the base product was slower: they evicted its weights.)
-  if (begin < end && job->w) {
-    factor_cursor cursor = {job->groups, job->group_count, n, job->rows, begin, end, ith, nth, 0, -1, 0};
-    const int64_t pieces = (end - begin + LORA_PREFETCH_ROWS - 1) / LORA_PREFETCH_ROWS;
-    const int64_t lines = (factor_lines(job, nth, begin, end) + pieces - 1) / pieces;
-    for (int64_t r0 = begin; r0 < end; r0 += LORA_PREFETCH_ROWS) {
-      const int64_t r1 = r0 + LORA_PREFETCH_ROWS < end ? r0 + LORA_PREFETCH_ROWS : end;
-      cursor_prefetch(&cursor, lines);
-      dq_matmul_rows(job->type, n, job->w, job->row_stride, job->x, job->x_stride, job->tokens, job->y + r0,
-                     job->ldy, r0, r1);
+  // first). Requesting the factors during it (prefetches spread over its rows) was measured
+  // twice and lost both times: all at once on an Intel Xeon, a share every 32 rows on the AMD
+  // EPYC once the factors were walked by adapter (8 rank-64 adapters 77-84 % of one adapter
+  // with it, 86-91 % without).
+  if (begin < end && job->w)
+    dq_matmul_rows(job->type, n, job->w, job->row_stride, job->x, job->x_stride, job->tokens, job->y + begin,
+                   job->ldy, begin, end);
+  const int first_group = by_adapter(job, nth) ? ith : 0;
+  if (by_adapter(job, nth)) {
+    for (int g = first_group; g < job->group_count; g += nth) {
+      const dq_lora_rows *group = &job->groups[g];
+      for (int64_t t = group->first; t < group->first + group->count; t++)
+        dq_lora_down_f16(job->u + t * job->ldu, group->lora.a, group->lora.rank, job->x_f32 + t * n, n,
+                         group->lora.scale);
     }
+    // Every row of y holds its base product before any update is added to it.
+    atomic_fetch_add_explicit(&job->based, 1, memory_order_acq_rel);
+    wait_until(&job->based, nth);
+    for (int g = first_group; g < job->group_count; g += nth) {
+      const dq_lora_rows *group = &job->groups[g];
+      for (int64_t t = group->first; t < group->first + group->count; t++)
+        dq_lora_up_f16(job->y + t * job->ldy, group->lora.bt, job->rows, job->u + t * job->ldu, group->lora.rank,
+                       job->rows);
+    }
+    return;
   }
   // The down step: claimed items, as in matvec_lora_part, so a late thread leaves them to others.
   int g = 0;
@@ -393,10 +366,7 @@ static void matmul_lora_part(void *p, int ith, int nth) {
                        group->lora.scale);
     atomic_fetch_add_explicit(&job->done_k, k1 - k0, memory_order_release);
   }
-  for (int spins = 1; atomic_load_explicit(&job->done_k, memory_order_acquire) < job->ranks; spins++) {
-    cpu_relax();
-    if (spins % YIELD_EVERY == 0) sched_yield();
-  }
+  wait_until(&job->done_k, job->ranks);
   if (begin >= end) return;
   for (int i = 0; i < job->group_count; i++) {
     const dq_lora_rows *group = &job->groups[i];
@@ -411,7 +381,7 @@ void dq_pool_matmul_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w,
                          float *y, int64_t ldy, int64_t rows, const dq_lora_rows *groups,
                          int group_count, float *u, int64_t ldu) {
   matmul_lora_job job = {type, n, w, row_stride, x, x_stride, x_f32, tokens, y, ldy, rows, groups,
-                         group_count, u, ldu, 0, 0, 0, 0};
+                         group_count, u, ldu, 0, 0, 0, 0, 0};
   for (int g = 0; g < group_count; g++) {
     job.items += (groups[g].lora.rank + LORA_RANK_CHUNK - 1) / LORA_RANK_CHUNK;
     job.ranks += groups[g].lora.rank;

@@ -98,13 +98,16 @@ import Testing
     }
   }
 
-  @Test(arguments: [1, 2, 3]) func groupedMatmulMatchesMatmulPlusReferences(threads: Int) {
+  /// Four runs of adapters take the job's by-adapter walk at every thread count here; one run
+  /// takes it on one thread and the walk that splits each adapter's work on two and three.
+  @Test(arguments: [1, 2, 3], [false, true]) func groupedMatmulMatchesMatmulPlusReferences(threads: Int, oneRun: Bool) {
     var rng = SeededRNG(seed: 9500 + UInt64(threads))
     let pool = dq_pool_create(Int32(threads))!
     defer { dq_pool_destroy(pool) }
     // Token rows 0-1 on adapter 0, 2 on none, 3-5 on adapter 1, 6 on adapter 2, 7-8 on adapter 0
-    // again (a second run of the same factors).
-    let runs: [(adapter: Int, first: Int, count: Int)] = [(0, 0, 2), (1, 3, 3), (2, 6, 1), (0, 7, 2)]
+    // again (a second run of the same factors); or only rows 3-5 on adapter 1.
+    let runs: [(adapter: Int, first: Int, count: Int)] =
+      oneRun ? [(1, 3, 3)] : [(0, 0, 2), (1, 3, 3), (2, 6, 1), (0, 7, 2)]
     let tokens = 9
     for name in ["Q4_1", "Q8_0", "Q4_K"] {
       let (type, _) = weightType(name)

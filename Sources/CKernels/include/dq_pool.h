@@ -82,8 +82,10 @@ typedef struct {
 // instead of three per adapter). Each thread computes its contiguous slice of output rows of
 // W x, then claims (adapter, chunk of ranks) items of u_t = scale · A x_f32[t] for all of that
 // adapter's rows (a chunk of A is read once for all of them), waits until every u is in, and
-// adds Bᵀᵀ u_t to its slice for each adapter's rows. w == NULL skips the base product (y
-// already holds it). x_f32 has rows of n floats; u is caller scratch of tokens x ldu floats,
+// adds Bᵀᵀ u_t to its slice for each adapter's rows. With at least as many adapters as threads,
+// each thread instead takes whole adapters (both steps over all rows, after every thread's
+// slice of W x is in), so each factor matrix is read front to back by one thread. w == NULL
+// skips the base product (y already holds it). x_f32 has rows of n floats; u is caller scratch of tokens x ldu floats,
 // ldu >= every rank. Slices are multiples of 32 rows, as the single-adapter paths.
 void dq_pool_matmul_lora(dq_pool *pool, uint32_t type, int64_t n, const void *w, size_t row_stride,
                          const void *x, size_t x_stride, const float *x_f32, int64_t tokens,
