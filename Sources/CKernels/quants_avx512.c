@@ -223,100 +223,37 @@ INLINE512 void q8_0_rows(int R, int64_t n, const char *w, size_t stride, const v
 
 // ---- k-quants -------------------------------------------------------------------------------
 
-// The 6-bit scales and mins of a q4_K/q5_K super-block as bytes [sc0..sc7, m0..m7] (the bit
-// layout of dq_get_scale_min_k4) in one vector, not in scalar registers: bytes 0..3 of each are
-// the low 6 bits of packed bytes 0..3 / 4..7; bytes 4..7 the low / high nibbles of packed bytes
-// 8..11 topped up with the top two bits of packed bytes 0..3 / 4..7. The 16-byte load reads the
-// 4 bytes after the 12 packed ones (still inside the block: qs or qh) and drops them.
-INLINE512 __m128i k4_scales_mins(const uint8_t *q) {
-  const __m128i v = _mm_loadu_si128((const __m128i *)q);
-  const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-  const __m128i t = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-  // 16-bit shifts: the high nibbles of bytes 8..11 down for m4..7, the top bits to bits 4-5;
-  // the bits that cross a byte are masked off
-  const __m128i low = _mm_and_si128(_mm_srlv_epi16(a, _mm_setr_epi16(0, 0, 0, 0, 0, 0, 4, 4)),
-                                    _mm_setr_epi8(0x3F, 0x3F, 0x3F, 0x3F, 0x0F, 0x0F, 0x0F, 0x0F,
-                                                  0x3F, 0x3F, 0x3F, 0x3F, 0x0F, 0x0F, 0x0F, 0x0F));
-  return _mm_or_si128(low, _mm_and_si128(_mm_srli_epi16(t, 2), _mm_set1_epi8(0x30)));
+// The 6-bit scales (low 8 bytes of *sc) and mins (*mn) of a q4_K/q5_K super-block, the
+// bit layout of dq_get_scale_min_k4 done on 32-bit words: bytes 0..3 of each come straight
+// from words 0 and 1, bytes 4..7 from the low/high nibbles of word 2 and the top two bits.
+static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) {
+  const uint32_t u0 = dq_load_u32le(q), u1 = dq_load_u32le(q + 4), u2 = dq_load_u32le(q + 8);
+  const uint32_t s_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  *sc = (uint64_t)(u0 & 0x3F3F3F3Fu) | (uint64_t)s_hi << 32;
+  *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
 }
 
-// Byte j0 (j1) of every 128-bit lane of u4 zero-extended to the 16 int16 of lanes 0-1 (2-3):
-// an in-lane vpshufb of the scales broadcast to all four lanes, cheaper on Zen 4 than a
-// cross-lane word permute per vector.
-INLINE512 __m512i spread_u8(__m512i u4, int j0, int j1) {
-  const __m512i ctl = _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j0)), _mm256_set1_epi16((short)(0x8000 | j1)), 1);
-  return _mm512_shuffle_epi8(u4, ctl);
+// int16 lanes 0..15 = scale s0, 16..31 = scale s1 (of the 8 int16 in v).
+INLINE512 __m512i spread16(__m128i v, int s0, int s1) {
+  const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)s0)),
+                                         _mm256_set1_epi16((short)s1), 1);
+  return _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(v));
 }
 
 // y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
 INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q + o0, q + o1); }
 
-// One q4_K/q5_K super-block unpacked once for every token (or activation) it meets, shared by
-// the one-token and batched kernels so both keep the same arithmetic. A 64-byte load k of qs
-// holds sub-blocks 4k (low nibbles, bytes 0..31), 4k+2 (low, 32..63), 4k+1 and 4k+3 (high):
-// q[2k] = codes of (4k, 4k+2), q[2k+1] of (4k+1, 4k+3), s[] their scales spread to the maddubs
-// pairs, mn16 each min twice (against the 16 bsums of 16), dm = (d, dmin) in fp32.
-typedef struct {
-  __m512i q[4], s[4];
-  __m256i mn16;
-  __m128 dm;
-} k4_block;
-
-INLINE512 void k4_unpack(bool hb, const char *blk, k4_block *o) {
-  const uint8_t *scales, *qs, *qh = NULL;
-  if (hb) {
-    const block_q5_K *a = (const block_q5_K *)blk;
-    scales = a->scales, qs = a->qs, qh = a->qh;
-  } else {
-    const block_q4_K *a = (const block_q4_K *)blk;
-    scales = a->scales, qs = a->qs;
-  }
-  o->dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dq_load_u32le((const uint8_t *)blk)));  // d, dmin
-  const __m512i u4 = _mm512_broadcast_i32x4(k4_scales_mins(scales));
-  o->s[0] = spread_u8(u4, 0, 2), o->s[1] = spread_u8(u4, 1, 3);
-  o->s[2] = spread_u8(u4, 4, 6), o->s[3] = spread_u8(u4, 5, 7);
-  o->mn16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(u4),
-                                _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1,
-                                                 12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1));
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  __m512i qh2 = _mm512_setzero_si512();
-  if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
-  for (int k = 0; k < 2; k++) {
-    const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
-    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    if (hb) {
-      // the fifth bit of sub-block j is bit j of qh[l]: a byte mask test, then +16 where set
-      const int s = 4 * k;
-      const __m512i b_lo = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << s)), _mm256_set1_epi8((char)(1 << (s + 2))), 1);
-      const __m512i b_hi = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (s + 1))), _mm256_set1_epi8((char)(1 << (s + 3))), 1);
-      const __m512i sixteen = _mm512_set1_epi8(0x10);
-      lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh2, b_lo), lo, sixteen);
-      hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh2, b_hi), hi, sixteen);
-    }
-    o->q[2 * k] = lo, o->q[2 * k + 1] = hi;
-  }
-}
-
-// The integer dot of an unpacked super-block with the four y_pair vectors (in the order of
-// q[]): sum_j sc_j (q.y)_j per int32 lane. Two chains of two dpwssd, not one of four, so a
-// token's products do not wait on each other; integer sums, so the bits are those of any order.
-INLINE512 __m512i k4_dot(const k4_block *blk, __m512i y0, __m512i y1, __m512i y2, __m512i y3) {
-  __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(blk->q[0], y0), blk->s[0]);
-  __m512i b = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(blk->q[1], y1), blk->s[1]);
-  a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(blk->q[2], y2), blk->s[2]);
-  b = _mm512_dpwssd_epi32(b, _mm512_maddubs_epi16(blk->q[3], y3), blk->s[3]);
-  return _mm512_add_epi32(a, b);
-}
-
 // q4_K / q5_K (hb = true reads the fifth bit from qh): sum over sub-blocks j of
-// d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j, the first in 16 fp32 lanes, the second in 8.
+// d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j. A 64-byte load of qs holds sub-blocks 4k, 4k+2
+// (low nibbles) and 4k+1, 4k+3 (high nibbles).
 INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_K *b = x;
   const int64_t nb = n / QK_K;
-  const size_t bs = hb ? sizeof(block_q5_K) : sizeof(block_q4_K);
   __m512 acc[MAX_ROWS];
   __m256 accm[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     __m512i yv[4];
@@ -325,18 +262,46 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       yv[2 * k + 1] = y_pair(yq, 128 * k + 32, 128 * k + 96);
     }
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
-    const __m512 dy16 = _mm512_set1_ps(b[i].d);
     for (int r = 0; r < R; r++) {
-      const char *blk = w + (size_t)r * stride + (size_t)i * bs;
-      prefetch_ahead(blk, (size_t)R * stride, bs);
-      k4_block kb;
-      k4_unpack(hb, blk, &kb);
+      const char *row = w + (size_t)r * stride;
+      prefetch_ahead(row + (size_t)i * (hb ? sizeof(block_q5_K) : sizeof(block_q4_K)), (size_t)R * stride,
+                     hb ? sizeof(block_q5_K) : sizeof(block_q4_K));
+      const uint8_t *scales, *qs, *qh = NULL;
+      dq_half d, dmin;
+      if (hb) {
+        const block_q5_K *a = (const block_q5_K *)row + i;
+        scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+      } else {
+        const block_q4_K *a = (const block_q4_K *)row + i;
+        scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+      }
+      uint64_t sc8, mn8;
+      k4_scales_mins(scales, &sc8, &mn8);
+      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+      const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
       // m_j (bsum_2j + bsum_2j+1): each min twice against the 16 sums of 16
-      const __m256i mins = _mm256_madd_epi16(bsums, kb.mn16);
-      const __m512i sumi = k4_dot(&kb, yv[0], yv[1], yv[2], yv[3]);
-      const __m512 fd = _mm512_broadcastss_ps(kb.dm), fdmin = _mm512_broadcastss_ps(_mm_movehdup_ps(kb.dm));
-      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dy16, fd), _mm512_cvtepi32_ps(sumi), acc[r]);
-      accm[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(_mm512_mul_ps(dy16, fdmin)), _mm256_cvtepi32_ps(mins), accm[r]);
+      const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)));
+      __m512i qh2 = _mm512_setzero_si512();
+      if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+      __m512i sumi = _mm512_setzero_si512();
+      for (int k = 0; k < 2; k++) {
+        const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (hb) {
+          // fifth bit of sub-block j is bit j of qh[l]
+          const int s = 4 * k;
+          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
+          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+          const __m512i one = _mm512_set1_epi8(1);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+        }
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), spread16(sc16, 4 * k, 4 * k + 2));
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), spread16(sc16, 4 * k + 1, 4 * k + 3));
+      }
+      const float dy = b[i].d;
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dy * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * _cvtsh_ss(dmin)), _mm256_cvtepi32_ps(mins), accm[r]);
     }
   }
   for (int r = 0; r < R; r++) {
@@ -349,36 +314,25 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
 
 // One 128-element half h of a q6_K super-block, shared by the one-token and batched kernels so
 // both keep the same arithmetic: the codes of elements 0..63 (*lo, sub-blocks 8h+0..3) and
-// 64..127 (*hi, 8h+4..7) as bytes, and their 16-bit scales spread to the maddubs pairs. The two
-// high bits are masked in place in qh, shifted to bits 4-5 and merged with the nibbles by one
-// bit select (vpternlog, C ? A : B with C = 0x0F per byte).
+// 64..127 (*hi, 8h+4..7) as bytes, and their 16-bit scales spread to the maddubs pairs.
 INLINE512 void q6_K_half(const block_q6_K *a, int h, __m256i sc16, __m512i *lo, __m512i *hi, __m512i *s_lo,
                          __m512i *s_hi) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
   const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
   const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
-  // qh fields 0, 1 (bits 0-1, 2-3) for elements 0..31 / 32..63, fields 2, 3 for 64..95 / 96..127
-  const __m512i f_lo = _mm512_and_si512(qh, _mm512_inserti64x4(_mm512_set1_epi8(0x03), _mm256_set1_epi8(0x0C), 1));
-  const __m512i f_hi = _mm512_and_si512(qh, _mm512_inserti64x4(_mm512_set1_epi8(0x30), _mm256_set1_epi8((char)0xC0), 1));
-  const __m512i t_lo = _mm512_sllv_epi16(f_lo, _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
-  const __m512i t_hi = _mm512_srlv_epi16(f_hi, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
-  *lo = _mm512_ternarylogic_epi64(l, t_lo, m4, 0xE4);
-  *hi = _mm512_ternarylogic_epi64(_mm512_srli_epi16(l, 4), t_hi, m4, 0xE4);
-  // int16 scales 8h..8h+7 in every 128-bit lane, then one in-lane word shuffle per vector:
-  // lane i of *s_lo gets scale 8h+i, of *s_hi scale 8h+4+i
-  const __m512i sc512 = _mm512_castsi256_si512(sc16);
-  const __m512i sc = h ? _mm512_shuffle_i64x2(sc512, sc512, 0x55) : _mm512_shuffle_i64x2(sc512, sc512, 0x00);
-  const __m512i w = _mm512_set_epi64(0x0706070607060706LL, 0x0706070607060706LL, 0x0504050405040504LL,
-                                     0x0504050405040504LL, 0x0302030203020302LL, 0x0302030203020302LL,
-                                     0x0100010001000100LL, 0x0100010001000100LL);
-  *s_lo = _mm512_shuffle_epi8(sc, w);
-  *s_hi = _mm512_shuffle_epi8(sc, _mm512_add_epi8(w, _mm512_set1_epi8(8)));
-}
-
-// -32 sum_k sc_k bsum_k in int32 lanes 0..7 (a zmm with the upper half zero): the offset of
-// q6_K's codes, the start of a token's dpwssd chain. sc_m32 = -32 sc (int16).
-INLINE512 __m512i q6_K_offset(__m256i bsums, __m256i sc_m32) {
-  return _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, sc_m32));
+  *lo = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), m3), 4));
+  *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), m3), 4));
+  const int s = 8 * h;
+  const long long u = 0x0001000100010001LL;
+  const __m512i idx_lo = _mm512_set_epi64(u * (s + 3), u * (s + 3), u * (s + 2), u * (s + 2), u * (s + 1), u * (s + 1),
+                                          u * s, u * s);
+  const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+  const __m512i sc_all = _mm512_castsi256_si512(sc16);
+  *s_lo = _mm512_permutexvar_epi16(idx_lo, sc_all);
+  *s_hi = _mm512_permutexvar_epi16(idx_hi, sc_all);
 }
 
 // q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
@@ -392,23 +346,23 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
-    const __m512 dy16 = _mm512_set1_ps(b[i].d);
     __m512i yv[4];
     for (int k = 0; k < 4; k++) yv[k] = _mm512_loadu_si512((const void *)(yq + 64 * k));
     for (int r = 0; r < R; r++) {
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
       prefetch_ahead(a, (size_t)R * stride, sizeof(block_q6_K));
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-      __m512i lo[2], hi[2], s_lo[2], s_hi[2];
-      for (int h = 0; h < 2; h++) q6_K_half(a, h, sc16, &lo[h], &hi[h], &s_lo[h], &s_hi[h]);
-      // two chains (integer sums: the bits of any order), the first from the offset
-      __m512i s0 = q6_K_offset(bsums, _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)));
-      __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(hi[0], yv[1]), s_hi[0]);
-      s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(lo[0], yv[0]), s_lo[0]);
-      s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(lo[1], yv[2]), s_lo[1]);
-      s1 = _mm512_dpwssd_epi32(s1, _mm512_maddubs_epi16(hi[1], yv[3]), s_hi[1]);
-      const __m512 dd = _mm512_mul_ps(dy16, _mm512_set1_ps(_cvtsh_ss(a->d)));
-      acc[r] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc[r]);
+      __m512i sumi = _mm512_setzero_si512();
+      for (int h = 0; h < 2; h++) {
+        __m512i lo, hi, s_lo, s_hi;
+        q6_K_half(a, h, sc16, &lo, &hi, &s_lo, &s_hi);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
+      }
+      // offset: 32 sum_k sc_k bsum_k
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
   }
   for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
@@ -548,31 +502,60 @@ DEFINE_TOK_Q8_1(q4_1_tok, block_q4_1, zero_q4_1, nibbles_pair(a[i].qs, a1->qs))
 DEFINE_TOK_Q8_1(q5_1_tok, block_q5_1, zero_q5_1,
                 _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh)))
 
-// q4_K / q5_K, one row against T prepared tokens: each super-block unpacked once (k4_unpack),
-// then per token four maddubs + dpwssd, the mins' madd and two fma; dy d and dy dmin are vector
-// products of the same two fp32 values as k4_rows's, so the same bits.
+// q4_K / q5_K, one row against T prepared tokens.
 INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y,
                       int64_t ldy) {
-  const size_t bs = hb ? sizeof(block_q5_K) : sizeof(block_q4_K);
   __m512 acc[PREP_TOK];
   __m256 accm[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
-    const char *blk = w + (size_t)i * bs;
-    prefetch_span(blk + stride, bs);
-    k4_block kb;
-    k4_unpack(hb, blk, &kb);
-    const __m512 fd = _mm512_broadcastss_ps(kb.dm);
-    const __m256 fdmin = _mm256_broadcastss_ps(_mm_movehdup_ps(kb.dm));
+    const uint8_t *scales, *qs, *qh = NULL;
+    dq_half d, dmin;
+    if (hb) {
+      const block_q5_K *a = (const block_q5_K *)w + i;
+      scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+      prefetch_span((const char *)a + stride, sizeof *a);
+    } else {
+      const block_q4_K *a = (const block_q4_K *)w + i;
+      scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+      prefetch_span((const char *)a + stride, sizeof *a);
+    }
+    uint64_t sc8, mn8;
+    k4_scales_mins(scales, &sc8, &mn8);
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+    const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+    __m512i qh2 = _mm512_setzero_si512();
+    if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+    __m512i lo[2], hi[2];
+    for (int k = 0; k < 2; k++) {
+      const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+      lo[k] = _mm512_and_si512(q, m4), hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      if (hb) {
+        const int s = 4 * k;
+        const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
+        const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+        const __m512i one = _mm512_set1_epi8(1);
+        lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+        hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+      }
+    }
+    const __m512i s0 = spread16(sc16, 0, 2), s1 = spread16(sc16, 1, 3), s2 = spread16(sc16, 4, 6),
+                  s3 = spread16(sc16, 5, 7);
+    const float fd = _cvtsh_ss(d), fdmin = _cvtsh_ss(dmin);
     const uint8_t *o = px + (size_t)i * T * 320;
     for (int t = 0; t < T; t++, o += 320) {
-      const __m512i sumi = k4_dot(&kb, _mm512_load_si512((const void *)o), _mm512_load_si512((const void *)(o + 64)),
-                                  _mm512_load_si512((const void *)(o + 128)), _mm512_load_si512((const void *)(o + 192)));
-      const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), kb.mn16);
+      __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                         _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s0);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s1);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s2);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s3);
+      const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), mn16);
       float dy;
       memcpy(&dy, o + 288, 4);
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dy), fd), _mm512_cvtepi32_ps(sumi), acc[t]);
-      accm[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dy), fdmin), _mm256_cvtepi32_ps(mins), accm[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dy * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
+      accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * fdmin), _mm256_cvtepi32_ps(mins), accm[t]);
     }
   }
   for (int t = 0; t < T; t++) {
@@ -592,19 +575,21 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
     const block_q6_K *a = (const block_q6_K *)w + i;
     prefetch_span((const char *)a + stride, sizeof *a);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-    const __m256i sc_m32 = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32));
     __m512i lo[2], hi[2], s_lo[2], s_hi[2];
     for (int h = 0; h < 2; h++) q6_K_half(a, h, sc16, &lo[h], &hi[h], &s_lo[h], &s_hi[h]);
-    const __m512 fd = _mm512_set1_ps(_cvtsh_ss(a->d));
+    const float fd = _cvtsh_ss(a->d);
     for (int t = 0; t < T; t++) {
       const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
-      // as q6_K_rows: two chains, the first from the offset
-      __m512i s0 = q6_K_offset(_mm256_loadu_si256((const __m256i *)b->bsums), sc_m32);
-      __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(hi[0], _mm512_loadu_si512((const void *)(b->qs + 64))), s_hi[0]);
-      s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(lo[0], _mm512_loadu_si512((const void *)b->qs)), s_lo[0]);
-      s0 = _mm512_dpwssd_epi32(s0, _mm512_maddubs_epi16(lo[1], _mm512_loadu_si512((const void *)(b->qs + 128))), s_lo[1]);
-      s1 = _mm512_dpwssd_epi32(s1, _mm512_maddubs_epi16(hi[1], _mm512_loadu_si512((const void *)(b->qs + 192))), s_hi[1]);
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(b->d), fd), _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc[t]);
+      __m512i sumi = _mm512_setzero_si512();
+      for (int h = 0; h < 2; h++) {
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))),
+                                   s_lo[h]);
+        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))),
+                                   s_hi[h]);
+      }
+      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc16), 5);
+      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b->d * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
     }
   }
   for (int t = 0; t < T; t++) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
