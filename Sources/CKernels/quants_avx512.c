@@ -234,11 +234,31 @@ static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) 
   *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
 }
 
-// int16 lanes 0..15 = scale s0, 16..31 = scale s1 (of the 8 int16 in v).
-INLINE512 __m512i spread16(__m128i v, int s0, int s1) {
-  const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)s0)),
-                                         _mm256_set1_epi16((short)s1), 1);
-  return _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(v));
+// vpdpwssd kept as one instruction. Clang's machine combiner (generic tuning) rewrites a chain of
+// _mm512_dpwssd_epi32 as vpmaddwd + vpaddd to shorten its latency; these kernels are bound by
+// vector throughput, not latency, and the extra vpaddd per product cost 5-10 % (Zen 4, one
+// thread, Q4_K in cache). An integer sum: the bits do not depend on how it is chained.
+INLINE512 __m512i dpwssd(__m512i acc, __m512i a, __m512i b) {
+  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
+// The four scale vectors of a q4_K/q5_K super-block from its 8 scale bytes: s[k] has the int16
+// scale of sub-block jlo(k) in 128-bit lanes 0-1 and jhi(k) in lanes 2-3, (jlo, jhi) = (0, 2),
+// (1, 3), (4, 6), (5, 7). The bytes broadcast to every lane, then one in-lane vpshufb per vector
+// (zero-extending: every odd control byte has its high bit set), where a cross-lane vpermw each
+// was slower and needed the bytes widened first.
+INLINE512 void k4_spread(uint64_t sc8, __m512i s[4]) {
+  const __m512i u4 = _mm512_broadcast_i32x4(_mm_cvtsi64_si128((long long)sc8));
+  static const int j[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+  for (int k = 0; k < 4; k++)
+    s[k] = _mm512_shuffle_epi8(u4, _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j[k][0])),
+                                                      _mm256_set1_epi16((short)(0x8000 | j[k][1])), 1));
+}
+
+// d, dmin of a q4_K/q5_K super-block (its first 4 bytes) as fp32 lanes 0 and 1: one conversion.
+INLINE512 __m128 k4_d_dmin(const char *blk) {
+  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)dq_load_u32le((const uint8_t *)blk)));
 }
 
 // y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
@@ -250,6 +270,7 @@ INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q +
 INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_K *b = x;
   const int64_t nb = n / QK_K;
+  const size_t bs = hb ? sizeof(block_q5_K) : sizeof(block_q4_K);
   __m512 acc[MAX_ROWS];
   __m256 accm[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
@@ -262,22 +283,22 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       yv[2 * k + 1] = y_pair(yq, 128 * k + 32, 128 * k + 96);
     }
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
+    const __m128 dy = _mm_set1_ps(b[i].d);
     for (int r = 0; r < R; r++) {
-      const char *row = w + (size_t)r * stride;
-      prefetch_ahead(row + (size_t)i * (hb ? sizeof(block_q5_K) : sizeof(block_q4_K)), (size_t)R * stride,
-                     hb ? sizeof(block_q5_K) : sizeof(block_q4_K));
+      const char *blk = w + (size_t)r * stride + (size_t)i * bs;
+      prefetch_ahead(blk, (size_t)R * stride, bs);
       const uint8_t *scales, *qs, *qh = NULL;
-      dq_half d, dmin;
       if (hb) {
-        const block_q5_K *a = (const block_q5_K *)row + i;
-        scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+        const block_q5_K *a = (const block_q5_K *)blk;
+        scales = a->scales, qs = a->qs, qh = a->qh;
       } else {
-        const block_q4_K *a = (const block_q4_K *)row + i;
-        scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+        const block_q4_K *a = (const block_q4_K *)blk;
+        scales = a->scales, qs = a->qs;
       }
       uint64_t sc8, mn8;
       k4_scales_mins(scales, &sc8, &mn8);
-      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+      __m512i s[4];
+      k4_spread(sc8, s);
       const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
       // m_j (bsum_2j + bsum_2j+1): each min twice against the 16 sums of 16
       const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)));
@@ -289,19 +310,21 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
         __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
         if (hb) {
           // fifth bit of sub-block j is bit j of qh[l]
-          const int s = 4 * k;
-          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
-          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
+          const int sh = 4 * k;
+          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)sh), _mm256_set1_epi16((short)(sh + 2)), 1);
+          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(sh + 1)), _mm256_set1_epi16((short)(sh + 3)), 1);
           const __m512i one = _mm512_set1_epi8(1);
           lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
           hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
         }
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), spread16(sc16, 4 * k, 4 * k + 2));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), spread16(sc16, 4 * k + 1, 4 * k + 3));
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), s[2 * k]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), s[2 * k + 1]);
       }
-      const float dy = b[i].d;
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dy * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc[r]);
-      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * _cvtsh_ss(dmin)), _mm256_cvtepi32_ps(mins), accm[r]);
+      // dy d and dy dmin: the fp32 products of k4_tok (lanes 0 and 1)
+      const __m128 dd = _mm_mul_ps(k4_d_dmin(blk), dy);
+      acc[r] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(dd)),
+                                _mm256_cvtepi32_ps(mins), accm[r]);
     }
   }
   for (int r = 0; r < R; r++) {
@@ -523,7 +546,8 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
     }
     uint64_t sc8, mn8;
     k4_scales_mins(scales, &sc8, &mn8);
-    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+    __m512i s[4];
+    k4_spread(sc8, s);
     const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
     const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
     __m512i qh2 = _mm512_setzero_si512();
@@ -541,21 +565,20 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
         hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
       }
     }
-    const __m512i s0 = spread16(sc16, 0, 2), s1 = spread16(sc16, 1, 3), s2 = spread16(sc16, 4, 6),
-                  s3 = spread16(sc16, 5, 7);
-    const float fd = _cvtsh_ss(d), fdmin = _cvtsh_ss(dmin);
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d | (uint32_t)dmin << 16)));
     const uint8_t *o = px + (size_t)i * T * 320;
     for (int t = 0; t < T; t++, o += 320) {
-      __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
-                                         _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s0);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s1);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s2);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s3);
+      __m512i sumi = dpwssd(_mm512_setzero_si512(), _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s[0]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s[1]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s[2]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s[3]);
       const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), mn16);
       float dy;
       memcpy(&dy, o + 288, 4);
-      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dy * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
-      accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * fdmin), _mm256_cvtepi32_ps(mins), accm[t]);
+      const __m128 dd = _mm_mul_ps(dm, _mm_set1_ps(dy));  // dy d, dy dmin
+      acc[t] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc[t]);
+      accm[t] = _mm256_fmadd_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(dd)),
+                                _mm256_cvtepi32_ps(mins), accm[t]);
     }
   }
   for (int t = 0; t < T; t++) {
