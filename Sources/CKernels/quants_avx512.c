@@ -264,6 +264,24 @@ INLINE512 __m128 k4_d_dmin(const char *blk) {
 // y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
 INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q + o0, q + o1); }
 
+// Codes of the 64-byte load k of a q4_K/q5_K super-block's qs: *lo sub-blocks 4k, 4k+2 (low
+// nibbles), *hi 4k+1, 4k+3 (high). With hb, the fifth bit of sub-block j is bit j of qh[l] (qh
+// broadcast to both halves in qh2), shifted into bit 4 (16-bit shifts: clang shares them
+// between k = 0 and 1; byte mask tests and masked adds measured slower on Zen 4).
+INLINE512 void k4_codes(bool hb, const uint8_t *qs, __m512i qh2, int k, __m512i *lo, __m512i *hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+  *lo = _mm512_and_si512(q, m4), *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+  if (hb) {
+    const int j = 4 * k;
+    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)j), _mm256_set1_epi16((short)(j + 2)), 1);
+    const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(j + 1)), _mm256_set1_epi16((short)(j + 3)), 1);
+    const __m512i one = _mm512_set1_epi8(1);
+    *lo = _mm512_or_si512(*lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+    *hi = _mm512_or_si512(*hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+  }
+}
+
 // q4_K / q5_K (hb = true reads the fifth bit from qh): sum over sub-blocks j of
 // d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j. A 64-byte load of qs holds sub-blocks 4k, 4k+2
 // (low nibbles) and 4k+1, 4k+3 (high nibbles).
@@ -274,7 +292,6 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
   __m512 acc[MAX_ROWS];
   __m256 accm[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     __m512i yv[4];
@@ -306,17 +323,8 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
       __m512i sumi = _mm512_setzero_si512();
       for (int k = 0; k < 2; k++) {
-        const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
-        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        if (hb) {
-          // fifth bit of sub-block j is bit j of qh[l]
-          const int sh = 4 * k;
-          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)sh), _mm256_set1_epi16((short)(sh + 2)), 1);
-          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(sh + 1)), _mm256_set1_epi16((short)(sh + 3)), 1);
-          const __m512i one = _mm512_set1_epi8(1);
-          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
-          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
-        }
+        __m512i lo, hi;
+        k4_codes(hb, qs, qh2, k, &lo, &hi);
         sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), s[2 * k]);
         sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), s[2 * k + 1]);
       }
@@ -531,7 +539,6 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
   __m512 acc[PREP_TOK];
   __m256 accm[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *scales, *qs, *qh = NULL;
     dq_half d, dmin;
@@ -553,18 +560,7 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
     __m512i qh2 = _mm512_setzero_si512();
     if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
     __m512i lo[2], hi[2];
-    for (int k = 0; k < 2; k++) {
-      const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
-      lo[k] = _mm512_and_si512(q, m4), hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-      if (hb) {
-        const int s = 4 * k;
-        const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
-        const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
-        const __m512i one = _mm512_set1_epi8(1);
-        lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
-        hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
-      }
-    }
+    for (int k = 0; k < 2; k++) k4_codes(hb, qs, qh2, k, &lo[k], &hi[k]);
     const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d | (uint32_t)dmin << 16)));
     const uint8_t *o = px + (size_t)i * T * 320;
     for (int t = 0; t < T; t++, o += 320) {
