@@ -366,6 +366,13 @@ INLINE512 void q6_K_half(const block_q6_K *a, int h, __m256i sc16, __m512i *lo, 
   *s_hi = _mm512_permutexvar_epi16(idx_hi, sc_all);
 }
 
+// The start of a q6_K super-block's integer sum: -32 sum_k sc_k bsum_k in int32 lanes 0..7 (the
+// codes' offset of 32, upper lanes zero), so the dpwssd chain needs no subtraction after it.
+// sc16 are the 16 scales as int16 (-32 sc fits: |sc| <= 128); an integer sum, the bits of any order.
+INLINE512 __m512i q6_K_offset(__m256i bsums, __m256i sc16) {
+  return _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))));
+}
+
 // q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
 // gives elements 0..63 in its low nibbles and 64..127 in its high nibbles; qh's 2-bit fields
 // 0, 1 (bits 0-1, 2-3) top up elements 0..31 / 32..63, fields 2, 3 elements 64..95 / 96..127.
@@ -383,16 +390,13 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
       prefetch_ahead(a, (size_t)R * stride, sizeof(block_q6_K));
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = q6_K_offset(bsums, sc16);
       for (int h = 0; h < 2; h++) {
         __m512i lo, hi, s_lo, s_hi;
         q6_K_half(a, h, sc16, &lo, &hi, &s_lo, &s_hi);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
       }
-      // offset: 32 sum_k sc_k bsum_k
-      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
   }
@@ -585,7 +589,8 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
   }
 }
 
-// q6_K, one row against T tokens read straight from their q8_K rows (its y vectors are plain loads).
+// q6_K, one row against T tokens read straight from their q8_K rows (its y vectors are plain loads);
+// each token's sum starts from its offset, as in q6_K_rows.
 INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const char *x, size_t xs, float *y,
                         int64_t ldy) {
   __m512 acc[PREP_TOK];
@@ -594,20 +599,18 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
     const block_q6_K *a = (const block_q6_K *)w + i;
     prefetch_span((const char *)a + stride, sizeof *a);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+    // the offset's -32 sc once per super-block (q6_K_offset's arithmetic), then one madd per token
+    const __m256i sc_m32 = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32));
     __m512i lo[2], hi[2], s_lo[2], s_hi[2];
     for (int h = 0; h < 2; h++) q6_K_half(a, h, sc16, &lo[h], &hi[h], &s_lo[h], &s_hi[h]);
     const float fd = _cvtsh_ss(a->d);
     for (int t = 0; t < T; t++) {
       const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc_m32));
       for (int h = 0; h < 2; h++) {
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))),
-                                   s_lo[h]);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))),
-                                   s_hi[h]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))), s_lo[h]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))), s_hi[h]);
       }
-      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc16), 5);
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
       acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b->d * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
     }
   }
