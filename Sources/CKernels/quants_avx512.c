@@ -245,11 +245,12 @@ INLINE512 __m512i dpwssd(__m512i acc, __m512i a, __m512i b) {
 
 // The four scale vectors of a q4_K/q5_K super-block from its 8 scale bytes: s[k] has the int16
 // scale of sub-block jlo(k) in 128-bit lanes 0-1 and jhi(k) in lanes 2-3, (jlo, jhi) = (0, 2),
-// (1, 3), (4, 6), (5, 7). The bytes broadcast to every lane, then one in-lane vpshufb per vector
+// (1, 3), (4, 6), (5, 7). The bytes broadcast to every qword (vpbroadcastq from the integer
+// register), then one in-lane vpshufb per vector
 // (zero-extending: every odd control byte has its high bit set), where a cross-lane vpermw each
 // was slower and needed the bytes widened first.
 INLINE512 void k4_spread(uint64_t sc8, __m512i s[4]) {
-  const __m512i u4 = _mm512_broadcast_i32x4(_mm_cvtsi64_si128((long long)sc8));
+  const __m512i u4 = _mm512_set1_epi64((long long)sc8);
   static const int j[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
   for (int k = 0; k < 4; k++)
     s[k] = _mm512_shuffle_epi8(u4, _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j[k][0])),
