@@ -108,8 +108,9 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
   }
   const char *row = (const char *)w + (size_t)row_begin * row_stride;
   // Weights streaming from memory: one row at a time, the rows at least 4 KiB ahead prefetched
-  // (the batched decode kernels with one token; the same bits as the four-row matvec, which
-  // shares the activation's loads and wins only from cache; see ckernels.h).
+  // (16 KiB into L2 for the k-quants; the batched decode kernels with one token; the same bits
+  // as the four-row matvec, which shares the activation's loads and wins only from cache; see
+  // ckernels.h).
   dq_matmul_tokens_fn mt = use_avx512() && weights_stream_from_memory() ? dq_avx512_matvec_tokens_kernel(type) : NULL;
   if (mt && mt(n, row, row_stride, x, 0, 1, y, 0, row_end - row_begin)) return;
   dq_matvec_fn mv = use_avx512() ? dq_avx512_matvec_kernel(type) : NULL;

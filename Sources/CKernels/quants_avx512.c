@@ -32,6 +32,24 @@ INLINE512 void prefetch_span(const char *p, size_t bytes) {
   _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
 }
 
+// The k-quant batched kernels (q4_K, q5_K, q6_K) request further ahead, PREFETCH_BYTES_K, and
+// into L2 only (prefetcht1): once their arithmetic got cheaper, lines requested into L1 4 KiB
+// ahead left them bound by the misses (one thread, 512 MiB from memory, T = 1, medians of
+// interleaved runs: Q4_K 2048 / 8192 columns 19.3 / 19.5 -> 22.3 / 24.1 GB/s, Q6_K 19.4 /
+// 17.6 -> 21.4 / 22.1; 8-32 KiB ahead all did better than 4, 16 best overall; the same
+// distance into L1 did not).
+#ifndef PREFETCH_BYTES_K
+#define PREFETCH_BYTES_K 16384
+#endif
+// One request per 64 bytes of a contiguous stream of blocks: bytes 63, 127, .. and the last
+// one of each block cover every line it touches, its first line being either the previous
+// block's last or the line of byte 63 (a block starting on a line boundary); one request fewer
+// per block than a request at byte 0 as well.
+INLINE512 void prefetch_span_l2(const char *p, size_t bytes) {
+  for (size_t o = 63; o < bytes - 1; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+  _mm_prefetch(p + bytes - 1, _MM_HINT_T1);
+}
+
 // Pairs of blocks past the end of an odd-length row: zero scales and codes add exactly 0.
 static const block_q4_0 zero_q4_0;
 static const block_q4_1 zero_q4_1;
@@ -234,15 +252,54 @@ static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) 
   *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
 }
 
-// int16 lanes 0..15 = scale s0, 16..31 = scale s1 (of the 8 int16 in v).
-INLINE512 __m512i spread16(__m128i v, int s0, int s1) {
-  const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)s0)),
-                                         _mm256_set1_epi16((short)s1), 1);
-  return _mm512_permutexvar_epi16(idx, _mm512_castsi128_si512(v));
+// vpdpwssd kept as one instruction. Clang's machine combiner (generic tuning) rewrites a chain of
+// _mm512_dpwssd_epi32 as vpmaddwd + vpaddd to shorten its latency; these kernels are bound by
+// vector throughput, not latency, and the extra vpaddd per product cost 5-10 % (Zen 4, one
+// thread, Q4_K in cache). An integer sum: the bits do not depend on how it is chained.
+INLINE512 __m512i dpwssd(__m512i acc, __m512i a, __m512i b) {
+  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
+// The four scale vectors of a q4_K/q5_K super-block from its 8 scale bytes: s[k] has the int16
+// scale of sub-block jlo(k) in 128-bit lanes 0-1 and jhi(k) in lanes 2-3, (jlo, jhi) = (0, 2),
+// (1, 3), (4, 6), (5, 7). The bytes broadcast to every qword (vpbroadcastq from the integer
+// register), then one in-lane vpshufb per vector
+// (zero-extending: every odd control byte has its high bit set), where a cross-lane vpermw each
+// was slower and needed the bytes widened first.
+INLINE512 void k4_spread(uint64_t sc8, __m512i s[4]) {
+  const __m512i u4 = _mm512_set1_epi64((long long)sc8);
+  static const int j[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+  for (int k = 0; k < 4; k++)
+    s[k] = _mm512_shuffle_epi8(u4, _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | j[k][0])),
+                                                      _mm256_set1_epi16((short)(0x8000 | j[k][1])), 1));
+}
+
+// d, dmin of a q4_K/q5_K super-block (its first 4 bytes) as fp32 lanes 0 and 1: one conversion.
+INLINE512 __m128 k4_d_dmin(const char *blk) {
+  return _mm_cvtph_ps(_mm_cvtsi32_si128((int)dq_load_u32le((const uint8_t *)blk)));
 }
 
 // y codes of two 32-element stretches of a q8_K super-block: [q[o0..o0+31] | q[o1..o1+31]].
 INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q + o0, q + o1); }
+
+// Codes of the 64-byte load k of a q4_K/q5_K super-block's qs: *lo sub-blocks 4k, 4k+2 (low
+// nibbles), *hi 4k+1, 4k+3 (high). With hb, the fifth bit of sub-block j is bit j of qh[l] (qh
+// broadcast to both halves in qh2), shifted into bit 4 (16-bit shifts: clang shares them
+// between k = 0 and 1; byte mask tests and masked adds measured slower on Zen 4).
+INLINE512 void k4_codes(bool hb, const uint8_t *qs, __m512i qh2, int k, __m512i *lo, __m512i *hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
+  *lo = _mm512_and_si512(q, m4), *hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+  if (hb) {
+    const int j = 4 * k;
+    const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)j), _mm256_set1_epi16((short)(j + 2)), 1);
+    const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(j + 1)), _mm256_set1_epi16((short)(j + 3)), 1);
+    const __m512i one = _mm512_set1_epi8(1);
+    *lo = _mm512_or_si512(*lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
+    *hi = _mm512_or_si512(*hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
+  }
+}
 
 // q4_K / q5_K (hb = true reads the fifth bit from qh): sum over sub-blocks j of
 // d dy sc_j (q.y)_j - dmin dy m_j (sum y)_j. A 64-byte load of qs holds sub-blocks 4k, 4k+2
@@ -250,10 +307,10 @@ INLINE512 __m512i y_pair(const int8_t *q, int o0, int o1) { return load_pair(q +
 INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, const void *x, float *y) {
   const block_q8_K *b = x;
   const int64_t nb = n / QK_K;
+  const size_t bs = hb ? sizeof(block_q5_K) : sizeof(block_q4_K);
   __m512 acc[MAX_ROWS];
   __m256 accm[MAX_ROWS];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
     const int8_t *yq = b[i].qs;
     __m512i yv[4];
@@ -262,22 +319,22 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       yv[2 * k + 1] = y_pair(yq, 128 * k + 32, 128 * k + 96);
     }
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)b[i].bsums);
+    const __m128 dy = _mm_set1_ps(b[i].d);
     for (int r = 0; r < R; r++) {
-      const char *row = w + (size_t)r * stride;
-      prefetch_ahead(row + (size_t)i * (hb ? sizeof(block_q5_K) : sizeof(block_q4_K)), (size_t)R * stride,
-                     hb ? sizeof(block_q5_K) : sizeof(block_q4_K));
+      const char *blk = w + (size_t)r * stride + (size_t)i * bs;
+      prefetch_ahead(blk, (size_t)R * stride, bs);
       const uint8_t *scales, *qs, *qh = NULL;
-      dq_half d, dmin;
       if (hb) {
-        const block_q5_K *a = (const block_q5_K *)row + i;
-        scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
+        const block_q5_K *a = (const block_q5_K *)blk;
+        scales = a->scales, qs = a->qs, qh = a->qh;
       } else {
-        const block_q4_K *a = (const block_q4_K *)row + i;
-        scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
+        const block_q4_K *a = (const block_q4_K *)blk;
+        scales = a->scales, qs = a->qs;
       }
       uint64_t sc8, mn8;
       k4_scales_mins(scales, &sc8, &mn8);
-      const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+      __m512i s[4];
+      k4_spread(sc8, s);
       const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
       // m_j (bsum_2j + bsum_2j+1): each min twice against the 16 sums of 16
       const __m256i mins = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn)));
@@ -285,23 +342,16 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
       __m512i sumi = _mm512_setzero_si512();
       for (int k = 0; k < 2; k++) {
-        const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
-        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-        if (hb) {
-          // fifth bit of sub-block j is bit j of qh[l]
-          const int s = 4 * k;
-          const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
-          const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
-          const __m512i one = _mm512_set1_epi8(1);
-          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
-          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
-        }
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), spread16(sc16, 4 * k, 4 * k + 2));
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), spread16(sc16, 4 * k + 1, 4 * k + 3));
+        __m512i lo, hi;
+        k4_codes(hb, qs, qh2, k, &lo, &hi);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), s[2 * k]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), s[2 * k + 1]);
       }
-      const float dy = b[i].d;
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dy * _cvtsh_ss(d)), _mm512_cvtepi32_ps(sumi), acc[r]);
-      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dy * _cvtsh_ss(dmin)), _mm256_cvtepi32_ps(mins), accm[r]);
+      // dy d and dy dmin: the fp32 products of k4_tok (lanes 0 and 1)
+      const __m128 dd = _mm_mul_ps(k4_d_dmin(blk), dy);
+      acc[r] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(dd)),
+                                _mm256_cvtepi32_ps(mins), accm[r]);
     }
   }
   for (int r = 0; r < R; r++) {
@@ -335,6 +385,13 @@ INLINE512 void q6_K_half(const block_q6_K *a, int h, __m256i sc16, __m512i *lo, 
   *s_hi = _mm512_permutexvar_epi16(idx_hi, sc_all);
 }
 
+// The start of a q6_K super-block's integer sum: -32 sum_k sc_k bsum_k in int32 lanes 0..7 (the
+// codes' offset of 32, upper lanes zero), so the dpwssd chain needs no subtraction after it.
+// sc16 are the 16 scales as int16 (-32 sc fits: |sc| <= 128); an integer sum, the bits of any order.
+INLINE512 __m512i q6_K_offset(__m256i bsums, __m256i sc16) {
+  return _mm512_zextsi256_si512(_mm256_madd_epi16(bsums, _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))));
+}
+
 // q6_K: codes q in 0..63, value (q - 32) sc d. A 64-byte load of ql (per 128-element half)
 // gives elements 0..63 in its low nibbles and 64..127 in its high nibbles; qh's 2-bit fields
 // 0, 1 (bits 0-1, 2-3) top up elements 0..31 / 32..63, fields 2, 3 elements 64..95 / 96..127.
@@ -352,16 +409,13 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
       const block_q6_K *a = (const block_q6_K *)(w + (size_t)r * stride) + i;
       prefetch_ahead(a, (size_t)R * stride, sizeof(block_q6_K));
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = q6_K_offset(bsums, sc16);
       for (int h = 0; h < 2; h++) {
         __m512i lo, hi, s_lo, s_hi;
         q6_K_half(a, h, sc16, &lo, &hi, &s_lo, &s_hi);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
       }
-      // offset: 32 sum_k sc_k bsum_k
-      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
   }
@@ -508,54 +562,42 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
   __m512 acc[PREP_TOK];
   __m256 accm[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *scales, *qs, *qh = NULL;
     dq_half d, dmin;
     if (hb) {
       const block_q5_K *a = (const block_q5_K *)w + i;
       scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
-      prefetch_span((const char *)a + stride, sizeof *a);
+      prefetch_span_l2((const char *)a + stride, sizeof *a);
     } else {
       const block_q4_K *a = (const block_q4_K *)w + i;
       scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
-      prefetch_span((const char *)a + stride, sizeof *a);
+      prefetch_span_l2((const char *)a + stride, sizeof *a);
     }
     uint64_t sc8, mn8;
     k4_scales_mins(scales, &sc8, &mn8);
-    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8));
+    __m512i s[4];
+    k4_spread(sc8, s);
     const __m128i mn = _mm_cvtsi64_si128((long long)mn8);
     const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
     __m512i qh2 = _mm512_setzero_si512();
     if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
     __m512i lo[2], hi[2];
-    for (int k = 0; k < 2; k++) {
-      const __m512i q = _mm512_loadu_si512((const void *)(qs + 64 * k));
-      lo[k] = _mm512_and_si512(q, m4), hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-      if (hb) {
-        const int s = 4 * k;
-        const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16((short)s), _mm256_set1_epi16((short)(s + 2)), 1);
-        const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16((short)(s + 1)), _mm256_set1_epi16((short)(s + 3)), 1);
-        const __m512i one = _mm512_set1_epi8(1);
-        lo[k] = _mm512_or_si512(lo[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_lo), one), 4));
-        hi[k] = _mm512_or_si512(hi[k], _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh2, cnt_hi), one), 4));
-      }
-    }
-    const __m512i s0 = spread16(sc16, 0, 2), s1 = spread16(sc16, 1, 3), s2 = spread16(sc16, 4, 6),
-                  s3 = spread16(sc16, 5, 7);
-    const float fd = _cvtsh_ss(d), fdmin = _cvtsh_ss(dmin);
+    for (int k = 0; k < 2; k++) k4_codes(hb, qs, qh2, k, &lo[k], &hi[k]);
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d | (uint32_t)dmin << 16)));
     const uint8_t *o = px + (size_t)i * T * 320;
     for (int t = 0; t < T; t++, o += 320) {
-      __m512i sumi = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
-                                         _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s0);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s1);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s2);
-      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s3);
+      __m512i sumi = dpwssd(_mm512_setzero_si512(), _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s[0]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s[1]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s[2]);
+      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s[3]);
       const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), mn16);
       float dy;
       memcpy(&dy, o + 288, 4);
-      acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dy * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
-      accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * fdmin), _mm256_cvtepi32_ps(mins), accm[t]);
+      const __m128 dd = _mm_mul_ps(dm, _mm_set1_ps(dy));  // dy d, dy dmin
+      acc[t] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc[t]);
+      accm[t] = _mm256_fmadd_ps(_mm256_permutexvar_ps(_mm256_set1_epi32(1), _mm256_castps128_ps256(dd)),
+                                _mm256_cvtepi32_ps(mins), accm[t]);
     }
   }
   for (int t = 0; t < T; t++) {
@@ -566,29 +608,28 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
   }
 }
 
-// q6_K, one row against T tokens read straight from their q8_K rows (its y vectors are plain loads).
+// q6_K, one row against T tokens read straight from their q8_K rows (its y vectors are plain loads);
+// each token's sum starts from its offset, as in q6_K_rows.
 INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const char *x, size_t xs, float *y,
                         int64_t ldy) {
   __m512 acc[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; i++) {
     const block_q6_K *a = (const block_q6_K *)w + i;
-    prefetch_span((const char *)a + stride, sizeof *a);
+    prefetch_span_l2((const char *)a + stride, sizeof *a);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+    // the offset's -32 sc once per super-block (q6_K_offset's arithmetic), then one madd per token
+    const __m256i sc_m32 = _mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32));
     __m512i lo[2], hi[2], s_lo[2], s_hi[2];
     for (int h = 0; h < 2; h++) q6_K_half(a, h, sc16, &lo[h], &hi[h], &s_lo[h], &s_hi[h]);
     const float fd = _cvtsh_ss(a->d);
     for (int t = 0; t < T; t++) {
       const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
-      __m512i sumi = _mm512_setzero_si512();
+      __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc_m32));
       for (int h = 0; h < 2; h++) {
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))),
-                                   s_lo[h]);
-        sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))),
-                                   s_hi[h]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))), s_lo[h]);
+        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))), s_hi[h]);
       }
-      const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc16), 5);
-      sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
       acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b->d * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
     }
   }
@@ -598,12 +639,12 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
 // The batched entry points: the tokens in chunks of up to 8 (prepared once per chunk), every
 // row against each chunk. False, doing nothing, when the scratch cannot be allocated (only the
 // first chunk can need more than the scratch holds: later ones are no larger).
-#define DEFINE_TOKENS(name, BLOCK_ELEMS, UNIT_BYTES, PREP_CALL, TOK_CALL)                          \
+#define DEFINE_TOKENS(name, BLOCK_ELEMS, UNIT_BYTES, PREP_CALL, TOK_CALL, PF_BYTES)                          \
   TARGET512 static bool name##_tokens(int64_t n, const void *w, size_t s, const void *x, size_t xs, \
                                       int64_t tokens, float *y, int64_t ldy, int64_t rows) {     \
     const int64_t nb = n / (BLOCK_ELEMS);                                                        \
     const int64_t units = (BLOCK_ELEMS) == QK_K ? nb : (nb + 1) / 2;                             \
-    const size_t pf = s >= PREFETCH_BYTES ? s : (PREFETCH_BYTES + s - 1) / s * s;                 \
+    const size_t pf = s >= (PF_BYTES) ? s : ((PF_BYTES) + s - 1) / s * s;                         \
     for (int64_t t0 = 0; t0 < tokens; t0 += PREP_TOK) {                                          \
       const int T = tokens - t0 < PREP_TOK ? (int)(tokens - t0) : PREP_TOK;                      \
       const char *xt = (const char *)x + (size_t)t0 * xs;                                        \
@@ -640,14 +681,14 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
 #define Q4_K_TOK(T) k4_tok(T, false, nb, row, pf, px, yt + r, ldy)
 #define Q5_K_TOK(T) k4_tok(T, true, nb, row, pf, px, yt + r, ldy)
 #define Q6_K_TOK(T) q6_K_tok(T, nb, row, pf, xt, xs, yt + r, ldy)
-DEFINE_TOKENS(q4_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 8, px), Q4_0_TOK)
-DEFINE_TOKENS(q5_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 16, px), Q5_0_TOK)
-DEFINE_TOKENS(q8_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, (char)0x80, px), Q8_0_TOK)
-DEFINE_TOKENS(q4_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q4_1_TOK)
-DEFINE_TOKENS(q5_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q5_1_TOK)
-DEFINE_TOKENS(q4_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q4_K_TOK)
-DEFINE_TOKENS(q5_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q5_K_TOK)
-DEFINE_TOKENS(q6_K, QK_K, 0, (void)0, Q6_K_TOK)
+DEFINE_TOKENS(q4_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 8, px), Q4_0_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q5_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 16, px), Q5_0_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q8_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, (char)0x80, px), Q8_0_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q4_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q4_1_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q5_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q5_1_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q4_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q4_K_TOK, PREFETCH_BYTES_K)
+DEFINE_TOKENS(q5_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q5_K_TOK, PREFETCH_BYTES_K)
+DEFINE_TOKENS(q6_K, QK_K, 0, (void)0, Q6_K_TOK, PREFETCH_BYTES_K)
 
 dq_matmul_tokens_fn dq_avx512_matvec_tokens_kernel(uint32_t type) {
   switch (type) {

@@ -81,10 +81,10 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride,
 
 // How the AVX-512 matvec walks the rows: four per pass, sharing the activation's loads, while the
 // model's weights fit in the last-level cache; one per pass when they stream from memory (the
-// batched decode kernels with one token, rows at least 4 KiB ahead prefetched), since one
-// sequential stream per thread is what the hardware prefetchers follow (AMD Zen 4, one thread:
-// Gemma 3 270M decode 38 -> 69 tok/s; four rows still win by 10-25 % from cache). A row's bits
-// are the same either way. Process-wide; set by LlamaModel when it loads a file.
+// batched decode kernels with one token, rows at least 4 KiB ahead prefetched, the k-quants'
+// 16 KiB ahead into L2), since one sequential stream per thread is what the hardware
+// prefetchers follow (AMD Zen 4, one thread: Gemma 3 270M decode 38 -> 69 tok/s; four rows still
+// win by 10-25 % from cache). A row's bits are the same either way. Process-wide; set by LlamaModel when it loads a file.
 void dq_set_weights_stream_from_memory(bool on);
 // Size of the last-level data cache in bytes (0 when the system does not say).
 int64_t dq_cpu_last_level_cache_bytes(void);
