@@ -37,7 +37,9 @@ INLINE512 void prefetch_span(const char *p, size_t bytes) {
 // ahead left them bound by the misses (one thread, 512 MiB from memory, T = 1, medians of
 // interleaved runs: Q4_K 2048 / 8192 columns 19.3 / 19.5 -> 22.3 / 24.1 GB/s, Q6_K 19.4 /
 // 17.6 -> 21.4 / 22.1; 8-32 KiB ahead all did better than 4, 16 best overall; the same
-// distance into L1 did not).
+// distance into L1 did not). Q8_0, whose kernel is as cheap per byte, too: 512 MiB of 2048
+// columns from memory, T = 1 25.5-26.6 -> 21.8-23.9 ms, T = 2-4 10-15 % faster, T = 6 level
+// within the noise. Q4_0/Q4_1 are bound by their arithmetic there and gained nothing.
 #ifndef PREFETCH_BYTES_K
 #define PREFETCH_BYTES_K 16384
 #endif
@@ -498,14 +500,14 @@ INLINE512 void prep_q8_K4(int64_t nb, const char *x, size_t xs, int T, uint8_t *
 }
 
 // One row (w) against T prepared tokens: y[t * ldy].
-#define DEFINE_TOK_Q8_0(NAME, BLOCK, ZERO, CODES)                                                   \
+#define DEFINE_TOK_Q8_0(NAME, BLOCK, ZERO, CODES, PREFETCH)                                                   \
   INLINE512 void NAME(int T, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y, int64_t ldy) { \
     const BLOCK *a = (const BLOCK *)w;                                                              \
     __m512 acc[PREP_TOK];                                                                           \
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();                                       \
     for (int64_t i = 0; i < nb; i += 2) {                                                           \
       const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
-      prefetch_span((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      PREFETCH((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
       const __m512i q = CODES;                                                                      \
       const __m512 dw = halves_pair(a[i].d, a1->d);                                                 \
       const uint8_t *o = px + (size_t)(i / 2) * T * 192;                                            \
@@ -518,11 +520,11 @@ INLINE512 void prep_q8_K4(int64_t nb, const char *x, size_t xs, int T, uint8_t *
     }                                                                                               \
     for (int t = 0; t < T; t++) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);                          \
   }
-DEFINE_TOK_Q8_0(q4_0_tok, block_q4_0, zero_q4_0, nibbles_pair(a[i].qs, a1->qs))
+DEFINE_TOK_Q8_0(q4_0_tok, block_q4_0, zero_q4_0, nibbles_pair(a[i].qs, a1->qs), prefetch_span)
 DEFINE_TOK_Q8_0(q5_0_tok, block_q5_0, zero_q5_0,
-                _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh)))
+                _mm512_or_si512(nibbles_pair(a[i].qs, a1->qs), fifth_bits_pair(a[i].qh, a1->qh)), prefetch_span)
 DEFINE_TOK_Q8_0(q8_0_tok, block_q8_0, zero_q8_0,
-                _mm512_xor_si512(load_pair(a[i].qs, a1->qs), _mm512_set1_epi8((char)0x80)))
+                _mm512_xor_si512(load_pair(a[i].qs, a1->qs), _mm512_set1_epi8((char)0x80)), prefetch_span_l2)
 
 #define DEFINE_TOK_Q8_1(NAME, BLOCK, ZERO, CODES)                                                   \
   INLINE512 void NAME(int T, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y, int64_t ldy) { \
@@ -683,7 +685,7 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
 #define Q6_K_TOK(T) q6_K_tok(T, nb, row, pf, xt, xs, yt + r, ldy)
 DEFINE_TOKENS(q4_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 8, px), Q4_0_TOK, PREFETCH_BYTES)
 DEFINE_TOKENS(q5_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, 16, px), Q5_0_TOK, PREFETCH_BYTES)
-DEFINE_TOKENS(q8_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, (char)0x80, px), Q8_0_TOK, PREFETCH_BYTES)
+DEFINE_TOKENS(q8_0, QK8_0, 192, prep_q8_0(nb, xt, xs, T, (char)0x80, px), Q8_0_TOK, PREFETCH_BYTES_K)
 DEFINE_TOKENS(q4_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q4_1_TOK, PREFETCH_BYTES)
 DEFINE_TOKENS(q5_1, QK8_1, 128, prep_q8_1(nb, xt, xs, T, px), Q5_1_TOK, PREFETCH_BYTES)
 DEFINE_TOKENS(q4_K, QK_K, 320, prep_q8_K4(nb, xt, xs, T, px), Q4_K_TOK, PREFETCH_BYTES_K)
