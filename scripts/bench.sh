@@ -2,7 +2,8 @@
 # Benchmark droplorad (`droplora bench`) against llama.cpp (`llama-bench`) on the same files and
 # thread counts in one run, interleaved, best of N: prefill (pp), decode (tg), peak RSS of both,
 # decode as a fraction of the bandwidth-bound rate (read bandwidth measured here by
-# scripts/membw.c), the command, the load and the CPU flags. Prints one Markdown table.
+# scripts/membw.c), the command, the load and the CPU flags. Prints one Markdown table. Both
+# engines keep the KV cache in f16 (llama-bench's default; `droplora bench --kv-cache-type f16`).
 # The benchmark files are made by scripts/make-bench-models.sh (run it first; files missing
 # from --models-dir are skipped with a warning). llama.cpp is built, if missing, from the
 # llama.cpp that the PyPI sdist llama-cpp-python==0.3.36 vendors (scripts/make-bench-models.sh).

@@ -60,7 +60,10 @@ for path in a.files:
         for _ in range(a.repetitions):
             out, rss = timed([a.droplora, "bench", "--model", path, "--threads", str(t),
                               "--prompt-ids", a.prompt_ids, "--gen-tokens", str(a.gen_tokens),
-                              "--repetitions", "1", "--json"])
+                              "--repetitions", "1", "--json",
+                              # llama-bench keeps K and V in f16 unless told otherwise: the same here,
+                              # so peak RSS compares like with like.
+                              "--kv-cache-type", "f16"])
             o = json.loads(out)
             best["ours_pp"] = max(best["ours_pp"], o["prefill_tps"])
             best["ours_tg"] = max(best["ours_tg"], o["decode_tps"])
@@ -84,7 +87,7 @@ print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {load_line(l
 print(f"{cpu_description()}  ")
 print("Read bandwidth (scripts/membw.c, best of 8 passes over 1 GiB): "
       + ", ".join(f"{t} thread(s) {bw[t] / 1e9:.1f} GB/s" for t in a.threads) + "  ")
-print(f"pp{a.prompt_tokens} / tg{a.gen_tokens} tok/s, best of {a.repetitions} interleaved runs; "
+print(f"pp{a.prompt_tokens} / tg{a.gen_tokens} tok/s, best of {a.repetitions} interleaved runs; KV cache f16 in both; "
       "peak RSS from /usr/bin/time -v; bw frac = decode tok/s ÷ (bandwidth ÷ weight bytes read per token)\n")
 print("| file | thr | pp droplora | pp llama.cpp | pp ratio | tg droplora | tg llama.cpp | tg ratio "
       "| tg bw frac droplora | tg bw frac llama.cpp | RSS MiB droplora | RSS MiB llama.cpp |")

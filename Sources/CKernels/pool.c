@@ -209,6 +209,14 @@ typedef struct {
 
 enum { LORA_RANK_CHUNK = 4 };
 
+// Spins (yielding now and then) until *counter reaches target.
+static void wait_until(_Atomic int64_t *counter, int64_t target) {
+  for (int spins = 1; atomic_load_explicit(counter, memory_order_acquire) < target; spins++) {
+    cpu_relax();
+    if (spins % YIELD_EVERY == 0) sched_yield();
+  }
+}
+
 static void matvec_lora_part(void *p, int ith, int nth) {
   matvec_lora_job *job = p;
   const matvec_job *mv = &job->mv;
@@ -229,10 +237,7 @@ static void matvec_lora_part(void *p, int ith, int nth) {
   const int64_t end = begin + per < mv->rows ? begin + per : mv->rows;
   if (begin >= end) return;
   dq_matvec_rows(mv->type, mv->n, mv->w, mv->row_stride, mv->x, mv->y + begin, begin, end);
-  for (int spins = 1; atomic_load_explicit(&job->done_k, memory_order_acquire) < lora->rank; spins++) {
-    cpu_relax();
-    if (spins % YIELD_EVERY == 0) sched_yield();
-  }
+  wait_until(&job->done_k, lora->rank);
   dq_lora_up_f16(mv->y + begin, lora->bt + begin, mv->rows, job->u, lora->rank, end - begin);
 }
 
@@ -307,13 +312,6 @@ typedef struct {
 // is split within each adapter as before.
 static bool by_adapter(const matmul_lora_job *job, int nth) { return job->group_count >= nth; }
 
-static void wait_until(_Atomic int64_t *counter, int64_t target) {
-  for (int spins = 1; atomic_load_explicit(counter, memory_order_acquire) < target; spins++) {
-    cpu_relax();
-    if (spins % YIELD_EVERY == 0) sched_yield();
-  }
-}
-
 static void matmul_lora_part(void *p, int ith, int nth) {
   matmul_lora_job *job = p;
   const int64_t n = job->n;
@@ -329,9 +327,8 @@ static void matmul_lora_part(void *p, int ith, int nth) {
   if (begin < end && job->w)
     dq_matmul_rows(job->type, n, job->w, job->row_stride, job->x, job->x_stride, job->tokens, job->y + begin,
                    job->ldy, begin, end);
-  const int first_group = by_adapter(job, nth) ? ith : 0;
   if (by_adapter(job, nth)) {
-    for (int g = first_group; g < job->group_count; g += nth) {
+    for (int g = ith; g < job->group_count; g += nth) {
       const dq_lora_rows *group = &job->groups[g];
       for (int64_t t = group->first; t < group->first + group->count; t++)
         dq_lora_down_f16(job->u + t * job->ldu, group->lora.a, group->lora.rank, job->x_f32 + t * n, n,
@@ -340,7 +337,7 @@ static void matmul_lora_part(void *p, int ith, int nth) {
     // Every row of y holds its base product before any update is added to it.
     atomic_fetch_add_explicit(&job->based, 1, memory_order_acq_rel);
     wait_until(&job->based, nth);
-    for (int g = first_group; g < job->group_count; g += nth) {
+    for (int g = ith; g < job->group_count; g += nth) {
       const dq_lora_rows *group = &job->groups[g];
       for (int64_t t = group->first; t < group->first + group->count; t++)
         dq_lora_up_f16(job->y + t * job->ldy, group->lora.bt, job->rows, job->u + t * job->ldu, group->lora.rank,
