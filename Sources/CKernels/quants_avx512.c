@@ -15,6 +15,8 @@
 #if DQ_X86_SIMD
 #include <immintrin.h>
 
+#include "vnni.h"
+
 #define TARGET512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE512 TARGET512 static inline __attribute__((always_inline))
 enum { MAX_ROWS = 4 };
@@ -254,15 +256,6 @@ static inline void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *mn) 
   *mn = (uint64_t)(u1 & 0x3F3F3F3Fu) | (uint64_t)m_hi << 32;
 }
 
-// vpdpwssd kept as one instruction. Clang's machine combiner (generic tuning) rewrites a chain of
-// _mm512_dpwssd_epi32 as vpmaddwd + vpaddd to shorten its latency; these kernels are bound by
-// vector throughput, not latency, and the extra vpaddd per product cost 5-10 % (Zen 4, one
-// thread, Q4_K in cache). An integer sum: the bits do not depend on how it is chained.
-INLINE512 __m512i dpwssd(__m512i acc, __m512i a, __m512i b) {
-  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-  return acc;
-}
-
 // The four scale vectors of a q4_K/q5_K super-block from its 8 scale bytes: s[k] has the int16
 // scale of sub-block jlo(k) in 128-bit lanes 0-1 and jhi(k) in lanes 2-3, (jlo, jhi) = (0, 2),
 // (1, 3), (4, 6), (5, 7). The bytes broadcast to every qword (vpbroadcastq from the integer
@@ -346,8 +339,8 @@ INLINE512 void k4_rows(int R, bool hb, int64_t n, const char *w, size_t stride, 
       for (int k = 0; k < 2; k++) {
         __m512i lo, hi;
         k4_codes(hb, qs, qh2, k, &lo, &hi);
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), s[2 * k]);
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), s[2 * k + 1]);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(lo, yv[2 * k]), s[2 * k]);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(hi, yv[2 * k + 1]), s[2 * k + 1]);
       }
       // dy d and dy dmin: the fp32 products of k4_tok (lanes 0 and 1)
       const __m128 dd = _mm_mul_ps(k4_d_dmin(blk), dy);
@@ -415,8 +408,8 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
       for (int h = 0; h < 2; h++) {
         __m512i lo, hi, s_lo, s_hi;
         q6_K_half(a, h, sc16, &lo, &hi, &s_lo, &s_hi);
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(lo, yv[2 * h]), s_lo);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(hi, yv[2 * h + 1]), s_hi);
       }
       acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * _cvtsh_ss(a->d)), _mm512_cvtepi32_ps(sumi), acc[r]);
     }
@@ -500,14 +493,14 @@ INLINE512 void prep_q8_K4(int64_t nb, const char *x, size_t xs, int T, uint8_t *
 }
 
 // One row (w) against T prepared tokens: y[t * ldy].
-#define DEFINE_TOK_Q8_0(NAME, BLOCK, ZERO, CODES, PREFETCH)                                                   \
+#define DEFINE_TOK_Q8_0(NAME, BLOCK, ZERO, CODES, PREFETCH)                                         \
   INLINE512 void NAME(int T, int64_t nb, const char *w, size_t stride, const uint8_t *px, float *y, int64_t ldy) { \
     const BLOCK *a = (const BLOCK *)w;                                                              \
     __m512 acc[PREP_TOK];                                                                           \
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();                                       \
     for (int64_t i = 0; i < nb; i += 2) {                                                           \
       const BLOCK *a1 = i + 1 < nb ? &a[i + 1] : &ZERO;                                             \
-      PREFETCH((const char *)&a[i] + stride, 2 * sizeof *a);                                  \
+      PREFETCH((const char *)&a[i] + stride, 2 * sizeof *a);                                        \
       const __m512i q = CODES;                                                                      \
       const __m512 dw = halves_pair(a[i].d, a1->d);                                                 \
       const uint8_t *o = px + (size_t)(i / 2) * T * 192;                                            \
@@ -564,17 +557,17 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
   __m512 acc[PREP_TOK];
   __m256 accm[PREP_TOK];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), accm[t] = _mm256_setzero_ps();
+  const size_t bs = hb ? sizeof(block_q5_K) : sizeof(block_q4_K);
   for (int64_t i = 0; i < nb; i++) {
+    const char *blk = w + (size_t)i * bs;
+    prefetch_span_l2(blk + stride, bs);
     const uint8_t *scales, *qs, *qh = NULL;
-    dq_half d, dmin;
     if (hb) {
-      const block_q5_K *a = (const block_q5_K *)w + i;
-      scales = a->scales, qs = a->qs, qh = a->qh, d = a->d, dmin = a->dmin;
-      prefetch_span_l2((const char *)a + stride, sizeof *a);
+      const block_q5_K *a = (const block_q5_K *)blk;
+      scales = a->scales, qs = a->qs, qh = a->qh;
     } else {
-      const block_q4_K *a = (const block_q4_K *)w + i;
-      scales = a->scales, qs = a->qs, d = a->d, dmin = a->dmin;
-      prefetch_span_l2((const char *)a + stride, sizeof *a);
+      const block_q4_K *a = (const block_q4_K *)blk;
+      scales = a->scales, qs = a->qs;
     }
     uint64_t sc8, mn8;
     k4_scales_mins(scales, &sc8, &mn8);
@@ -586,13 +579,13 @@ INLINE512 void k4_tok(int T, bool hb, int64_t nb, const char *w, size_t stride, 
     if (hb) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
     __m512i lo[2], hi[2];
     for (int k = 0; k < 2; k++) k4_codes(hb, qs, qh2, k, &lo[k], &hi[k]);
-    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d | (uint32_t)dmin << 16)));
+    const __m128 dm = k4_d_dmin(blk);
     const uint8_t *o = px + (size_t)i * T * 320;
     for (int t = 0; t < T; t++, o += 320) {
-      __m512i sumi = dpwssd(_mm512_setzero_si512(), _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s[0]);
-      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s[1]);
-      sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s[2]);
-      sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s[3]);
+      __m512i sumi = dq_dpwssd_kept(_mm512_setzero_si512(), _mm512_maddubs_epi16(lo[0], _mm512_load_si512((const void *)o)), s[0]);
+      sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(hi[0], _mm512_load_si512((const void *)(o + 64))), s[1]);
+      sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(lo[1], _mm512_load_si512((const void *)(o + 128))), s[2]);
+      sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(hi[1], _mm512_load_si512((const void *)(o + 192))), s[3]);
       const __m256i mins = _mm256_madd_epi16(_mm256_load_si256((const void *)(o + 256)), mn16);
       float dy;
       memcpy(&dy, o + 288, 4);
@@ -629,8 +622,8 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
       const block_q8_K *b = (const block_q8_K *)(x + (size_t)t * xs) + i;
       __m512i sumi = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b->bsums), sc_m32));
       for (int h = 0; h < 2; h++) {
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))), s_lo[h]);
-        sumi = dpwssd(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))), s_hi[h]);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(lo[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h))), s_lo[h]);
+        sumi = dq_dpwssd_kept(sumi, _mm512_maddubs_epi16(hi[h], _mm512_loadu_si512((const void *)(b->qs + 128 * h + 64))), s_hi[h]);
       }
       acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b->d * fd), _mm512_cvtepi32_ps(sumi), acc[t]);
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dq_simd.h"
+#include "vnni.h"
 #if DQ_X86_SIMD
 
 #define TILE_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -142,13 +143,6 @@ DEFINE_TILE4_Q6_K(tile4_q6_K_512_vnni, TILE_512_VNNI, madd_add_vnni)
 // T tokens per pass (4 for dq_tile4_fn, 8 as a one-row dq_tile_rows_fn) against one weight row;
 // each token's arithmetic does not depend on T.
 
-// acc + the int16 pairs of p times those of s, as int32, kept as one vpdpwssd: left to itself the
-// compiler splits it into vpmaddwd + vpaddd (three instructions where two do).
-TILE_512_VNNI static inline __m512i dpwssd_kept(__m512i acc, __m512i p, __m512i s) {
-  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(p), "v"(s));
-  return acc;
-}
-
 // Scales and mins of a q4_K/q5_K super-block, unpacked on 32-bit words: sc[0..8) then mn[0..8).
 static inline void k4_unpack_scales(const uint8_t *q, uint8_t out[16]) {
   uint32_t u[3];
@@ -196,7 +190,7 @@ static inline void k4_unpack_scales(const uint8_t *q, uint8_t out[16]) {
         const __m512i wq = join(lo, hi);                                                         \
         const __m512i sv = _mm512_permutexvar_epi16(_mm512_add_epi16(half_idx, _mm512_set1_epi16((short)(2 * k))), sc16); \
         for (int j = 0; j < T; j++)                                                              \
-          acc[j] = dpwssd_kept(acc[j], _mm512_maddubs_epi16(wq, _mm512_loadu_si512((const void *)(b[j][i].qs + 64 * k))), sv); \
+          acc[j] = dq_dpwssd_kept(acc[j], _mm512_maddubs_epi16(wq, _mm512_loadu_si512((const void *)(b[j][i].qs + 64 * k))), sv); \
       }                                                                                          \
       const float dw = tile_h2f(a[i].d), dmin = tile_h2f(a[i].dmin);                             \
       for (int j = 0; j < T; j++) {                                                              \
@@ -236,8 +230,8 @@ static inline void k4_unpack_scales(const uint8_t *q, uint8_t out[16]) {
         const __m512i sv23 = _mm512_permutexvar_epi16(_mm512_add_epi16(i01, _mm512_set1_epi16(4)), sc16); \
         for (int j = 0; j < T; j++) {                                                            \
           const int8_t *yq = b[j][i].qs + 128 * half;                                            \
-          acc[j] = dpwssd_kept(acc[j], _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)yq)), sv01); \
-          acc[j] = dpwssd_kept(acc[j], _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(yq + 64))), sv23); \
+          acc[j] = dq_dpwssd_kept(acc[j], _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)yq)), sv01); \
+          acc[j] = dq_dpwssd_kept(acc[j], _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(yq + 64))), sv23); \
         }                                                                                        \
       }                                                                                          \
       /* codes are 0..63: take off 32 * sum scales . bsums */                                    \
@@ -617,7 +611,7 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
         int32_t bs[8];                                                                           \
         memcpy(bs, b[j][i].bsums, 32);                                                           \
         __m512i m = _mm512_setzero_si512();                                                      \
-        for (int p = 0; p < 8; p++) m = dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
+        for (int p = 0; p < 8; p++) m = dq_dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
         const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[j]), dw,                      \
                                            _mm512_mul_ps(_mm512_cvtepi32_ps(m), cm));            \
         fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
