@@ -378,6 +378,7 @@ public final class ServingEngine: @unchecked Sendable {
       let choice = GenerationSequence(
         context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens, options: job.request.options,
         prefillChunk: prefillChunk, promptEvaluated: true)
+      slot.sequence = choice
       return Running(job: job, slot: slot, weights: item.weights, sequence: choice, reused: choice.reusedPromptTokens)
     }
   }
@@ -424,10 +425,29 @@ public final class ServingEngine: @unchecked Sendable {
       slot.cachedTokens = []
       reused = 0
     }
+    reused = copyLongerPrefix(into: slot, prompt: job.promptTokens, weights: weights, reused: reused)
     let sequence = GenerationSequence(
       context: slot.context, tokenizer: tokenizer, promptTokens: job.promptTokens,
       options: job.request.options, prefillChunk: prefillChunk, reusing: reused)
+    slot.sequence = sequence
     return Running(job: job, slot: slot, weights: weights, sequence: sequence, reused: sequence.reusedPromptTokens)
+  }
+
+  /// When another slot's cache, on the same weights, holds a longer prefix of `prompt` than
+  /// `slot` keeps (a system prompt or a conversation other requests share; the other slot may be
+  /// running or free), copies those keys and values into `slot` instead of evaluating them
+  /// again. Returns how many prompt tokens `slot` now holds. The last prompt token is always
+  /// evaluated (its logits start the sampling).
+  private func copyLongerPrefix(into slot: Slot, prompt: [Int32], weights: AdaptedModel, reused: Int) -> Int {
+    let useful = min(prompt.count - 1, slot.context.capacity)
+    var best: (donor: Slot, count: Int)?
+    for other in slots where other !== slot && other.holds(weights) {
+      let held = min(commonPrefixLength(other.heldTokens, prompt), useful)
+      if held > (best?.count ?? reused) { best = (other, held) }
+    }
+    guard let (donor, count) = best, slot.context.copyPrefix(from: donor.context, count: count) else { return reused }
+    slot.weights = weights
+    return count
   }
 
   /// One batched step: every decoding sequence samples its next token, prompt chunks fill the
@@ -513,7 +533,6 @@ public final class ServingEngine: @unchecked Sendable {
       }
       item.job.continuation.finish()
     }
-    item.slot.cachedTokens = Array(item.sequence.evaluatedTokens)
     release(item.slot)
     report(
       item.job, sequence: item.sequence, reused: item.reused, firstToken: item.firstToken, started: item.started,
@@ -613,6 +632,9 @@ public final class ServingEngine: @unchecked Sendable {
 
   private func release(_ slot: Slot) {
     slot.busy = false
+    // What the cache holds now, for the next sequences' prefix reuse.
+    if let sequence = slot.sequence { slot.cachedTokens = Array(sequence.evaluatedTokens) }
+    slot.sequence = nil
     // Slots beyond a lowered limit are given back once free.
     if slots.count > maxConcurrentSnapshot() { slots.removeAll { $0 === slot } }
   }
@@ -629,9 +651,12 @@ public final class ServingEngine: @unchecked Sendable {
 
   private func maxConcurrentSnapshot() -> Int { condition.withLock { maxConcurrent } }
 
-  private func commonPrefixLength(_ a: [Int32], _ b: [Int32]) -> Int {
+  private func commonPrefixLength(_ a: some Collection<Int32>, _ b: [Int32]) -> Int {
     var n = 0
-    while n < a.count && n < b.count && a[n] == b[n] { n += 1 }
+    for (x, y) in zip(a, b) {
+      guard x == y else { break }
+      n += 1
+    }
     return n
   }
 }
@@ -667,9 +692,17 @@ private final class Slot {
   var weights: AdaptedModel?
   var cachedTokens: [Int32] = []
   var busy = false
+  /// The sequence running on the slot, if any (its cache grows as it runs).
+  var sequence: GenerationSequence?
   init(context: LlamaContext, adapter: String) {
     self.context = context
     self.adapter = adapter
+  }
+
+  /// The tokens whose keys and values the cache holds now, in order.
+  var heldTokens: ArraySlice<Int32> {
+    if let sequence { return sequence.evaluatedTokens }
+    return cachedTokens.prefix(context.position)
   }
 
   /// Whether the cache was computed with `weights` (in either of its forms).

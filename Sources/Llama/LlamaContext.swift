@@ -157,15 +157,29 @@ public final class LlamaContext {
   /// this context's sliding slots may be fewer than the source's. Choices of one prompt (OpenAI's
   /// `n`) evaluate the prompt once in one context and copy it into the others.
   public func copySequence(from source: LlamaContext) {
+    let copied = copyPrefix(from: source, count: source.position)
+    precondition(copied, "a sequence's own last positions are always in its cache")
+    logits.update(from: source.logits, count: model.vocabularySize)
+  }
+
+  /// Makes this context hold the first `count` positions of `source`'s sequence (its weights and
+  /// projection hook too), to be continued with tokens of its own: a prompt prefix another
+  /// sequence already evaluated. No logits are copied: evaluate at least one token next.
+  /// Returns false, changing nothing, when a sliding layer of `source` has already dropped
+  /// positions that the continuation would attend to.
+  @discardableResult
+  public func copyPrefix(from source: LlamaContext, count: Int) -> Bool {
     precondition(
-      source !== self && source.cacheElement == cacheElement, "copySequence needs another context of the same KV type")
-    precondition(source.position <= capacity, "copySequence into a context too small for the sequence")
+      source !== self && source.cacheElement == cacheElement, "copyPrefix needs another context of the same KV type")
+    precondition(count >= 0 && count <= source.position, "copyPrefix of positions the source does not hold")
+    precondition(count <= capacity, "copyPrefix into a context too small for the prefix")
+    let hyper = source.model.hyper
+    // A sliding layer needs the last window - 1 positions before `count`, from slot 0 on.
+    let firstKept = hyper.slidingWindow > 0 ? max(0, count - (hyper.slidingWindow - 1)) : 0
+    guard firstKept >= source.slidingBase || hyper.slidingWindow == 0 else { return false }
     use(model: source.model)
     projectionHook = source.projectionHook
-    let hyper = model.hyper
-    let count = source.position
     let rowBytes = hyper.kvDimension * cacheElement.byteCount
-    let firstKept = hyper.slidingWindow > 0 ? max(source.slidingBase, count - (hyper.slidingWindow - 1)) : 0
     for layer in 0..<hyper.layerCount {
       let sliding = hyper.isSliding(layer)
       // Full layers: positions 0..<count at slots 0..<count. Sliding: firstKept..<count to slot 0 on.
@@ -179,7 +193,7 @@ public final class LlamaContext {
     }
     position = count
     slidingBase = hyper.slidingWindow > 0 ? firstKept : 0
-    logits.update(from: source.logits, count: model.vocabularySize)
+    return true
   }
 
   /// Logits of the last evaluated token; valid until the next call to `evaluate`.

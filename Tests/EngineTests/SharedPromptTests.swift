@@ -98,6 +98,43 @@ struct SharedPromptTests {
     }
   }
 
+  @Test("a request copies the prompt prefix another running request evaluated, and gets its own output")
+  func prefixFromAnotherRunningRequest() async throws {
+    let counter = PromptCounter()
+    let engine = try Self.engine(maxConcurrent: 2, observer: counter)
+    engine.start()
+    defer { engine.stop() }
+    var long = Self.choices[0]
+    long.maxTokens = 60
+    let first = ServingRequest(adapter: nil, prompt: .chat([Self.prompt]), options: long)
+    var question = Self.prompt
+    question.content += " Also say who fixes the parser."
+    let second = ServingRequest(adapter: nil, prompt: .chat([question]), options: Self.choices[0])
+    let firstTokens = try engine.tokenize(first.prompt)
+    let secondTokens = try engine.tokenize(second.prompt)
+    let shared = zip(firstTokens, secondTokens).prefix { $0 == $1 }.count
+    #expect(shared > 64, "the prompts share \(shared) tokens")
+    // The second arrives once the first decodes: its slot is new, the first's is busy.
+    let firstStream = try engine.submit(first)
+    let (decoding, decodingStarted) = AsyncStream<Void>.makeStream()
+    let firstRun = Task {
+      for try await _ in firstStream { decodingStarted.yield() }
+      decodingStarted.finish()
+    }
+    for await _ in decoding { break }
+    let secondOutput = try await BatchedServingTests.collect(try engine.submit(second))
+    try await firstRun.value
+    let report = try #require(counter.finished.first { $0.promptTokens == secondTokens.count })
+    #expect(report.reusedPromptTokens == shared, "copied \(report.reusedPromptTokens) of \(shared) shared tokens")
+    let alone = try Self.engine(maxConcurrent: 1)
+    alone.start()
+    defer { alone.stop() }
+    let reference = try await BatchedServingTests.collect(try alone.submit(second))
+    #expect(
+      BatchedServingTests.agree(reference, secondOutput),
+      "\(reference.tokens.map(\.token)) alone vs \(secondOutput.tokens.map(\.token)) with the copied prefix (Δlogprob \(BatchedServingTests.logprobDifference(reference, secondOutput)))")
+  }
+
   @Test(
     "a client gone before or after the prompt ends every choice, and the engine serves on",
     arguments: [0, 1])

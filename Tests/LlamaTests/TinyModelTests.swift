@@ -196,6 +196,40 @@ struct TinyModelTests {
     #expect(source.position == tinyTokens.count + 1)
   }
 
+  @Test(
+    "a copied prompt prefix continues like the original (or is refused where the window moved on)",
+    arguments: ["gemma3 f32 (post-norms, GeGLU, sliding window 4)", "llama q8_0"])
+  func copiedPrefixContinues(_ name: String) throws {
+    let (tiny, model) = try makeModel(Self.variants.first { $0.name == name }!)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    // The whole sequence evaluated in one context, as the copies' reference.
+    let full = try LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 5).evaluateAll(tinyTokens)
+    func continues(from source: LlamaContext, count: Int) throws {
+      let copy = LlamaContext(model: model, contextLength: 32, threads: 2, maxBatch: 3)
+      try copy.evaluate([9, 9])  // stale contents the copy must replace
+      #expect(copy.copyPrefix(from: source, count: count), "count \(count)")
+      #expect(copy.position == count)
+      let tail = try copy.evaluateAll(Array(tinyTokens[count...]))
+      let expected = full[(count * model.vocabularySize)...]
+      let scale = expected.map(abs).max()!
+      let error = zip(tail, expected).map { abs($0 - $1) }.max()! / scale
+      #expect(error < 1e-4, "count \(count): relative error \(error)")
+    }
+    // A source whose sliding slots never moved (one chunk) holds every prefix.
+    let whole = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 16)
+    try whole.evaluate(tinyTokens)
+    for count in [1, 2, 6, tinyTokens.count - 1] { try continues(from: whole, count: count) }
+    // One that evaluated a token at a time keeps only the last window of a sliding layer: a
+    // prefix ending at its last positions copies, a short one is refused and changes nothing.
+    let stepped = LlamaContext(model: model, contextLength: 64, threads: 2, maxBatch: 1)
+    for token in tinyTokens { try stepped.evaluate([token]) }
+    try continues(from: stepped, count: tinyTokens.count - 1)
+    let refused = LlamaContext(model: model, contextLength: 32, threads: 2, maxBatch: 3)
+    try refused.evaluate([9, 9])
+    #expect(refused.copyPrefix(from: stepped, count: 2) == (model.hyper.slidingWindow == 0))
+    if model.hyper.slidingWindow > 0 { #expect(refused.position == 2) }
+  }
+
   @Test("bad input is an error, not a crash")
   func errors() throws {
     let (tiny, model) = try makeModel(Self.variants[0])
