@@ -2,6 +2,7 @@
 // twin when the CPU has those features (checked once) and fall back to the scalar references
 // otherwise, or when a test forces scalar. A matvec looks its kernel up once, not per row.
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "cpu_features.h"
 #include "quants.h"
@@ -64,7 +65,7 @@ void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
 }
 
 uint32_t dq_vec_dot_type(uint32_t type) {
-  switch (type) {
+  switch (type & ~(uint32_t)DQ_TYPE_R16) {
     case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return DQ_TYPE_Q8_0;
     case DQ_TYPE_Q4_1: case DQ_TYPE_Q5_1: return DQ_TYPE_Q8_1;
     case DQ_TYPE_Q4_K: case DQ_TYPE_Q5_K: case DQ_TYPE_Q6_K: return DQ_TYPE_Q8_K;
@@ -99,8 +100,23 @@ static inline bool weights_stream_from_memory(void) {
   return atomic_load_explicit(&stream_from_memory, memory_order_relaxed);
 }
 
+// Rows [row_begin, row_end) of a repacked matrix (type | DQ_TYPE_R16, w its first group).
+// Every caller slices rows in multiples of 16 (pool.c), so a range starts on a group; one that
+// did not would read another row's lanes, so it stops the process rather than answer wrong.
+static void r16_rows(uint32_t type, int64_t n, const void *w, const void *x, size_t x_stride, int64_t tokens,
+                     float *y, int64_t ldy, int64_t row_begin, int64_t row_end) {
+  const uint32_t base = type & ~(uint32_t)DQ_TYPE_R16;
+  if (row_begin % 16 != 0) abort();
+  dq_r16_matmul(base, n, (const char *)w + (size_t)(row_begin / 16) * dq_r16_group_bytes(base, n), x, x_stride,
+                tokens, y, ldy, row_end - row_begin);
+}
+
 void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     float *y, int64_t row_begin, int64_t row_end) {
+  if (type & DQ_TYPE_R16) {
+    if (row_begin < row_end) r16_rows(type, n, w, x, 0, 1, y, 0, row_begin, row_end);
+    return;
+  }
   dq_dot_fn f = dot_kernel(type);
   if (!f || n <= 0) {
     for (int64_t r = row_begin; r < row_end; r++) y[r - row_begin] = 0.0f;
@@ -215,6 +231,10 @@ int64_t dq_matvec_tokens_max(uint32_t type) {
 void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, const void *x,
                     size_t x_stride, int64_t tokens, float *y, int64_t ldy, int64_t row_begin,
                     int64_t row_end) {
+  if (type & DQ_TYPE_R16) {
+    if (row_begin < row_end && tokens > 0) r16_rows(type, n, w, x, x_stride, tokens, y, ldy, row_begin, row_end);
+    return;
+  }
   if (tokens <= dq_matvec_tokens_max(type) && use_avx512()) {
     dq_matmul_tokens_fn mt = dq_avx512_matvec_tokens_kernel(type);
     if (mt && n > 0 &&

@@ -67,7 +67,7 @@ public enum MatMul {
       }
     }
     dq_pool_matmul(
-      pool.pool, w.type, Int64(columns), w.base, w.rowStride, xq, stride, Int64(tokens), out,
+      pool.pool, w.productType, Int64(columns), w.productBase, w.productRowStride, xq, stride, Int64(tokens), out,
       Int64(w.rows), Int64(w.rows))
   }
 
@@ -79,7 +79,7 @@ public enum MatMul {
     let xq = workspace.activations
     dq_quantize_row(w.activationType, x, xq, Int64(w.columns))
     dq_pool_matvec(
-      pool.pool, w.type, Int64(w.columns), w.base, w.rowStride, xq, out, Int64(w.rows))
+      pool.pool, w.productType, Int64(w.columns), w.productBase, w.productRowStride, xq, out, Int64(w.rows))
   }
 
   /// outs[k][r] = Ws[k][r, :] · x for matrices that share x's width and dot type (q/k/v,
@@ -96,7 +96,7 @@ public enum MatMul {
     let xq = workspace.activations
     dq_quantize_row(first.w.activationType, x, xq, Int64(first.w.columns))
     let parts = targets.map {
-      dq_matvec_target(type: $0.w.type, w: $0.w.base, row_stride: $0.w.rowStride, y: $0.out, rows: Int64($0.w.rows))
+      dq_matvec_target(type: $0.w.productType, w: $0.w.productBase, row_stride: $0.w.productRowStride, y: $0.out, rows: Int64($0.w.rows))
     }
     parts.withUnsafeBufferPointer {
       dq_pool_matvec_many(pool.pool, Int64(first.w.columns), xq, $0.baseAddress!, Int32($0.count))
@@ -116,7 +116,7 @@ public enum MatMul {
     var lora = dq_lora_f16(a: update.a, bt: update.bt, rank: Int64(update.rank), scale: update.scale)
     withUnsafeTemporaryAllocation(of: Float.self, capacity: update.rank) { u in
       dq_pool_matvec_lora(
-        pool.pool, w.type, Int64(w.columns), w.base, w.rowStride, xq, x, out, Int64(w.rows), &lora,
+        pool.pool, w.productType, Int64(w.columns), w.productBase, w.productRowStride, xq, x, out, Int64(w.rows), &lora,
         u.baseAddress!)
     }
   }
@@ -146,7 +146,7 @@ public enum MatMul {
     }
     lowRankJob(out, x, tokens: tokens, rows: w.rows, columns: columns, updates, pool: pool) { groups, count, u, ldu in
       dq_pool_matmul_lora(
-        pool.pool, w.type, Int64(columns), w.base, w.rowStride, xq, stride, x, Int64(tokens), out,
+        pool.pool, w.productType, Int64(columns), w.productBase, w.productRowStride, xq, stride, x, Int64(tokens), out,
         Int64(w.rows), Int64(w.rows), groups, count, u, ldu)
     }
   }

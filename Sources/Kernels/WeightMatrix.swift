@@ -11,6 +11,12 @@ public struct WeightMatrix: @unchecked Sendable {
   public let rowStride: Int
   /// Elements per quantization block (1 for float types): column ranges must align to it.
   public let blockSize: Int
+  /// What the products (MatMul) read: these rows as they are, or a copy repacked for faster
+  /// kernels (`productType` then carries DQ_TYPE_R16, and `productBase` is the copy's first
+  /// group of 16 rows). Everything else (dequantizing, merges, export) reads `base`.
+  public private(set) var productType: UInt32
+  public private(set) var productBase: UnsafeRawPointer
+  public private(set) var productRowStride: Int
 
   /// Returns nil when the type is not computable or `columns` is not a whole number of blocks.
   public init?(type: UInt32, rows: Int, columns: Int, base: UnsafeRawPointer) {
@@ -25,7 +31,24 @@ public struct WeightMatrix: @unchecked Sendable {
     var typeSize: Int64 = 0
     _ = dq_type_info(type, &block, &typeSize)
     blockSize = Int(block)
+    productType = type
+    productBase = base
+    productRowStride = Int(stride)
   }
+
+  /// The same matrix with its products reading `packed`, an r16 copy of its rows
+  /// (dq_r16_pack_group, groups of 16 rows `groupBytes` apart) that the caller keeps alive.
+  public func repacked(into packed: UnsafeRawPointer, groupBytes: Int) -> WeightMatrix {
+    precondition(groupBytes % 16 == 0, "an r16 group is 16 rows")
+    var copy = self
+    copy.productType = type | UInt32(DQ_TYPE_R16)
+    copy.productBase = packed
+    copy.productRowStride = groupBytes / 16
+    return copy
+  }
+
+  /// Whether the products read a repacked copy.
+  public var isRepacked: Bool { productType & UInt32(DQ_TYPE_R16) != 0 }
 
   public var byteCount: Int { rows * rowStride }
 

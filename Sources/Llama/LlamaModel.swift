@@ -14,11 +14,23 @@ public final class LlamaModel: Sendable {
   /// Keeps the memory of replaced matrices alive (a merged adapter's buffers); nil for a model
   /// read straight from its file.
   public let owner: (any AnyObject & Sendable)?
+  /// The r16 copies the products read (see RepackedWeights); nil when nothing was repacked.
+  let repacked: RepackedWeights?
 
-  public init(file: GGUFFile) throws {
+  /// `repackWeights`: repack the k-quant matrices for the AVX-512 VNNI kernels where the CPU
+  /// has them (the default, unless DROPLORA_REPACK=0); false keeps every product on the file.
+  public init(file: GGUFFile, repackWeights: Bool = LlamaModel.repacksWeightsByDefault) throws {
     self.file = file
     hyper = try LlamaHyperParameters(file: file)
-    weights = try LlamaWeights(file: file, hyper: hyper)
+    let weights = try LlamaWeights(file: file, hyper: hyper)
+    if repackWeights {
+      let repacked = RepackedWeights()
+      self.weights = weights.mappingProductMatrices(repacked.repack)
+      self.repacked = repacked.byteCount > 0 ? repacked : nil
+    } else {
+      self.weights = weights
+      repacked = nil
+    }
     rope = RoPEFrequencies(hyper: hyper, factors: weights.ropeFrequencyFactors)
     slidingRope = RoPEFrequencies.sliding(hyper)
     owner = nil
@@ -40,11 +52,18 @@ public final class LlamaModel: Sendable {
     rope = base.rope
     slidingRope = base.slidingRope
     self.owner = owner
+    repacked = base.repacked
   }
 
-  public convenience init(path: String) throws {
-    try self.init(file: try GGUFFile(path: path))
+  public convenience init(path: String, repackWeights: Bool = LlamaModel.repacksWeightsByDefault) throws {
+    try self.init(file: try GGUFFile(path: path), repackWeights: repackWeights)
   }
+
+  /// Whether loads repack the k-quant matrices: yes, unless the environment sets DROPLORA_REPACK=0.
+  public static var repacksWeightsByDefault: Bool { RepackedWeights.enabledByDefault }
+
+  /// Bytes of the repacked copies the products read (0: none).
+  public var repackedByteCount: Int { repacked?.byteCount ?? 0 }
 
   public var vocabularySize: Int { weights.tokenEmbedding.rows }
 

@@ -57,7 +57,7 @@ public struct LlamaWeights: Sendable {
   public let tokenEmbedding: WeightMatrix
   public let outputNorm: VectorView
   /// The output matrix; the token embedding when the model ties them.
-  public let output: WeightMatrix
+  public private(set) var output: WeightMatrix
   /// Llama 3.1 RoPE scaling: the rotation frequency of pair i is divided by factor i.
   public let ropeFrequencyFactors: VectorView?
   public private(set) var layers: [LlamaLayerWeights]
@@ -109,6 +109,22 @@ public struct LlamaWeights: Sendable {
       throw LlamaError.unsupportedFeature(
         name: unused, reason: "is a tensor the \(hyper.architecture) forward pass does not use")
     }
+  }
+
+  /// The same weights with `transform` applied to every matrix the products read (each layer's
+  /// projections and the output matrix; the token embedding is only ever read by rows).
+  func mappingProductMatrices(_ transform: (WeightMatrix) -> WeightMatrix) -> LlamaWeights {
+    var copy = self
+    copy.output = transform(output)
+    copy.layers = layers.map { weights in
+      LlamaLayerWeights(
+        attentionNorm: weights.attentionNorm, feedForwardNorm: weights.feedForwardNorm,
+        projections: weights.projections.mapValues(transform),
+        queryBias: weights.queryBias, keyBias: weights.keyBias, valueBias: weights.valueBias,
+        queryNorm: weights.queryNorm, keyNorm: weights.keyNorm,
+        postAttentionNorm: weights.postAttentionNorm, postFeedForwardNorm: weights.postFeedForwardNorm)
+    }
+    return copy
   }
 
   /// The same weights with some projection matrices swapped for others of the same shape

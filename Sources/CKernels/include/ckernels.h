@@ -111,6 +111,29 @@ bool dq_matmul_rows_exact(uint32_t type);
 void dq_set_matvec_tokens_max(int64_t tokens);
 int64_t dq_matvec_tokens_max(uint32_t type);
 
+// ---- repacked k-quant matrices ("r16") -----------------------------------------------------
+// A Q4_K/Q5_K/Q6_K matrix can be repacked once, at load, into groups of 16 rows whose kernels
+// (AVX-512 VNNI) put one row in each 32-bit lane: no horizontal sums, and a sub-block's scale is
+// applied once per group of codes for all 16 rows. Products of every size then read the
+// repacked copy; the original bytes stay the matrix for everything else (dequantizing, merges,
+// export). A (row, token) result has the same bits whatever the number of tokens or the rows asked.
+// Whether the layout exists for type on this CPU.
+bool dq_r16_supported(uint32_t type);
+// Bytes of one group of 16 rows of n columns (n a multiple of 256).
+size_t dq_r16_group_bytes(uint32_t type, int64_t n);
+// Packs rows [0, rows) of w (rows <= 16; a short last group is padded with zero rows) into one
+// group at out (64-byte aligned).
+void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows, void *out);
+// y[t * ldy + r] for r in [0, rows), t in [0, tokens): rows of consecutive groups starting at
+// `packed` (a group boundary) against q8_K activation rows x_t, x_stride bytes apart.
+void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride,
+                   int64_t tokens, float *y, int64_t ldy, int64_t rows);
+// The type id products take for a repacked matrix: its type | DQ_TYPE_R16, w the first group,
+// and a row stride of dq_r16_group_bytes / 16. dq_matvec_rows, dq_matmul_rows (so the pool's
+// products) and dq_vec_dot_type accept it, with row ranges that begin on a group (the pool
+// slices rows in multiples of 16); nothing else does.
+enum { DQ_TYPE_R16 = 0x10000 };
+
 // False when built with DQ_SCALAR_ONLY (or not for x86-64): only the scalar twins exist.
 bool dq_simd_compiled(void);
 // Which SIMD path the dispatching functions use ("avx2" or "scalar") on the calling thread;
