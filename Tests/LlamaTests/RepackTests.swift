@@ -1,0 +1,97 @@
+// Repacked weights (RepackedWeights, the r16 layout): where the CPU has the kernels, a model's
+// k-quant matrices are repacked at load, compactly, and the products that read them give the
+// file's logits to fp32 summation order; a batched step gives every sequence exactly the bits
+// it gets alone, since an r16 product's bits do not depend on how many tokens it takes.
+import CKernels
+import Foundation
+import GGUF
+import Kernels
+import Llama
+import Testing
+import TinyModelSupport
+
+struct RepackTests {
+  static let types: [GGMLType] = [.q4_K, .q5_K, .q6_K]
+
+  /// Greedy decode of `prompt` for `steps` tokens on `model`: the logits after the prompt and
+  /// after each token.
+  static func logits(_ model: LlamaModel, prompt: [Int32], steps: Int, threads: Int = 2) throws -> [[Float]] {
+    let context = LlamaContext(model: model, contextLength: 64, pool: ThreadPool(threads: threads), maxBatch: 64)
+    try context.evaluate(prompt)
+    var out = [Array(context.lastLogits)]
+    for _ in 0..<steps {
+      try context.evaluate([BatchTests.argmax(out.last!)])
+      out.append(Array(context.lastLogits))
+    }
+    return out
+  }
+
+  @Test("k-quant models are repacked at load and give the file's logits", arguments: types)
+  func repackedModelGivesTheFilesLogits(type: GGMLType) throws {
+    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 512, vocabulary: 67)
+    spec.matrixType = type
+    spec.embeddingType = .q8_0
+    let tiny = try TinyModel(spec)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let repacked = try LlamaModel(path: tiny.path, repackWeights: true)
+    let plain = try LlamaModel(path: tiny.path, repackWeights: false)
+    #expect(plain.repackedByteCount == 0)
+    guard dq_r16_supported(type.rawValue) else {
+      #expect(repacked.repackedByteCount == 0)
+      return
+    }
+    #expect(repacked.repackedByteCount > 0)
+    #expect(repacked.weights.layers[0].matrix(.gate).isRepacked && !plain.weights.layers[0].matrix(.gate).isRepacked)
+    var random = SplitMix(seed: 21)
+    let prompt = (0..<13).map { _ in Int32(random.next() % 67) }
+    let a = try Self.logits(plain, prompt: prompt, steps: 6)
+    let b = try Self.logits(repacked, prompt: prompt, steps: 6)
+    let (error, agree) = BatchTests.compare(a, b, clear: 1e-3)
+    #expect(error < 1e-3, "relative logit error \(error)")
+    #expect(agree, "greedy tokens differ")
+  }
+
+  @Test("a repacked model's batch gives each sequence its bits alone", arguments: types)
+  func repackedBatchIsExact(type: GGMLType) throws {
+    guard dq_r16_supported(type.rawValue) else { return }
+    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 256, vocabulary: 67)
+    spec.matrixType = type
+    spec.embeddingType = .q8_0
+    let tiny = try TinyModel(spec)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let model = try LlamaModel(path: tiny.path, repackWeights: true)
+    let pool = ThreadPool(threads: 2)
+    let scripts = BatchTests.scripts(vocabulary: spec.vocabulary).map {
+      BatchTests.Script(prompt: $0.prompt, joins: $0.joins, decodes: $0.decodes, hook: nil, model: 0)
+    }
+    let alone = try scripts.map { try BatchTests.alone($0, models: [model], hooks: [], pool: pool) }
+    for maxRows in [64, 8] {
+      let batched = try BatchTests.batched(
+        scripts, tokens: alone.map(\.tokens), models: [model], hooks: [], pool: pool, maxRows: maxRows)
+      for (i, (a, b)) in zip(alone.map(\.logits), batched).enumerated() {
+        let (error, _) = BatchTests.compare(a, b, clear: 0)
+        #expect(error == 0, "sequence \(i), maxRows \(maxRows): relative logit error \(error)")
+      }
+    }
+  }
+
+  @Test("Gemma 3 270M: repacked about the file's size, logits of the file", .enabled(if: gemma3IsPresent))
+  func gemma() throws {
+    let repacked = try LlamaModel(path: gemma3Path, repackWeights: true)
+    guard dq_r16_supported(GGMLType.q4_K.rawValue) else { return }
+    // The bytes of the matrices that were repacked, as the file stores them.
+    var original = 0
+    let matrices = repacked.weights.layers.flatMap { $0.projections.values } + [repacked.weights.output]
+    for m in matrices where m.isRepacked { original += m.byteCount }
+    #expect(original > 0)
+    let ratio = Double(repacked.repackedByteCount) / Double(original)
+    #expect(ratio > 0.99 && ratio < 1.08, "repacked copies are \(ratio) x the file's bytes")
+    let plain = try LlamaModel(path: gemma3Path, repackWeights: false)
+    let prompt: [Int32] = [2, 105, 2364, 107, 3689, 563, 506, 5279, 529, 7001, 236881, 106, 107, 105, 4368, 107]
+    let a = try Self.logits(plain, prompt: prompt, steps: 8)
+    let b = try Self.logits(repacked, prompt: prompt, steps: 8)
+    let (error, agree) = BatchTests.compare(a, b, clear: 1e-2)
+    #expect(error < 1e-2, "relative logit error \(error)")
+    #expect(agree, "greedy tokens differ")
+  }
+}
