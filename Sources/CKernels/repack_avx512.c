@@ -12,9 +12,11 @@
 //  Q4_K: qs 2048 | sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32
 //        = 2368 (148 a row; the file has 144): one sequential stream, 64-byte aligned.
 //  Q5_K: qs 2048 | qh 512 | as Q4_K from the scales on = 2880 (180 a row, as the file).
-//  Q6_K: ql 2048 | qh 1024 for every super-block of the group first, then per super-block
-//        (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32: 210 a row as the file; 3360 bytes is not
-//        a multiple of 64, so the codes come first to keep every code load on whole lines.
+//  Q6_K: per half h of the super-block, ql dwords 16h..16h+16 (1024) then qh dwords 8h..8h+8
+//        (512); then (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes = 3392 (212 a
+//        row; the file has 210): 3360 is not a multiple of 64 and every load should stay on whole
+//        lines. A layout with all the codes of the group first and the scales after (210 a row)
+//        read at half the speed from L3 or memory: the hardware prefetchers did not follow it.
 //
 // Arithmetic, per token and super-block, lane-wise: exact int32 sums (sub-block sums times their
 // scale; Q4_K/Q5_K mins times the token's sub-block sums by vpdpwssd; Q6_K's -32 offset as the
@@ -30,7 +32,7 @@
 #include "dq_simd.h"
 
 enum { R16_ROWS = 16 };
-enum { Q4K_SB = 2368, Q5K_SB = 2880, Q6K_CODES = 3072, Q6K_META = 288 };
+enum { Q4K_SB = 2368, Q5K_SB = 2880, Q6K_SB = 3392 };
 
 // ---- layout (plain C: packing runs once per matrix at load) ---------------------------------
 
@@ -40,7 +42,7 @@ static size_t r16_group_bytes_any(uint32_t type, int64_t n) {
   switch (type) {
     case DQ_TYPE_Q4_K: return nb * Q4K_SB;
     case DQ_TYPE_Q5_K: return nb * Q5K_SB;
-    case DQ_TYPE_Q6_K: return (nb * (Q6K_CODES + Q6K_META) + 63) / 64 * 64;
+    case DQ_TYPE_Q6_K: return nb * Q6K_SB;
     default: return 0;
   }
 }
@@ -78,14 +80,18 @@ static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
   }
 }
 
-static void pack_q6_K(const void *const blk[R16_ROWS], uint8_t *codes, uint8_t *meta) {
-  const uint8_t *ql[R16_ROWS], *qh[R16_ROWS];
-  for (int r = 0; r < R16_ROWS; r++) {
-    ql[r] = ((const block_q6_K *)blk[r])->ql;
-    qh[r] = ((const block_q6_K *)blk[r])->qh;
+static void pack_q6_K(const void *const blk[R16_ROWS], uint8_t *out) {
+  for (int h = 0; h < 2; h++) {
+    const uint8_t *ql[R16_ROWS], *qh[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) {
+      ql[r] = ((const block_q6_K *)blk[r])->ql + 64 * h;
+      qh[r] = ((const block_q6_K *)blk[r])->qh + 32 * h;
+    }
+    transpose_dwords(ql, 16, out + 1536 * h);
+    transpose_dwords(qh, 8, out + 1536 * h + 1024);
   }
-  transpose_dwords(ql, 32, codes);
-  transpose_dwords(qh, 16, codes + 2048);
+  uint8_t *meta = out + 3072;
+  memset(meta + 288, 0, 32);
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
     const block_q6_K *a = blk[r];
@@ -110,12 +116,9 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
     switch (type) {
       case DQ_TYPE_Q4_K: pack_k4(false, blk, o + (size_t)i * Q4K_SB); break;
       case DQ_TYPE_Q5_K: pack_k4(true, blk, o + (size_t)i * Q5K_SB); break;
-      default: pack_q6_K(blk, o + (size_t)i * Q6K_CODES, o + (size_t)nb * Q6K_CODES + (size_t)i * Q6K_META); break;
+      default: pack_q6_K(blk, o + (size_t)i * Q6K_SB); break;
     }
   }
-  const size_t used = type == DQ_TYPE_Q6_K ? (size_t)nb * (Q6K_CODES + Q6K_META) : 0;
-  const size_t total = r16_group_bytes_any(type, n);
-  if (used && total > used) memset(o + used, 0, total - used);
 }
 
 #if DQ_X86_SIMD
@@ -132,8 +135,14 @@ enum { R16_TOK = 8 };
 #ifndef R16_PREFETCH
 #define R16_PREFETCH 16384
 #endif
-R16_INLINE void r16_prefetch(const uint8_t *p, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
+#ifndef R16_HINT
+#define R16_HINT _MM_HINT_T1
+#endif
+// Lines [first, first + count) of p, spread over a super-block's sub-block loop rather than
+// all at its start.
+R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count) {
+  if (R16_PREFETCH > 0)
+    for (int l = first; l < first + count; l++) _mm_prefetch((const char *)p + 64 * l, R16_HINT);
 }
 
 R16_INLINE __m512i bcast32(const int8_t *p) {
@@ -153,10 +162,10 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
-    r16_prefetch(p + R16_PREFETCH, sbb);
     const uint8_t *meta = p + (hb ? 2560 : 2048);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
       __m512i W[8];
@@ -169,6 +178,7 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
+      r16_prefetch(p + R16_PREFETCH, 6 * j, 6);  // 37 or 45 lines a super-block
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
@@ -198,7 +208,7 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
-// Q6_K: T tokens against one group; codes at grp, per-super-block scales and d after them.
+// Q6_K: T tokens against one group.
 R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y, int64_t ldy,
                          __mmask16 keep) {
   const block_q8_K *b[R16_TOK];
@@ -206,11 +216,8 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
   __m512 fs[R16_TOK];
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-  const uint8_t *meta0 = grp + (size_t)nb * Q6K_CODES;
   for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *p = grp + (size_t)i * Q6K_CODES, *meta = meta0 + (size_t)i * Q6K_META;
-    // the group's bytes as one stream: this super-block's share of it, that far ahead
-    r16_prefetch(grp + (size_t)i * (Q6K_CODES + Q6K_META) + R16_PREFETCH, Q6K_CODES + Q6K_META);
+    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p + 3072;
     // per token, -32 times each 16-code sum: where a sub-block's integer sum starts
     int32_t off[R16_TOK][16];
     for (int t = 0; t < T; t++) {
@@ -219,18 +226,20 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
     }
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8  // constant shifts and offsets (not unrolled, clang chose variable shifts)
     for (int g = 0; g < 8; g++) {
       // 32-code group g = 4h + f: ql dwords 16h + 8(f & 1).., low nibbles for f < 2; 2-bit field f of
-      // qh dwords 8h..
+      // qh dwords 8h.. (as the file's q6_K)
       const int h = g / 4, f = g % 4;
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i l = _mm512_load_si512((const void *)(p + 64 * (16 * h + 8 * (f & 1) + k)));
-        const __m512i q = _mm512_load_si512((const void *)(p + 2048 + 64 * (8 * h + k)));
+        const __m512i l = _mm512_load_si512((const void *)(p + 1536 * h + 512 * (f & 1) + 64 * k));
+        const __m512i q = _mm512_load_si512((const void *)(p + 1536 * h + 1024 + 64 * k));
         const __m512i lo = _mm512_and_si512(f < 2 ? l : _mm512_srli_epi16(l, 4), m4);
         const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
         W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
       }
+      r16_prefetch(p + R16_PREFETCH, 7 * g, 7);  // 53 lines a super-block
       const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
       const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
       for (int t = 0; t < T; t++) {
