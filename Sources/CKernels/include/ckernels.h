@@ -111,21 +111,27 @@ bool dq_matmul_rows_exact(uint32_t type);
 void dq_set_matvec_tokens_max(int64_t tokens);
 int64_t dq_matvec_tokens_max(uint32_t type);
 
-// ---- repacked k-quant matrices ("r16") -----------------------------------------------------
-// A Q4_K/Q5_K/Q6_K matrix can be repacked once, at load, into groups of 16 rows whose kernels
-// (AVX-512 VNNI) put one row in each 32-bit lane: no horizontal sums, and a sub-block's scale is
-// applied once per group of codes for all 16 rows. Products of every size then read the
-// repacked copy; the original bytes stay the matrix for everything else (dequantizing, merges,
-// export). A (row, token) result has the same bits whatever the number of tokens or the rows asked.
-// Whether the layout exists for type on this CPU.
+// ---- r16: k-quant matrices repacked 16 rows per group, for their products --------------------
+// Built once at load; every product of the matrix (decode of 1..8 tokens, prefill of any number)
+// may read it, while the file's bytes stay the truth for everything else. Groups of 16
+// consecutive rows, group g at packed + g * dq_r16_group_bytes(type, n); inside, super-block by
+// super-block, the codes in their own bit planes transposed so that lane r of a vector is row r,
+// per-row scales as bytes, d/dmin as fp16 (Q4_K 148 bytes a row and super-block, the file 144;
+// Q5_K 180 as the file; Q6_K 212, the file 210). A (row, token) result has the same bits whatever the number
+// of tokens in the call, the token's place among them and the group-aligned row range; within
+// the summation tolerance of dq_vec_dot_ref, not dq_vec_dot's bits.
+// Whether the r16 layout exists for type (Q4_K, Q5_K, Q6_K) on this CPU (AVX-512 VNNI).
 bool dq_r16_supported(uint32_t type);
-// Bytes of one group of 16 rows of n columns (n a multiple of 256).
+// Bytes of one group of 16 rows of n columns (a multiple of 64); 0 when not supported or n is
+// not a multiple of 256.
 size_t dq_r16_group_bytes(uint32_t type, int64_t n);
-// Packs rows [0, rows) of w (rows <= 16; a short last group is padded with zero rows) into one
-// group at out (64-byte aligned).
-void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows, void *out);
-// y[t * ldy + r] for r in [0, rows), t in [0, tokens): rows of consecutive groups starting at
-// `packed` (a group boundary) against q8_K activation rows x_t, x_stride bytes apart.
+// Packs rows [0, rows) of w (row_stride bytes apart; rows <= 16, a last group short of 16 rows
+// is padded with zero rows) into one group at out (64-byte aligned, dq_r16_group_bytes long).
+void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows,
+                       void *out);
+// y[t * ldy + r] for r in [0, rows) and t in [0, tokens): the rows of consecutive groups starting
+// at `packed` (a group boundary; the last group's rows past `rows` are computed, not stored)
+// against the q8_K activation rows x_t, x_stride bytes apart.
 void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride,
                    int64_t tokens, float *y, int64_t ldy, int64_t rows);
 // The type id products take for a repacked matrix: its type | DQ_TYPE_R16, w the first group,

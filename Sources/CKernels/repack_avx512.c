@@ -1,0 +1,334 @@
+// r16: k-quant weight matrices repacked once, at load, 16 rows per group, in about their original
+// size, for every product with them (a decode step of 1..8 tokens and prefill alike). The file's
+// bytes stay the truth for everything else; only the products read these.
+//
+// Within a group, 32-bit lane r of every vector belongs to row r. The codes keep the file's own
+// bit planes, only transposed by dwords: dword c of row r's qs (ql, qh) goes to byte 64c + 4r of
+// the plane. One 64-byte load, an and or a shift, gives a vector whose lane r holds 4 codes of row
+// r, against which a token's 4 activation bytes are broadcast (vpdpbusd, no horizontal sums);
+// a 32-code sub-block's integer sum is then multiplied by its 16 rows' scales at once.
+//
+// Per super-block and group (bytes):
+//  Q4_K: qs 2048 | sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32
+//        = 2368 (148 a row; the file has 144): one sequential stream, 64-byte aligned.
+//  Q5_K: qs 2048 | qh 512 | as Q4_K from the scales on = 2880 (180 a row, as the file).
+//  Q6_K: per half h of the super-block, ql dwords 16h..16h+16 (1024) then qh dwords 8h..8h+8
+//        (512); then (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes = 3392 (212 a
+//        row; the file has 210): 3360 is not a multiple of 64 and every load should stay on whole
+//        lines. A layout with all the codes of the group first and the scales after (210 a row)
+//        read at half the speed from L3 or memory: the hardware prefetchers did not follow it.
+//
+// Arithmetic, per token and super-block, lane-wise: exact int32 sums (sub-block sums times their
+// scale; Q4_K/Q5_K mins times the token's sub-block sums by vpdpwssd; Q6_K's -32 offset as the
+// sub-block sum's start value), then fp32: (isum d - msum dmin) dy accumulated over the super-
+// blocks in order. Each token's operations are the same whatever the number of tokens in the
+// call or its place among them, and each group is computed alone: a (row, token) result has the
+// same bits for every call that contains it.
+#pragma STDC FP_CONTRACT OFF
+#include <stdlib.h>
+
+#include "cpu_features.h"
+#include "quants.h"
+#include "dq_simd.h"
+
+enum { R16_ROWS = 16 };
+enum { Q4K_SB = 2368, Q5K_SB = 2880, Q6K_SB = 3392 };
+
+// ---- layout (plain C: packing runs once per matrix at load) ---------------------------------
+
+static size_t r16_group_bytes_any(uint32_t type, int64_t n) {
+  if (n <= 0 || n % QK_K) return 0;
+  const size_t nb = (size_t)(n / QK_K);
+  switch (type) {
+    case DQ_TYPE_Q4_K: return nb * Q4K_SB;
+    case DQ_TYPE_Q5_K: return nb * Q5K_SB;
+    case DQ_TYPE_Q6_K: return nb * Q6K_SB;
+    default: return 0;
+  }
+}
+
+// Dword c (of ndw) of each row's plane to bytes 64c + 4r.
+static void transpose_dwords(const uint8_t *const src[R16_ROWS], int ndw, uint8_t *dst) {
+  for (int c = 0; c < ndw; c++)
+    for (int r = 0; r < R16_ROWS; r++) memcpy(dst + 64 * c + 4 * r, src[r] + 4 * c, 4);
+}
+
+// Q4_K / Q5_K (hb) super-block i of 16 rows (missing rows: zero blocks).
+static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
+  const uint8_t *qs[R16_ROWS], *qh[R16_ROWS];
+  for (int r = 0; r < R16_ROWS; r++) {
+    qs[r] = hb ? ((const block_q5_K *)blk[r])->qs : ((const block_q4_K *)blk[r])->qs;
+    qh[r] = hb ? ((const block_q5_K *)blk[r])->qh : NULL;
+  }
+  transpose_dwords(qs, 32, out);
+  uint8_t *meta = out + 2048;
+  if (hb) {
+    transpose_dwords(qh, 8, meta);
+    meta += 512;
+  }
+  uint16_t *d = (uint16_t *)(void *)(meta + 256);
+  for (int r = 0; r < R16_ROWS; r++) {
+    const uint8_t *scales = hb ? ((const block_q5_K *)blk[r])->scales : ((const block_q4_K *)blk[r])->scales;
+    for (int j = 0; j < 8; j++) {
+      uint8_t sc, m;
+      dq_get_scale_min_k4(j, scales, &sc, &m);
+      meta[16 * j + r] = sc;
+      meta[128 + 32 * (j / 2) + 2 * r + (j & 1)] = m;
+    }
+    d[r] = hb ? ((const block_q5_K *)blk[r])->d : ((const block_q4_K *)blk[r])->d;
+    d[16 + r] = hb ? ((const block_q5_K *)blk[r])->dmin : ((const block_q4_K *)blk[r])->dmin;
+  }
+}
+
+static void pack_q6_K(const void *const blk[R16_ROWS], uint8_t *out) {
+  for (int h = 0; h < 2; h++) {
+    const uint8_t *ql[R16_ROWS], *qh[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) {
+      ql[r] = ((const block_q6_K *)blk[r])->ql + 64 * h;
+      qh[r] = ((const block_q6_K *)blk[r])->qh + 32 * h;
+    }
+    transpose_dwords(ql, 16, out + 1536 * h);
+    transpose_dwords(qh, 8, out + 1536 * h + 1024);
+  }
+  uint8_t *meta = out + 3072;
+  memset(meta + 288, 0, 32);
+  uint16_t *d = (uint16_t *)(void *)(meta + 256);
+  for (int r = 0; r < R16_ROWS; r++) {
+    const block_q6_K *a = blk[r];
+    for (int k = 0; k < 16; k++) meta[32 * (k / 2) + 2 * r + (k & 1)] = (uint8_t)a->scales[k];
+    d[r] = a->d;
+  }
+}
+
+static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows,
+                               void *out) {
+  static const block_q6_K zero;  // the largest of the three; all zero bits are zero blocks of each
+  _Static_assert(sizeof zero >= sizeof(block_q5_K) && sizeof zero >= sizeof(block_q4_K), "zero block");
+  const size_t bsz = type == DQ_TYPE_Q4_K ? sizeof(block_q4_K)
+                     : type == DQ_TYPE_Q5_K ? sizeof(block_q5_K)
+                                            : sizeof(block_q6_K);
+  const int64_t nb = n / QK_K;
+  uint8_t *o = out;
+  for (int64_t i = 0; i < nb; i++) {
+    const void *blk[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++)
+      blk[r] = r < rows ? (const void *)((const char *)w + (size_t)r * row_stride + (size_t)i * bsz) : (const void *)&zero;
+    switch (type) {
+      case DQ_TYPE_Q4_K: pack_k4(false, blk, o + (size_t)i * Q4K_SB); break;
+      case DQ_TYPE_Q5_K: pack_k4(true, blk, o + (size_t)i * Q5K_SB); break;
+      default: pack_q6_K(blk, o + (size_t)i * Q6K_SB); break;
+    }
+  }
+}
+
+#if DQ_X86_SIMD
+#include <immintrin.h>
+
+#include "vnni.h"
+
+#define R16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
+enum { R16_TOK = 8 };
+
+// Requests into L2 this far ahead on the group stream (the groups follow one another), as the
+// k-quant decode kernels do (quants_avx512.c, PREFETCH_BYTES_K).
+#ifndef R16_PREFETCH
+#define R16_PREFETCH 16384
+#endif
+#ifndef R16_HINT
+#define R16_HINT _MM_HINT_T1
+#endif
+// Lines [first, first + count) of p, spread over a super-block's sub-block loop rather than
+// all at its start.
+R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count) {
+  if (R16_PREFETCH > 0)
+    for (int l = first; l < first + count; l++) _mm_prefetch((const char *)p + 64 * l, R16_HINT);
+}
+
+R16_INLINE __m512i bcast32(const int8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks.
+R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y,
+                       int64_t ldy, __mmask16 keep) {
+  const size_t sbb = hb ? Q5K_SB : Q4K_SB;
+  const block_q8_K *b[R16_TOK];
+  for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
+  __m512 fs[R16_TOK];
+  for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *p = grp + (size_t)i * sbb;
+    const uint8_t *meta = p + (hb ? 2560 : 2048);
+    __m512i isum[R16_TOK];
+    for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
+      __m512i W[8];
+      for (int k = 0; k < 8; k++) {
+        const __m512i v = _mm512_load_si512((const void *)(p + 64 * (8 * (j / 2) + k)));
+        W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
+        if (hb) {  // bit j of the qh bytes is this sub-block's fifth bit
+          const __m512i h = _mm512_load_si512((const void *)(p + 2048 + 64 * k));
+          const __m512i hs = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
+          W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
+        }
+      }
+      r16_prefetch(p + R16_PREFETCH, 6 * j, 6);  // 37 or 45 lines a super-block
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
+      for (int t = 0; t < T; t++) {
+        const int8_t *q = b[t][i].qs + 32 * j;
+        __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], bcast32(q));
+        for (int k = 1; k < 8; k++) a = _mm512_dpbusd_epi32(a, W[k], bcast32(q + 4 * k));
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a, sc));
+      }
+    }
+    // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
+    // 32-code sums (bsums pairs added) as one int16 pair
+    __m512i M[4];
+    for (int q = 0; q < 4; q++)
+      M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
+    const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
+    const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
+    for (int t = 0; t < T; t++) {
+      const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
+                                        _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
+      int32_t pair[4];
+      _mm_storeu_si128((__m128i *)(void *)pair, bs);
+      __m512i m = _mm512_setzero_si512();
+      for (int q = 0; q < 4; q++) m = dq_dpwssd_kept(m, M[q], _mm512_set1_epi32(pair[q]));
+      const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, _mm512_mul_ps(_mm512_cvtepi32_ps(m), mv));
+      fs[t] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[t][i].d), fs[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
+}
+
+// Q6_K: T tokens against one group.
+R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y, int64_t ldy,
+                         __mmask16 keep) {
+  const block_q8_K *b[R16_TOK];
+  for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
+  __m512 fs[R16_TOK];
+  for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p + 3072;
+    // per token, -32 times each 16-code sum: where a sub-block's integer sum starts
+    int32_t off[R16_TOK][16];
+    for (int t = 0; t < T; t++) {
+      const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)b[t][i].bsums));
+      _mm512_storeu_si512((void *)off[t], _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
+    }
+    __m512i isum[R16_TOK];
+    for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8  // constant shifts and offsets (not unrolled, clang chose variable shifts)
+    for (int g = 0; g < 8; g++) {
+      // 32-code group g = 4h + f: ql dwords 16h + 8(f & 1).., low nibbles for f < 2; 2-bit field f of
+      // qh dwords 8h.. (as the file's q6_K)
+      const int h = g / 4, f = g % 4;
+      __m512i W[8];
+      for (int k = 0; k < 8; k++) {
+        const __m512i l = _mm512_load_si512((const void *)(p + 1536 * h + 512 * (f & 1) + 64 * k));
+        const __m512i q = _mm512_load_si512((const void *)(p + 1536 * h + 1024 + 64 * k));
+        const __m512i lo = _mm512_and_si512(f < 2 ? l : _mm512_srli_epi16(l, 4), m4);
+        const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
+        W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
+      }
+      r16_prefetch(p + R16_PREFETCH, 7 * g, 7);  // 53 lines a super-block
+      const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
+      const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
+      for (int t = 0; t < T; t++) {
+        const int8_t *q = b[t][i].qs + 32 * g;
+        __m512i a0 = _mm512_set1_epi32(off[t][2 * g]), a1 = _mm512_set1_epi32(off[t][2 * g + 1]);
+        for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], bcast32(q + 4 * k));
+        for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], bcast32(q + 4 * k));
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0), _mm512_mullo_epi32(a1, s1)));
+      }
+    }
+    const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
+    for (int t = 0; t < T; t++)
+      fs[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[t]), dv), _mm512_set1_ps(b[t][i].d), fs[t]);
+  }
+  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
+}
+
+#define R16_CASES(CALL) \
+  switch (T) {          \
+    case 8: CALL(8); break; \
+    case 7: CALL(7); break; \
+    case 6: CALL(6); break; \
+    case 5: CALL(5); break; \
+    case 4: CALL(4); break; \
+    case 3: CALL(3); break; \
+    case 2: CALL(2); break; \
+    default: CALL(1); break; \
+  }
+
+#define R16_ENTRY(NAME, CALL)                                                                       \
+  R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
+                              int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
+    const int64_t nb = n / QK_K;                                                                 \
+    for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                            \
+      const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
+      const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
+      for (int64_t t0 = 0; t0 < tokens; t0 += R16_TOK) {                                        \
+        const int T = tokens - t0 < R16_TOK ? (int)(tokens - t0) : R16_TOK;                      \
+        const char *xt = x + (size_t)t0 * xs;                                                    \
+        float *yt = y + t0 * ldy + r0;                                                           \
+        R16_CASES(CALL)                                                                          \
+      }                                                                                          \
+    }                                                                                            \
+  }
+#define Q4_K_CALL(TT) k4_r16(TT, false, nb, grp, xt, xs, yt, ldy, keep)
+#define Q5_K_CALL(TT) k4_r16(TT, true, nb, grp, xt, xs, yt, ldy, keep)
+#define Q6_K_CALL(TT) q6_K_r16(TT, nb, grp, xt, xs, yt, ldy, keep)
+R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL)
+R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL)
+R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL)
+
+bool dq_r16_supported(uint32_t type) {
+  if (!(type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K)) return false;
+  return dq_cpu_has_avx512_int8() && dq_cpu_has_avx512vnni();
+}
+
+size_t dq_r16_group_bytes(uint32_t type, int64_t n) {
+  return dq_r16_supported(type) ? r16_group_bytes_any(type, n) : 0;
+}
+
+void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows, void *out) {
+  if (dq_r16_group_bytes(type, n) == 0 || rows <= 0) return;
+  r16_pack_group_any(type, n, w, row_stride, rows > R16_ROWS ? R16_ROWS : rows, out);
+}
+
+void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride, int64_t tokens,
+                   float *y, int64_t ldy, int64_t rows) {
+  const size_t gb = dq_r16_group_bytes(type, n);
+  if (gb == 0 || tokens <= 0 || rows <= 0) return;
+  switch (type) {
+    case DQ_TYPE_Q4_K: q4_K_r16_matmul(n, packed, gb, x, x_stride, tokens, y, ldy, rows); break;
+    case DQ_TYPE_Q5_K: q5_K_r16_matmul(n, packed, gb, x, x_stride, tokens, y, ldy, rows); break;
+    case DQ_TYPE_Q6_K: q6_K_r16_matmul(n, packed, gb, x, x_stride, tokens, y, ldy, rows); break;
+    default: break;
+  }
+}
+
+#else
+
+// No AVX-512 VNNI kernels in this build: no r16 layout.
+bool dq_r16_supported(uint32_t type) { (void)type; return false; }
+size_t dq_r16_group_bytes(uint32_t type, int64_t n) { (void)type; (void)n; return 0; }
+void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows, void *out) {
+  (void)type; (void)n; (void)w; (void)row_stride; (void)rows; (void)out;
+  (void)r16_pack_group_any;
+}
+void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride, int64_t tokens,
+                   float *y, int64_t ldy, int64_t rows) {
+  (void)type; (void)n; (void)packed; (void)x; (void)x_stride; (void)tokens; (void)y; (void)ldy; (void)rows;
+}
+
+#endif
