@@ -13,17 +13,22 @@ import TinyModelSupport
 struct RepackTests {
   static let types: [GGMLType] = [.q4_K, .q5_K, .q6_K]
 
-  /// Greedy decode of `prompt` for `steps` tokens on `model`: the logits after the prompt and
-  /// after each token.
-  static func logits(_ model: LlamaModel, prompt: [Int32], steps: Int, threads: Int = 2) throws -> [[Float]] {
-    let context = LlamaContext(model: model, contextLength: 64, pool: ThreadPool(threads: threads), maxBatch: 64)
+  /// Decodes `prompt` for `steps` tokens on `model`, greedily or taking `forced` (teacher
+  /// forcing, so two runs compare logits at the same positions even past a near tie): the
+  /// logits after the prompt and after each token, and the tokens fed.
+  static func logits(
+    _ model: LlamaModel, prompt: [Int32], steps: Int, forced: [Int32]? = nil
+  ) throws -> (logits: [[Float]], tokens: [Int32]) {
+    let context = LlamaContext(model: model, contextLength: 64, pool: ThreadPool(threads: 2), maxBatch: 64)
     try context.evaluate(prompt)
     var out = [Array(context.lastLogits)]
-    for _ in 0..<steps {
-      try context.evaluate([BatchTests.argmax(out.last!)])
+    var tokens: [Int32] = []
+    for step in 0..<steps {
+      tokens.append(forced?[step] ?? BatchTests.argmax(out.last!))
+      try context.evaluate([tokens.last!])
       out.append(Array(context.lastLogits))
     }
-    return out
+    return (out, tokens)
   }
 
   @Test("k-quant models are repacked at load and give the file's logits", arguments: types)
@@ -45,9 +50,11 @@ struct RepackTests {
     var random = SplitMix(seed: 21)
     let prompt = (0..<13).map { _ in Int32(random.next() % 67) }
     let a = try Self.logits(plain, prompt: prompt, steps: 6)
-    let b = try Self.logits(repacked, prompt: prompt, steps: 6)
-    let (error, agree) = BatchTests.compare(a, b, clear: 1e-3)
-    #expect(error < 1e-3, "relative logit error \(error)")
+    let b = try Self.logits(repacked, prompt: prompt, steps: 6, forced: a.tokens)
+    // Another fp32 summation order: an activation quantized to 8 bits downstream can round a
+    // step apart (as in BatchTests, measured up to 1.7e-2 on these 256-wide random models).
+    let (error, agree) = BatchTests.compare(a.logits, b.logits, clear: 3e-2)
+    #expect(error < 3e-2, "relative logit error \(error)")
     #expect(agree, "greedy tokens differ")
   }
 
@@ -89,9 +96,18 @@ struct RepackTests {
     let plain = try LlamaModel(path: gemma3Path, repackWeights: false)
     let prompt: [Int32] = [2, 105, 2364, 107, 3689, 563, 506, 5279, 529, 7001, 236881, 106, 107, 105, 4368, 107]
     let a = try Self.logits(plain, prompt: prompt, steps: 8)
-    let b = try Self.logits(repacked, prompt: prompt, steps: 8)
-    let (error, agree) = BatchTests.compare(a, b, clear: 1e-2)
-    #expect(error < 1e-2, "relative logit error \(error)")
+    let b = try Self.logits(repacked, prompt: prompt, steps: 8, forced: a.tokens)
+    let (error, agree) = BatchTests.compare(a.logits, b.logits, clear: 1e-2)
+    // The file's own walks differ among themselves by fp32 summation order too: the prompt token
+    // by token (the one-token kernels) against in one pass (the packed prefill kernels).
+    let stepwise = LlamaContext(model: plain, contextLength: 64, pool: ThreadPool(threads: 2), maxBatch: 1)
+    var walked: [[Float]] = []
+    for token in prompt + a.tokens.dropLast() {
+      try stepwise.evaluate([token])
+      walked.append(Array(stepwise.lastLogits))
+    }
+    let (noise, _) = BatchTests.compare(Array(a.logits.dropLast()), Array(walked.suffix(a.logits.count - 1)), clear: 1e-2)
+    #expect(error <= max(1e-2, 1.5 * noise), "relative logit error \(error), the file's walks among themselves \(noise)")
     #expect(agree, "greedy tokens differ")
   }
 }
