@@ -8,15 +8,16 @@
 // r, against which a token's 4 activation bytes are broadcast (vpdpbusd, no horizontal sums);
 // a 32-code sub-block's integer sum is then multiplied by its 16 rows' scales at once.
 //
-// Per super-block and group (bytes):
-//  Q4_K: qs 2048 | sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32
-//        = 2368 (148 a row; the file has 144): one sequential stream, 64-byte aligned.
-//  Q5_K: qs 2048 | qh 512 | as Q4_K from the scales on = 2880 (180 a row, as the file).
-//  Q6_K: per half h of the super-block, ql dwords 16h..16h+16 (1024) then qh dwords 8h..8h+8
-//        (512); then (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes = 3392 (212 a
-//        row; the file has 210): 3360 is not a multiple of 64 and every load should stay on whole
-//        lines. A layout with all the codes of the group first and the scales after (210 a row)
-//        read at half the speed from L3 or memory: the hardware prefetchers did not follow it.
+// Per super-block and group (bytes), each part where the kernel first reads it, so that a group
+// is read as one ascending stream (the hardware prefetchers follow that alone at one token):
+//  Q4_K: sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32 | qs 2048
+//        = 2368 (148 a row; the file has 144).
+//  Q5_K: the same 320 | qh 512 | qs 2048 = 2880 (180 a row, as the file).
+//  Q6_K: (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes | per half h: for k < 8,
+//        ql dword 16h+k (codes 128h.. and 128h+64..) then qh dword 8h+k, 1024 | ql dwords
+//        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64, and every
+//        load should stay on whole lines. (All the group's codes first and the scales after, 210 a
+//        row, read at half the speed from L3 or memory.)
 //
 // Arithmetic, per token and super-block, lane-wise: exact int32 sums (sub-block sums times their
 // scale; Q4_K/Q5_K mins times the token's sub-block sums by vpdpwssd; Q6_K's -32 offset as the
@@ -60,12 +61,9 @@ static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
     qs[r] = hb ? ((const block_q5_K *)blk[r])->qs : ((const block_q4_K *)blk[r])->qs;
     qh[r] = hb ? ((const block_q5_K *)blk[r])->qh : NULL;
   }
-  transpose_dwords(qs, 32, out);
-  uint8_t *meta = out + 2048;
-  if (hb) {
-    transpose_dwords(qh, 8, meta);
-    meta += 512;
-  }
+  uint8_t *meta = out;
+  if (hb) transpose_dwords(qh, 8, out + 320);
+  transpose_dwords(qs, 32, out + (hb ? 832 : 320));
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
     const uint8_t *scales = hb ? ((const block_q5_K *)blk[r])->scales : ((const block_q4_K *)blk[r])->scales;
@@ -87,10 +85,18 @@ static void pack_q6_K(const void *const blk[R16_ROWS], uint8_t *out) {
       ql[r] = ((const block_q6_K *)blk[r])->ql + 64 * h;
       qh[r] = ((const block_q6_K *)blk[r])->qh + 32 * h;
     }
-    transpose_dwords(ql, 16, out + 1536 * h);
-    transpose_dwords(qh, 8, out + 1536 * h + 1024);
+    uint8_t *o = out + 320 + 1536 * h;
+    for (int k = 0; k < 8; k++) {
+      const uint8_t *l[R16_ROWS], *q[R16_ROWS];
+      for (int r = 0; r < R16_ROWS; r++) l[r] = ql[r] + 4 * k, q[r] = qh[r] + 4 * k;
+      transpose_dwords(l, 1, o + 128 * k);
+      transpose_dwords(q, 1, o + 128 * k + 64);
+    }
+    const uint8_t *ql8[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) ql8[r] = ql[r] + 32;
+    transpose_dwords(ql8, 8, o + 1024);
   }
-  uint8_t *meta = out + 3072;
+  uint8_t *meta = out;
   memset(meta + 288, 0, 32);
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
@@ -130,19 +136,20 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 enum { R16_TOK = 8 };
 
-// Requests into L2 this far ahead on the group stream (the groups follow one another), as the
-// k-quant decode kernels do (quants_avx512.c, PREFETCH_BYTES_K).
-#ifndef R16_PREFETCH
-#define R16_PREFETCH 16384
-#endif
-#ifndef R16_HINT
-#define R16_HINT _MM_HINT_T1
-#endif
-// Lines [first, first + count) of p, spread over a super-block's sub-block loop rather than
-// all at its start.
-R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count) {
-  if (R16_PREFETCH > 0)
-    for (int l = first; l < first + count; l++) _mm_prefetch((const char *)p + 64 * l, R16_HINT);
+// Prefetching, measured on one thread from memory (512 MiB of 2048 columns, thread CPU time,
+// A/B runs alternated): from 3 tokens (Q4_K/Q5_K) or 2 (Q6_K) the kernels, slower per byte,
+// need requests into L2 16 KiB ahead on the group stream (Q4_K 8 tokens 90 -> 47 ms, Q6_K 80 ->
+// 37); at 1 token those requests cost Q4_K 20-30 % (the hardware prefetchers alone follow the
+// ascending stream) and Q6_K needs its lines requested into L1 only 1 KiB ahead (27 -> 23 ms;
+// 16 KiB into L2: 31). Lines [first, first + count) of p, spread over the sub-block loop.
+enum { R16_PF_L2 = 16384, R16_PF_L1 = 1024 };
+R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count, bool l1) {
+  for (int l = first; l < first + count; l++) {
+    if (l1)
+      _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
+    else
+      _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T1);
+  }
 }
 
 R16_INLINE __m512i bcast32(const int8_t *p) {
@@ -162,7 +169,7 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
-    const uint8_t *meta = p + (hb ? 2560 : 2048);
+    const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -170,15 +177,15 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
       // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i v = _mm512_load_si512((const void *)(p + 64 * (8 * (j / 2) + k)));
+        const __m512i v = _mm512_load_si512((const void *)(qs + 64 * (8 * (j / 2) + k)));
         W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
         if (hb) {  // bit j of the qh bytes is this sub-block's fifth bit
-          const __m512i h = _mm512_load_si512((const void *)(p + 2048 + 64 * k));
+          const __m512i h = _mm512_load_si512((const void *)(p + 320 + 64 * k));
           const __m512i hs = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      r16_prefetch(p + R16_PREFETCH, 6 * j, 6);  // 37 or 45 lines a super-block
+      if (T >= 3) r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 37 or 45 lines a super-block
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
@@ -217,7 +224,7 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p + 3072;
+    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p;
     // per token, -32 times each 16-code sum: where a sub-block's integer sum starts
     int32_t off[R16_TOK][16];
     for (int t = 0; t < T; t++) {
@@ -233,13 +240,14 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
       const int h = g / 4, f = g % 4;
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i l = _mm512_load_si512((const void *)(p + 1536 * h + 512 * (f & 1) + 64 * k));
-        const __m512i q = _mm512_load_si512((const void *)(p + 1536 * h + 1024 + 64 * k));
+        const uint8_t *hk = p + 320 + 1536 * h;
+        const __m512i l = _mm512_load_si512((const void *)(f & 1 ? hk + 1024 + 64 * k : hk + 128 * k));
+        const __m512i q = _mm512_load_si512((const void *)(hk + 128 * k + 64));
         const __m512i lo = _mm512_and_si512(f < 2 ? l : _mm512_srli_epi16(l, 4), m4);
         const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
         W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
       }
-      r16_prefetch(p + R16_PREFETCH, 7 * g, 7);  // 53 lines a super-block
+      r16_prefetch(T >= 2 ? p + R16_PF_L2 : p + R16_PF_L1, 7 * g, 7, T < 2);  // 53 lines a super-block
       const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
       const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
       for (int t = 0; t < T; t++) {
