@@ -12,7 +12,8 @@
 // is read as one ascending stream (the hardware prefetchers follow that alone at one token):
 //  Q4_K: sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32 | qs 2048
 //        = 2368 (148 a row; the file has 144).
-//  Q5_K: the same 320 | qh 512 | qs 2048 = 2880 (180 a row, as the file).
+//  Q5_K: the same 320 | for k < 8, qs dword k then qh dword k, 1024 | qs dwords 8..32 1536
+//        = 2880 (180 a row; the file has 176).
 //  Q6_K: (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes | per half h: for k < 8,
 //        ql dword 16h+k (codes 128h.. and 128h+64..) then qh dword 8h+k, 1024 | ql dwords
 //        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64, and every
@@ -62,8 +63,19 @@ static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
     qh[r] = hb ? ((const block_q5_K *)blk[r])->qh : NULL;
   }
   uint8_t *meta = out;
-  if (hb) transpose_dwords(qh, 8, out + 320);
-  transpose_dwords(qs, 32, out + (hb ? 832 : 320));
+  if (hb) {
+    for (int k = 0; k < 8; k++) {
+      const uint8_t *l[R16_ROWS], *h[R16_ROWS];
+      for (int r = 0; r < R16_ROWS; r++) l[r] = qs[r] + 4 * k, h[r] = qh[r] + 4 * k;
+      transpose_dwords(l, 1, out + 320 + 128 * k);
+      transpose_dwords(h, 1, out + 320 + 128 * k + 64);
+    }
+    const uint8_t *rest[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) rest[r] = qs[r] + 32;
+    transpose_dwords(rest, 24, out + 1344);
+  } else {
+    transpose_dwords(qs, 32, out + 320);
+  }
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
     const uint8_t *scales = hb ? ((const block_q5_K *)blk[r])->scales : ((const block_q4_K *)blk[r])->scales;
@@ -137,11 +149,12 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 enum { R16_TOK = 8 };
 
 // Prefetching, measured on one thread from memory (512 MiB of 2048 columns, thread CPU time,
-// A/B runs alternated): from 3 tokens (Q4_K/Q5_K) or 2 (Q6_K) the kernels, slower per byte,
+// A/B runs alternated): from 3 tokens (Q4_K) or 2 (Q5_K, Q6_K) the kernels, slower per byte,
 // need requests into L2 16 KiB ahead on the group stream (Q4_K 8 tokens 90 -> 47 ms, Q6_K 80 ->
 // 37); at 1 token those requests cost Q4_K 20-30 % (the hardware prefetchers alone follow the
-// ascending stream) and Q6_K needs its lines requested into L1 only 1 KiB ahead (27 -> 23 ms;
-// 16 KiB into L2: 31). Lines [first, first + count) of p, spread over the sub-block loop.
+// ascending stream) and Q5_K/Q6_K need their lines requested into L1 only 1 KiB ahead (Q6_K 27 ->
+// 23 ms, 16 KiB into L2: 31; Q5_K 34-40 -> 23). Lines [first, first + count) of p, spread over
+// the sub-block loop.
 enum { R16_PF_L2 = 16384, R16_PF_L1 = 1024 };
 R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count, bool l1) {
   for (int l = first; l < first + count; l++) {
@@ -169,6 +182,8 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
+    // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
+    // p + 384 + 128 k
     const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
@@ -177,15 +192,22 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
       // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i v = _mm512_load_si512((const void *)(qs + 64 * (8 * (j / 2) + k)));
+        const int c = 8 * (j / 2) + k;
+        const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 320 + 128 * c : qs + 64 * c));
         W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
         if (hb) {  // bit j of the qh bytes is this sub-block's fifth bit
-          const __m512i h = _mm512_load_si512((const void *)(p + 320 + 64 * k));
+          const __m512i h = _mm512_load_si512((const void *)(p + 384 + 128 * k));
           const __m512i hs = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      if (T >= 3) r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 37 or 45 lines a super-block
+      if (!hb) {
+        if (T >= 3) r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 37 lines a super-block
+      } else if (T >= 2) {
+        r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 45
+      } else {
+        r16_prefetch(p + R16_PF_L1, 6 * j, 6, true);
+      }
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;

@@ -116,10 +116,10 @@ int64_t dq_matvec_tokens_max(uint32_t type);
 // may read it, while the file's bytes stay the truth for everything else. Groups of 16
 // consecutive rows, group g at packed + g * dq_r16_group_bytes(type, n); inside, super-block by
 // super-block, the codes in their own bit planes transposed so that lane r of a vector is row r,
-// per-row scales as bytes, d/dmin as fp16 (Q4_K 148 bytes a row and super-block, the file 144;
-// Q5_K 180 as the file; Q6_K 212, the file 210). A (row, token) result has the same bits whatever the number
-// of tokens in the call, the token's place among them and the group-aligned row range; within
-// the summation tolerance of dq_vec_dot_ref, not dq_vec_dot's bits.
+// per-row scales as bytes, d/dmin as fp16: bytes a row and super-block Q4_K 148 (the file 144),
+// Q5_K 180 (176), Q6_K 212 (210). A (row, token) result has the same bits whatever the number of
+// tokens in the call, the token's place among them and the group-aligned row range; within the
+// summation tolerance of dq_vec_dot_ref, not dq_vec_dot's bits.
 // Whether the r16 layout exists for type (Q4_K, Q5_K, Q6_K) on this CPU (AVX-512 VNNI).
 bool dq_r16_supported(uint32_t type);
 // Bytes of one group of 16 rows of n columns (a multiple of 64); 0 when not supported or n is
