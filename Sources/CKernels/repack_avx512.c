@@ -148,20 +148,21 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 enum { R16_TOK = 8 };
 
-// Prefetching, measured on one thread from memory (512 MiB of 2048 columns, thread CPU time,
-// A/B runs alternated): from 3 tokens (Q4_K) or 2 (Q5_K, Q6_K) the kernels, slower per byte,
-// need requests into L2 16 KiB ahead on the group stream (Q4_K 8 tokens 90 -> 47 ms, Q6_K 80 ->
-// 37); at 1 token those requests cost Q4_K 20-30 % (the hardware prefetchers alone follow the
-// ascending stream) and Q5_K/Q6_K need their lines requested into L1 only 1 KiB ahead (Q6_K 27 ->
-// 23 ms, 16 KiB into L2: 31; Q5_K 34-40 -> 23). Lines [first, first + count) of p, spread over
-// the sub-block loop.
-enum { R16_PF_L2 = 16384, R16_PF_L1 = 1024 };
-R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count, bool l1) {
-  for (int l = first; l < first + count; l++) {
-    if (l1)
-      _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T0);
-    else
-      _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T1);
+// Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
+// thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
+// byte, need their lines requested into L2 16 KiB ahead on the group stream (Q4_K 8 tokens
+// 90 -> 47 ms, Q6_K 80 -> 37; 4 KiB ahead: 20-40 % slower at 3-4 tokens). At 1 token that costs
+// 20-40 %, and lines requested into L1 only 384 bytes ahead do best (1 KiB ahead lost up to 30 %
+// on Q4_K); at 2 tokens both requests together were best or near it (L2 alone lost up to 25 %,
+// L1 alone up to 40 %). With no requests at all, 1 token ran at 0.6-1.2x depending on what ran
+// before (the hardware prefetchers alone). The super-block's lines (37, 45 or 53) are spread
+// evenly over its 8 sub-block steps.
+enum { R16_PF_L2 = 16384, R16_PF_L1 = 384 };
+R16_INLINE void r16_prefetch(int T, const uint8_t *sb, int lines, int step) {
+  const int first = lines * step / 8, end = lines * (step + 1) / 8;
+  for (int l = first; l < end; l++) {
+    if (T <= 2) _mm_prefetch((const char *)sb + R16_PF_L1 + 64 * l, _MM_HINT_T0);
+    if (T >= 2) _mm_prefetch((const char *)sb + R16_PF_L2 + 64 * l, _MM_HINT_T1);
   }
 }
 
@@ -201,13 +202,7 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      if (!hb) {
-        if (T >= 3) r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 37 lines a super-block
-      } else if (T >= 2) {
-        r16_prefetch(p + R16_PF_L2, 6 * j, 6, false);  // 45
-      } else {
-        r16_prefetch(p + R16_PF_L1, 6 * j, 6, true);
-      }
+      r16_prefetch(T, p, hb ? 45 : 37, j);
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
@@ -269,7 +264,7 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
         const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
         W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
       }
-      r16_prefetch(T >= 2 ? p + R16_PF_L2 : p + R16_PF_L1, 7 * g, 7, T < 2);  // 53 lines a super-block
+      r16_prefetch(T, p, 53, g);
       const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
       const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
       for (int t = 0; t < T; t++) {
