@@ -9,16 +9,17 @@
 // a 32-code sub-block's integer sum is then multiplied by its 16 rows' scales at once.
 //
 // Per super-block and group (bytes), each part where the kernel first reads it, so that a group
-// is read as one ascending stream (the hardware prefetchers follow that alone at one token):
+// is read as one ascending stream (Q5_K/Q6_K with their qh lines apart from the nibbles they go
+// with ran 1 token at half the speed from memory):
 //  Q4_K: sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32 | qs 2048
 //        = 2368 (148 a row; the file has 144).
 //  Q5_K: the same 320 | for k < 8, qs dword k then qh dword k, 1024 | qs dwords 8..32 1536
 //        = 2880 (180 a row; the file has 176).
 //  Q6_K: (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes | per half h: for k < 8,
 //        ql dword 16h+k (codes 128h.. and 128h+64..) then qh dword 8h+k, 1024 | ql dwords
-//        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64, and every
-//        load should stay on whole lines. (All the group's codes first and the scales after, 210 a
-//        row, read at half the speed from L3 or memory.)
+//        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64,
+//        and every load should stay on whole lines. (All the group's codes first and the scales
+//        after, 210 a row, read at half the speed from L3 or memory.)
 //
 // Arithmetic, per token and super-block, lane-wise: exact int32 sums (sub-block sums times their
 // scale; Q4_K/Q5_K mins times the token's sub-block sums by vpdpwssd; Q6_K's -32 offset as the

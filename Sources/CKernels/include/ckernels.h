@@ -130,8 +130,9 @@ size_t dq_r16_group_bytes(uint32_t type, int64_t n);
 void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows,
                        void *out);
 // y[t * ldy + r] for r in [0, rows) and t in [0, tokens): the rows of consecutive groups starting
-// at `packed` (a group boundary; the last group's rows past `rows` are computed, not stored)
-// against the q8_K activation rows x_t, x_stride bytes apart.
+// at `packed` (a group boundary, 64-byte aligned; the last group's rows past `rows` are computed,
+// not stored) against the q8_K activation rows x_t, x_stride bytes apart. Tokens go 8 at a time
+// over each group; at 1-2 tokens the group stream is read at about memory speed.
 void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride,
                    int64_t tokens, float *y, int64_t ldy, int64_t rows);
 
