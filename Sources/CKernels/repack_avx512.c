@@ -8,15 +8,18 @@
 // r, against which a token's 4 activation bytes are broadcast (vpdpbusd, no horizontal sums);
 // a 32-code sub-block's integer sum is then multiplied by its 16 rows' scales at once.
 //
-// Per super-block and group (bytes):
-//  Q4_K: qs 2048 | sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32
-//        = 2368 (148 a row; the file has 144): one sequential stream, 64-byte aligned.
-//  Q5_K: qs 2048 | qh 512 | as Q4_K from the scales on = 2880 (180 a row, as the file).
-//  Q6_K: per half h of the super-block, ql dwords 16h..16h+16 (1024) then qh dwords 8h..8h+8
-//        (512); then (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes = 3392 (212 a
-//        row; the file has 210): 3360 is not a multiple of 64 and every load should stay on whole
-//        lines. A layout with all the codes of the group first and the scales after (210 a row)
-//        read at half the speed from L3 or memory: the hardware prefetchers did not follow it.
+// Per super-block and group (bytes), each part where the kernel first reads it, so that a group
+// is read as one ascending stream (Q5_K/Q6_K with their qh lines apart from the nibbles they go
+// with ran 1 token at half the speed from memory):
+//  Q4_K: sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32 | qs 2048
+//        = 2368 (148 a row; the file has 144).
+//  Q5_K: the same 320 | for k < 8, qs dword k then qh dword k, 1024 | qs dwords 8..32 1536
+//        = 2880 (180 a row; the file has 176).
+//  Q6_K: (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes | per half h: for k < 8,
+//        ql dword 16h+k (codes 128h.. and 128h+64..) then qh dword 8h+k, 1024 | ql dwords
+//        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64,
+//        and every load should stay on whole lines. (All the group's codes first and the scales
+//        after, 210 a row, read at half the speed from L3 or memory.)
 //
 // Arithmetic, per token and super-block, lane-wise: exact int32 sums (sub-block sums times their
 // scale; Q4_K/Q5_K mins times the token's sub-block sums by vpdpwssd; Q6_K's -32 offset as the
@@ -60,11 +63,19 @@ static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
     qs[r] = hb ? ((const block_q5_K *)blk[r])->qs : ((const block_q4_K *)blk[r])->qs;
     qh[r] = hb ? ((const block_q5_K *)blk[r])->qh : NULL;
   }
-  transpose_dwords(qs, 32, out);
-  uint8_t *meta = out + 2048;
+  uint8_t *meta = out;
   if (hb) {
-    transpose_dwords(qh, 8, meta);
-    meta += 512;
+    for (int k = 0; k < 8; k++) {
+      const uint8_t *l[R16_ROWS], *h[R16_ROWS];
+      for (int r = 0; r < R16_ROWS; r++) l[r] = qs[r] + 4 * k, h[r] = qh[r] + 4 * k;
+      transpose_dwords(l, 1, out + 320 + 128 * k);
+      transpose_dwords(h, 1, out + 320 + 128 * k + 64);
+    }
+    const uint8_t *rest[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) rest[r] = qs[r] + 32;
+    transpose_dwords(rest, 24, out + 1344);
+  } else {
+    transpose_dwords(qs, 32, out + 320);
   }
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
@@ -87,10 +98,18 @@ static void pack_q6_K(const void *const blk[R16_ROWS], uint8_t *out) {
       ql[r] = ((const block_q6_K *)blk[r])->ql + 64 * h;
       qh[r] = ((const block_q6_K *)blk[r])->qh + 32 * h;
     }
-    transpose_dwords(ql, 16, out + 1536 * h);
-    transpose_dwords(qh, 8, out + 1536 * h + 1024);
+    uint8_t *o = out + 320 + 1536 * h;
+    for (int k = 0; k < 8; k++) {
+      const uint8_t *l[R16_ROWS], *q[R16_ROWS];
+      for (int r = 0; r < R16_ROWS; r++) l[r] = ql[r] + 4 * k, q[r] = qh[r] + 4 * k;
+      transpose_dwords(l, 1, o + 128 * k);
+      transpose_dwords(q, 1, o + 128 * k + 64);
+    }
+    const uint8_t *ql8[R16_ROWS];
+    for (int r = 0; r < R16_ROWS; r++) ql8[r] = ql[r] + 32;
+    transpose_dwords(ql8, 8, o + 1024);
   }
-  uint8_t *meta = out + 3072;
+  uint8_t *meta = out;
   memset(meta + 288, 0, 32);
   uint16_t *d = (uint16_t *)(void *)(meta + 256);
   for (int r = 0; r < R16_ROWS; r++) {
@@ -130,19 +149,22 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 enum { R16_TOK = 8 };
 
-// Requests into L2 this far ahead on the group stream (the groups follow one another), as the
-// k-quant decode kernels do (quants_avx512.c, PREFETCH_BYTES_K).
-#ifndef R16_PREFETCH
-#define R16_PREFETCH 16384
-#endif
-#ifndef R16_HINT
-#define R16_HINT _MM_HINT_T1
-#endif
-// Lines [first, first + count) of p, spread over a super-block's sub-block loop rather than
-// all at its start.
-R16_INLINE void r16_prefetch(const uint8_t *p, int first, int count) {
-  if (R16_PREFETCH > 0)
-    for (int l = first; l < first + count; l++) _mm_prefetch((const char *)p + 64 * l, R16_HINT);
+// Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
+// thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
+// byte, need their lines requested into L2 16 KiB ahead on the group stream (Q4_K 8 tokens
+// 90 -> 47 ms, Q6_K 80 -> 37; 4 KiB ahead: 20-40 % slower at 3-4 tokens). At 1 token that costs
+// 20-40 %, and lines requested into L1 only 384 bytes ahead do best (1 KiB ahead lost up to 30 %
+// on Q4_K); at 2 tokens both requests together were best or near it (L2 alone lost up to 25 %,
+// L1 alone up to 40 %). With no requests at all, 1 token ran at 0.6-1.2x depending on what ran
+// before (the hardware prefetchers alone). The super-block's lines (37, 45 or 53) are spread
+// evenly over its 8 sub-block steps.
+enum { R16_PF_L2 = 16384, R16_PF_L1 = 384 };
+R16_INLINE void r16_prefetch(int T, const uint8_t *sb, int lines, int step) {
+  const int first = lines * step / 8, end = lines * (step + 1) / 8;
+  for (int l = first; l < end; l++) {
+    if (T <= 2) _mm_prefetch((const char *)sb + R16_PF_L1 + 64 * l, _MM_HINT_T0);
+    if (T >= 2) _mm_prefetch((const char *)sb + R16_PF_L2 + 64 * l, _MM_HINT_T1);
+  }
 }
 
 R16_INLINE __m512i bcast32(const int8_t *p) {
@@ -162,7 +184,9 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
-    const uint8_t *meta = p + (hb ? 2560 : 2048);
+    // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
+    // p + 384 + 128 k
+    const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -170,15 +194,16 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
       // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i v = _mm512_load_si512((const void *)(p + 64 * (8 * (j / 2) + k)));
+        const int c = 8 * (j / 2) + k;
+        const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 320 + 128 * c : qs + 64 * c));
         W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
         if (hb) {  // bit j of the qh bytes is this sub-block's fifth bit
-          const __m512i h = _mm512_load_si512((const void *)(p + 2048 + 64 * k));
+          const __m512i h = _mm512_load_si512((const void *)(p + 384 + 128 * k));
           const __m512i hs = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      r16_prefetch(p + R16_PREFETCH, 6 * j, 6);  // 37 or 45 lines a super-block
+      r16_prefetch(T, p, hb ? 45 : 37, j);
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
@@ -217,7 +242,7 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   for (int64_t i = 0; i < nb; i++) {
-    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p + 3072;
+    const uint8_t *p = grp + (size_t)i * Q6K_SB, *meta = p;
     // per token, -32 times each 16-code sum: where a sub-block's integer sum starts
     int32_t off[R16_TOK][16];
     for (int t = 0; t < T; t++) {
@@ -233,13 +258,14 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
       const int h = g / 4, f = g % 4;
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
-        const __m512i l = _mm512_load_si512((const void *)(p + 1536 * h + 512 * (f & 1) + 64 * k));
-        const __m512i q = _mm512_load_si512((const void *)(p + 1536 * h + 1024 + 64 * k));
+        const uint8_t *hk = p + 320 + 1536 * h;
+        const __m512i l = _mm512_load_si512((const void *)(f & 1 ? hk + 1024 + 64 * k : hk + 128 * k));
+        const __m512i q = _mm512_load_si512((const void *)(hk + 128 * k + 64));
         const __m512i lo = _mm512_and_si512(f < 2 ? l : _mm512_srli_epi16(l, 4), m4);
         const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
         W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
       }
-      r16_prefetch(p + R16_PREFETCH, 7 * g, 7);  // 53 lines a super-block
+      r16_prefetch(T, p, 53, g);
       const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
       const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
       for (int t = 0; t < T; t++) {

@@ -116,10 +116,10 @@ int64_t dq_matvec_tokens_max(uint32_t type);
 // may read it, while the file's bytes stay the truth for everything else. Groups of 16
 // consecutive rows, group g at packed + g * dq_r16_group_bytes(type, n); inside, super-block by
 // super-block, the codes in their own bit planes transposed so that lane r of a vector is row r,
-// per-row scales as bytes, d/dmin as fp16 (Q4_K 148 bytes a row and super-block, the file 144;
-// Q5_K 180 as the file; Q6_K 212, the file 210). A (row, token) result has the same bits whatever the number
-// of tokens in the call, the token's place among them and the group-aligned row range; within
-// the summation tolerance of dq_vec_dot_ref, not dq_vec_dot's bits.
+// per-row scales as bytes, d/dmin as fp16: bytes a row and super-block Q4_K 148 (the file 144),
+// Q5_K 180 (176), Q6_K 212 (210). A (row, token) result has the same bits whatever the number of
+// tokens in the call, the token's place among them and the group-aligned row range; within the
+// summation tolerance of dq_vec_dot_ref, not dq_vec_dot's bits.
 // Whether the r16 layout exists for type (Q4_K, Q5_K, Q6_K) on this CPU (AVX-512 VNNI).
 bool dq_r16_supported(uint32_t type);
 // Bytes of one group of 16 rows of n columns (a multiple of 64); 0 when not supported or n is
@@ -130,8 +130,9 @@ size_t dq_r16_group_bytes(uint32_t type, int64_t n);
 void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_stride, int64_t rows,
                        void *out);
 // y[t * ldy + r] for r in [0, rows) and t in [0, tokens): the rows of consecutive groups starting
-// at `packed` (a group boundary; the last group's rows past `rows` are computed, not stored)
-// against the q8_K activation rows x_t, x_stride bytes apart.
+// at `packed` (a group boundary, 64-byte aligned; the last group's rows past `rows` are computed,
+// not stored) against the q8_K activation rows x_t, x_stride bytes apart. Tokens go 8 at a time
+// over each group; at 1-2 tokens the group stream is read at about memory speed.
 void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride,
                    int64_t tokens, float *y, int64_t ldy, int64_t rows);
 // The type id products take for a repacked matrix: its type | DQ_TYPE_R16, w the first group,
