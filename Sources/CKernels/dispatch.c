@@ -66,14 +66,66 @@ void dq_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
 
 uint32_t dq_vec_dot_type(uint32_t type) {
   switch (type & ~(uint32_t)DQ_TYPE_R16) {
-    case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return DQ_TYPE_Q8_0;
+    case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: case DQ_TYPE_Q4_0_X16: return DQ_TYPE_Q8_0;
     case DQ_TYPE_Q4_1: case DQ_TYPE_Q5_1: return DQ_TYPE_Q8_1;
     case DQ_TYPE_Q4_K: case DQ_TYPE_Q5_K: case DQ_TYPE_Q6_K: return DQ_TYPE_Q8_K;
     default: return DQ_TYPE_F32;  // F32, F16, BF16 (and anything unsupported)
   }
 }
 
+// The Q4_0 shadow (DQ_TYPE_Q4_0_X16): its kernel for every walk, so a token gets the same bits
+// however the step is batched (no per-thread switch applies: a model builds the shadow only where
+// the CPU runs it). Only when the kernel's scratch cannot be allocated (or in a build without it)
+// the rows are unpacked 16 blocks at a time onto the stack for the plain dot.
+static void x16_rows(int64_t n, const void *w, size_t row_stride, const void *x, size_t x_stride,
+                     int64_t tokens, float *y, int64_t ldy, int64_t rows) {
+  dq_matmul_tokens_fn k = dq_q4_0_x16_tokens_kernel();
+  if (k && k(n, w, row_stride, x, x_stride, tokens, y, ldy, rows)) return;
+  const int64_t nb = n / QK4_0;
+  block_q4_0 plain[16];
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);
+    for (int64_t r = 0; r < rows; r++) {
+      const char *p = (const char *)w + (size_t)r * row_stride;
+      float s = 0.0f;
+      for (int64_t g = 0; g < nb; g += 16) {
+        const int64_t m = nb - g < 16 ? nb - g : 16;
+        dq_q4_0_x16_unpack_rows(p, plain, m * QK4_0, 1);
+        s += dq_vec_dot(DQ_TYPE_Q4_0, m * QK4_0, plain, b + g);
+        p += (size_t)m * sizeof(block_q4_0);
+      }
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+bool dq_q4_0_x16_enabled(void) { return use_avx512() && dq_q4_0_x16_available(); }
+
+// A thread that turned the AVX-512 kernels off (dq_force_scalar, dq_force_avx2_dots: tests) gets
+// the plain Q4_0 path on the shadow's rows, unpacked a few at a time, so those switches keep
+// meaning "these kernels" for every product. False (nothing done) when the shadow's kernel runs.
+static bool x16_as_plain(int64_t n, const void *w, size_t row_stride, const void *x, size_t x_stride, int64_t tokens,
+                         float *y, int64_t ldy, int64_t row_begin, int64_t row_end) {
+  if (dq_q4_0_x16_enabled()) return false;
+  enum { ROWS = 4 };
+  uint8_t plain[ROWS * row_stride];
+  for (int64_t r = row_begin; r < row_end; r += ROWS) {
+    const int64_t k = row_end - r < ROWS ? row_end - r : ROWS;
+    dq_q4_0_x16_unpack_rows((const char *)w + (size_t)r * row_stride, plain, n, k);
+    if (tokens == 1)
+      dq_matvec_rows(DQ_TYPE_Q4_0, n, plain, row_stride, x, y + (r - row_begin), 0, k);
+    else
+      dq_matmul_rows(DQ_TYPE_Q4_0, n, plain, row_stride, x, x_stride, tokens, y + (r - row_begin), ldy, 0, k);
+  }
+  return true;
+}
+
 float dq_vec_dot(uint32_t type, int64_t n, const void *w, const void *x) {
+  if (type == DQ_TYPE_Q4_0_X16) {
+    float y = 0.0f;
+    if (n > 0) x16_rows(n, w, 0, x, 0, 1, &y, 0, 1);
+    return y;
+  }
   dq_dot_fn f = dot_kernel(type);
   return (f && n > 0) ? f(n, w, x) : 0.0f;
 }
@@ -115,6 +167,11 @@ void dq_matvec_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
                     float *y, int64_t row_begin, int64_t row_end) {
   if (type & DQ_TYPE_R16) {
     if (row_begin < row_end) r16_rows(type, n, w, x, 0, 1, y, 0, row_begin, row_end);
+    return;
+  }
+  if (type == DQ_TYPE_Q4_0_X16) {
+    if (n > 0 && !x16_as_plain(n, w, row_stride, x, 0, 1, y, 0, row_begin, row_end))
+      x16_rows(n, (const char *)w + (size_t)row_begin * row_stride, row_stride, x, 0, 1, y, 0, row_end - row_begin);
     return;
   }
   dq_dot_fn f = dot_kernel(type);
@@ -224,6 +281,9 @@ int64_t dq_matvec_tokens_max(uint32_t type) {
   if (tokens_max_override >= 0) return tokens_max_override;
   switch (type) {
     case DQ_TYPE_Q4_0: case DQ_TYPE_Q5_0: case DQ_TYPE_Q8_0: return PACKED_MIN_TOKENS - 1;
+    // the Q4_0 shadow's kernel up to a chunk of 8 tokens; past that the packed kernels, which
+    // win there at 8192 columns (on the shadow's rows unpacked 16 at a time)
+    case DQ_TYPE_Q4_0_X16: return 8;
     default: return 8;
   }
 }
@@ -233,6 +293,21 @@ void dq_matmul_rows(uint32_t type, int64_t n, const void *w, size_t row_stride, 
                     int64_t row_end) {
   if (type & DQ_TYPE_R16) {
     if (row_begin < row_end && tokens > 0) r16_rows(type, n, w, x, x_stride, tokens, y, ldy, row_begin, row_end);
+    return;
+  }
+  if (type == DQ_TYPE_Q4_0_X16) {
+    if (n <= 0 || x16_as_plain(n, w, row_stride, x, x_stride, tokens, y, ldy, row_begin, row_end)) return;
+    // past a decode step (prefill), the packed kernels on the shadow's rows unpacked 16 at a
+    // time: the plain rows' bits; the rows left over (fewer than 16) by the shadow's kernel
+    if (tokens > dq_matvec_tokens_max(type) && dq_cpu_has_avx512_int8() && dq_cpu_has_avx512vnni()) {
+      const int64_t done = dq_avx512_matmul_packed(type, n, (const char *)w + (size_t)row_begin * row_stride,
+                                                   row_stride, x, x_stride, tokens, y, ldy, row_end - row_begin);
+      row_begin += done;
+      y += done;
+    }
+    if (row_begin < row_end)
+      x16_rows(n, (const char *)w + (size_t)row_begin * row_stride, row_stride, x, x_stride, tokens, y, ldy,
+               row_end - row_begin);
     return;
   }
   if (tokens <= dq_matvec_tokens_max(type) && use_avx512()) {

@@ -161,3 +161,6 @@ dq_dot_fn dq_avx512_dot_kernel(uint32_t type);
 typedef void (*dq_quant_fn)(const float *src, void *dst, int64_t n);
 // Activation quantizers (Q8_0, Q8_1, Q8_K) with the reference's exact bytes; NULL for other types.
 dq_quant_fn dq_avx2_quant_kernel(uint32_t type);
+// The shadow Q4_0 kernel (q4_0_x16.c): rows against up to any number of tokens, NULL where the
+// CPU has no AVX-512 VNNI.
+dq_matmul_tokens_fn dq_q4_0_x16_tokens_kernel(void);

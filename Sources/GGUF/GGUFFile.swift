@@ -62,6 +62,13 @@ public final class GGUFFile: Sendable {
 
   // ---- typed metadata lookups: nil when absent, a typeMismatch error when of another type
 
+  /// Releases the pages of `count` bytes at `start` (inside this file's bytes) when the file is
+  /// mapped from disk: they cost no memory until read again, when they come back unchanged.
+  /// Files built in memory keep their bytes.
+  public func releasePages(_ start: UnsafeRawPointer, count: Int) {
+    region.releasePages(start, count: count)
+  }
+
   public var architecture: String? { try? string("general.architecture") }
 
   public func string(_ key: String) throws(GGUFError) -> String? {

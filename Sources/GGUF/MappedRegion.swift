@@ -57,6 +57,21 @@ final class MappedRegion: @unchecked Sendable {
     storage = .heap
   }
 
+  /// Hands the whole pages inside [start, start + count) back to the kernel when the bytes are a
+  /// file mapping (the next read faults them in again from the page cache or the file); a heap
+  /// copy keeps its bytes. The range must lie inside the region.
+  func releasePages(_ start: UnsafeRawPointer, count: Int) {
+    guard storage == .mapped, let base, start >= base, start + count <= base + self.count else { return }
+    #if os(Linux)
+      let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+      let first = (Int(bitPattern: start) + page - 1) / page * page
+      let last = (Int(bitPattern: start) + count) / page * page
+      if last > first {
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, MADV_DONTNEED)
+      }
+    #endif
+  }
+
   deinit {
     guard let base else { return }
     switch storage {

@@ -12,8 +12,8 @@ public struct WeightMatrix: @unchecked Sendable {
   /// Elements per quantization block (1 for float types): column ranges must align to it.
   public let blockSize: Int
   /// What the products (MatMul) read: these rows as they are, or a copy repacked for faster
-  /// kernels (`productType` then carries DQ_TYPE_R16, and `productBase` is the copy's first
-  /// group of 16 rows). Everything else (dequantizing, merges, export) reads `base`.
+  /// kernels (`productType` then names the copy's layout, DQ_TYPE_R16 | type or
+  /// DQ_TYPE_Q4_0_X16). Everything else (dequantizing, merges, export) reads `base`.
   public private(set) var productType: UInt32
   public private(set) var productBase: UnsafeRawPointer
   public private(set) var productRowStride: Int
@@ -36,19 +36,19 @@ public struct WeightMatrix: @unchecked Sendable {
     productRowStride = Int(stride)
   }
 
-  /// The same matrix with its products reading `packed`, an r16 copy of its rows
-  /// (dq_r16_pack_group, groups of 16 rows `groupBytes` apart) that the caller keeps alive.
-  public func repacked(into packed: UnsafeRawPointer, groupBytes: Int) -> WeightMatrix {
-    precondition(groupBytes % 16 == 0, "an r16 group is 16 rows")
+  /// The same matrix with its products reading a repacked copy that the caller keeps alive:
+  /// `productType` a repacked layout's id (DQ_TYPE_R16 | type: groups of 16 rows, `rowStride`
+  /// a sixteenth of a group; DQ_TYPE_Q4_0_X16: rows of the file's size).
+  public func repacked(as productType: UInt32, base: UnsafeRawPointer, rowStride: Int) -> WeightMatrix {
     var copy = self
-    copy.productType = type | UInt32(DQ_TYPE_R16)
-    copy.productBase = packed
-    copy.productRowStride = groupBytes / 16
+    copy.productType = productType
+    copy.productBase = base
+    copy.productRowStride = rowStride
     return copy
   }
 
   /// Whether the products read a repacked copy.
-  public var isRepacked: Bool { productType & UInt32(DQ_TYPE_R16) != 0 }
+  public var isRepacked: Bool { productType != type }
 
   public var byteCount: Int { rows * rowStride }
 

@@ -24,7 +24,7 @@ public final class LlamaModel: Sendable {
     hyper = try LlamaHyperParameters(file: file)
     let weights = try LlamaWeights(file: file, hyper: hyper)
     if repackWeights {
-      let repacked = RepackedWeights()
+      let repacked = RepackedWeights(file: file)
       self.weights = weights.mappingProductMatrices(repacked.repack)
       self.repacked = repacked.byteCount > 0 ? repacked : nil
     } else {

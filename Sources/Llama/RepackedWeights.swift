@@ -1,10 +1,12 @@
-// The model's k-quant matrices repacked once, at load, into the r16 layout (dq_r16_supported:
-// 16 rows per group, the layout the AVX-512 VNNI product kernels read fastest). Products read
+// The model's k-quant and Q4_0 matrices repacked once, at load, into the layouts the AVX-512 VNNI
+// product kernels read fastest (r16, dq_r16_supported: 16 rows per group with a row per lane;
+// Q4_0 X16, dq_q4_0_x16_available: each row's blocks 16 at a time with a block per lane). Products read
 // the copies; the file's bytes stay the matrices for everything else (dequantizing for training
 // and merges, embedding rows, export), and their pages are given back to the kernel after
 // packing: a path that reads them again faults them in from the page cache.
 import CKernels
 import Dispatch
+import GGUF
 import Kernels
 
 #if canImport(Glibc)
@@ -15,6 +17,10 @@ final class RepackedWeights: @unchecked Sendable {
   // unchecked: the buffers are written once, before the model is shared, then only read.
   private var buffers: [UnsafeMutableRawPointer] = []
   private(set) var byteCount = 0
+  /// The file whose matrices are repacked (its pages are released after packing).
+  private let file: GGUFFile
+
+  init(file: GGUFFile) { self.file = file }
 
   deinit {
     for buffer in buffers { free(buffer) }
@@ -27,28 +33,64 @@ final class RepackedWeights: @unchecked Sendable {
     return String(cString: value) != "0"
   }
 
-  /// `matrix` with its products reading an r16 copy; unchanged where the layout does not apply
-  /// (type, CPU, width) or the memory cannot be had.
+  /// `matrix` with its products reading a repacked copy (r16 for the k-quants, the Q4_0 rows
+  /// of DQ_TYPE_Q4_0_X16); unchanged where no layout applies (type, CPU, width) or the memory
+  /// cannot be had.
   func repack(_ matrix: WeightMatrix) -> WeightMatrix {
-    guard !matrix.isRepacked, dq_r16_supported(matrix.type), matrix.columns % 256 == 0 else { return matrix }
+    guard !matrix.isRepacked else { return matrix }
+    if dq_r16_supported(matrix.type) && matrix.columns % 256 == 0 {
+      return repackGroups(matrix)
+    }
+    if matrix.type == GGMLType.q4_0.rawValue && dq_q4_0_x16_available() {
+      return repackQ4_0Rows(matrix)
+    }
+    return matrix
+  }
+
+  /// Groups of 16 rows (dq_r16_pack_group), packed on every core.
+  private func repackGroups(_ matrix: WeightMatrix) -> WeightMatrix {
     let columns = Int64(matrix.columns)
     let groupBytes = dq_r16_group_bytes(matrix.type, columns)
     let groups = (matrix.rows + 15) / 16
     guard groupBytes > 0, let buffer = Self.allocate(groups * groupBytes) else { return matrix }
-    buffers.append(buffer)
-    byteCount += groups * groupBytes
-    let workers = max(1, min(groups, System.activeProcessors))
+    keep(buffer, bytes: groups * groupBytes)
     let packed = UncheckedPointer(buffer)
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-      for group in stride(from: worker, to: groups, by: workers) {
-        let first = group * 16
-        dq_r16_pack_group(
-          matrix.type, columns, matrix.base + first * matrix.rowStride, matrix.rowStride,
-          Int64(min(16, matrix.rows - first)), packed.pointer + group * groupBytes)
-      }
+    parallel(groups) { group in
+      let first = group * 16
+      dq_r16_pack_group(
+        matrix.type, columns, matrix.base + first * matrix.rowStride, matrix.rowStride,
+        Int64(min(16, matrix.rows - first)), packed.pointer + group * groupBytes)
     }
     releasePages(matrix.base, byteCount: matrix.byteCount)
-    return matrix.repacked(into: buffer, groupBytes: groupBytes)
+    return matrix.repacked(as: matrix.type | UInt32(DQ_TYPE_R16), base: buffer, rowStride: groupBytes / 16)
+  }
+
+  /// Q4_0 rows in the X16 layout (dq_q4_0_x16_pack_rows: the same size a row), 16 rows per task.
+  private func repackQ4_0Rows(_ matrix: WeightMatrix) -> WeightMatrix {
+    guard let buffer = Self.allocate(matrix.byteCount) else { return matrix }
+    keep(buffer, bytes: matrix.byteCount)
+    let packed = UncheckedPointer(buffer)
+    parallel((matrix.rows + 15) / 16) { task in
+      let first = task * 16
+      dq_q4_0_x16_pack_rows(
+        matrix.base + first * matrix.rowStride, packed.pointer + first * matrix.rowStride, Int64(matrix.columns),
+        Int64(min(16, matrix.rows - first)))
+    }
+    releasePages(matrix.base, byteCount: matrix.byteCount)
+    return matrix.repacked(as: UInt32(DQ_TYPE_Q4_0_X16), base: buffer, rowStride: matrix.rowStride)
+  }
+
+  private func keep(_ buffer: UnsafeMutableRawPointer, bytes: Int) {
+    buffers.append(buffer)
+    byteCount += bytes
+  }
+
+  /// Runs `body` for 0..<count on every core (strided, so each worker's share is spread).
+  private func parallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    let workers = max(1, min(count, System.activeProcessors))
+    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+      for index in stride(from: worker, to: count, by: workers) { body(index) }
+    }
   }
 
   /// Memory for a repacked matrix: 2 MiB-aligned and marked for transparent huge pages when it
@@ -62,14 +104,10 @@ final class RepackedWeights: @unchecked Sendable {
     return buffer
   }
 
-  /// Drops the whole pages of the mapped range from this process (MADV_DONTNEED on a read-only
-  /// file mapping: nothing is lost, a later read faults the page in again).
+  /// Gives the file's pages of a repacked matrix back (GGUFFile.releasePages: only a mapping
+  /// from disk, whose pages fault in again unchanged when read; bytes in memory are kept).
   private func releasePages(_ base: UnsafeRawPointer, byteCount: Int) {
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    let start = (Int(bitPattern: base) + page - 1) / page * page
-    let end = (Int(bitPattern: base) + byteCount) / page * page
-    guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
-    _ = madvise(address, end - start, Int32(MADV_DONTNEED))
+    file.releasePages(base, count: byteCount)
   }
 }
 

@@ -1,7 +1,8 @@
-// Repacked weights (RepackedWeights, the r16 layout): where the CPU has the kernels, a model's
-// k-quant matrices are repacked at load, compactly, and the products that read them give the
-// file's logits to fp32 summation order; a batched step gives every sequence exactly the bits
-// it gets alone, since an r16 product's bits do not depend on how many tokens it takes.
+// Repacked weights (RepackedWeights): where the CPU has the kernels, a model's k-quant matrices
+// (r16) and Q4_0 matrices (X16 rows) are repacked at load, compactly, and the products that read
+// them give the file's logits to fp32 summation order; with r16 a batched step gives every
+// sequence exactly the bits it gets alone, since an r16 product's bits do not depend on how many
+// tokens it takes.
 import CKernels
 import Foundation
 import GGUF
@@ -12,6 +13,11 @@ import TinyModelSupport
 
 struct RepackTests {
   static let types: [GGMLType] = [.q4_K, .q5_K, .q6_K]
+
+  /// Whether loads repack `type` on this CPU (r16 for the k-quants, X16 rows for Q4_0).
+  static func repacks(_ type: GGMLType) -> Bool {
+    dq_r16_supported(type.rawValue) || (type == .q4_0 && dq_q4_0_x16_available())
+  }
 
   /// Decodes `prompt` for `steps` tokens on `model`, greedily or taking `forced` (teacher
   /// forcing, so two runs compare logits at the same positions even past a near tie): the
@@ -31,7 +37,7 @@ struct RepackTests {
     return (out, tokens)
   }
 
-  @Test("k-quant models are repacked at load and give the file's logits", arguments: types)
+  @Test("k-quant and Q4_0 models are repacked at load and give the file's logits", arguments: types + [.q4_0])
   func repackedModelGivesTheFilesLogits(type: GGMLType) throws {
     var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 512, vocabulary: 67)
     spec.matrixType = type
@@ -41,7 +47,7 @@ struct RepackTests {
     let repacked = try LlamaModel(path: tiny.path, repackWeights: true)
     let plain = try LlamaModel(path: tiny.path, repackWeights: false)
     #expect(plain.repackedByteCount == 0)
-    guard dq_r16_supported(type.rawValue) else {
+    guard Self.repacks(type) else {
       #expect(repacked.repackedByteCount == 0)
       return
     }
@@ -56,6 +62,31 @@ struct RepackTests {
     let (error, agree) = BatchTests.compare(a.logits, b.logits, clear: 3e-2)
     #expect(error < 3e-2, "relative logit error \(error)")
     #expect(agree, "greedy tokens differ")
+  }
+
+  @Test("the file's bytes stay readable after repacking, mapped or in memory", arguments: types + [.q4_0])
+  func originalBytesSurvive(type: GGMLType) throws {
+    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 512, vocabulary: 67)
+    spec.matrixType = type
+    spec.embeddingType = .q8_0
+    let tiny = try TinyModel(spec)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: tiny.path)))
+    let plain = try LlamaModel(path: tiny.path, repackWeights: false)
+    for file in [try GGUFFile(path: tiny.path), try GGUFFile(bytes: bytes)] {
+      let repacked = try LlamaModel(file: file, repackWeights: true)
+      for projection in LlamaProjection.allCases {
+        let a = plain.weights.layers[1].matrix(projection)
+        let b = repacked.weights.layers[1].matrix(projection)
+        var x = [Float](repeating: 0, count: a.columns)
+        var y = [Float](repeating: 0, count: b.columns)
+        for row in [0, a.rows - 1] {
+          a.dequantizeRow(row, into: &x)
+          b.dequantizeRow(row, into: &y)
+          #expect(x == y, "\(type) \(projection) row \(row) (\(file.path))")
+        }
+      }
+    }
   }
 
   @Test("a repacked model's batch gives each sequence its bits alone", arguments: types)

@@ -141,6 +141,24 @@ void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, 
 // slices rows in multiples of 16); nothing else does.
 enum { DQ_TYPE_R16 = 0x10000 };
 
+// ---- Q4_0 repacked for decode (q4_0_x16.c) ------------------------------------------------
+// Not a GGUF type: the id of a shadow of Q4_0 rows that a model builds at load on AVX-512 VNNI
+// machines, for its decode products only (dq_vec_dot, dq_matvec_rows, dq_matmul_rows take it, with
+// Q8_0 activations, as dq_vec_dot_type says); the file's rows stay the truth for everything else
+// (dequantize, get_rows, merges, export). Rows keep their size, 18 bytes per 32 columns; every
+// walk (one token, several, the dot) gives a token the same bits. No dequantize, no reference.
+enum { DQ_TYPE_Q4_0_X16 = 0x1002 };
+// True when this CPU runs the shadow's kernels (AVX-512 F/BW/VL/VNNI; false on other machines and
+// in scalar-only builds, where a model keeps its plain rows).
+bool dq_q4_0_x16_available(void);
+// Available and not turned off on the calling thread (dq_force_scalar, dq_force_avx2_dots): a
+// model with a shadow reads its plain rows where this is false, so those switches keep meaning
+// "these kernels" for every product.
+bool dq_q4_0_x16_enabled(void);
+// Plain Q4_0 rows of n columns -> shadow rows, and back (src and dst must not overlap).
+void dq_q4_0_x16_pack_rows(const void *src, void *dst, int64_t n, int64_t rows);
+void dq_q4_0_x16_unpack_rows(const void *src, void *dst, int64_t n, int64_t rows);
+
 // False when built with DQ_SCALAR_ONLY (or not for x86-64): only the scalar twins exist.
 bool dq_simd_compiled(void);
 // Which SIMD path the dispatching functions use ("avx2" or "scalar") on the calling thread;
