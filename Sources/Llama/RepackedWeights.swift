@@ -55,13 +55,12 @@ final class RepackedWeights: @unchecked Sendable {
     guard groupBytes > 0, let buffer = Self.allocate(groups * groupBytes) else { return matrix }
     keep(buffer, bytes: groups * groupBytes)
     let packed = UncheckedPointer(buffer)
-    parallel(groups) { group in
+    inChunks(of: matrix, units: groups, rowsPerUnit: 16) { group in
       let first = group * 16
       dq_r16_pack_group(
         matrix.type, columns, matrix.base + first * matrix.rowStride, matrix.rowStride,
         Int64(min(16, matrix.rows - first)), packed.pointer + group * groupBytes)
     }
-    releasePages(matrix.base, byteCount: matrix.byteCount)
     return matrix.repacked(as: matrix.type | UInt32(DQ_TYPE_R16), base: buffer, rowStride: groupBytes / 16)
   }
 
@@ -70,13 +69,12 @@ final class RepackedWeights: @unchecked Sendable {
     guard let buffer = Self.allocate(matrix.byteCount) else { return matrix }
     keep(buffer, bytes: matrix.byteCount)
     let packed = UncheckedPointer(buffer)
-    parallel((matrix.rows + 15) / 16) { task in
+    inChunks(of: matrix, units: (matrix.rows + 15) / 16, rowsPerUnit: 16) { task in
       let first = task * 16
       dq_q4_0_x16_pack_rows(
         matrix.base + first * matrix.rowStride, packed.pointer + first * matrix.rowStride, Int64(matrix.columns),
         Int64(min(16, matrix.rows - first)))
     }
-    releasePages(matrix.base, byteCount: matrix.byteCount)
     return matrix.repacked(as: UInt32(DQ_TYPE_Q4_0_X16), base: buffer, rowStride: matrix.rowStride)
   }
 
@@ -85,11 +83,21 @@ final class RepackedWeights: @unchecked Sendable {
     byteCount += bytes
   }
 
-  /// Runs `body` for 0..<count on every core (strided, so each worker's share is spread).
-  private func parallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
-    let workers = max(1, min(count, System.activeProcessors))
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-      for index in stride(from: worker, to: count, by: workers) { body(index) }
+  /// Runs `body` for units 0..<units (each `rowsPerUnit` rows of `matrix`) on every core, a
+  /// chunk of units at a time, and gives each chunk's file pages back once it is packed: the
+  /// process never holds a whole matrix twice (the 49152-row output matrix of a 1.7B model is
+  /// 82 MB), so peak memory stays about one copy of the weights.
+  private func inChunks(of matrix: WeightMatrix, units: Int, rowsPerUnit: Int, _ body: @Sendable (Int) -> Void) {
+    let chunk = 64
+    let workers = max(1, System.activeProcessors)
+    for start in stride(from: 0, to: units, by: chunk) {
+      let end = min(units, start + chunk)
+      DispatchQueue.concurrentPerform(iterations: min(workers, end - start)) { worker in
+        for unit in stride(from: start + worker, to: end, by: workers) { body(unit) }
+      }
+      let firstRow = start * rowsPerUnit
+      let lastRow = min(matrix.rows, end * rowsPerUnit)
+      file.releasePages(matrix.base + firstRow * matrix.rowStride, count: (lastRow - firstRow) * matrix.rowStride)
     }
   }
 
@@ -102,12 +110,6 @@ final class RepackedWeights: @unchecked Sendable {
     guard posix_memalign(&raw, bytes >= huge ? huge : 64, bytes) == 0, let buffer = raw else { return nil }
     if bytes >= huge { _ = madvise(buffer, bytes / huge * huge, Int32(MADV_HUGEPAGE)) }
     return buffer
-  }
-
-  /// Gives the file's pages of a repacked matrix back (GGUFFile.releasePages: only a mapping
-  /// from disk, whose pages fault in again unchanged when read; bytes in memory are kept).
-  private func releasePages(_ base: UnsafeRawPointer, byteCount: Int) {
-    file.releasePages(base, count: byteCount)
   }
 }
 
