@@ -502,37 +502,29 @@ TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
 
 // Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
 // correction, its fp32 factor and d.
-static inline void kfacts_q4_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
+static inline void kfacts_q4_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
   const block_q4_K *a = blk;
   uint8_t sm[16];
   k4_unpack_scales(a->scales, sm);
+  const float d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = sm[g];
+    gs[g][0] = gs[g][1] = d * sm[g];
     pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
   }
   *cm = dq_fp16_to_fp32(a->dmin);
-  *d = dq_fp16_to_fp32(a->d);
 }
-static inline void kfacts_q5_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
-  const block_q5_K *a = blk;
-  uint8_t sm[16];
-  k4_unpack_scales(a->scales, sm);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = sm[g];
-    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
-  }
-  *cm = dq_fp16_to_fp32(a->dmin);
-  *d = dq_fp16_to_fp32(a->d);
+static inline void kfacts_q5_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+  kfacts_q4_K(blk, gs, pair, cm);  // d, dmin and scales sit where q4_K has them
 }
-static inline void kfacts_q6_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
+static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
   const block_q6_K *a = blk;
-  *d = dq_fp16_to_fp32(a->d);
+  const float d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
-    gs[g][0] = a->scales[2 * g];
-    gs[g][1] = a->scales[2 * g + 1];
+    gs[g][0] = d * a->scales[2 * g];
+    gs[g][1] = d * a->scales[2 * g + 1];
     pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
   }
-  *cm = 32.0f * *d;
+  *cm = 32.0f * d;
 }
 
 #define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
@@ -548,23 +540,19 @@ static inline void kfacts_q6_K(const void *blk, int32_t gs[8][2], uint32_t pair[
         uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
         for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
       }                                                                                          \
-      int32_t gs[PK_ROWS][8][2];                                                                 \
-      float cm[PK_ROWS], dd[PK_ROWS];                                                            \
+      float gs[PK_ROWS][8][2], cm[PK_ROWS];                                                      \
       uint32_t pair[PK_ROWS][8];                                                                 \
-      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r], &dd[r]);         \
+      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r]);                 \
       for (int g = 0; g < 8; g++)                                                                \
         for (int h = 0; h <= (SPLIT); h++) {                                                     \
-          int32_t *f = (int32_t *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);              \
+          float *f = (float *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);                  \
           for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
         }                                                                                        \
       uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
       for (int p = 0; p < 8; p++)                                                                \
         for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
       float *c = (float *)(pr + 128);                                                            \
-      for (int r = 0; r < PK_ROWS; r++) {                                                        \
-        c[r] = cm[r];                                                                            \
-        c[16 + r] = dd[r];                                                                       \
-      }                                                                                          \
+      for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                            \
     }                                                                                            \
   }
 DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
@@ -580,14 +568,14 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
     for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
     for (int64_t i = 0; i < nb; i++) {                                                           \
       const uint8_t *src = pack + i * KP_SB_BYTES(SPLIT);                                        \
-      __m512i isum[T];                                                                           \
-      for (int j = 0; j < T; j++) isum[j] = _mm512_setzero_si512();                              \
+      __m512 sb[T];                                                                              \
+      for (int j = 0; j < T; j++) sb[j] = _mm512_setzero_ps();                                   \
       for (int g = 0; g < 8; g++) {                                                              \
         const uint8_t *gd = src + g * KP_GROUP_BYTES(SPLIT);                                     \
         __m512i W[8];                                                                            \
         for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(gd + 64 * k));      \
-        const __m512i s0 = _mm512_load_si512((const void *)(gd + 512));                          \
-        const __m512i s1 = _mm512_load_si512((const void *)(gd + 512 + 64 * (SPLIT)));           \
+        const __m512 s0 = _mm512_load_ps((const float *)(gd + 512));                             \
+        const __m512 s1 = _mm512_load_ps((const float *)(gd + 512 + 64 * (SPLIT)));              \
         for (int j = 0; j < T; j++) {                                                            \
           const int8_t *q = b[j][i].qs + 32 * g;                                                 \
           int32_t gq[8];                                                                         \
@@ -595,25 +583,23 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
           __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
           for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
           for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
-          if (SPLIT)                                                                             \
-            isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0),     \
-                                                                 _mm512_mullo_epi32(a1, s1)));   \
-          else                                                                                   \
-            isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), s0)); \
+          if (SPLIT) {                                                                           \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sb[j]);                          \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, sb[j]);                          \
+          } else                                                                                 \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), s0, sb[j]);    \
         }                                                                                        \
       }                                                                                          \
       const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
       __m512i C[8];                                                                              \
       for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
       const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
-      const __m512 dw = _mm512_load_ps((const float *)(cd + 576));                               \
       for (int j = 0; j < T; j++) {                                                              \
         int32_t bs[8];                                                                           \
         memcpy(bs, b[j][i].bsums, 32);                                                           \
         __m512i m = _mm512_setzero_si512();                                                      \
         for (int p = 0; p < 8; p++) m = dq_dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
-        const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[j]), dw,                      \
-                                           _mm512_mul_ps(_mm512_cvtepi32_ps(m), cm));            \
+        const __m512 tmp = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), cm, sb[j]);                   \
         fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
       }                                                                                          \
     }                                                                                            \
