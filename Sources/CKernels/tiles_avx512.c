@@ -467,14 +467,20 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 
 // ---- the k-quants the same way -------------------------------------------------------------
 // Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
-// group's integer scale per row (two for Q6_K, whose 16-code sub-blocks each have one); then 8
-// vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
-// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1),
-// their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32) and d per row. A token's
-// super-block: 64 dpbusd, the group sums times their scales added as exact int32 (as the one-row
-// dots do, so one rounding per super-block), 8 vpdpwssd for the mins, and a few fp32 ops.
+// group's scale per row as fp32 d * sc (two for Q6_K, whose 16-code sub-blocks each have one).
+// Q4_K/Q5_K then add 4 vectors of int16 pairs (min_2q, min_2q+1) per row, which one vpdpwssd
+// each takes against the token's group sums (S_2q, S_2q+1), and dmin per row. A token's group:
+// 8 dpbusd, its int32 sum (exact, below 2^24) converted and multiplied into an fp32 super-block
+// sum by one FMA (a vpmulld by the integer scale into an int32 sum, as the one-row dots do, cost
+// more on Zen 4); the super-block sum times the token's d goes into the token's accumulator.
+// Q6_K's codes are q + 32: each sub-block's dpbusd chain starts from -32 * its bsum, prepared once
+// per token (kp_aux), so Q6_K needs no per-token correction products at all. Another fp32
+// summation order than the one-row dots, within the tolerance of the scalar reference (TileTests).
 #define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
-#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 128)
+#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + ((SPLIT) ? 0 : 5 * 64))
+// Per token and super-block, from kp_aux: Q6_K 16 int32 (-32 bsum_s), Q4_K/Q5_K 4 dwords of
+// int16 pairs (S_2q, S_2q+1), S_g the sum of the group's 32 activations (|S_g| <= 4096).
+#define KP_AUX_BYTES(SPLIT) ((SPLIT) ? 64 : 16)
 
 // Unsigned codes 32g..32g+31 of a super-block.
 TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
@@ -500,31 +506,29 @@ TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
   return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
 }
 
-// Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
-// correction, its fp32 factor and d.
-static inline void kfacts_q4_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
-  const block_q4_K *a = blk;
-  uint8_t sm[16];
-  k4_unpack_scales(a->scales, sm);
-  const float d = dq_fp16_to_fp32(a->d);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = d * sm[g];
-    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+// Per-row scale facts of a super-block: group scales d * sc (gs[g][0..SPLIT]) and, for
+// Q4_K/Q5_K, the int16 pairs of mins (pair[0..4)) and dmin.
+#define DEFINE_KFACTS_K4(NAME, BLOCK)                                                             \
+  static inline void NAME(const void *blk, float gs[8][2], uint32_t pair[4], float *cm) {        \
+    const BLOCK *a = blk;                                                                        \
+    uint8_t sm[16];                                                                              \
+    k4_unpack_scales(a->scales, sm);                                                             \
+    const float d = dq_fp16_to_fp32(a->d);                                                       \
+    for (int g = 0; g < 8; g++) gs[g][0] = gs[g][1] = d * sm[g];                                 \
+    for (int q = 0; q < 4; q++) pair[q] = (uint32_t)sm[8 + 2 * q] | (uint32_t)sm[9 + 2 * q] << 16; \
+    *cm = dq_fp16_to_fp32(a->dmin);                                                              \
   }
-  *cm = dq_fp16_to_fp32(a->dmin);
-}
-static inline void kfacts_q5_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
-  kfacts_q4_K(blk, gs, pair, cm);  // d, dmin and scales sit where q4_K has them
-}
-static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8], float *cm) {
+DEFINE_KFACTS_K4(kfacts_q4_K, block_q4_K)
+DEFINE_KFACTS_K4(kfacts_q5_K, block_q5_K)
+static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[4], float *cm) {
   const block_q6_K *a = blk;
   const float d = dq_fp16_to_fp32(a->d);
   for (int g = 0; g < 8; g++) {
     gs[g][0] = d * a->scales[2 * g];
     gs[g][1] = d * a->scales[2 * g + 1];
-    pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
   }
-  *cm = 32.0f * d;
+  (void)pair;
+  *cm = 0;
 }
 
 #define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
@@ -541,29 +545,56 @@ static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[8]
         for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
       }                                                                                          \
       float gs[PK_ROWS][8][2], cm[PK_ROWS];                                                      \
-      uint32_t pair[PK_ROWS][8];                                                                 \
+      uint32_t pair[PK_ROWS][4];                                                                 \
       for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r]);                 \
       for (int g = 0; g < 8; g++)                                                                \
         for (int h = 0; h <= (SPLIT); h++) {                                                     \
           float *f = (float *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);                  \
           for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
         }                                                                                        \
-      uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
-      for (int p = 0; p < 8; p++)                                                                \
-        for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
-      float *c = (float *)(pr + 128);                                                            \
-      for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                            \
+      if (!(SPLIT)) {                                                                            \
+        uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                            \
+        for (int q = 0; q < 4; q++)                                                              \
+          for (int r = 0; r < PK_ROWS; r++) pr[16 * q + r] = pair[r][q];                         \
+        float *c = (float *)(pr + 64);                                                           \
+        for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                          \
+      }                                                                                          \
     }                                                                                            \
   }
 DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
 DEFINE_KPACK16(kpack16_q5_K, block_q5_K, kcodes_q5_K, kfacts_q5_K, 0)
 DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
 
+// Per token and super-block of q8_K activations: what KP_AUX_BYTES describes.
+TILE_512 static void kp_aux(bool split, int64_t nb, const void *x, size_t x_stride, int64_t tokens,
+                            uint8_t *aux) {
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_K *b = (const block_q8_K *)((const char *)x + t * x_stride);
+    uint8_t *dst = aux + (size_t)t * nb * KP_AUX_BYTES(split);
+    for (int64_t i = 0; i < nb; i++) {
+      if (split) {
+        const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)b[i].bsums));
+        _mm512_storeu_si512((void *)(dst + 64 * i), _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
+      } else {
+        uint32_t *o = (uint32_t *)(dst + 16 * i);
+        for (int q = 0; q < 4; q++) {
+          const int16_t *s = b[i].bsums + 4 * q;
+          o[q] = (uint32_t)(uint16_t)(s[0] + s[1]) | (uint32_t)(uint16_t)(s[2] + s[3]) << 16;
+        }
+      }
+    }
+  }
+}
+
 #define DEFINE_KP_KERNEL(NAME, T, SPLIT)                                                          \
   TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
-                                 float *y, int64_t ldy) {                                       \
+                                 const uint8_t *aux, float *y, int64_t ldy) {                   \
     const block_q8_K *b[T];                                                                      \
-    for (int j = 0; j < T; j++) b[j] = (const block_q8_K *)((const char *)x + j * x_stride);    \
+    const int32_t *ax[T];                                                                        \
+    for (int j = 0; j < T; j++) {                                                                \
+      b[j] = (const block_q8_K *)((const char *)x + j * x_stride);                               \
+      ax[j] = (const int32_t *)(aux + (size_t)j * nb * KP_AUX_BYTES(SPLIT));                     \
+    }                                                                                            \
     __m512 fs[T];                                                                                \
     for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
     for (int64_t i = 0; i < nb; i++) {                                                           \
@@ -580,7 +611,8 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
           const int8_t *q = b[j][i].qs + 32 * g;                                                 \
           int32_t gq[8];                                                                         \
           memcpy(gq, q, 32);                                                                     \
-          __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
+          __m512i a0 = (SPLIT) ? _mm512_set1_epi32(ax[j][16 * i + 2 * g]) : _mm512_setzero_si512(); \
+          __m512i a1 = (SPLIT) ? _mm512_set1_epi32(ax[j][16 * i + 2 * g + 1]) : _mm512_setzero_si512(); \
           for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
           for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
           if (SPLIT) {                                                                           \
@@ -590,18 +622,18 @@ DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
             sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), s0, sb[j]);    \
         }                                                                                        \
       }                                                                                          \
-      const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
-      __m512i C[8];                                                                              \
-      for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
-      const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
-      for (int j = 0; j < T; j++) {                                                              \
-        int32_t bs[8];                                                                           \
-        memcpy(bs, b[j][i].bsums, 32);                                                           \
-        __m512i m = _mm512_setzero_si512();                                                      \
-        for (int p = 0; p < 8; p++) m = dq_dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
-        const __m512 tmp = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), cm, sb[j]);                   \
-        fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
+      if (!(SPLIT)) {                                                                            \
+        const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                     \
+        __m512i C[4];                                                                            \
+        for (int q = 0; q < 4; q++) C[q] = _mm512_load_si512((const void *)(cd + 64 * q));      \
+        const __m512 dmin = _mm512_load_ps((const float *)(cd + 256));                           \
+        for (int j = 0; j < T; j++) {                                                            \
+          __m512i m = _mm512_setzero_si512();                                                    \
+          for (int q = 0; q < 4; q++) m = dq_dpwssd_kept(m, C[q], _mm512_set1_epi32(ax[j][4 * i + q])); \
+          sb[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), dmin, sb[j]);                          \
+        }                                                                                        \
       }                                                                                          \
+      for (int j = 0; j < T; j++) fs[j] = _mm512_fmadd_ps(sb[j], _mm512_set1_ps(b[j][i].d), fs[j]); \
     }                                                                                            \
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
   }
@@ -614,25 +646,31 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
                                const void *x, size_t x_stride, int64_t tokens, float *y,
                                int64_t ldy, int64_t rows) {
   void (*pack)(int64_t, const void *, size_t, uint8_t *);
-  void (*k8)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
-  void (*k1)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
-  size_t sb;
+  void (*k8)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
+  void (*k1)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
+  bool split = false;
   switch (type) {
-    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
-    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
-    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; sb = KP_SB_BYTES(1); break;
+    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; break;
+    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; break;
+    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; split = true; break;
     default: return 0;
   }
   const int64_t nb = n / QK_K;
-  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * sb)) return 0;
+  const size_t aux_tok = (size_t)nb * KP_AUX_BYTES(split);
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * KP_SB_BYTES(split)) ||
+      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * aux_tok))
+    return 0;
+  kp_aux(split, nb, x, x_stride, tokens, scratch.aux);
   const int64_t done = rows / PK_ROWS * PK_ROWS;
   for (int64_t r = 0; r < done; r += PK_ROWS) {
     pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
     int64_t t = 0;
     for (; t + PK_TOK <= tokens; t += PK_TOK)
-      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+         y + t * ldy + r, ldy);
     for (; t < tokens; t++)
-      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+         y + t * ldy + r, ldy);
   }
   return done;
 }
