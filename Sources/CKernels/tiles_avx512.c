@@ -7,6 +7,7 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -468,8 +469,8 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 // ---- the k-quants the same way -------------------------------------------------------------
 // Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
 // group's scale per row as fp32 d * sc (two for Q6_K, whose 16-code sub-blocks each have one).
-// Q4_K/Q5_K then add 4 vectors of int16 pairs (min_2q, min_2q+1) per row, which one vpdpwssd
-// each takes against the token's group sums (S_2q, S_2q+1), and dmin per row. A token's group:
+// Q4_K/Q5_K then add 4 vectors of int16 pairs (min_g, min_g+2) per row, which one vpdpwssd
+// each takes against the token's group sums (S_g, S_g+2), and dmin per row. A token's group:
 // 8 dpbusd, its int32 sum (exact, below 2^24) converted and multiplied into an fp32 super-block
 // sum by one FMA (a vpmulld by the integer scale into an int32 sum, as the one-row dots do, cost
 // more on Zen 4); the super-block sum times the token's d goes into the token's accumulator.
@@ -479,91 +480,157 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 #define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
 #define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + ((SPLIT) ? 0 : 5 * 64))
 // Per token and super-block, from kp_aux: Q6_K 16 int32 (-32 bsum_s), Q4_K/Q5_K 4 dwords of
-// int16 pairs (S_2q, S_2q+1), S_g the sum of the group's 32 activations (|S_g| <= 4096).
+// int16 pairs (S_g, S_g+2) for g = 0, 1, 4, 5, S_g the sum of group g's 32 activations
+// (|S_g| <= 4096).
 #define KP_AUX_BYTES(SPLIT) ((SPLIT) ? 64 : 16)
 
-// Unsigned codes 32g..32g+31 of a super-block.
-TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
+// The pack works on all 16 rows at once: each row's codes 64 at a time (two groups side by side
+// in one register), and its scale bytes transposed with permutes, so the scales and mins are
+// unpacked 16 rows per instruction.
+
+// Two 32-code groups of row r as one 512-bit vector (group 2k low, 2k+1 high), for q4_K and
+// q5_K; q6_K's half h gives groups 4h, 4h+1 (lo) and 4h+2, 4h+3 (hi).
+TILE_512 static inline __m512i kcodes2_q4_K(const void *blk, int k) {
   const block_q4_K *a = blk;
-  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
-  return _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+  const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+  const __m512i by = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  return _mm512_and_si512(_mm512_srlv_epi16(q, by), _mm512_set1_epi8(0x0F));
 }
-TILE_512 static inline __m256i kcodes_q5_K(const void *blk, int g) {
+TILE_512 static inline __m512i kcodes2_q5_K(const void *blk, int k) {
   const block_q5_K *a = blk;
-  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
-  const __m256i lo = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
-  const __m256i qh = _mm256_loadu_si256((const __m256i *)a->qh);
-  const __m256i bit = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, g), 4), _mm256_set1_epi8(0x10));
-  return _mm256_or_si256(lo, bit);
+  const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->qh));
+  const __m512i by = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i byh = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * k)), _mm256_set1_epi16((short)(2 * k + 1)), 1);
+  const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(q, by), _mm512_set1_epi8(0x0F));
+  const __m512i bit = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, byh), 4), _mm512_set1_epi8(0x10));
+  return _mm512_or_si512(lo, bit);
 }
-TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
+TILE_512 static inline void kcodes4_q6_K(const void *blk, int h, __m512i *lo, __m512i *hi) {
   const block_q6_K *a = blk;
-  const int h = g / 4, s = g % 4;
-  const __m256i l = _mm256_loadu_si256((const __m256i *)(a->ql + 64 * h + 32 * (s & 1)));
-  const __m256i qh = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * h));
-  const __m256i lo = _mm256_and_si256(s & 2 ? _mm256_srli_epi16(l, 4) : l, _mm256_set1_epi8(0x0F));
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(0x03));
-  return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+  const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
+  const __m512i b01 = _mm512_srlv_epi16(qh, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+  *lo = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(b01, m2), 4));
+  *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(b01, 4), m2), 4));
 }
 
-// Per-row scale facts of a super-block: group scales d * sc (gs[g][0..SPLIT]) and, for
-// Q4_K/Q5_K, the int16 pairs of mins (pair[0..4)) and dmin.
-#define DEFINE_KFACTS_K4(NAME, BLOCK)                                                             \
-  static inline void NAME(const void *blk, float gs[8][2], uint32_t pair[4], float *cm) {        \
-    const BLOCK *a = blk;                                                                        \
-    uint8_t sm[16];                                                                              \
-    k4_unpack_scales(a->scales, sm);                                                             \
-    const float d = dq_fp16_to_fp32(a->d);                                                       \
-    for (int g = 0; g < 8; g++) gs[g][0] = gs[g][1] = d * sm[g];                                 \
-    for (int q = 0; q < 4; q++) pair[q] = (uint32_t)sm[8 + 2 * q] | (uint32_t)sm[9 + 2 * q] << 16; \
-    *cm = dq_fp16_to_fp32(a->dmin);                                                              \
+// Rows 2p, 2p+1 of two groups (X[r]: group g low, g+1 high) into pk_transpose's input for each,
+// transposed and stored at gd (group g) and gd + KP_GROUP_BYTES (group g+1).
+TILE_512 static inline void kp_store2(const __m512i X[PK_ROWS], uint8_t *gd, size_t group_bytes) {
+  __m512i P[8], Q[8], V[8];
+  for (int p = 0; p < 8; p++) {
+    P[p] = _mm512_shuffle_i64x2(X[2 * p], X[2 * p + 1], 0x44);
+    Q[p] = _mm512_shuffle_i64x2(X[2 * p], X[2 * p + 1], 0xEE);
   }
-DEFINE_KFACTS_K4(kfacts_q4_K, block_q4_K)
-DEFINE_KFACTS_K4(kfacts_q5_K, block_q5_K)
-static inline void kfacts_q6_K(const void *blk, float gs[8][2], uint32_t pair[4], float *cm) {
-  const block_q6_K *a = blk;
-  const float d = dq_fp16_to_fp32(a->d);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = d * a->scales[2 * g];
-    gs[g][1] = d * a->scales[2 * g + 1];
-  }
-  (void)pair;
-  *cm = 0;
+  pk_transpose(P, V);
+  for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);
+  pk_transpose(Q, V);
+  for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + group_bytes + 64 * k), V[k]);
 }
 
-#define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
+static const int32_t kp_idx4[4][16] = {
+    {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29},      // dwords 0, 1 of rows 0..7
+    {2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31},    // dwords 2, 3
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},        // first dword of the pair
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},  // second
+};
+
+// The 16 bytes at offset off of each row's super-block i, transposed: V[k] lane r = dword k of row r.
+TILE_512 static inline void kp_slice16(const uint8_t *const rows[PK_ROWS], size_t off, __m512i V[4]) {
+  __m512i Z[4], M[4];
+  for (int q = 0; q < 4; q++) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * q] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 1] + off)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 2] + off)), 2);
+    Z[q] = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 3] + off)), 3);
+  }
+  for (int h = 0; h < 2; h++) {
+    const __m512i idx = _mm512_loadu_si512((const void *)kp_idx4[h]);
+    M[h] = _mm512_permutex2var_epi32(Z[0], idx, Z[1]);      // rows 0..7, dwords 2h, 2h+1
+    M[2 + h] = _mm512_permutex2var_epi32(Z[2], idx, Z[3]);  // rows 8..15
+  }
+  for (int k = 0; k < 4; k++)
+    V[k] = _mm512_permutex2var_epi32(M[k / 2], _mm512_loadu_si512((const void *)kp_idx4[2 + k % 2]), M[2 + k / 2]);
+}
+
+// Byte b of every lane as fp32 (sign-extended when SIGNED).
+TILE_512 static inline __m512 kp_byte_ps(__m512i v, int b, bool sign) {
+  const __m512i up = _mm512_slli_epi32(v, 24 - 8 * b);
+  return _mm512_cvtepi32_ps(sign ? _mm512_srai_epi32(up, 24) : _mm512_srli_epi32(up, 24));
+}
+
+// q4_K/q5_K facts of super-block i: d * sc_g per group, the min pairs (m_g, m_g+2) for
+// g = 0, 1, 4, 5 (kp_aux pairs the group sums alike) and dmin.
+TILE_512 static inline void kp_facts_k4(const uint8_t *const rows[PK_ROWS], uint8_t *dst) {
+  __m512i V[4];
+  kp_slice16(rows, 0, V);  // d | dmin, then the 12 scale bytes as 3 dwords
+  const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(V[0]));
+  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(V[0], 16)));
+  const __m512i lo6 = _mm512_set1_epi8(0x3f), lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x03);
+  // k4_unpack_scales, lane-wise
+  const __m512i sc[2] = {_mm512_and_si512(V[1], lo6),
+                         _mm512_or_si512(_mm512_and_si512(V[3], lo4),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(V[1], 6), hi2), 4))};
+  const __m512i mn[2] = {_mm512_and_si512(V[2], lo6),
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(V[3], 4), lo4),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(V[2], 6), hi2), 4))};
+  for (int g = 0; g < 8; g++)
+    _mm512_store_ps((float *)(dst + g * KP_GROUP_BYTES(0) + 512), _mm512_mul_ps(d, kp_byte_ps(sc[g / 4], g % 4, false)));
+  uint8_t *pr = dst + 8 * KP_GROUP_BYTES(0);
+  const __m512i even = _mm512_set1_epi32(0x00FF00FF);
+  for (int h = 0; h < 2; h++) {
+    _mm512_store_si512((void *)(pr + 128 * h), _mm512_and_si512(mn[h], even));
+    _mm512_store_si512((void *)(pr + 128 * h + 64), _mm512_and_si512(_mm512_srli_epi32(mn[h], 8), even));
+  }
+  _mm512_store_ps((float *)(pr + 256), dmin);
+}
+
+// q6_K facts of super-block i: d * sc_s per 16-code sub-block.
+TILE_512 static inline void kp_facts_q6_K(const uint8_t *const rows[PK_ROWS], uint8_t *dst) {
+  __m512i V[4];
+  kp_slice16(rows, offsetof(block_q6_K, scales), V);
+  uint16_t dh[PK_ROWS];
+  for (int r = 0; r < PK_ROWS; r++) dh[r] = ((const block_q6_K *)(const void *)rows[r])->d;
+  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh));
+  for (int s = 0; s < 16; s++)
+    _mm512_store_ps((float *)(dst + (s / 2) * KP_GROUP_BYTES(1) + 512 + 64 * (s % 2)),
+                    _mm512_mul_ps(d, kp_byte_ps(V[s / 4], s % 4, true)));
+}
+
+#define DEFINE_KPACK16_K4(NAME, BLOCK, CODES2)                                                    \
   TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
-    const BLOCK *a[PK_ROWS];                                                                     \
-    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
     for (int64_t i = 0; i < nb; i++) {                                                           \
-      uint8_t *dst = pack + i * KP_SB_BYTES(SPLIT);                                              \
-      for (int g = 0; g < 8; g++) {                                                              \
-        __m512i P[8], V[8];                                                                      \
-        for (int p = 0; p < 8; p++) P[p] = join(CODES(&a[2 * p][i], g), CODES(&a[2 * p + 1][i], g)); \
-        pk_transpose(P, V);                                                                      \
-        uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
-        for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
+      const uint8_t *rows[PK_ROWS];                                                              \
+      for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(BLOCK); \
+      uint8_t *dst = pack + i * KP_SB_BYTES(0);                                                  \
+      for (int k = 0; k < 4; k++) {                                                              \
+        __m512i X[PK_ROWS];                                                                      \
+        for (int r = 0; r < PK_ROWS; r++) X[r] = CODES2(rows[r], k);                             \
+        kp_store2(X, dst + 2 * k * KP_GROUP_BYTES(0), KP_GROUP_BYTES(0));                        \
       }                                                                                          \
-      float gs[PK_ROWS][8][2], cm[PK_ROWS];                                                      \
-      uint32_t pair[PK_ROWS][4];                                                                 \
-      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r]);                 \
-      for (int g = 0; g < 8; g++)                                                                \
-        for (int h = 0; h <= (SPLIT); h++) {                                                     \
-          float *f = (float *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);                  \
-          for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
-        }                                                                                        \
-      if (!(SPLIT)) {                                                                            \
-        uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                            \
-        for (int q = 0; q < 4; q++)                                                              \
-          for (int r = 0; r < PK_ROWS; r++) pr[16 * q + r] = pair[r][q];                         \
-        float *c = (float *)(pr + 64);                                                           \
-        for (int r = 0; r < PK_ROWS; r++) c[r] = cm[r];                                          \
-      }                                                                                          \
+      kp_facts_k4(rows, dst);                                                                    \
     }                                                                                            \
   }
-DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
-DEFINE_KPACK16(kpack16_q5_K, block_q5_K, kcodes_q5_K, kfacts_q5_K, 0)
-DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
+DEFINE_KPACK16_K4(kpack16_q4_K, block_q4_K, kcodes2_q4_K)
+DEFINE_KPACK16_K4(kpack16_q5_K, block_q5_K, kcodes2_q5_K)
+
+TILE_512 static void kpack16_q6_K(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *rows[PK_ROWS];
+    for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(block_q6_K);
+    uint8_t *dst = pack + i * KP_SB_BYTES(1);
+    for (int h = 0; h < 2; h++) {
+      __m512i L[PK_ROWS], H[PK_ROWS];
+      for (int r = 0; r < PK_ROWS; r++) kcodes4_q6_K(rows[r], h, &L[r], &H[r]);
+      kp_store2(L, dst + 4 * h * KP_GROUP_BYTES(1), KP_GROUP_BYTES(1));
+      kp_store2(H, dst + (4 * h + 2) * KP_GROUP_BYTES(1), KP_GROUP_BYTES(1));
+    }
+    kp_facts_q6_K(rows, dst);
+  }
+}
 
 // Per token and super-block of q8_K activations: what KP_AUX_BYTES describes.
 TILE_512 static void kp_aux(bool split, int64_t nb, const void *x, size_t x_stride, int64_t tokens,
@@ -577,9 +644,11 @@ TILE_512 static void kp_aux(bool split, int64_t nb, const void *x, size_t x_stri
         _mm512_storeu_si512((void *)(dst + 64 * i), _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
       } else {
         uint32_t *o = (uint32_t *)(dst + 16 * i);
-        for (int q = 0; q < 4; q++) {
-          const int16_t *s = b[i].bsums + 4 * q;
-          o[q] = (uint32_t)(uint16_t)(s[0] + s[1]) | (uint32_t)(uint16_t)(s[2] + s[3]) << 16;
+        int16_t sg[8];
+        for (int g = 0; g < 8; g++) sg[g] = (int16_t)(b[i].bsums[2 * g] + b[i].bsums[2 * g + 1]);
+        for (int q = 0; q < 4; q++) {  // g = 0, 1, 4, 5 with g + 2, as kp_facts_k4 pairs the mins
+          const int g = q + (q & 2);
+          o[q] = (uint32_t)(uint16_t)sg[g] | (uint32_t)(uint16_t)sg[g + 2] << 16;
         }
       }
     }
