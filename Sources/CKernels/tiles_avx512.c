@@ -600,9 +600,21 @@ TILE_512 static inline void kp_facts_q6_K(const uint8_t *const rows[PK_ROWS], ui
                     _mm512_mul_ps(d, kp_byte_ps(V[s / 4], s % 4, true)));
 }
 
+// A 16-row pack reads 16 rows of only nb * block bytes each (1.4 KiB of Q5_K at 2048 columns):
+// too short for the hardware prefetchers, so it waits on memory at every row. Each pack step
+// requests the super-blocks KP_AHEAD further on; the tokens' pass requests the next pack's first.
+enum { KP_AHEAD = 2 };
+// Super-blocks [first, end) of the 16 rows at w.
+static inline void kp_prefetch(const char *w, size_t row_stride, int64_t first, int64_t end, size_t block) {
+  for (int64_t k = first; k < end; k++)
+    for (int r = 0; r < PK_ROWS; r++)
+      for (size_t o = 0; o < block; o += 64) _mm_prefetch(w + r * row_stride + (size_t)k * block + o, _MM_HINT_T0);
+}
+
 #define DEFINE_KPACK16_K4(NAME, BLOCK, CODES2)                                                    \
   TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
     for (int64_t i = 0; i < nb; i++) {                                                           \
+      if (i + KP_AHEAD < nb) kp_prefetch(w, row_stride, i + KP_AHEAD, i + KP_AHEAD + 1, sizeof(BLOCK));       \
       const uint8_t *rows[PK_ROWS];                                                              \
       for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(BLOCK); \
       uint8_t *dst = pack + i * KP_SB_BYTES(0);                                                  \
@@ -619,6 +631,7 @@ DEFINE_KPACK16_K4(kpack16_q5_K, block_q5_K, kcodes2_q5_K)
 
 TILE_512 static void kpack16_q6_K(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {
   for (int64_t i = 0; i < nb; i++) {
+    if (i + KP_AHEAD < nb) kp_prefetch(w, row_stride, i + KP_AHEAD, i + KP_AHEAD + 1, sizeof(block_q6_K));
     const uint8_t *rows[PK_ROWS];
     for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(block_q6_K);
     uint8_t *dst = pack + i * KP_SB_BYTES(1);
@@ -718,10 +731,13 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
   void (*k8)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
   void (*k1)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
   bool split = false;
+  size_t block;
   switch (type) {
-    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; break;
-    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; break;
-    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; split = true; break;
+    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; block = sizeof(block_q4_K); break;
+    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; block = sizeof(block_q5_K); break;
+    case DQ_TYPE_Q6_K:
+      pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; block = sizeof(block_q6_K); split = true;
+      break;
     default: return 0;
   }
   const int64_t nb = n / QK_K;
@@ -733,13 +749,23 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
   const int64_t done = rows / PK_ROWS * PK_ROWS;
   for (int64_t r = 0; r < done; r += PK_ROWS) {
     pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
-    int64_t t = 0;
-    for (; t + PK_TOK <= tokens; t += PK_TOK)
-      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
-         y + t * ldy + r, ldy);
-    for (; t < tokens; t++)
-      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
-         y + t * ldy + r, ldy);
+    bool asked = r + PK_ROWS >= done;
+    for (int64_t t = 0; t < tokens;) {
+      if (!asked && t + PK_TOK >= tokens) {  // the next pack's first super-blocks, shortly before it
+        kp_prefetch((const char *)w + (size_t)(r + PK_ROWS) * row_stride, row_stride, 0,
+                    nb < KP_AHEAD ? nb : KP_AHEAD, block);
+        asked = true;
+      }
+      if (t + PK_TOK <= tokens) {
+        k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+           y + t * ldy + r, ldy);
+        t += PK_TOK;
+      } else {
+        k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+           y + t * ldy + r, ldy);
+        t++;
+      }
+    }
   }
   return done;
 }
