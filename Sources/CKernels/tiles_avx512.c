@@ -347,13 +347,13 @@ enum { PK_ROWS = 16, PK_TOK = 8, PK_BLOCK_BYTES = 8 * 64 + 64 };
 typedef struct {
   uint8_t *pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
   size_t pack_cap;
-  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32)
+  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32); k-quants: kp_aux
   size_t aux_cap;
 } pk_scratch;
 
 // Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
-// at 8192 columns, 147 KiB of packed Q4_0 rows (177 KiB of Q6_K), and for 512 tokens 1 MiB of
-// per-block sums. The weights themselves are never copied whole: 16 rows at a time.
+// at 8192 columns, 147 KiB of packed Q4_0 rows (160 KiB of Q6_K), and for 512 tokens 1 MiB of
+// per-block sums (as much of Q6_K's per-sub-block offsets). The weights themselves are never copied whole: 16 rows at a time.
 static _Thread_local pk_scratch scratch;
 
 static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
@@ -471,12 +471,15 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 // group's scale per row as fp32 d * sc (two for Q6_K, whose 16-code sub-blocks each have one).
 // Q4_K/Q5_K then add 4 vectors of int16 pairs (min_g, min_g+2) per row, which one vpdpwssd
 // each takes against the token's group sums (S_g, S_g+2), and dmin per row. A token's group:
-// 8 dpbusd, its int32 sum (exact, below 2^24) converted and multiplied into an fp32 super-block
-// sum by one FMA (a vpmulld by the integer scale into an int32 sum, as the one-row dots do, cost
-// more on Zen 4); the super-block sum times the token's d goes into the token's accumulator.
-// Q6_K's codes are q + 32: each sub-block's dpbusd chain starts from -32 * its bsum, prepared once
-// per token (kp_aux), so Q6_K needs no per-token correction products at all. Another fp32
-// summation order than the one-row dots, within the tolerance of the scalar reference (TileTests).
+// 8 dpbusd, its int32 sum (|sum| <= 31 * 128 * 32, exact in fp32) converted and multiplied into
+// an fp32 super-block sum by one FMA (a vpmulld by the integer scale into an int32 sum, as the
+// one-row dots do, was slower on Zen 4); the super-block sum times the token's d goes into the
+// token's accumulator. Q6_K's codes are q + 32: each sub-block's dpbusd chain starts from
+// -32 * its bsum, prepared once per token (kp_aux), so Q6_K needs no correction products at all
+// (|sub-block sum| <= 65536). Per token and super-block that leaves, besides the 64 dpbusd,
+// 8 FMA + 4 vpdpwssd (Q4_K/Q5_K) or 16 FMA (Q6_K) on the multiply pipes. Each token's operations
+// do not depend on the token count of the call. Another fp32 summation order than the one-row
+// dots, within the tolerance of the scalar reference (TileTests).
 #define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
 #define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + ((SPLIT) ? 0 : 5 * 64))
 // Per token and super-block, from kp_aux: Q6_K 16 int32 (-32 bsum_s), Q4_K/Q5_K 4 dwords of
@@ -651,18 +654,20 @@ TILE_512 static void kp_aux(bool split, int64_t nb, const void *x, size_t x_stri
   for (int64_t t = 0; t < tokens; t++) {
     const block_q8_K *b = (const block_q8_K *)((const char *)x + t * x_stride);
     uint8_t *dst = aux + (size_t)t * nb * KP_AUX_BYTES(split);
-    for (int64_t i = 0; i < nb; i++) {
-      if (split) {
+    if (split) {
+      for (int64_t i = 0; i < nb; i++) {
         const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)b[i].bsums));
         _mm512_storeu_si512((void *)(dst + 64 * i), _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
-      } else {
-        uint32_t *o = (uint32_t *)(dst + 16 * i);
-        int16_t sg[8];
-        for (int g = 0; g < 8; g++) sg[g] = (int16_t)(b[i].bsums[2 * g] + b[i].bsums[2 * g + 1]);
-        for (int q = 0; q < 4; q++) {  // g = 0, 1, 4, 5 with g + 2, as kp_facts_k4 pairs the mins
-          const int g = q + (q & 2);
-          o[q] = (uint32_t)(uint16_t)sg[g] | (uint32_t)(uint16_t)sg[g + 2] << 16;
-        }
+      }
+      continue;
+    }
+    for (int64_t i = 0; i < nb; i++) {
+      int16_t sg[8];
+      for (int g = 0; g < 8; g++) sg[g] = (int16_t)(b[i].bsums[2 * g] + b[i].bsums[2 * g + 1]);
+      uint32_t *o = (uint32_t *)(dst + 16 * i);
+      for (int q = 0; q < 4; q++) {  // g = 0, 1, 4, 5 with g + 2, as kp_facts_k4 pairs the mins
+        const int g = q + (q & 2);
+        o[q] = (uint32_t)(uint16_t)sg[g] | (uint32_t)(uint16_t)sg[g + 2] << 16;
       }
     }
   }
