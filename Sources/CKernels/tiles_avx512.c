@@ -353,7 +353,8 @@ typedef struct {
 
 // Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
 // at 8192 columns, 147 KiB of packed Q4_0 rows (160 KiB of Q6_K), and for 512 tokens 1 MiB of
-// per-block sums (as much of Q6_K's per-sub-block offsets). The weights themselves are never copied whole: 16 rows at a time.
+// per-block sums (as much of Q6_K's per-sub-block offsets). The weights themselves are never
+// copied whole: 16 rows at a time.
 static _Thread_local pk_scratch scratch;
 
 static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
