@@ -7,6 +7,7 @@
 #pragma STDC FP_CONTRACT OFF
 #include "tiles.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,13 +347,14 @@ enum { PK_ROWS = 16, PK_TOK = 8, PK_BLOCK_BYTES = 8 * 64 + 64 };
 typedef struct {
   uint8_t *pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
   size_t pack_cap;
-  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32)
+  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32); k-quants: kp_aux
   size_t aux_cap;
 } pk_scratch;
 
 // Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
-// at 8192 columns, 147 KiB of packed Q4_0 rows (177 KiB of Q6_K), and for 512 tokens 1 MiB of
-// per-block sums. The weights themselves are never copied whole: 16 rows at a time.
+// at 8192 columns, 147 KiB of packed Q4_0 rows (160 KiB of Q6_K), and for 512 tokens 1 MiB of
+// per-block sums (as much of Q6_K's per-sub-block offsets). The weights themselves are never
+// copied whole: 16 rows at a time.
 static _Thread_local pk_scratch scratch;
 
 static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
@@ -522,155 +524,260 @@ DEFINE_PK_KERNEL(pk_tokens1, 1)
 
 // ---- the k-quants the same way -------------------------------------------------------------
 // Per super-block of the 16 rows: for each 32-code group g, 8 code vectors as above and the
-// group's integer scale per row (two for Q6_K, whose 16-code sub-blocks each have one); then 8
-// vectors of int16 pairs that one vpdpwssd each takes against the token's bsums (Q4_K/Q5_K:
-// (min_g, min_g) against the two bsums of group g; Q6_K: (sc_2p, sc_2p+1) against bsums 2p, 2p+1),
-// their fp32 factor per row (dmin; Q6_K: 32 d, the codes being q + 32) and d per row. A token's
-// super-block: 64 dpbusd, the group sums times their scales added as exact int32 (as the one-row
-// dots do, so one rounding per super-block), 8 vpdpwssd for the mins, and a few fp32 ops.
+// group's scale per row as fp32 d * sc (two for Q6_K, whose 16-code sub-blocks each have one).
+// Q4_K/Q5_K then add 4 vectors of int16 pairs (min_g, min_g+2) per row, which one vpdpwssd
+// each takes against the token's group sums (S_g, S_g+2), and dmin per row. A token's group:
+// 8 dpbusd, its int32 sum (|sum| <= 31 * 128 * 32, exact in fp32) converted and multiplied into
+// an fp32 super-block sum by one FMA (a vpmulld by the integer scale into an int32 sum, as the
+// one-row dots do, was slower on Zen 4); the super-block sum times the token's d goes into the
+// token's accumulator. Q6_K's codes are q + 32: each sub-block's dpbusd chain starts from
+// -32 * its bsum, prepared once per token (kp_aux), so Q6_K needs no correction products at all
+// (|sub-block sum| <= 65536). Per token and super-block that leaves, besides the 64 dpbusd,
+// 8 FMA + 4 vpdpwssd (Q4_K/Q5_K) or 16 FMA (Q6_K) on the multiply pipes. Each token's operations
+// do not depend on the token count of the call. Another fp32 summation order than the one-row
+// dots, within the tolerance of the scalar reference (TileTests).
 #define KP_GROUP_BYTES(SPLIT) (512 + 64 * (1 + (SPLIT)))
-#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + 8 * 64 + 128)
+#define KP_SB_BYTES(SPLIT) (8 * KP_GROUP_BYTES(SPLIT) + ((SPLIT) ? 0 : 5 * 64))
+// Per token and super-block, from kp_aux: Q6_K 16 int32 (-32 bsum_s), Q4_K/Q5_K 4 dwords of
+// int16 pairs (S_g, S_g+2) for g = 0, 1, 4, 5, S_g the sum of group g's 32 activations
+// (|S_g| <= 4096).
+#define KP_AUX_BYTES(SPLIT) ((SPLIT) ? 64 : 16)
 
-// Unsigned codes 32g..32g+31 of a super-block.
-TILE_512 static inline __m256i kcodes_q4_K(const void *blk, int g) {
+// The pack works on all 16 rows at once: each row's codes 64 at a time (two groups side by side
+// in one register), and its scale bytes transposed with permutes, so the scales and mins are
+// unpacked 16 rows per instruction.
+
+// Two 32-code groups of row r as one 512-bit vector (group 2k low, 2k+1 high), for q4_K and
+// q5_K; q6_K's half h gives groups 4h, 4h+1 (lo) and 4h+2, 4h+3 (hi).
+TILE_512 static inline __m512i kcodes2_q4_K(const void *blk, int k) {
   const block_q4_K *a = blk;
-  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
-  return _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+  const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+  const __m512i by = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  return _mm512_and_si512(_mm512_srlv_epi16(q, by), _mm512_set1_epi8(0x0F));
 }
-TILE_512 static inline __m256i kcodes_q5_K(const void *blk, int g) {
+TILE_512 static inline __m512i kcodes2_q5_K(const void *blk, int k) {
   const block_q5_K *a = blk;
-  const __m256i q = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * (g / 2)));
-  const __m256i lo = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
-  const __m256i qh = _mm256_loadu_si256((const __m256i *)a->qh);
-  const __m256i bit = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, g), 4), _mm256_set1_epi8(0x10));
-  return _mm256_or_si256(lo, bit);
+  const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qs + 32 * k)));
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)a->qh));
+  const __m512i by = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i byh = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * k)), _mm256_set1_epi16((short)(2 * k + 1)), 1);
+  const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(q, by), _mm512_set1_epi8(0x0F));
+  const __m512i bit = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(qh, byh), 4), _mm512_set1_epi8(0x10));
+  return _mm512_or_si512(lo, bit);
 }
-TILE_512 static inline __m256i kcodes_q6_K(const void *blk, int g) {
+TILE_512 static inline void kcodes4_q6_K(const void *blk, int h, __m512i *lo, __m512i *hi) {
   const block_q6_K *a = blk;
-  const int h = g / 4, s = g % 4;
-  const __m256i l = _mm256_loadu_si256((const __m256i *)(a->ql + 64 * h + 32 * (s & 1)));
-  const __m256i qh = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * h));
-  const __m256i lo = _mm256_and_si256(s & 2 ? _mm256_srli_epi16(l, 4) : l, _mm256_set1_epi8(0x0F));
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(0x03));
-  return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+  const __m512i l = _mm512_loadu_si512((const void *)(a->ql + 64 * h));
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * h)));
+  const __m512i b01 = _mm512_srlv_epi16(qh, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+  *lo = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(b01, m2), 4));
+  *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                        _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(b01, 4), m2), 4));
 }
 
-// Per-row scale facts of a super-block: group scales (gs[g][0..SPLIT]), the int16 pairs of the
-// correction, its fp32 factor and d.
-static inline void kfacts_q4_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
-  const block_q4_K *a = blk;
-  uint8_t sm[16];
-  k4_unpack_scales(a->scales, sm);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = sm[g];
-    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
+// Rows 2p, 2p+1 of two groups (X[r]: group g low, g+1 high) into pk_transpose's input for each,
+// transposed and stored at gd (group g) and gd + KP_GROUP_BYTES (group g+1).
+TILE_512 static inline void kp_store2(const __m512i X[PK_ROWS], uint8_t *gd, size_t group_bytes) {
+  __m512i P[8], Q[8], V[8];
+  for (int p = 0; p < 8; p++) {
+    P[p] = _mm512_shuffle_i64x2(X[2 * p], X[2 * p + 1], 0x44);
+    Q[p] = _mm512_shuffle_i64x2(X[2 * p], X[2 * p + 1], 0xEE);
   }
-  *cm = dq_fp16_to_fp32(a->dmin);
-  *d = dq_fp16_to_fp32(a->d);
-}
-static inline void kfacts_q5_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
-  const block_q5_K *a = blk;
-  uint8_t sm[16];
-  k4_unpack_scales(a->scales, sm);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = gs[g][1] = sm[g];
-    pair[g] = (uint32_t)sm[8 + g] * 0x10001u;
-  }
-  *cm = dq_fp16_to_fp32(a->dmin);
-  *d = dq_fp16_to_fp32(a->d);
-}
-static inline void kfacts_q6_K(const void *blk, int32_t gs[8][2], uint32_t pair[8], float *cm, float *d) {
-  const block_q6_K *a = blk;
-  *d = dq_fp16_to_fp32(a->d);
-  for (int g = 0; g < 8; g++) {
-    gs[g][0] = a->scales[2 * g];
-    gs[g][1] = a->scales[2 * g + 1];
-    pair[g] = (uint32_t)(uint16_t)(int16_t)a->scales[2 * g] | (uint32_t)(uint16_t)(int16_t)a->scales[2 * g + 1] << 16;
-  }
-  *cm = 32.0f * *d;
+  pk_transpose(P, V);
+  for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);
+  pk_transpose(Q, V);
+  for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + group_bytes + 64 * k), V[k]);
 }
 
-#define DEFINE_KPACK16(NAME, BLOCK, CODES, FACTS, SPLIT)                                          \
+static const int32_t kp_idx4[4][16] = {
+    {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29},      // dwords 0, 1 of rows 0..7
+    {2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31},    // dwords 2, 3
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},        // first dword of the pair
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},  // second
+};
+
+// The 16 bytes at offset off of each row's super-block i, transposed: V[k] lane r = dword k of row r.
+TILE_512 static inline void kp_slice16(const uint8_t *const rows[PK_ROWS], size_t off, __m512i V[4]) {
+  __m512i Z[4], M[4];
+  for (int q = 0; q < 4; q++) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * q] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 1] + off)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 2] + off)), 2);
+    Z[q] = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(rows[4 * q + 3] + off)), 3);
+  }
+  for (int h = 0; h < 2; h++) {
+    const __m512i idx = _mm512_loadu_si512((const void *)kp_idx4[h]);
+    M[h] = _mm512_permutex2var_epi32(Z[0], idx, Z[1]);      // rows 0..7, dwords 2h, 2h+1
+    M[2 + h] = _mm512_permutex2var_epi32(Z[2], idx, Z[3]);  // rows 8..15
+  }
+  for (int k = 0; k < 4; k++)
+    V[k] = _mm512_permutex2var_epi32(M[k / 2], _mm512_loadu_si512((const void *)kp_idx4[2 + k % 2]), M[2 + k / 2]);
+}
+
+// Byte b of every lane as fp32 (sign-extended when SIGNED).
+TILE_512 static inline __m512 kp_byte_ps(__m512i v, int b, bool sign) {
+  const __m512i up = _mm512_slli_epi32(v, 24 - 8 * b);
+  return _mm512_cvtepi32_ps(sign ? _mm512_srai_epi32(up, 24) : _mm512_srli_epi32(up, 24));
+}
+
+// q4_K/q5_K facts of super-block i: d * sc_g per group, the min pairs (m_g, m_g+2) for
+// g = 0, 1, 4, 5 (kp_aux pairs the group sums alike) and dmin.
+TILE_512 static inline void kp_facts_k4(const uint8_t *const rows[PK_ROWS], uint8_t *dst) {
+  __m512i V[4];
+  kp_slice16(rows, 0, V);  // d | dmin, then the 12 scale bytes as 3 dwords
+  const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(V[0]));
+  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(V[0], 16)));
+  const __m512i lo6 = _mm512_set1_epi8(0x3f), lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x03);
+  // k4_unpack_scales, lane-wise
+  const __m512i sc[2] = {_mm512_and_si512(V[1], lo6),
+                         _mm512_or_si512(_mm512_and_si512(V[3], lo4),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(V[1], 6), hi2), 4))};
+  const __m512i mn[2] = {_mm512_and_si512(V[2], lo6),
+                         _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(V[3], 4), lo4),
+                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(V[2], 6), hi2), 4))};
+  for (int g = 0; g < 8; g++)
+    _mm512_store_ps((float *)(dst + g * KP_GROUP_BYTES(0) + 512), _mm512_mul_ps(d, kp_byte_ps(sc[g / 4], g % 4, false)));
+  uint8_t *pr = dst + 8 * KP_GROUP_BYTES(0);
+  const __m512i even = _mm512_set1_epi32(0x00FF00FF);
+  for (int h = 0; h < 2; h++) {
+    _mm512_store_si512((void *)(pr + 128 * h), _mm512_and_si512(mn[h], even));
+    _mm512_store_si512((void *)(pr + 128 * h + 64), _mm512_and_si512(_mm512_srli_epi32(mn[h], 8), even));
+  }
+  _mm512_store_ps((float *)(pr + 256), dmin);
+}
+
+// q6_K facts of super-block i: d * sc_s per 16-code sub-block.
+TILE_512 static inline void kp_facts_q6_K(const uint8_t *const rows[PK_ROWS], uint8_t *dst) {
+  __m512i V[4];
+  kp_slice16(rows, offsetof(block_q6_K, scales), V);
+  uint16_t dh[PK_ROWS];
+  for (int r = 0; r < PK_ROWS; r++) dh[r] = ((const block_q6_K *)(const void *)rows[r])->d;
+  const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh));
+  for (int s = 0; s < 16; s++)
+    _mm512_store_ps((float *)(dst + (s / 2) * KP_GROUP_BYTES(1) + 512 + 64 * (s % 2)),
+                    _mm512_mul_ps(d, kp_byte_ps(V[s / 4], s % 4, true)));
+}
+
+// A 16-row pack reads 16 rows of only nb * block bytes each (1.4 KiB of Q5_K at 2048 columns):
+// too short for the hardware prefetchers, so it waits on memory at every row. Each pack step
+// requests the super-blocks KP_AHEAD further on, and matmul_packed_k requests the next 16 rows
+// while the tokens pass over these.
+enum { KP_AHEAD = 2 };
+// Super-blocks [first, end) of the 16 rows at w.
+static inline void kp_prefetch(const char *w, size_t row_stride, int64_t first, int64_t end, size_t block) {
+  for (int64_t k = first; k < end; k++)
+    for (int r = 0; r < PK_ROWS; r++)
+      for (size_t o = 0; o < block; o += 64) _mm_prefetch(w + r * row_stride + (size_t)k * block + o, _MM_HINT_T0);
+}
+
+#define DEFINE_KPACK16_K4(NAME, BLOCK, CODES2)                                                    \
   TILE_512 static void NAME(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {      \
-    const BLOCK *a[PK_ROWS];                                                                     \
-    for (int r = 0; r < PK_ROWS; r++) a[r] = (const BLOCK *)((const char *)w + r * row_stride); \
     for (int64_t i = 0; i < nb; i++) {                                                           \
-      uint8_t *dst = pack + i * KP_SB_BYTES(SPLIT);                                              \
-      for (int g = 0; g < 8; g++) {                                                              \
-        __m512i P[8], V[8];                                                                      \
-        for (int p = 0; p < 8; p++) P[p] = join(CODES(&a[2 * p][i], g), CODES(&a[2 * p + 1][i], g)); \
-        pk_transpose(P, V);                                                                      \
-        uint8_t *gd = dst + g * KP_GROUP_BYTES(SPLIT);                                           \
-        for (int k = 0; k < 8; k++) _mm512_store_si512((void *)(gd + 64 * k), V[k]);            \
+      if (i + KP_AHEAD < nb) kp_prefetch(w, row_stride, i + KP_AHEAD, i + KP_AHEAD + 1, sizeof(BLOCK));       \
+      const uint8_t *rows[PK_ROWS];                                                              \
+      for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(BLOCK); \
+      uint8_t *dst = pack + i * KP_SB_BYTES(0);                                                  \
+      for (int k = 0; k < 4; k++) {                                                              \
+        __m512i X[PK_ROWS];                                                                      \
+        for (int r = 0; r < PK_ROWS; r++) X[r] = CODES2(rows[r], k);                             \
+        kp_store2(X, dst + 2 * k * KP_GROUP_BYTES(0), KP_GROUP_BYTES(0));                        \
       }                                                                                          \
-      int32_t gs[PK_ROWS][8][2];                                                                 \
-      float cm[PK_ROWS], dd[PK_ROWS];                                                            \
-      uint32_t pair[PK_ROWS][8];                                                                 \
-      for (int r = 0; r < PK_ROWS; r++) FACTS(&a[r][i], gs[r], pair[r], &cm[r], &dd[r]);         \
-      for (int g = 0; g < 8; g++)                                                                \
-        for (int h = 0; h <= (SPLIT); h++) {                                                     \
-          int32_t *f = (int32_t *)(dst + g * KP_GROUP_BYTES(SPLIT) + 512 + 64 * h);              \
-          for (int r = 0; r < PK_ROWS; r++) f[r] = gs[r][g][h];                                  \
-        }                                                                                        \
-      uint32_t *pr = (uint32_t *)(dst + 8 * KP_GROUP_BYTES(SPLIT));                              \
-      for (int p = 0; p < 8; p++)                                                                \
-        for (int r = 0; r < PK_ROWS; r++) pr[16 * p + r] = pair[r][p];                           \
-      float *c = (float *)(pr + 128);                                                            \
-      for (int r = 0; r < PK_ROWS; r++) {                                                        \
-        c[r] = cm[r];                                                                            \
-        c[16 + r] = dd[r];                                                                       \
-      }                                                                                          \
+      kp_facts_k4(rows, dst);                                                                    \
     }                                                                                            \
   }
-DEFINE_KPACK16(kpack16_q4_K, block_q4_K, kcodes_q4_K, kfacts_q4_K, 0)
-DEFINE_KPACK16(kpack16_q5_K, block_q5_K, kcodes_q5_K, kfacts_q5_K, 0)
-DEFINE_KPACK16(kpack16_q6_K, block_q6_K, kcodes_q6_K, kfacts_q6_K, 1)
+DEFINE_KPACK16_K4(kpack16_q4_K, block_q4_K, kcodes2_q4_K)
+DEFINE_KPACK16_K4(kpack16_q5_K, block_q5_K, kcodes2_q5_K)
+
+TILE_512 static void kpack16_q6_K(int64_t nb, const void *w, size_t row_stride, uint8_t *pack) {
+  for (int64_t i = 0; i < nb; i++) {
+    if (i + KP_AHEAD < nb) kp_prefetch(w, row_stride, i + KP_AHEAD, i + KP_AHEAD + 1, sizeof(block_q6_K));
+    const uint8_t *rows[PK_ROWS];
+    for (int r = 0; r < PK_ROWS; r++) rows[r] = (const uint8_t *)w + r * row_stride + i * sizeof(block_q6_K);
+    uint8_t *dst = pack + i * KP_SB_BYTES(1);
+    for (int h = 0; h < 2; h++) {
+      __m512i L[PK_ROWS], H[PK_ROWS];
+      for (int r = 0; r < PK_ROWS; r++) kcodes4_q6_K(rows[r], h, &L[r], &H[r]);
+      kp_store2(L, dst + 4 * h * KP_GROUP_BYTES(1), KP_GROUP_BYTES(1));
+      kp_store2(H, dst + (4 * h + 2) * KP_GROUP_BYTES(1), KP_GROUP_BYTES(1));
+    }
+    kp_facts_q6_K(rows, dst);
+  }
+}
+
+// Per token and super-block of q8_K activations: what KP_AUX_BYTES describes.
+TILE_512 static void kp_aux(bool split, int64_t nb, const void *x, size_t x_stride, int64_t tokens,
+                            uint8_t *aux) {
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_K *b = (const block_q8_K *)((const char *)x + t * x_stride);
+    uint8_t *dst = aux + (size_t)t * nb * KP_AUX_BYTES(split);
+    if (split) {
+      for (int64_t i = 0; i < nb; i++) {
+        const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)b[i].bsums));
+        _mm512_storeu_si512((void *)(dst + 64 * i), _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
+      }
+      continue;
+    }
+    for (int64_t i = 0; i < nb; i++) {
+      int16_t sg[8];
+      for (int g = 0; g < 8; g++) sg[g] = (int16_t)(b[i].bsums[2 * g] + b[i].bsums[2 * g + 1]);
+      uint32_t *o = (uint32_t *)(dst + 16 * i);
+      for (int q = 0; q < 4; q++) {  // g = 0, 1, 4, 5 with g + 2, as kp_facts_k4 pairs the mins
+        const int g = q + (q & 2);
+        o[q] = (uint32_t)(uint16_t)sg[g] | (uint32_t)(uint16_t)sg[g + 2] << 16;
+      }
+    }
+  }
+}
 
 #define DEFINE_KP_KERNEL(NAME, T, SPLIT)                                                          \
   TILE_512_VNNI static void NAME(int64_t nb, const uint8_t *pack, const void *x, size_t x_stride, \
-                                 float *y, int64_t ldy) {                                       \
+                                 const uint8_t *aux, float *y, int64_t ldy) {                   \
     const block_q8_K *b[T];                                                                      \
-    for (int j = 0; j < T; j++) b[j] = (const block_q8_K *)((const char *)x + j * x_stride);    \
+    const int32_t *ax[T];                                                                        \
+    for (int j = 0; j < T; j++) {                                                                \
+      b[j] = (const block_q8_K *)((const char *)x + j * x_stride);                               \
+      ax[j] = (const int32_t *)(aux + (size_t)j * nb * KP_AUX_BYTES(SPLIT));                     \
+    }                                                                                            \
     __m512 fs[T];                                                                                \
     for (int j = 0; j < T; j++) fs[j] = _mm512_setzero_ps();                                     \
     for (int64_t i = 0; i < nb; i++) {                                                           \
       const uint8_t *src = pack + i * KP_SB_BYTES(SPLIT);                                        \
-      __m512i isum[T];                                                                           \
-      for (int j = 0; j < T; j++) isum[j] = _mm512_setzero_si512();                              \
+      __m512 sb[T];                                                                              \
+      for (int j = 0; j < T; j++) sb[j] = _mm512_setzero_ps();                                   \
       for (int g = 0; g < 8; g++) {                                                              \
         const uint8_t *gd = src + g * KP_GROUP_BYTES(SPLIT);                                     \
         __m512i W[8];                                                                            \
         for (int k = 0; k < 8; k++) W[k] = _mm512_load_si512((const void *)(gd + 64 * k));      \
-        const __m512i s0 = _mm512_load_si512((const void *)(gd + 512));                          \
-        const __m512i s1 = _mm512_load_si512((const void *)(gd + 512 + 64 * (SPLIT)));           \
+        const __m512 s0 = _mm512_load_ps((const float *)(gd + 512));                             \
+        const __m512 s1 = _mm512_load_ps((const float *)(gd + 512 + 64 * (SPLIT)));              \
         for (int j = 0; j < T; j++) {                                                            \
           const int8_t *q = b[j][i].qs + 32 * g;                                                 \
           int32_t gq[8];                                                                         \
           memcpy(gq, q, 32);                                                                     \
-          __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();                      \
+          __m512i a0 = (SPLIT) ? _mm512_set1_epi32(ax[j][16 * i + 2 * g]) : _mm512_setzero_si512(); \
+          __m512i a1 = (SPLIT) ? _mm512_set1_epi32(ax[j][16 * i + 2 * g + 1]) : _mm512_setzero_si512(); \
           for (int k = 0; k < 4; k++) a0 = _mm512_dpbusd_epi32(a0, W[k], _mm512_set1_epi32(gq[k])); \
           for (int k = 4; k < 8; k++) a1 = _mm512_dpbusd_epi32(a1, W[k], _mm512_set1_epi32(gq[k])); \
-          if (SPLIT)                                                                             \
-            isum[j] = _mm512_add_epi32(isum[j], _mm512_add_epi32(_mm512_mullo_epi32(a0, s0),     \
-                                                                 _mm512_mullo_epi32(a1, s1)));   \
-          else                                                                                   \
-            isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(_mm512_add_epi32(a0, a1), s0)); \
+          if (SPLIT) {                                                                           \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0), s0, sb[j]);                          \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1), s1, sb[j]);                          \
+          } else                                                                                 \
+            sb[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), s0, sb[j]);    \
         }                                                                                        \
       }                                                                                          \
-      const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                       \
-      __m512i C[8];                                                                              \
-      for (int p = 0; p < 8; p++) C[p] = _mm512_load_si512((const void *)(cd + 64 * p));        \
-      const __m512 cm = _mm512_load_ps((const float *)(cd + 512));                               \
-      const __m512 dw = _mm512_load_ps((const float *)(cd + 576));                               \
-      for (int j = 0; j < T; j++) {                                                              \
-        int32_t bs[8];                                                                           \
-        memcpy(bs, b[j][i].bsums, 32);                                                           \
-        __m512i m = _mm512_setzero_si512();                                                      \
-        for (int p = 0; p < 8; p++) m = dq_dpwssd_kept(m, C[p], _mm512_set1_epi32(bs[p]));         \
-        const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[j]), dw,                      \
-                                           _mm512_mul_ps(_mm512_cvtepi32_ps(m), cm));            \
-        fs[j] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[j][i].d), fs[j]);                          \
+      if (!(SPLIT)) {                                                                            \
+        const uint8_t *cd = src + 8 * KP_GROUP_BYTES(SPLIT);                                     \
+        __m512i C[4];                                                                            \
+        for (int q = 0; q < 4; q++) C[q] = _mm512_load_si512((const void *)(cd + 64 * q));      \
+        const __m512 dmin = _mm512_load_ps((const float *)(cd + 256));                           \
+        for (int j = 0; j < T; j++) {                                                            \
+          __m512i m = _mm512_setzero_si512();                                                    \
+          for (int q = 0; q < 4; q++) m = dq_dpwssd_kept(m, C[q], _mm512_set1_epi32(ax[j][4 * i + q])); \
+          sb[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), dmin, sb[j]);                          \
+        }                                                                                        \
       }                                                                                          \
+      for (int j = 0; j < T; j++) fs[j] = _mm512_fmadd_ps(sb[j], _mm512_set1_ps(b[j][i].d), fs[j]); \
     }                                                                                            \
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + j * ldy, fs[j]);                           \
   }
@@ -683,25 +790,50 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
                                const void *x, size_t x_stride, int64_t tokens, float *y,
                                int64_t ldy, int64_t rows) {
   void (*pack)(int64_t, const void *, size_t, uint8_t *);
-  void (*k8)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
-  void (*k1)(int64_t, const uint8_t *, const void *, size_t, float *, int64_t);
-  size_t sb;
+  void (*k8)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
+  void (*k1)(int64_t, const uint8_t *, const void *, size_t, const uint8_t *, float *, int64_t);
+  bool split = false;
+  size_t block;
   switch (type) {
-    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
-    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; sb = KP_SB_BYTES(0); break;
-    case DQ_TYPE_Q6_K: pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; sb = KP_SB_BYTES(1); break;
+    case DQ_TYPE_Q4_K: pack = kpack16_q4_K; k8 = kp4_tokens8; k1 = kp4_tokens1; block = sizeof(block_q4_K); break;
+    case DQ_TYPE_Q5_K: pack = kpack16_q5_K; k8 = kp4_tokens8; k1 = kp4_tokens1; block = sizeof(block_q5_K); break;
+    case DQ_TYPE_Q6_K:
+      pack = kpack16_q6_K; k8 = kp6_tokens8; k1 = kp6_tokens1; block = sizeof(block_q6_K); split = true;
+      break;
     default: return 0;
   }
   const int64_t nb = n / QK_K;
-  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * sb)) return 0;
+  const size_t aux_tok = (size_t)nb * KP_AUX_BYTES(split);
+  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * KP_SB_BYTES(split)) ||
+      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * aux_tok))
+    return 0;
+  kp_aux(split, nb, x, x_stride, tokens, scratch.aux);
   const int64_t done = rows / PK_ROWS * PK_ROWS;
+  // The next 16 rows go to L2 a share after each token block: one thread, rows from memory
+  // (32768 x 2048, 256 tokens, thread CPU time), Q5_K 150-157 -> 158-167 GMAC/s and Q6_K
+  // 144-150 -> 158-160; in cache 1-3 % slower (_MM_HINT_NTA lost more in cache).
+  const size_t lines = (nb * block + 63) / 64 + 1;  // + 1: rows need not start on a line
+  const int64_t calls = tokens / PK_TOK + tokens % PK_TOK;
+  const size_t per_call = (PK_ROWS * lines + (size_t)calls - 1) / (size_t)calls;
   for (int64_t r = 0; r < done; r += PK_ROWS) {
     pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
-    int64_t t = 0;
-    for (; t + PK_TOK <= tokens; t += PK_TOK)
-      k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
-    for (; t < tokens; t++)
-      k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, y + t * ldy + r, ldy);
+    const char *next = r + PK_ROWS < done ? (const char *)w + (size_t)(r + PK_ROWS) * row_stride : NULL;
+    size_t row = 0, col = 0;
+    for (int64_t t = 0; t < tokens;) {
+      if (t + PK_TOK <= tokens) {
+        k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+           y + t * ldy + r, ldy);
+        t += PK_TOK;
+      } else {
+        k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+           y + t * ldy + r, ldy);
+        t++;
+      }
+      for (size_t k = 0; next && k < per_call && row < PK_ROWS; k++) {
+        _mm_prefetch(next + row * row_stride + col * 64, _MM_HINT_T2);
+        if (++col == lines) col = 0, row++;
+      }
+    }
   }
   return done;
 }
