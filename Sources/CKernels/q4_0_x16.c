@@ -17,6 +17,7 @@
 
 #include "cpu_features.h"
 #include "quants.h"
+#include "scratch.h"
 
 #include "dq_simd.h"
 
@@ -74,21 +75,7 @@ enum { X16_TOK = 8, X16_PREP = 640 };
 #define X16_PREFETCH_BYTES 16384
 #endif
 
-typedef struct {
-  uint8_t *buf;
-  size_t cap;
-} x16_scratch;
-static _Thread_local x16_scratch scratch;
-
-static uint8_t *x16_reserve(size_t bytes) {
-  if (scratch.cap >= bytes) return scratch.buf;
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-  free(scratch.buf);
-  scratch.buf = p;
-  scratch.cap = bytes;
-  return scratch.buf;
-}
+static _Thread_local dq_scratch scratch;
 
 // A token's operands per run of 16 blocks, 640 bytes: the activation codes matching the 4 chunks'
 // low nibbles (elements 4j..4j+3 of block l in lane l) and high nibbles (16+4j..), interleaved
@@ -180,7 +167,7 @@ TARGET512 static bool x16_tokens(int64_t n, const void *wv, size_t s, const void
   if (span < X16_TOK) span = X16_TOK;
   for (int64_t t0 = 0; t0 < tokens; t0 += span) {
     const int64_t ts = tokens - t0 < span ? tokens - t0 : span;
-    uint8_t *px = x16_reserve((size_t)ts * per_token);
+    uint8_t *px = dq_scratch_reserve(&scratch, (size_t)ts * per_token);
     if (!px) return false;
     for (int64_t c0 = 0; c0 < ts; c0 += X16_TOK) {
       const int T = ts - c0 < X16_TOK ? (int)(ts - c0) : X16_TOK;

@@ -10,6 +10,7 @@
 // accumulation order differs. dispatch.c calls these only when the CPU reports the features.
 #pragma STDC FP_CONTRACT OFF
 #include "quants.h"
+#include "scratch.h"
 
 #include "dq_simd.h"
 #if DQ_X86_SIMD
@@ -424,21 +425,7 @@ INLINE512 void q6_K_rows(int R, int64_t n, const char *w, size_t stride, const v
 // token costs a row only its products: the weights are read once and unpacked once for all.
 enum { PREP_TOK = 8 };
 
-typedef struct {
-  uint8_t *buf;
-  size_t cap;
-} prep_scratch;
-static _Thread_local prep_scratch prep;
-
-static uint8_t *prep_reserve(size_t bytes) {
-  if (prep.cap >= bytes) return prep.buf;
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes) != 0) return NULL;
-  free(prep.buf);
-  prep.buf = p;
-  prep.cap = bytes;
-  return prep.buf;
-}
+static _Thread_local dq_scratch prep;
 
 // q8_0 activations against a signed 32-block type with offset off (q4_0 8, q5_0 16, q8_0 128):
 // per token and pair of blocks, 192 bytes: xv, bias, dx (as load_pair, the bias and halves_pair).
@@ -645,7 +632,7 @@ INLINE512 void q6_K_tok(int T, int64_t nb, const char *w, size_t stride, const c
       const char *xt = (const char *)x + (size_t)t0 * xs;                                        \
       uint8_t *px = NULL;                                                                        \
       if ((UNIT_BYTES) > 0) {                                                                    \
-        px = prep_reserve((size_t)units * (size_t)T * (UNIT_BYTES));                             \
+        px = dq_scratch_reserve(&prep, (size_t)units * (size_t)T * (UNIT_BYTES));                \
         if (!px) return false;                                                                   \
         PREP_CALL;                                                                               \
       }                                                                                          \

@@ -13,6 +13,7 @@
 
 #include "dq_simd.h"
 #include "vnni.h"
+#include "scratch.h"
 #if DQ_X86_SIMD
 
 #define TILE_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -344,28 +345,12 @@ DEFINE_TILE_ROWS_512(rows4_q8_0_vnni, block_q8_0, ucodes512_q8_0, (char)0x80, 4)
 // the summation tolerance of the scalar reference (TileTests).
 enum { PK_ROWS = 16, PK_TOK = 8, PK_BLOCK_BYTES = 8 * 64 + 64 };
 
-typedef struct {
-  uint8_t *pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
-  size_t pack_cap;
-  uint8_t *aux;   // per token and block: -off * sum(y) (int32), then dx (fp32); k-quants: kp_aux
-  size_t aux_cap;
-} pk_scratch;
-
 // Per pool thread, grown to the widest matrix and largest batch it has seen, never shrunk:
 // at 8192 columns, 147 KiB of packed Q4_0 rows (160 KiB of Q6_K), and for 512 tokens 1 MiB of
 // per-block sums (as much of Q6_K's per-sub-block offsets). The weights themselves are never
 // copied whole: 16 rows at a time.
-static _Thread_local pk_scratch scratch;
-
-static bool pk_reserve(uint8_t **buf, size_t *cap, size_t bytes) {
-  if (*cap >= bytes) return true;
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes) != 0) return false;
-  free(*buf);
-  *buf = p;
-  *cap = bytes;
-  return true;
-}
+static _Thread_local dq_scratch pk_pack;  // PK_BLOCK_BYTES per block of the 16 rows in hand
+static _Thread_local dq_scratch pk_aux_scratch;  // per token and block: -off * sum(y) (int32), then dx (fp32); k-quants: kp_aux
 
 static const int32_t pk_idx[6][16] = {
     {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},   // stage 1, codes 0..15
@@ -804,10 +789,10 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
   }
   const int64_t nb = n / QK_K;
   const size_t aux_tok = (size_t)nb * KP_AUX_BYTES(split);
-  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * KP_SB_BYTES(split)) ||
-      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * aux_tok))
+  if (!dq_scratch_reserve(&pk_pack, (size_t)nb * KP_SB_BYTES(split)) ||
+      !dq_scratch_reserve(&pk_aux_scratch, (size_t)tokens * aux_tok))
     return 0;
-  kp_aux(split, nb, x, x_stride, tokens, scratch.aux);
+  kp_aux(split, nb, x, x_stride, tokens, pk_aux_scratch.buf);
   const int64_t done = rows / PK_ROWS * PK_ROWS;
   // The next 16 rows go to L2 a share after each token block: one thread, rows from memory
   // (32768 x 2048, 256 tokens, thread CPU time), Q5_K 150-157 -> 158-167 GMAC/s and Q6_K
@@ -816,16 +801,16 @@ static int64_t matmul_packed_k(uint32_t type, int64_t n, const void *w, size_t r
   const int64_t calls = tokens / PK_TOK + tokens % PK_TOK;
   const size_t per_call = (PK_ROWS * lines + (size_t)calls - 1) / (size_t)calls;
   for (int64_t r = 0; r < done; r += PK_ROWS) {
-    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, pk_pack.buf);
     const char *next = r + PK_ROWS < done ? (const char *)w + (size_t)(r + PK_ROWS) * row_stride : NULL;
     size_t row = 0, col = 0;
     for (int64_t t = 0; t < tokens;) {
       if (t + PK_TOK <= tokens) {
-        k8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+        k8(nb, pk_pack.buf, (const char *)x + (size_t)t * x_stride, x_stride, pk_aux_scratch.buf + t * aux_tok,
            y + t * ldy + r, ldy);
         t += PK_TOK;
       } else {
-        k1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride, scratch.aux + t * aux_tok,
+        k1(nb, pk_pack.buf, (const char *)x + (size_t)t * x_stride, x_stride, pk_aux_scratch.buf + t * aux_tok,
            y + t * ldy + r, ldy);
         t++;
       }
@@ -852,20 +837,20 @@ int64_t dq_avx512_matmul_packed(uint32_t type, int64_t n, const void *w, size_t 
     default: return matmul_packed_k(type, n, w, row_stride, x, x_stride, tokens, y, ldy, rows);
   }
   const int64_t nb = n / QK8_0;
-  if (!pk_reserve(&scratch.pack, &scratch.pack_cap, (size_t)nb * PK_BLOCK_BYTES) ||
-      !pk_reserve(&scratch.aux, &scratch.aux_cap, (size_t)tokens * nb * 8))
+  if (!dq_scratch_reserve(&pk_pack, (size_t)nb * PK_BLOCK_BYTES) ||
+      !dq_scratch_reserve(&pk_aux_scratch, (size_t)tokens * nb * 8))
     return 0;  // no memory: the caller's tiles do it all
-  pk_aux(nb, x, x_stride, tokens, off, scratch.aux);
+  pk_aux(nb, x, x_stride, tokens, off, pk_aux_scratch.buf);
   const int64_t done = rows / PK_ROWS * PK_ROWS;
   for (int64_t r = 0; r < done; r += PK_ROWS) {
-    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, scratch.pack);
+    pack(nb, (const char *)w + (size_t)r * row_stride, row_stride, pk_pack.buf);
     int64_t t = 0;
     for (; t + PK_TOK <= tokens; t += PK_TOK)
-      pk_tokens8(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
-                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+      pk_tokens8(nb, pk_pack.buf, (const char *)x + (size_t)t * x_stride, x_stride,
+                 pk_aux_scratch.buf + (size_t)t * nb * 8, y + t * ldy + r, ldy);
     for (; t < tokens; t++)
-      pk_tokens1(nb, scratch.pack, (const char *)x + (size_t)t * x_stride, x_stride,
-                 scratch.aux + (size_t)t * nb * 8, y + t * ldy + r, ldy);
+      pk_tokens1(nb, pk_pack.buf, (const char *)x + (size_t)t * x_stride, x_stride,
+                 pk_aux_scratch.buf + (size_t)t * nb * 8, y + t * ldy + r, ldy);
   }
   return done;
 }

@@ -19,6 +19,14 @@ struct RepackTests {
     dq_r16_supported(type.rawValue) || (type == .q4_0 && dq_q4_0_x16_available())
   }
 
+  /// A 256-wide random model (the k-quants' block length) whose layer matrices are `type`.
+  static func tinyModel(_ type: GGMLType, feedForward: Int) throws -> TinyModel {
+    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: feedForward, vocabulary: 67)
+    spec.matrixType = type
+    spec.embeddingType = .q8_0
+    return try TinyModel(spec)
+  }
+
   /// Decodes `prompt` for `steps` tokens on `model`, greedily or taking `forced` (teacher
   /// forcing, so two runs compare logits at the same positions even past a near tie): the
   /// logits after the prompt and after each token, and the tokens fed.
@@ -39,10 +47,7 @@ struct RepackTests {
 
   @Test("k-quant and Q4_0 models are repacked at load and give the file's logits", arguments: types + [.q4_0])
   func repackedModelGivesTheFilesLogits(type: GGMLType) throws {
-    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 512, vocabulary: 67)
-    spec.matrixType = type
-    spec.embeddingType = .q8_0
-    let tiny = try TinyModel(spec)
+    let tiny = try Self.tinyModel(type, feedForward: 512)
     defer { try? FileManager.default.removeItem(atPath: tiny.path) }
     let repacked = try LlamaModel(path: tiny.path, repackWeights: true)
     let plain = try LlamaModel(path: tiny.path, repackWeights: false)
@@ -66,10 +71,7 @@ struct RepackTests {
 
   @Test("the file's bytes stay readable after repacking, mapped or in memory", arguments: types + [.q4_0])
   func originalBytesSurvive(type: GGMLType) throws {
-    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 512, vocabulary: 67)
-    spec.matrixType = type
-    spec.embeddingType = .q8_0
-    let tiny = try TinyModel(spec)
+    let tiny = try Self.tinyModel(type, feedForward: 512)
     defer { try? FileManager.default.removeItem(atPath: tiny.path) }
     let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: tiny.path)))
     let plain = try LlamaModel(path: tiny.path, repackWeights: false)
@@ -92,14 +94,11 @@ struct RepackTests {
   @Test("a repacked model's batch gives each sequence its bits alone", arguments: types)
   func repackedBatchIsExact(type: GGMLType) throws {
     guard dq_r16_supported(type.rawValue) else { return }
-    var spec = TinyModelSpec(embedding: 256, heads: 4, kvHeads: 2, feedForward: 256, vocabulary: 67)
-    spec.matrixType = type
-    spec.embeddingType = .q8_0
-    let tiny = try TinyModel(spec)
+    let tiny = try Self.tinyModel(type, feedForward: 256)
     defer { try? FileManager.default.removeItem(atPath: tiny.path) }
     let model = try LlamaModel(path: tiny.path, repackWeights: true)
     let pool = ThreadPool(threads: 2)
-    let scripts = BatchTests.scripts(vocabulary: spec.vocabulary).map {
+    let scripts = BatchTests.scripts(vocabulary: 67).map {
       BatchTests.Script(prompt: $0.prompt, joins: $0.joins, decodes: $0.decodes, hook: nil, model: 0)
     }
     let alone = try scripts.map { try BatchTests.alone($0, models: [model], hooks: [], pool: pool) }
