@@ -101,17 +101,20 @@ static void x16_rows(int64_t n, const void *w, size_t row_stride, const void *x,
 
 bool dq_q4_0_x16_enabled(void) { return use_avx512() && dq_q4_0_x16_available(); }
 
-// A thread that turned the AVX-512 kernels off (dq_force_scalar, dq_force_avx2_dots: tests) gets
-// the plain Q4_0 path on the shadow's rows, unpacked a few at a time, so those switches keep
-// meaning "these kernels" for every product. False (nothing done) when the shadow's kernel runs.
+// A thread that turned the AVX-512 kernels off (dq_force_scalar, dq_force_avx2_dots: tests) on a
+// CPU that has them gets the plain Q4_0 path on the shadow's rows, unpacked a few at a time, so
+// those switches keep meaning "these kernels" for every product. False (nothing done) when the
+// shadow's kernel runs, or where it does not exist at all (x16_rows' own fallback then serves
+// every walk alike; a model builds no shadow there).
 static bool x16_as_plain(int64_t n, const void *w, size_t row_stride, const void *x, size_t x_stride, int64_t tokens,
                          float *y, int64_t ldy, int64_t row_begin, int64_t row_end) {
-  if (dq_q4_0_x16_enabled()) return false;
+  if (!dq_q4_0_x16_available() || dq_q4_0_x16_enabled()) return false;
   enum { ROWS = 4 };
   uint8_t plain[ROWS * row_stride];
   for (int64_t r = row_begin; r < row_end; r += ROWS) {
     const int64_t k = row_end - r < ROWS ? row_end - r : ROWS;
-    dq_q4_0_x16_unpack_rows((const char *)w + (size_t)r * row_stride, plain, n, k);
+    for (int64_t i = 0; i < k; i++)
+      dq_q4_0_x16_unpack_rows((const char *)w + (size_t)(r + i) * row_stride, plain + (size_t)i * row_stride, n, 1);
     if (tokens == 1)
       dq_matvec_rows(DQ_TYPE_Q4_0, n, plain, row_stride, x, y + (r - row_begin), 0, k);
     else
