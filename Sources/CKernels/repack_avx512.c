@@ -11,10 +11,12 @@
 // Per super-block and group (bytes), each part where the kernel first reads it, so that a group
 // is read as one ascending stream (Q5_K/Q6_K with their qh lines apart from the nibbles they go
 // with ran 1 token at half the speed from memory):
-//  Q4_K: sc[j][r] 128 | mins (m[r][2p], m[r][2p+1]) pairs 128 | d[r] 32 | dmin[r] 32 | qs 2048
-//        = 2368 (148 a row; the file has 144).
-//  Q5_K: the same 320 | for k < 8, qs dword k then qh dword k, 1024 | qs dwords 8..32 1536
-//        = 2880 (180 a row; the file has 176).
+//  Q4_K: the file's 12 bytes of 6-bit scales and mins, as 3 dwords transposed, 192 | d[r] 32 |
+//        dmin[r] 32 | qs 2048 = 2304 (144 a row, as the file). The kernel unpacks the scales
+//        lane-wise, a few operations per super-block for 16 rows (as bytes, 148 a row, the copy
+//        was 2.8 % larger than the file, which put peak RSS above llama.cpp's).
+//  Q5_K: the same 256 | for k < 8, qs dword k then qh dword k, 1024 | qs dwords 8..32 1536
+//        = 2816 (176 a row, as the file).
 //  Q6_K: (sc[r][2g], sc[r][2g+1]) pairs 256 | d[r] 32 | 32 zero bytes | per half h: for k < 8,
 //        ql dword 16h+k (codes 128h.. and 128h+64..) then qh dword 8h+k, 1024 | ql dwords
 //        16h+8..16h+16 512 = 3392 (212 a row; the file has 210): 3360 is not a multiple of 64,
@@ -35,7 +37,7 @@
 #include "dq_simd.h"
 
 enum { R16_ROWS = 16 };
-enum { Q4K_SB = 2368, Q5K_SB = 2880, Q6K_SB = 3392 };
+enum { Q4K_SB = 2304, Q5K_SB = 2816, Q6K_SB = 3392 };
 
 // ---- layout (plain C: packing runs once per matrix at load) ---------------------------------
 
@@ -63,29 +65,25 @@ static void pack_k4(bool hb, const void *const blk[R16_ROWS], uint8_t *out) {
     qs[r] = hb ? ((const block_q5_K *)blk[r])->qs : ((const block_q4_K *)blk[r])->qs;
     qh[r] = hb ? ((const block_q5_K *)blk[r])->qh : NULL;
   }
-  uint8_t *meta = out;
   if (hb) {
     for (int k = 0; k < 8; k++) {
       const uint8_t *l[R16_ROWS], *h[R16_ROWS];
       for (int r = 0; r < R16_ROWS; r++) l[r] = qs[r] + 4 * k, h[r] = qh[r] + 4 * k;
-      transpose_dwords(l, 1, out + 320 + 128 * k);
-      transpose_dwords(h, 1, out + 320 + 128 * k + 64);
+      transpose_dwords(l, 1, out + 256 + 128 * k);
+      transpose_dwords(h, 1, out + 256 + 128 * k + 64);
     }
     const uint8_t *rest[R16_ROWS];
     for (int r = 0; r < R16_ROWS; r++) rest[r] = qs[r] + 32;
-    transpose_dwords(rest, 24, out + 1344);
+    transpose_dwords(rest, 24, out + 1280);
   } else {
-    transpose_dwords(qs, 32, out + 320);
+    transpose_dwords(qs, 32, out + 256);
   }
-  uint16_t *d = (uint16_t *)(void *)(meta + 256);
+  const uint8_t *scales[R16_ROWS];
+  for (int r = 0; r < R16_ROWS; r++)
+    scales[r] = hb ? ((const block_q5_K *)blk[r])->scales : ((const block_q4_K *)blk[r])->scales;
+  transpose_dwords(scales, 3, out);
+  uint16_t *d = (uint16_t *)(void *)(out + 192);
   for (int r = 0; r < R16_ROWS; r++) {
-    const uint8_t *scales = hb ? ((const block_q5_K *)blk[r])->scales : ((const block_q4_K *)blk[r])->scales;
-    for (int j = 0; j < 8; j++) {
-      uint8_t sc, m;
-      dq_get_scale_min_k4(j, scales, &sc, &m);
-      meta[16 * j + r] = sc;
-      meta[128 + 32 * (j / 2) + 2 * r + (j & 1)] = m;
-    }
     d[r] = hb ? ((const block_q5_K *)blk[r])->d : ((const block_q4_K *)blk[r])->d;
     d[16 + r] = hb ? ((const block_q5_K *)blk[r])->dmin : ((const block_q4_K *)blk[r])->dmin;
   }
@@ -173,6 +171,14 @@ R16_INLINE __m512i bcast32(const int8_t *p) {
   return _mm512_set1_epi32(v);
 }
 
+// vpshufb control that zero-extends byte a of each dword to its low int16 half, and byte b (if
+// b >= 0) to its high half.
+R16_INLINE __m512i lane_bytes(int a, int b) {
+  int32_t c[4];
+  for (int k = 0; k < 4; k++) c[k] = (4 * k + a) | 0x8000 | (b < 0 ? 0x80 : 4 * k + b) << 16 | (int32_t)0x80000000;
+  return _mm512_set4_epi32(c[3], c[2], c[1], c[0]);
+}
+
 // Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks.
 R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y,
                        int64_t ldy, __mmask16 keep) {
@@ -184,9 +190,19 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
-    // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
-    // p + 384 + 128 k
-    const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
+    // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 256 + 128 c, then qs + 64 c), qh dword k at
+    // p + 320 + 128 k
+    const uint8_t *qs = p + (hb ? 768 : 256);
+    // The file's 6-bit scales and mins (get_scale_min_k4), lane-wise: dword i of SC holds the
+    // bytes sc[4i..4i+4), of MN the mins.
+    const __m512i D0 = _mm512_load_si512((const void *)p), D1 = _mm512_load_si512((const void *)(p + 64)),
+                  D2 = _mm512_load_si512((const void *)(p + 128));
+    const __m512i m6 = _mm512_set1_epi8(0x3F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i SC[2] = {_mm512_and_si512(D0, m6),
+                           _mm512_or_si512(_mm512_and_si512(D2, m4), _mm512_and_si512(_mm512_srli_epi32(D0, 2), m30))};
+    const __m512i MN[2] = {_mm512_and_si512(D1, m6),
+                           _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(D2, 4), m4),
+                                           _mm512_and_si512(_mm512_srli_epi32(D1, 2), m30))};
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -195,16 +211,16 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
       __m512i W[8];
       for (int k = 0; k < 8; k++) {
         const int c = 8 * (j / 2) + k;
-        const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 320 + 128 * c : qs + 64 * c));
+        const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 256 + 128 * c : qs + 64 * c));
         W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
         if (hb) {  // bit j of the qh bytes is this sub-block's fifth bit
-          const __m512i h = _mm512_load_si512((const void *)(p + 384 + 128 * k));
+          const __m512i h = _mm512_load_si512((const void *)(p + 320 + 128 * k));
           const __m512i hs = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      r16_prefetch(T, p, hb ? 45 : 37, j);
-      const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
+      r16_prefetch(T, p, hb ? 44 : 36, j);
+      const __m512i sc = _mm512_shuffle_epi8(SC[j / 4], lane_bytes(j % 4, -1));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
         __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], bcast32(q));
@@ -214,11 +230,10 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
     }
     // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
     // 32-code sums (bsums pairs added) as one int16 pair
-    __m512i M[4];
-    for (int q = 0; q < 4; q++)
-      M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
-    const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
-    const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
+    __m512i M[4];  // bytes 2(q%2) and 2(q%2)+1 of MN[q/2] to the two int16 halves
+    for (int q = 0; q < 4; q++) M[q] = _mm512_shuffle_epi8(MN[q / 2], lane_bytes(2 * (q & 1), 2 * (q & 1) + 1));
+    const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(p + 192)));
+    const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(p + 224)));
     for (int t = 0; t < T; t++) {
       const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
                                         _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
