@@ -111,10 +111,13 @@ struct ForwardPass {
     }
   }
 
-  /// out = x W(layer, projection)ᵀ for all rows, plus each adapter's update on its own rows.
+  /// out = x W(layer, projection)ᵀ for the pass's rows `rows` (all by default; out and x point at
+  /// the first of them), plus each adapter's update on its own rows.
   private func project(
-    _ out: UnsafeMutablePointer<Float>, _ projection: LlamaProjection, layer: Int, _ x: UnsafePointer<Float>
+    _ out: UnsafeMutablePointer<Float>, _ projection: LlamaProjection, layer: Int, _ x: UnsafePointer<Float>,
+    rows: Range<Int>? = nil
   ) {
+    let rows = rows ?? 0..<rowCount
     let w = model.weights.layers[layer].matrix(projection)
     if rowCount == 1, let run = hookRuns.first, let update = run.hook.lowRank(layer: layer, projection: projection) {
       // Decode: the update rides in the projection's own parallel pass.
@@ -126,13 +129,16 @@ struct ForwardPass {
     var updates: [(update: LowRankF16, rows: Range<Int>)] = []
     var others: [(hook: any LlamaProjectionHook, rows: Range<Int>)] = []
     for run in hookRuns {
+      let clipped = run.rows.clamped(to: rows)
+      guard !clipped.isEmpty else { continue }
+      let local = (clipped.lowerBound - rows.lowerBound)..<(clipped.upperBound - rows.lowerBound)
       if let update = run.hook.lowRank(layer: layer, projection: projection) {
-        updates.append((update, run.rows))
+        updates.append((update, local))
       } else {
-        others.append(run)
+        others.append((run.hook, local))
       }
     }
-    MatMul.multiply(out, w, x, tokens: rowCount, adding: updates, pool: pool, workspace: workspace)
+    MatMul.multiply(out, w, x, tokens: rows.count, adding: updates, pool: pool, workspace: workspace)
     for run in others {
       run.hook.apply(
         layer: layer, projection: projection, out: out + run.rows.lowerBound * w.rows,
@@ -142,14 +148,15 @@ struct ForwardPass {
 
   /// Projections of the same input: at decode without an adapter, one fused pool job.
   private func project(
-    _ targets: [(out: UnsafeMutablePointer<Float>, projection: LlamaProjection)], layer: Int, _ x: UnsafePointer<Float>
+    _ targets: [(out: UnsafeMutablePointer<Float>, projection: LlamaProjection)], layer: Int, _ x: UnsafePointer<Float>,
+    rows: Range<Int>? = nil
   ) {
     if rowCount == 1 && hookRuns.isEmpty {
       let layerWeights = model.weights.layers[layer]
       let fused = targets.map { (out: $0.out, w: layerWeights.matrix($0.projection)) }
       if MatMul.multiplyVectors(fused, x, pool: pool, workspace: workspace) { return }
     }
-    for target in targets { project(target.out, target.projection, layer: layer, x) }
+    for target in targets { project(target.out, target.projection, layer: layer, x, rows: rows) }
   }
 
   private func attentionBlock(layer: Int) {
@@ -265,18 +272,24 @@ struct ForwardPass {
     let w = model.weights.layers[layer]
     let s = scratch
     let f = hyper.feedForwardLength
+    let d = hyper.embeddingLength
     let n = rowCount
     rmsnorm(s.normed, s.x, w.feedForwardNorm, rows: 0..<n)
-    project([(s.gate, .gate), (s.up, .up)], layer: layer, s.normed)
     let activation = hyper.family.activation
-    pool.parallelFor(n) { range, _ in
-      let offset = range.lowerBound * f
-      switch activation {
-      case .silu: dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
-      case .geluTanh: GeGLU.forward(s.gate + offset, gate: s.gate + offset, up: s.up + offset, count: range.count * f)
+    // A long pass runs in chunks of rows, so gate and up hold one chunk (each chunk's down
+    // projection writes its rows of `projected`, which are `normed` rows it has read).
+    for first in stride(from: 0, to: n, by: s.feedForwardRows) {
+      let chunk = first..<min(n, first + s.feedForwardRows)
+      project([(s.gate, .gate), (s.up, .up)], layer: layer, s.normed + first * d, rows: chunk)
+      pool.parallelFor(chunk.count) { range, _ in
+        let offset = range.lowerBound * f
+        switch activation {
+        case .silu: dq_swiglu(s.gate + offset, s.gate + offset, s.up + offset, Int64(range.count * f))
+        case .geluTanh: GeGLU.forward(s.gate + offset, gate: s.gate + offset, up: s.up + offset, count: range.count * f)
+        }
       }
+      project(s.projected + first * d, .down, layer: layer, s.gate, rows: chunk)
     }
-    project(s.projected, .down, layer: layer, s.gate)
     if let post = w.postFeedForwardNorm { rmsnorm(s.projected, s.projected, post, rows: 0..<n) }
     addResidual(s.x, s.projected)
   }
@@ -286,7 +299,9 @@ struct ForwardPass {
 /// Views whose lives do not overlap share bytes, so a long prefill touches a third less scratch:
 /// `projected` is `normed` (the norm's output is dead once its projections have run, and each
 /// block's output projection writes `projected` from another view), and the attention block's
-/// q, k, v and attention share one region with the feed-forward block's gate and up.
+/// q, k, v and attention share one region with the feed-forward block's gate and up, which hold
+/// `feedForwardRows` rows at a time (the rows the attention region has room for, at least
+/// `feedForwardMinimumRows`: fewer would read the weights once more per chunk for nothing).
 final class Scratch {
   /// Query rows per batched-attention task.
   static let attentionBlockRows = 32
@@ -301,6 +316,9 @@ final class Scratch {
   let scoresPerThread: Int
   /// Longest sequence (cached positions) the attention scratch serves.
   let capacity: Int
+  /// Rows of one chunk of the feed-forward block.
+  let feedForwardRows: Int
+  static let feedForwardMinimumRows = 64
 
   init(hyper: LlamaHyperParameters, tokens: Int, threads: Int, capacity: Int) {
     let d = hyper.embeddingLength
@@ -310,9 +328,10 @@ final class Scratch {
     self.capacity = capacity
     scoresPerThread = 4 * capacity  // dq_attention_head's scratch for any block
     let attentionRegion = tokens * (2 * qDim + 2 * kvDim)
-    let feedForwardRegion = tokens * 2 * f
+    let sharedCount = max(attentionRegion, min(tokens, Self.feedForwardMinimumRows) * 2 * f)
+    feedForwardRows = min(tokens, sharedCount / (2 * f))
     let sizes = [
-      tokens * d, tokens * d, max(attentionRegion, feedForwardRegion),
+      tokens * d, tokens * d, sharedCount,
       threads * scoresPerThread, tokens * hyper.ropeDimension, tokens * hyper.ropeDimension,
     ]
     slab = .allocate(capacity: sizes.reduce(0, +))
@@ -325,7 +344,7 @@ final class Scratch {
     (x, normed, projected) = (views[0], views[1], views[1])
     let shared = views[2]
     (q, k, v, attention) = (shared, shared + tokens * qDim, shared + tokens * (qDim + kvDim), shared + tokens * (qDim + 2 * kvDim))
-    (gate, up) = (shared, shared + tokens * f)
+    (gate, up) = (shared, shared + feedForwardRows * f)
     scores = views[3]
     ropeAngles = views[4]
     slidingRopeAngles = views[5]

@@ -190,6 +190,35 @@ struct BatchTests {
     }
   }
 
+  @Test("a long pass whose feed-forward chunks cut across sequences and adapters equals each alone")
+  func longPassAcrossSequences() throws {
+    // Gate and up hold 64 rows at a time here; the pass has 100 + 90 rows, so a chunk spans the
+    // boundary between the sequence with an adapter and the one without.
+    let spec = TinyModelSpec(feedForward: 256)
+    let tiny = try TinyModel(spec)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let model = try LlamaModel(path: tiny.path)
+    let pool = ThreadPool(threads: 2)
+    let hook = DenseLowRankHook(seed: 3)
+    var random = SplitMix(seed: 9)
+    let prompts = [100, 90].map { count in (0..<count).map { _ in Int32(random.next() % UInt64(spec.vocabulary)) } }
+    let alone = try prompts.enumerated().map { i, prompt in
+      let context = LlamaContext(model: model, contextLength: 128, pool: pool, maxBatch: 64)
+      if i == 0 { context.projectionHook = hook }
+      try context.evaluate(prompt)
+      return Array(context.lastLogits)
+    }
+    let batch = LlamaBatch(model: model, maxRows: 256, maxContextLength: 128, pool: pool)
+    let contexts = prompts.indices.map { _ in LlamaContext(model: model, contextLength: 128, pool: pool, maxBatch: 128) }
+    contexts[0].projectionHook = hook
+    #expect(try batch.evaluate(Array(zip(contexts, prompts))) == 1, "one pass of 190 rows")
+    for (i, context) in contexts.enumerated() {
+      let (error, agree) = Self.compare([alone[i]], [Array(context.lastLogits)], clear: 1e-4)
+      #expect(error < 1e-4, "sequence \(i): relative logit error \(error)")
+      #expect(agree, "sequence \(i): greedy tokens differ")
+    }
+  }
+
   @Test("a batch checks every entry before it computes anything")
   func refusesBadEntries() throws {
     let tiny = try TinyModel(TinyModelSpec())

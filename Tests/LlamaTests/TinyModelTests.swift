@@ -116,6 +116,25 @@ struct TinyModelTests {
     #expect(zip(whole.lastLogits, chunked.lastLogits).allSatisfy { abs($0 - $1) < 1e-4 })
   }
 
+  @Test(
+    "a pass longer than the scratch's feed-forward rows runs that block in chunks and matches the reference",
+    arguments: [false, true])
+  func chunkedFeedForward(gemma: Bool) throws {
+    // A feed-forward block wider than q, k and v together: gate and up get 64 of the 150 rows
+    // at a time.
+    var spec = gemma ? TinyModelSpec.gemma3() : TinyModelSpec()
+    spec.feedForward = 256
+    let tiny = try TinyModel(spec)
+    defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+    let model = try LlamaModel(path: tiny.path)
+    var random = SplitMix(seed: 5)
+    let tokens = (0..<150).map { _ in Int32(random.next() % UInt64(spec.vocabulary)) }
+    let context = LlamaContext(model: model, contextLength: 160, threads: 2, maxBatch: 150)
+    let logits = try context.evaluateAll(tokens)
+    let error = relativeError(logits, tiny.referenceLogits(tokens))
+    #expect(error < 1e-4, "relative error \(error)")
+  }
+
   @Test("truncating the cache and re-evaluating gives the same logits")
   func truncateAndReplay() throws {
     let (tiny, model) = try makeModel(Self.variants.first { $0.name == "llama q8_0" }!)
