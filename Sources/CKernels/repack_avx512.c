@@ -33,6 +33,7 @@
 #include "cpu_features.h"
 #include "quants.h"
 #include "dq_simd.h"
+#include "scratch.h"
 
 enum { R16_ROWS = 16 };
 enum { Q4K_SB = 2368, Q5K_SB = 2880, Q6K_SB = 3392 };
@@ -147,7 +148,9 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 
 #define R16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
-enum { R16_TOK = 8 };
+// R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN: the token count from which a
+// call decodes each group's codes once (below, the 8-token chunks unpack them as they go).
+enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128 };
 
 // Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
 // thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
@@ -173,9 +176,13 @@ R16_INLINE __m512i bcast32(const int8_t *p) {
   return _mm512_set1_epi32(v);
 }
 
-// Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks.
-R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y,
-                       int64_t ldy, __mmask16 keep) {
+// Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks;
+// with pre, its codes come decoded from `codes` (k4_r16_decode), the rest from the group.
+// Per super-block the mins' product goes first, into memory if registers run out, and in two
+// chains of two: at the end of the super-block, behind the 64 dpbusd, as one chain of four
+// vpdpwssd, it held every token's last FMAs back (Q5_K prefill in cache 164 -> 174 GMAC/s).
+R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t nb, const uint8_t *grp,
+                       const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const size_t sbb = hb ? Q5K_SB : Q4K_SB;
   const block_q8_K *b[R16_TOK];
   for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
@@ -187,13 +194,32 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
     // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
     // p + 384 + 128 k
     const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
+    // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
+    // 32-code sums (bsums pairs added) as one int16 pair; mt = their sum times dmin
+    __m512 mt[R16_TOK];
+    {
+      __m512i M[4];
+      for (int q = 0; q < 4; q++)
+        M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
+      const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
+      for (int t = 0; t < T; t++) {
+        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
+                                          _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
+        int32_t pair[4];
+        _mm_storeu_si128((__m128i *)(void *)pair, bs);
+        const __m512i m0 = dq_dpwssd_kept(_mm512_madd_epi16(M[0], _mm512_set1_epi32(pair[0])), M[1], _mm512_set1_epi32(pair[1]));
+        const __m512i m1 = dq_dpwssd_kept(_mm512_madd_epi16(M[2], _mm512_set1_epi32(pair[2])), M[3], _mm512_set1_epi32(pair[3]));
+        mt[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(m0, m1)), mv);
+      }
+    }
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       // sub-block j: low nibbles of qs dwords 8(j/2).. for even j, high ones for odd j
       __m512i W[8];
-      for (int k = 0; k < 8; k++) {
+      for (int k = 0; k < 8 && pre; k++) W[k] = _mm512_load_si512((const void *)(codes + R16_CODES * i + 64 * (8 * j + k)));
+      for (int k = 0; k < 8 && !pre; k++) {
         const int c = 8 * (j / 2) + k;
         const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 320 + 128 * c : qs + 64 * c));
         W[k] = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(v, 4) : v, m4);
@@ -203,7 +229,7 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
           W[k] = _mm512_or_si512(W[k], _mm512_and_si512(hs, bit5));
         }
       }
-      r16_prefetch(T, p, hb ? 45 : 37, j);
+      if (!pre) r16_prefetch(T, p, hb ? 45 : 37, j);
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(const void *)(meta + 16 * j)));
       for (int t = 0; t < T; t++) {
         const int8_t *q = b[t][i].qs + 32 * j;
@@ -212,30 +238,18 @@ R16_INLINE void k4_r16(int T, bool hb, int64_t nb, const uint8_t *grp, const cha
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a, sc));
       }
     }
-    // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
-    // 32-code sums (bsums pairs added) as one int16 pair
-    __m512i M[4];
-    for (int q = 0; q < 4; q++)
-      M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
     const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
-    const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
     for (int t = 0; t < T; t++) {
-      const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
-                                        _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
-      int32_t pair[4];
-      _mm_storeu_si128((__m128i *)(void *)pair, bs);
-      __m512i m = _mm512_setzero_si512();
-      for (int q = 0; q < 4; q++) m = dq_dpwssd_kept(m, M[q], _mm512_set1_epi32(pair[q]));
-      const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, _mm512_mul_ps(_mm512_cvtepi32_ps(m), mv));
+      const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, mt[t]);
       fs[t] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[t][i].d), fs[t]);
     }
   }
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
-// Q6_K: T tokens against one group.
-R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, size_t xs, float *y, int64_t ldy,
-                         __mmask16 keep) {
+// Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode).
+R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, int64_t nb, const uint8_t *grp, const char *x,
+                         size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const block_q8_K *b[R16_TOK];
   for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
   __m512 fs[R16_TOK];
@@ -257,7 +271,8 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
       // qh dwords 8h.. (as the file's q6_K)
       const int h = g / 4, f = g % 4;
       __m512i W[8];
-      for (int k = 0; k < 8; k++) {
+      for (int k = 0; k < 8 && pre; k++) W[k] = _mm512_load_si512((const void *)(codes + R16_CODES * i + 64 * (8 * g + k)));
+      for (int k = 0; k < 8 && !pre; k++) {
         const uint8_t *hk = p + 320 + 1536 * h;
         const __m512i l = _mm512_load_si512((const void *)(f & 1 ? hk + 1024 + 64 * k : hk + 128 * k));
         const __m512i q = _mm512_load_si512((const void *)(hk + 128 * k + 64));
@@ -265,7 +280,7 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
         const __m512i hs = f == 0 ? _mm512_slli_epi16(q, 4) : f == 1 ? _mm512_slli_epi16(q, 2) : f == 2 ? q : _mm512_srli_epi16(q, 2);
         W[k] = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
       }
-      r16_prefetch(T, p, 53, g);
+      if (!pre) r16_prefetch(T, p, 53, g);
       const __m512i P = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 32 * g)));
       const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(P, 16), 16), s1 = _mm512_srai_epi32(P, 16);
       for (int t = 0; t < T; t++) {
@@ -283,6 +298,74 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
+// ---- prefill: a group's codes decoded once per call ------------------------------------------
+// Past 8 tokens a group meets several 8-token chunks, and each would unpack the codes again
+// (Q5_K, Q6_K: about 5 vector ops per vector of codes, against 8 dpbusd a token). From
+// R16_PRE_MIN tokens they are unpacked once per group and call into a per-thread buffer of plain
+// bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels' order: super-block i at
+// R16_CODES i, the vector of sub-block (32-code group) j and dword k at + 64 (8 j + k). The chunks
+// then compute exactly as from the group: the same integer operands, the same operations per
+// token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
+// 3-4 % from 128 tokens (Q6_K up to 8 %); at 37 tokens it lost up to 3 % (the unpacking's 64-byte
+// stores, 4 KiB a super-block), at 9 tokens 13 %. The ALU ops it saves run beside the dpbusd
+// (Zen 4: dpbusd, vpmulld, vpdpwssd and FMA share one 512-bit op a cycle; and/or/shift/add/cvt
+// issue beside them), so it gains little.
+static _Thread_local dq_scratch r16_codes;
+
+R16_INLINE void k4_r16_decode(bool hb, int64_t nb, const uint8_t *grp, uint8_t *out) {
+  const size_t sbb = hb ? Q5K_SB : Q4K_SB;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *p = grp + (size_t)i * sbb, *qs = p + (hb ? 832 : 320);
+    uint8_t *o = out + R16_CODES * i;
+#pragma GCC unroll 32
+    for (int c = 0; c < 32; c++) {  // qs dword c: sub-block 2 (c / 8) low nibbles, the next high ones
+      const int j = 2 * (c / 8), k = c % 8;
+      if (k == 0) r16_prefetch(8, p, hb ? 45 : 37, c / 4), r16_prefetch(8, p, hb ? 45 : 37, c / 4 + 1);
+      const __m512i v = _mm512_load_si512((const void *)(hb && c < 8 ? p + 320 + 128 * c : qs + 64 * c));
+      __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      if (hb) {
+        const __m512i h = _mm512_load_si512((const void *)(p + 384 + 128 * k));
+        const __m512i h0 = j <= 4 ? _mm512_slli_epi16(h, 4 - j) : _mm512_srli_epi16(h, j - 4);
+        const __m512i h1 = j + 1 <= 4 ? _mm512_slli_epi16(h, 3 - j) : _mm512_srli_epi16(h, j - 3);
+        lo = _mm512_or_si512(lo, _mm512_and_si512(h0, bit5));
+        hi = _mm512_or_si512(hi, _mm512_and_si512(h1, bit5));
+      }
+      _mm512_store_si512((void *)(o + 64 * (8 * j + k)), lo);
+      _mm512_store_si512((void *)(o + 64 * (8 * j + 8 + k)), hi);
+    }
+  }
+}
+
+R16_INLINE void q6_K_r16_decode(int64_t nb, const uint8_t *grp, uint8_t *out) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *p = grp + (size_t)i * Q6K_SB;
+    uint8_t *o = out + R16_CODES * i;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      const uint8_t *hk = p + 320 + 1536 * h;
+      r16_prefetch(8, p, 53, 4 * h), r16_prefetch(8, p, 53, 4 * h + 1);
+      r16_prefetch(8, p, 53, 4 * h + 2), r16_prefetch(8, p, 53, 4 * h + 3);
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; k++) {  // groups 4h + f, f = 0..3: as q6_K_r16 unpacks them
+        const __m512i l0 = _mm512_load_si512((const void *)(hk + 128 * k));
+        const __m512i l1 = _mm512_load_si512((const void *)(hk + 1024 + 64 * k));
+        const __m512i q = _mm512_load_si512((const void *)(hk + 128 * k + 64));
+        const __m512i W0 = _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(q, 4), m30));
+        const __m512i W1 = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(q, 2), m30));
+        const __m512i W2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(q, m30));
+        const __m512i W3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                           _mm512_and_si512(_mm512_srli_epi16(q, 2), m30));
+        _mm512_store_si512((void *)(o + 64 * (8 * (4 * h) + k)), W0);
+        _mm512_store_si512((void *)(o + 64 * (8 * (4 * h + 1) + k)), W1);
+        _mm512_store_si512((void *)(o + 64 * (8 * (4 * h + 2) + k)), W2);
+        _mm512_store_si512((void *)(o + 64 * (8 * (4 * h + 3) + k)), W3);
+      }
+    }
+  }
+}
+
 #define R16_CASES(CALL) \
   switch (T) {          \
     case 8: CALL(8); break; \
@@ -295,27 +378,38 @@ R16_INLINE void q6_K_r16(int T, int64_t nb, const uint8_t *grp, const char *x, s
     default: CALL(1); break; \
   }
 
-#define R16_ENTRY(NAME, CALL)                                                                       \
+// From R16_PRE_MIN tokens: the group's codes decoded once (when the buffer can be had), then
+// every chunk from them.
+#define R16_ENTRY(NAME, CALL, DECODE)                                                               \
   R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
                               int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
     const int64_t nb = n / QK_K;                                                                 \
+    uint8_t *codes = tokens >= R16_PRE_MIN ? dq_scratch_reserve(&r16_codes, (size_t)nb * R16_CODES) : NULL; \
     for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                            \
       const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
       const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
+      if (codes) DECODE;                                                                         \
       for (int64_t t0 = 0; t0 < tokens; t0 += R16_TOK) {                                        \
         const int T = tokens - t0 < R16_TOK ? (int)(tokens - t0) : R16_TOK;                      \
         const char *xt = x + (size_t)t0 * xs;                                                    \
         float *yt = y + t0 * ldy + r0;                                                           \
-        R16_CASES(CALL)                                                                          \
+        if (codes) {                                                                             \
+          R16_CASES(CALL##_PRE)                                                                  \
+        } else {                                                                                 \
+          R16_CASES(CALL)                                                                        \
+        }                                                                                        \
       }                                                                                          \
     }                                                                                            \
   }
-#define Q4_K_CALL(TT) k4_r16(TT, false, nb, grp, xt, xs, yt, ldy, keep)
-#define Q5_K_CALL(TT) k4_r16(TT, true, nb, grp, xt, xs, yt, ldy, keep)
-#define Q6_K_CALL(TT) q6_K_r16(TT, nb, grp, xt, xs, yt, ldy, keep)
-R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL)
-R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL)
-R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL)
+#define Q4_K_CALL(TT) k4_r16(TT, false, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
+#define Q4_K_CALL_PRE(TT) k4_r16(TT, false, true, codes, nb, grp, xt, xs, yt, ldy, keep)
+#define Q5_K_CALL(TT) k4_r16(TT, true, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
+#define Q5_K_CALL_PRE(TT) k4_r16(TT, true, true, codes, nb, grp, xt, xs, yt, ldy, keep)
+#define Q6_K_CALL(TT) q6_K_r16(TT, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
+#define Q6_K_CALL_PRE(TT) q6_K_r16(TT, true, codes, nb, grp, xt, xs, yt, ldy, keep)
+R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL, k4_r16_decode(false, nb, grp, codes))
+R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL, k4_r16_decode(true, nb, grp, codes))
+R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL, q6_K_r16_decode(nb, grp, codes))
 
 bool dq_r16_supported(uint32_t type) {
   if (!(type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K)) return false;
