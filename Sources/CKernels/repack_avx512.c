@@ -150,6 +150,12 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 // R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN: the token count from which a
 // call decodes each group's codes once (below, the 8-token chunks unpack them as they go).
+#ifndef R16_LATE_SPLIT
+#define R16_LATE_SPLIT 0
+#endif
+#ifndef R16_EARLY_MIN
+#define R16_EARLY_MIN 8
+#endif
 enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128 };
 
 // Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
@@ -176,6 +182,32 @@ R16_INLINE __m512i bcast32(const int8_t *p) {
   return _mm512_set1_epi32(v);
 }
 
+// Q4_K/Q5_K super-block i's mins times dmin for T tokens (mt): lane r of M[p] holds (m[r][2p],
+// m[r][2p+1]) as int16, against the token's two 32-code sums (bsums pairs added) as one int16
+// pair; two chains of two (exact integer sums: the order does not change the bits).
+R16_INLINE void k4_mins(int T, bool split, const uint8_t *meta, const block_q8_K *const b[], int64_t i, __m512 mt[]) {
+  __m512i M[4];
+  for (int q = 0; q < 4; q++)
+    M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
+  const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
+  for (int t = 0; t < T; t++) {
+    const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
+                                      _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
+    int32_t pair[4];
+    _mm_storeu_si128((__m128i *)(void *)pair, bs);
+    __m512i m;
+    if (split) {
+      const __m512i m0 = dq_dpwssd_kept(_mm512_madd_epi16(M[0], _mm512_set1_epi32(pair[0])), M[1], _mm512_set1_epi32(pair[1]));
+      const __m512i m1 = dq_dpwssd_kept(_mm512_madd_epi16(M[2], _mm512_set1_epi32(pair[2])), M[3], _mm512_set1_epi32(pair[3]));
+      m = _mm512_add_epi32(m0, m1);
+    } else {
+      m = _mm512_setzero_si512();
+      for (int q = 0; q < 4; q++) m = dq_dpwssd_kept(m, M[q], _mm512_set1_epi32(pair[q]));
+    }
+    mt[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(m), mv);
+  }
+}
+
 // Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks;
 // with pre, its codes come decoded from `codes` (k4_r16_decode), the rest from the group.
 // Per super-block the mins' product goes first, into memory if registers run out, and in two
@@ -189,6 +221,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
   __m512 fs[R16_TOK];
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
+  const bool early = T >= R16_EARLY_MIN;
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
     // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
@@ -197,21 +230,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
     // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
     // 32-code sums (bsums pairs added) as one int16 pair; mt = their sum times dmin
     __m512 mt[R16_TOK];
-    {
-      __m512i M[4];
-      for (int q = 0; q < 4; q++)
-        M[q] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(const void *)(meta + 128 + 32 * q)));
-      const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 288)));
-      for (int t = 0; t < T; t++) {
-        const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
-                                          _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
-        int32_t pair[4];
-        _mm_storeu_si128((__m128i *)(void *)pair, bs);
-        const __m512i m0 = dq_dpwssd_kept(_mm512_madd_epi16(M[0], _mm512_set1_epi32(pair[0])), M[1], _mm512_set1_epi32(pair[1]));
-        const __m512i m1 = dq_dpwssd_kept(_mm512_madd_epi16(M[2], _mm512_set1_epi32(pair[2])), M[3], _mm512_set1_epi32(pair[3]));
-        mt[t] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(m0, m1)), mv);
-      }
-    }
+    if (early) k4_mins(T, true, meta, b, i, mt);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -238,6 +257,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a, sc));
       }
     }
+    if (!early) k4_mins(T, R16_LATE_SPLIT, meta, b, i, mt);
     const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
     for (int t = 0; t < T; t++) {
       const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, mt[t]);
@@ -378,8 +398,16 @@ R16_INLINE void q6_K_r16_decode(int64_t nb, const uint8_t *grp, uint8_t *out) {
     default: CALL(1); break; \
   }
 
-// From R16_PRE_MIN tokens: the group's codes decoded once (when the buffer can be had), then
-// every chunk from them.
+// The tokens go 8 at a time; a remainder of 1-3 past 8 goes with the last 8 as two chunks of
+// about half (9: 5 + 4, not 8 + 1: a chunk of 1-3 tokens unpacks the codes for little work, and
+// its dpbusd chains wait on themselves; in cache Q5_K ran 75, 119, 140 GMAC/s at 1, 2, 3 tokens
+// against 155-170 at 4-8). From R16_PRE_MIN tokens the group's codes are decoded once (when the
+// buffer can be had) and the 8-token chunks read them.
+R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
+  const int64_t left = tokens - t0;
+  if (left >= 12 || left <= R16_TOK) return left >= R16_TOK ? R16_TOK : (int)left;
+  return (int)(left + 1) / 2;  // 9-11 left: two chunks
+}
 #define R16_ENTRY(NAME, CALL, DECODE)                                                               \
   R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
                               int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
@@ -389,12 +417,13 @@ R16_INLINE void q6_K_r16_decode(int64_t nb, const uint8_t *grp, uint8_t *out) {
       const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
       const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
       if (codes) DECODE;                                                                         \
-      for (int64_t t0 = 0; t0 < tokens; t0 += R16_TOK) {                                        \
-        const int T = tokens - t0 < R16_TOK ? (int)(tokens - t0) : R16_TOK;                      \
+      for (int64_t t0 = 0; t0 < tokens;) {                                                       \
+        const int T = r16_chunk(tokens, t0);                                                     \
         const char *xt = x + (size_t)t0 * xs;                                                    \
         float *yt = y + t0 * ldy + r0;                                                           \
-        if (codes) {                                                                             \
-          R16_CASES(CALL##_PRE)                                                                  \
+        t0 += T;                                                                                 \
+        if (codes && T == R16_TOK) {                                                             \
+          CALL##_PRE(R16_TOK);                                                                   \
         } else {                                                                                 \
           R16_CASES(CALL)                                                                        \
         }                                                                                        \
