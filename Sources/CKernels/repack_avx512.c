@@ -150,9 +150,6 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 // R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN: the token count from which a
 // call decodes each group's codes once (below, the 8-token chunks unpack them as they go).
-#ifndef R16_FSMEM
-#define R16_FSMEM 0
-#endif
 #ifndef R16_LATE_SPLIT
 #define R16_LATE_SPLIT 0
 #endif
@@ -199,16 +196,13 @@ R16_INLINE void k4_mins(int T, bool split, const uint8_t *meta, const block_q8_K
   for (int t = 0; t < T; t++) {
     const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
                                       _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
-    __m512i m, P[4];
-    if (split) {  // the pairs broadcast by shuffles, not through memory (see R16_ENTRY on stores)
-      const __m512i B = _mm512_broadcast_i32x4(bs);
-      P[0] = _mm512_shuffle_epi32(B, 0x00), P[1] = _mm512_shuffle_epi32(B, 0x55);
-      P[2] = _mm512_shuffle_epi32(B, 0xAA), P[3] = _mm512_shuffle_epi32(B, 0xFF);
-    } else {
-      int32_t pair[4];
-      _mm_storeu_si128((__m128i *)(void *)pair, bs);
-      for (int q = 0; q < 4; q++) P[q] = _mm512_set1_epi32(pair[q]);
-    }
+    // the pairs broadcast by shuffles, not stored and reloaded: with the store the kernels' speed
+    // hung on the stack's offset within 4 KiB against the group's loads (Q5_K in cache, 8 tokens
+    // 160-172 GMAC/s, 6 tokens 148-165, across offsets)
+    const __m512i B = _mm512_broadcast_i32x4(bs);
+    const __m512i P[4] = {_mm512_shuffle_epi32(B, 0x00), _mm512_shuffle_epi32(B, 0x55), _mm512_shuffle_epi32(B, 0xAA),
+                          _mm512_shuffle_epi32(B, 0xFF)};
+    __m512i m;
     if (split) {
       const __m512i m0 = dq_dpwssd_kept(_mm512_madd_epi16(M[0], P[0]), M[1], P[1]);
       const __m512i m1 = dq_dpwssd_kept(_mm512_madd_epi16(M[2], P[2]), M[3], P[3]);
@@ -235,12 +229,6 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
   const bool early = T >= R16_EARLY_MIN;
-  float acc[R16_TOK * 16] __attribute__((aligned(64)));
-  const bool fsmem = R16_FSMEM && early;
-  if (fsmem) {
-    for (int t = 0; t < T; t++) _mm512_store_ps(acc + 16 * t, fs[t]);
-    __asm__ volatile("" : : "r"(acc) : "memory");
-  }
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
     // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
@@ -280,14 +268,10 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
     const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
     for (int t = 0; t < T; t++) {
       const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, mt[t]);
-      if (fsmem)
-        _mm512_store_ps(acc + 16 * t, _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[t][i].d), _mm512_load_ps(acc + 16 * t)));
-      else
-        fs[t] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[t][i].d), fs[t]);
+      fs[t] = _mm512_fmadd_ps(tmp, _mm512_set1_ps(b[t][i].d), fs[t]);
     }
-    if (fsmem) __asm__ volatile("" : : "r"(acc) : "memory");
   }
-  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fsmem ? _mm512_load_ps(acc + 16 * t) : fs[t]);
+  for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
 // Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode).
