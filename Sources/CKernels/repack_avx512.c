@@ -150,16 +150,7 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
 // R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN: the token count from which a
 // call decodes each group's codes once (below, the 8-token chunks unpack them as they go).
-#ifndef R16_LATE_SPLIT
-#define R16_LATE_SPLIT 0
-#endif
-#ifndef R16_EARLY_MIN
-#define R16_EARLY_MIN 8
-#endif
-#ifndef R16_PRE_MIN
-#define R16_PRE_MIN 128
-#endif
-enum { R16_TOK = 8, R16_CODES = 4096 };
+enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128 };
 
 // Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
 // thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
@@ -187,7 +178,7 @@ R16_INLINE __m512i bcast32(const int8_t *p) {
 
 // Q4_K/Q5_K super-block i's mins times dmin for T tokens (mt): lane r of M[p] holds (m[r][2p],
 // m[r][2p+1]) as int16, against the token's two 32-code sums (bsums pairs added) as one int16
-// pair; two chains of two (exact integer sums: the order does not change the bits).
+// pair; with split, as two chains of two (exact integer sums: the order does not change the bits).
 R16_INLINE void k4_mins(int T, bool split, const uint8_t *meta, const block_q8_K *const b[], int64_t i, __m512 mt[]) {
   __m512i M[4];
   for (int q = 0; q < 4; q++)
@@ -217,9 +208,10 @@ R16_INLINE void k4_mins(int T, bool split, const uint8_t *meta, const block_q8_K
 
 // Q4_K (hb false) / Q5_K: T tokens (q8_K rows x, xs apart) against one group of nb super-blocks;
 // with pre, its codes come decoded from `codes` (k4_r16_decode), the rest from the group.
-// Per super-block the mins' product goes first, into memory if registers run out, and in two
-// chains of two: at the end of the super-block, behind the 64 dpbusd, as one chain of four
-// vpdpwssd, it held every token's last FMAs back (Q5_K prefill in cache 164 -> 174 GMAC/s).
+// With 8 tokens the mins' product goes first in each super-block (spilled where registers run
+// out), as two chains of two: at the end of the super-block, behind the 64 dpbusd, as one chain
+// of four vpdpwssd, it held every token's last FMAs back (Q4_K prefill in cache 165 -> 177
+// GMAC/s, Q5_K 161 -> 171). With fewer tokens, at the end as before: first, it lost up to 7 %.
 R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t nb, const uint8_t *grp,
                        const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const size_t sbb = hb ? Q5K_SB : Q4K_SB;
@@ -228,7 +220,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
   __m512 fs[R16_TOK];
   for (int t = 0; t < T; t++) fs[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), bit5 = _mm512_set1_epi8(0x10);
-  const bool early = T >= R16_EARLY_MIN;
+  const bool early = T == R16_TOK;
   for (int64_t i = 0; i < nb; i++) {
     const uint8_t *p = grp + (size_t)i * sbb;
     // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
@@ -264,7 +256,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a, sc));
       }
     }
-    if (!early) k4_mins(T, R16_LATE_SPLIT, meta, b, i, mt);
+    if (!early) k4_mins(T, false, meta, b, i, mt);
     const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(meta + 256)));
     for (int t = 0; t < T; t++) {
       const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, mt[t]);
