@@ -148,9 +148,10 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 
 #define R16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define R16_INLINE R16_TARGET static inline __attribute__((always_inline))
-// R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN: the token count from which a
-// call decodes each group's codes once (below, the 8-token chunks unpack them as they go).
-enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128 };
+// R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN (Q4_K, Q5_K), R16_Q6_PRE_MIN:
+// the token count from which a call decodes each group's codes once (below, the 8-token chunks
+// unpack them as they go).
+enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128, R16_Q6_PRE_MIN = 40 };
 
 // Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
 // thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
@@ -320,15 +321,16 @@ R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, int64_t nb, cons
 // ---- prefill: a group's codes decoded once per call ------------------------------------------
 // Past 8 tokens a group meets several 8-token chunks, and each would unpack the codes again
 // (Q5_K, Q6_K: about 5 vector ops per vector of codes, against 8 dpbusd a token). From
-// R16_PRE_MIN tokens they are unpacked once per group and call into a per-thread buffer of plain
+// R16_PRE_MIN tokens (Q6_K: R16_Q6_PRE_MIN) they are unpacked once per group and call into a per-thread buffer of plain
 // bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels' order: super-block i at
 // R16_CODES i, the vector of sub-block (32-code group) j and dword k at + 64 (8 j + k). The chunks
 // then compute exactly as from the group: the same integer operands, the same operations per
 // token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
-// 3-4 % from 128 tokens (Q6_K up to 8 %); at 37 tokens it lost up to 3 % (the unpacking's 64-byte
-// stores, 4 KiB a super-block), at 9 tokens 13 %. The ALU ops it saves run beside the dpbusd
-// (Zen 4: dpbusd, vpmulld, vpdpwssd and FMA share one 512-bit op a cycle; and/or/shift/add/cvt
-// issue beside them), so it gains little.
+// Q4_K, Q5_K 3-4 % from 128 tokens, nothing at 64-96 (their 8-token chunks unpack the codes on
+// ALU ports the dpbusd leave free: on Zen 4 dpbusd, vpmulld, vpdpwssd and FMA share one 512-bit
+// op a cycle, and/or/shift/add/cvt issue beside them); Q6_K, whose codes take more unpacking,
+// 2 % at 40 tokens, 4 % at 64, 6-8 % from 96. Below that the unpacking's 64-byte stores (4 KiB a
+// super-block) cost more than they save: 13 % at 9 tokens.
 static _Thread_local dq_scratch r16_codes;
 
 R16_INLINE void k4_r16_decode(bool hb, int64_t nb, const uint8_t *grp, uint8_t *out) {
@@ -407,11 +409,11 @@ R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
   if (left >= 12 || left <= R16_TOK) return left >= R16_TOK ? R16_TOK : (int)left;
   return (int)(left + 1) / 2;  // 9-11 left: two chunks
 }
-#define R16_ENTRY(NAME, CALL, DECODE)                                                               \
+#define R16_ENTRY(NAME, CALL, DECODE, PRE_MIN)                                                            \
   R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
                               int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
     const int64_t nb = n / QK_K;                                                                 \
-    uint8_t *codes = tokens >= R16_PRE_MIN ? dq_scratch_reserve(&r16_codes, (size_t)nb * R16_CODES) : NULL; \
+    uint8_t *codes = tokens >= (PRE_MIN) ? dq_scratch_reserve(&r16_codes, (size_t)nb * R16_CODES) : NULL; \
     for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                            \
       const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
       const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
@@ -435,9 +437,9 @@ R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
 #define Q5_K_CALL_PRE(TT) k4_r16(TT, true, true, codes, nb, grp, xt, xs, yt, ldy, keep)
 #define Q6_K_CALL(TT) q6_K_r16(TT, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
 #define Q6_K_CALL_PRE(TT) q6_K_r16(TT, true, codes, nb, grp, xt, xs, yt, ldy, keep)
-R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL, k4_r16_decode(false, nb, grp, codes))
-R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL, k4_r16_decode(true, nb, grp, codes))
-R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL, q6_K_r16_decode(nb, grp, codes))
+R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL, k4_r16_decode(false, nb, grp, codes), R16_PRE_MIN)
+R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL, k4_r16_decode(true, nb, grp, codes), R16_PRE_MIN)
+R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL, q6_K_r16_decode(nb, grp, codes), R16_Q6_PRE_MIN)
 
 bool dq_r16_supported(uint32_t type) {
   if (!(type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K)) return false;
