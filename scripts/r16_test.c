@@ -1,7 +1,8 @@
 // Tests of the r16 layout (dq_r16_*): random k-quant rows (counts not multiples of 16, several
 // groups) packed and multiplied with q8_K activations, every result against dq_vec_dot_ref within
 // the summation tolerance the tile tests use ((n/256 + 16) 2^-23 sum|w x|), and the bit identity
-// of each (row, token) across token counts 1..9, 16, 37, the token's offset among them, and
+// of each (row, token) across token counts 1..9, 16, 17, 37, 64, 128, 130 (from 128 the
+// codes are decoded once per group: another path), the token's offset among them, and
 // group-aligned row ranges. Exit status 1 on any failure.
 // Build: S=Sources/CKernels; clang -O3 -fno-math-errno -I$S -I$S/include $S/*.c scripts/r16_test.c -o /tmp/r16_test -lpthread -lm
 // Run:   /tmp/r16_test
@@ -67,7 +68,7 @@ static void run(uint32_t type, int n, int rows, int tokens) {
   }
   // bit identity: every sub-call (token count T at offset t0, group-aligned row range) must give
   // the full call's bits
-  const int counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 37};
+  const int counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 37, 64, 128, 130};
   int differ = 0, checked = 0;
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
     const int T = counts[c];
@@ -111,6 +112,9 @@ int main(void) {
     run(type, 2048, 48, 37);
     run(type, 4096, 21, 12);
     run(type, 1280, 33, 17);
+    // from 128 tokens the codes are decoded once per group (another path, the same bits)
+    run(type, 512, 21, 130);
+    run(type, 2048, 37, 136);
   }
   printf(failures ? "FAILED (%d)\n" : "all passed\n", failures);
   return failures != 0;

@@ -132,7 +132,9 @@ void dq_r16_pack_group(uint32_t type, int64_t n, const void *w, size_t row_strid
 // y[t * ldy + r] for r in [0, rows) and t in [0, tokens): the rows of consecutive groups starting
 // at `packed` (a group boundary, 64-byte aligned; the last group's rows past `rows` are computed,
 // not stored) against the q8_K activation rows x_t, x_stride bytes apart. Tokens go 8 at a time
-// over each group; at 1-2 tokens the group stream is read at about memory speed.
+// over each group (9-11 left: two chunks); from 128 tokens each group's codes are decoded once
+// per call into a per-thread buffer (16 n bytes); at 1-2 tokens the group stream is read at
+// about memory speed.
 void dq_r16_matmul(uint32_t type, int64_t n, const void *packed, const void *x, size_t x_stride,
                    int64_t tokens, float *y, int64_t ldy, int64_t rows);
 // The type id products take for a repacked matrix: its type | DQ_TYPE_R16, w the first group,
