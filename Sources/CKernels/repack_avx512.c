@@ -222,8 +222,9 @@ R16_INLINE void k4_mins(int T, bool split, const uint8_t *meta, const block_q8_K
 // out), as two chains of two: at the end of the super-block, behind the 64 dpbusd, as one chain
 // of four vpdpwssd, it held every token's last FMAs back (Q4_K prefill in cache 165 -> 177
 // GMAC/s, Q5_K 161 -> 171). With fewer tokens, at the end as before: first, it lost up to 7 %.
-R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, const int32_t *ax, int64_t nb, const uint8_t *grp,
-                       const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
+// ax: k4_r16_aux's pairs for these tokens, or NULL.
+R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, const int32_t *ax, int64_t nb,
+                       const uint8_t *grp, const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const size_t sbb = hb ? Q5K_SB : Q4K_SB;
   const block_q8_K *b[R16_TOK];
   for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
@@ -236,9 +237,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, const int
     // qs dword c at qs + 64 c (Q5_K: c < 8 at p + 320 + 128 c, then qs + 64 c), qh dword k at
     // p + 384 + 128 k
     const uint8_t *meta = p, *qs = p + (hb ? 832 : 320);
-    // mins: lane r of M[p] holds (m[r][2p], m[r][2p+1]) as int16, against the token's two
-    // 32-code sums (bsums pairs added) as one int16 pair; mt = their sum times dmin
-    __m512 mt[R16_TOK];
+    __m512 mt[R16_TOK];  // the mins' sum times dmin
     if (early) k4_mins(T, true, meta, b, ax, nb, i, mt);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
@@ -276,7 +275,8 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, const int
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
-// Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode).
+// Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode; ax: q6_K_r16_aux's
+// start values for these tokens, or NULL).
 R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, const int32_t *ax, int64_t nb, const uint8_t *grp,
                          const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const block_q8_K *b[R16_TOK];
@@ -336,11 +336,11 @@ R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, const int32_t *a
 // ---- prefill: a group's codes decoded once per call ------------------------------------------
 // Past 8 tokens a group meets several 8-token chunks, and each would unpack the codes again
 // (Q5_K, Q6_K: about 5 vector ops per vector of codes, against 8 dpbusd a token). From
-// R16_PRE_MIN tokens (Q6_K: R16_Q6_PRE_MIN) they are unpacked once per group and call into a per-thread buffer of plain
-// bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels' order: super-block i at
-// R16_CODES i, the vector of sub-block (32-code group) j and dword k at + 64 (8 j + k). The chunks
-// then compute exactly as from the group: the same integer operands, the same operations per
-// token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
+// R16_PRE_MIN tokens (Q6_K: R16_Q6_PRE_MIN) they are unpacked once per group and call into a
+// per-thread buffer of plain bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels'
+// order: super-block i at R16_CODES i, the vector of sub-block (32-code group) j and dword k at
+// + 64 (8 j + k). The chunks then compute exactly as from the group: the same integer operands,
+// the same operations per token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
 // Q4_K, Q5_K 3-4 % from 128 tokens, nothing at 64-96 (their 8-token chunks unpack the codes on
 // ALU ports the dpbusd leave free: on Zen 4 dpbusd, vpmulld, vpdpwssd and FMA share one 512-bit
 // op a cycle, and/or/shift/add/cvt issue beside them); Q6_K, whose codes take more unpacking,
@@ -452,37 +452,39 @@ R16_TARGET static const int32_t *k4_r16_aux(int64_t nb, const char *x, size_t xs
 // The tokens go 8 at a time; a remainder of 1-3 past 8 goes with the last 8 as two chunks of
 // about half (9: 5 + 4, not 8 + 1: a chunk of 1-3 tokens unpacks the codes for little work, and
 // its dpbusd chains wait on themselves; in cache Q5_K ran 75, 119, 140 GMAC/s at 1, 2, 3 tokens
-// against 155-170 at 4-8). From R16_PRE_MIN tokens the group's codes are decoded once (when the
-// buffer can be had) and the 8-token chunks read them.
+// against 155-170 at 4-8). From R16_PRE_MIN (Q6_K: R16_Q6_PRE_MIN) tokens the group's codes are
+// decoded once (when the buffer can be had) and the 8-token chunks read them; from AUX_MIN
+// tokens the activations' sub-block sums are prepared once per call (k4_r16_aux, q6_K_r16_aux;
+// without the buffer, the kernels make them as they go).
 R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
   const int64_t left = tokens - t0;
   if (left >= 12 || left <= R16_TOK) return left >= R16_TOK ? R16_TOK : (int)left;
   return (int)(left + 1) / 2;  // 9-11 left: two chunks
 }
-#define R16_ENTRY(NAME, CALL, DECODE, PRE_MIN, AUX, AUXW, AUX_MIN)                                                            \
+#define R16_ENTRY(NAME, CALL, DECODE, PRE_MIN, AUX, AUXW, AUX_MIN)                                     \
   R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
-                              int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
-    const int64_t nb = n / QK_K;                                                                 \
+                              int64_t tokens, float *y, int64_t ldy, int64_t rows) {                   \
+    const int64_t nb = n / QK_K;                                                                       \
     uint8_t *codes = tokens >= (PRE_MIN) ? dq_scratch_reserve(&r16_codes, (size_t)nb * R16_CODES) : NULL; \
-    const int32_t *aux = tokens >= (AUX_MIN) ? AUX(nb, x, xs, tokens) : NULL;                        \
-    for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                            \
-      const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
+    const int32_t *aux = tokens >= (AUX_MIN) ? AUX(nb, x, xs, tokens) : NULL;                          \
+    for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                                  \
+      const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                                  \
       const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
-      if (codes) DECODE;                                                                         \
-      for (int64_t t0 = 0; t0 < tokens;) {                                                       \
-        const int T = r16_chunk(tokens, t0);                                                     \
-        const char *xt = x + (size_t)t0 * xs;                                                    \
-        const int32_t *axt = aux ? aux + (size_t)t0 * (size_t)nb * (AUXW) : NULL;                    \
-        (void)axt;                                                                               \
-        float *yt = y + t0 * ldy + r0;                                                           \
-        t0 += T;                                                                                 \
-        if (codes && T == R16_TOK) {                                                             \
-          CALL##_PRE(R16_TOK);                                                                   \
-        } else {                                                                                 \
-          R16_CASES(CALL)                                                                        \
-        }                                                                                        \
-      }                                                                                          \
-    }                                                                                            \
+      if (codes) DECODE;                                                                               \
+      for (int64_t t0 = 0; t0 < tokens;) {                                                             \
+        const int T = r16_chunk(tokens, t0);                                                           \
+        const char *xt = x + (size_t)t0 * xs;                                                          \
+        const int32_t *axt = aux ? aux + (size_t)t0 * (size_t)nb * (AUXW) : NULL;                      \
+        (void)axt;                                                                                     \
+        float *yt = y + t0 * ldy + r0;                                                                 \
+        t0 += T;                                                                                       \
+        if (codes && T == R16_TOK) {                                                                   \
+          CALL##_PRE(R16_TOK);                                                                         \
+        } else {                                                                                       \
+          R16_CASES(CALL)                                                                              \
+        }                                                                                              \
+      }                                                                                                \
+    }                                                                                                  \
   }
 #define Q4_K_CALL(TT) k4_r16(TT, false, false, NULL, axt, nb, grp, xt, xs, yt, ldy, keep)
 #define Q4_K_CALL_PRE(TT) k4_r16(TT, false, true, codes, axt, nb, grp, xt, xs, yt, ldy, keep)
