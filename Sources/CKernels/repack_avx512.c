@@ -456,6 +456,11 @@ R16_TARGET static const int32_t *k4_r16_aux(int64_t nb, const char *x, size_t xs
 // decoded once (when the buffer can be had) and the 8-token chunks read them; from AUX_MIN
 // tokens the activations' sub-block sums are prepared once per call (k4_r16_aux, q6_K_r16_aux;
 // without the buffer, the kernels make them as they go).
+// Lines [L t0 / tokens, L t1 / tokens) of the L lines at p into L2.
+R16_INLINE void r16_prefetch_share(const uint8_t *p, size_t bytes, int64_t t0, int64_t t1, int64_t tokens) {
+  const size_t lines = bytes / 64, from = lines * (size_t)t0 / (size_t)tokens, to = lines * (size_t)t1 / (size_t)tokens;
+  for (size_t l = from; l < to; l++) _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T1);
+}
 R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
   const int64_t left = tokens - t0;
   if (left >= 12 || left <= R16_TOK) return left >= R16_TOK ? R16_TOK : (int)left;
@@ -478,6 +483,8 @@ R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
         (void)axt;                                                                                     \
         float *yt = y + t0 * ldy + r0;                                                                 \
         t0 += T;                                                                                       \
+        if (codes && r0 + R16_ROWS < rows) /* the next group to L2, a share after each chunk */      \
+          r16_prefetch_share(grp + gbytes, gbytes, t0 - T, t0, tokens);                                \
         if (codes && T == R16_TOK) {                                                                   \
           CALL##_PRE(R16_TOK);                                                                         \
         } else {                                                                                       \
