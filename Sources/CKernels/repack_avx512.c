@@ -149,7 +149,9 @@ static void r16_pack_group_any(uint32_t type, int64_t n, const void *w, size_t r
 // R16_CODES: bytes of a super-block's decoded codes; R16_PRE_MIN (Q4_K, Q5_K), R16_Q6_PRE_MIN:
 // the token count from which a call decodes each group's codes once (below, the 8-token chunks
 // unpack them as they go).
-enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128, R16_Q6_PRE_MIN = 40 };
+// R16_K4_AUX_MIN: the chunk size from which Q4_K/Q5_K take the tokens' sub-block sums prepared
+// once per call (k4_r16_aux).
+enum { R16_TOK = 8, R16_CODES = 4096, R16_PRE_MIN = 128, R16_Q6_PRE_MIN = 40, R16_K4_AUX_MIN = 7 };
 
 // Prefetching, measured on one thread from memory (384-512 MiB of 2048, 5632 and 8192 columns,
 // thread CPU time, variants alternated in one process). From 3 tokens the kernels, slower per
@@ -201,20 +203,27 @@ R16_INLINE void k4_mins_bytes(const uint8_t *p, __m512i MN[2]) {
 // Q4_K/Q5_K super-block i's mins times dmin for T tokens (mt): lane r of M[p] holds (m[r][2p],
 // m[r][2p+1]) as int16, against the token's two 32-code sums (bsums pairs added) as one int16
 // pair; with split, as two chains of two (exact integer sums: the order does not change the bits).
-R16_INLINE void k4_mins(int T, bool split, const uint8_t *p, const block_q8_K *const b[], int64_t i, __m512 mt[]) {
+R16_INLINE void k4_mins(int T, bool split, const uint8_t *p, const block_q8_K *const b[], const int32_t *ax,
+                        int64_t nb, int64_t i, __m512 mt[]) {
   __m512i MN[2], M[4];
   k4_mins_bytes(p, MN);
   for (int q = 0; q < 4; q++) M[q] = _mm512_shuffle_epi8(MN[q / 2], lane_bytes(2 * (q & 1), 2 * (q & 1) + 1));
   const __m512 mv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(p + 224)));
   for (int t = 0; t < T; t++) {
-    const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
-                                      _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
-    // the pairs broadcast by shuffles, not stored and reloaded: with the store the kernels' speed
-    // hung on the stack's offset within 4 KiB against the group's loads (Q5_K in cache, 8 tokens
-    // 160-172 GMAC/s, 6 tokens 148-165, across offsets)
-    const __m512i B = _mm512_broadcast_i32x4(bs);
-    const __m512i P[4] = {_mm512_shuffle_epi32(B, 0x00), _mm512_shuffle_epi32(B, 0x55), _mm512_shuffle_epi32(B, 0xAA),
-                          _mm512_shuffle_epi32(B, 0xFF)};
+    __m512i P[4];
+    if (ax && T >= R16_K4_AUX_MIN) {
+      const int32_t *a = ax + ((size_t)t * (size_t)nb + (size_t)i) * 4;
+      for (int q = 0; q < 4; q++) P[q] = _mm512_set1_epi32(a[q]);
+    } else {
+      const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[t][i].bsums),
+                                        _mm_loadu_si128((const __m128i *)(const void *)(b[t][i].bsums + 8)));
+      // the pairs broadcast by shuffles, not stored and reloaded: with the store the kernels' speed
+      // hung on the stack's offset within 4 KiB against the group's loads (Q5_K in cache, 8 tokens
+      // 160-172 GMAC/s, 6 tokens 148-165, across offsets)
+      const __m512i B = _mm512_broadcast_i32x4(bs);
+      P[0] = _mm512_shuffle_epi32(B, 0x00), P[1] = _mm512_shuffle_epi32(B, 0x55);
+      P[2] = _mm512_shuffle_epi32(B, 0xAA), P[3] = _mm512_shuffle_epi32(B, 0xFF);
+    }
     __m512i m;
     if (split) {
       const __m512i m0 = dq_dpwssd_kept(_mm512_madd_epi16(M[0], P[0]), M[1], P[1]);
@@ -234,8 +243,9 @@ R16_INLINE void k4_mins(int T, bool split, const uint8_t *p, const block_q8_K *c
 // out), as two chains of two: at the end of the super-block, behind the 64 dpbusd, as one chain
 // of four vpdpwssd, it held every token's last FMAs back (Q4_K prefill in cache 165 -> 177
 // GMAC/s, Q5_K 161 -> 171). With fewer tokens, at the end as before: first, it lost up to 7 %.
-R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t nb, const uint8_t *grp,
-                       const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
+// ax: k4_r16_aux's pairs for these tokens, or NULL.
+R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, const int32_t *ax, int64_t nb,
+                       const uint8_t *grp, const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const size_t sbb = hb ? Q5K_SB : Q4K_SB;
   const block_q8_K *b[R16_TOK];
   for (int t = 0; t < T; t++) b[t] = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
@@ -250,9 +260,8 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
     const uint8_t *qs = p + (hb ? 768 : 256);
     __m512i SC[2];
     k4_scales(p, SC);
-    // mt = the mins' sum times dmin
-    __m512 mt[R16_TOK];
-    if (early) k4_mins(T, true, p, b, i, mt);
+    __m512 mt[R16_TOK];  // the mins' sum times dmin
+    if (early) k4_mins(T, true, p, b, ax, nb, i, mt);
     __m512i isum[R16_TOK];
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -279,7 +288,7 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(a, sc));
       }
     }
-    if (!early) k4_mins(T, false, p, b, i, mt);
+    if (!early) k4_mins(T, false, p, b, ax, nb, i, mt);
     const __m512 dv = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(p + 192)));
     for (int t = 0; t < T; t++) {
       const __m512 tmp = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dv, mt[t]);
@@ -289,7 +298,8 @@ R16_INLINE void k4_r16(int T, bool hb, bool pre, const uint8_t *codes, int64_t n
   for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ldy, keep, fs[t]);
 }
 
-// Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode).
+// Q6_K: T tokens against one group (with pre, its codes from q6_K_r16_decode; ax: q6_K_r16_aux's
+// start values for these tokens, or NULL).
 R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, const int32_t *ax, int64_t nb, const uint8_t *grp,
                          const char *x, size_t xs, float *y, int64_t ldy, __mmask16 keep) {
   const block_q8_K *b[R16_TOK];
@@ -349,11 +359,11 @@ R16_INLINE void q6_K_r16(int T, bool pre, const uint8_t *codes, const int32_t *a
 // ---- prefill: a group's codes decoded once per call ------------------------------------------
 // Past 8 tokens a group meets several 8-token chunks, and each would unpack the codes again
 // (Q5_K, Q6_K: about 5 vector ops per vector of codes, against 8 dpbusd a token). From
-// R16_PRE_MIN tokens (Q6_K: R16_Q6_PRE_MIN) they are unpacked once per group and call into a per-thread buffer of plain
-// bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels' order: super-block i at
-// R16_CODES i, the vector of sub-block (32-code group) j and dword k at + 64 (8 j + k). The chunks
-// then compute exactly as from the group: the same integer operands, the same operations per
-// token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
+// R16_PRE_MIN tokens (Q6_K: R16_Q6_PRE_MIN) they are unpacked once per group and call into a
+// per-thread buffer of plain bytes (16 n: 32 KiB at 2048 columns, kept in L2), in the kernels'
+// order: super-block i at R16_CODES i, the vector of sub-block (32-code group) j and dword k at
+// + 64 (8 j + k). The chunks then compute exactly as from the group: the same integer operands,
+// the same operations per token, so the same bits. What it pays (one thread, 256 rows in cache, 2048 and 5632 columns):
 // Q4_K, Q5_K 3-4 % from 128 tokens, nothing at 64-96 (their 8-token chunks unpack the codes on
 // ALU ports the dpbusd leave free: on Zen 4 dpbusd, vpmulld, vpdpwssd and FMA share one 512-bit
 // op a cycle, and/or/shift/add/cvt issue beside them); Q6_K, whose codes take more unpacking,
@@ -434,6 +444,22 @@ R16_TARGET static const int32_t *q6_K_r16_aux(int64_t nb, const char *x, size_t 
   return o;
 }
 
+// Q4_K/Q5_K: per token and super-block, the 8 32-code sums as int16 pairs (4 dwords), once per
+// call, for chunks of 7-8 tokens, rather than added and shuffled per group and chunk: in cache
+// 7 and 8 tokens +1-2.5 % (Q5_K), 6 tokens lost 2 % (Q4_K, Q5_K), 4-5 up to 6 %.
+R16_TARGET static const int32_t *k4_r16_aux(int64_t nb, const char *x, size_t xs, int64_t tokens) {
+  int32_t *o = (int32_t *)(void *)dq_scratch_reserve(&r16_aux, (size_t)tokens * (size_t)nb * 16);
+  if (!o) return NULL;
+  for (int64_t t = 0; t < tokens; t++) {
+    const block_q8_K *b = (const block_q8_K *)(const void *)(x + (size_t)t * xs);
+    for (int64_t i = 0; i < nb; i++)
+      _mm_store_si128((__m128i *)(void *)(o + (t * nb + i) * 4),
+                      _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(const void *)b[i].bsums),
+                                     _mm_loadu_si128((const __m128i *)(const void *)(b[i].bsums + 8))));
+  }
+  return o;
+}
+
 #define R16_CASES(CALL) \
   switch (T) {          \
     case 8: CALL(8); break; \
@@ -449,47 +475,56 @@ R16_TARGET static const int32_t *q6_K_r16_aux(int64_t nb, const char *x, size_t 
 // The tokens go 8 at a time; a remainder of 1-3 past 8 goes with the last 8 as two chunks of
 // about half (9: 5 + 4, not 8 + 1: a chunk of 1-3 tokens unpacks the codes for little work, and
 // its dpbusd chains wait on themselves; in cache Q5_K ran 75, 119, 140 GMAC/s at 1, 2, 3 tokens
-// against 155-170 at 4-8). From R16_PRE_MIN tokens the group's codes are decoded once (when the
-// buffer can be had) and the 8-token chunks read them.
+// against 155-170 at 4-8). From R16_PRE_MIN (Q6_K: R16_Q6_PRE_MIN) tokens the group's codes are
+// decoded once (when the buffer can be had) and the 8-token chunks read them; from AUX_MIN
+// tokens the activations' sub-block sums are prepared once per call (k4_r16_aux, q6_K_r16_aux;
+// without the buffer, the kernels make them as they go).
+// Lines [L t0 / tokens, L t1 / tokens) of the L lines at p into L2.
+R16_INLINE void r16_prefetch_share(const uint8_t *p, size_t bytes, int64_t t0, int64_t t1, int64_t tokens) {
+  const size_t lines = bytes / 64, from = lines * (size_t)t0 / (size_t)tokens, to = lines * (size_t)t1 / (size_t)tokens;
+  for (size_t l = from; l < to; l++) _mm_prefetch((const char *)p + 64 * l, _MM_HINT_T1);
+}
 R16_INLINE int r16_chunk(int64_t tokens, int64_t t0) {
   const int64_t left = tokens - t0;
   if (left >= 12 || left <= R16_TOK) return left >= R16_TOK ? R16_TOK : (int)left;
   return (int)(left + 1) / 2;  // 9-11 left: two chunks
 }
-#define R16_ENTRY(NAME, CALL, DECODE, PRE_MIN, AUX)                                                            \
+#define R16_ENTRY(NAME, CALL, DECODE, PRE_MIN, AUX, AUXW, AUX_MIN)                                     \
   R16_TARGET static void NAME(int64_t n, const uint8_t *packed, size_t gbytes, const char *x, size_t xs, \
-                              int64_t tokens, float *y, int64_t ldy, int64_t rows) {             \
-    const int64_t nb = n / QK_K;                                                                 \
+                              int64_t tokens, float *y, int64_t ldy, int64_t rows) {                   \
+    const int64_t nb = n / QK_K;                                                                       \
     uint8_t *codes = tokens >= (PRE_MIN) ? dq_scratch_reserve(&r16_codes, (size_t)nb * R16_CODES) : NULL; \
-    const int32_t *aux = (AUX) && tokens >= 4 ? q6_K_r16_aux(nb, x, xs, tokens) : NULL;                        \
-    for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                            \
-      const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                            \
+    const int32_t *aux = tokens >= (AUX_MIN) ? AUX(nb, x, xs, tokens) : NULL;                          \
+    for (int64_t r0 = 0; r0 < rows; r0 += R16_ROWS) {                                                  \
+      const uint8_t *grp = packed + (size_t)(r0 / R16_ROWS) * gbytes;                                  \
       const __mmask16 keep = rows - r0 >= R16_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << (rows - r0)) - 1); \
-      if (codes) DECODE;                                                                         \
-      for (int64_t t0 = 0; t0 < tokens;) {                                                       \
-        const int T = r16_chunk(tokens, t0);                                                     \
-        const char *xt = x + (size_t)t0 * xs;                                                    \
-        const int32_t *axt = aux ? aux + (size_t)t0 * (size_t)nb * 16 : NULL;                    \
-        (void)axt;                                                                               \
-        float *yt = y + t0 * ldy + r0;                                                           \
-        t0 += T;                                                                                 \
-        if (codes && T == R16_TOK) {                                                             \
-          CALL##_PRE(R16_TOK);                                                                   \
-        } else {                                                                                 \
-          R16_CASES(CALL)                                                                        \
-        }                                                                                        \
-      }                                                                                          \
-    }                                                                                            \
+      if (codes) DECODE;                                                                               \
+      for (int64_t t0 = 0; t0 < tokens;) {                                                             \
+        const int T = r16_chunk(tokens, t0);                                                           \
+        const char *xt = x + (size_t)t0 * xs;                                                          \
+        const int32_t *axt = aux ? aux + (size_t)t0 * (size_t)nb * (AUXW) : NULL;                      \
+        (void)axt;                                                                                     \
+        float *yt = y + t0 * ldy + r0;                                                                 \
+        t0 += T;                                                                                       \
+        if (codes && r0 + R16_ROWS < rows) /* the next group to L2, a share after each chunk */      \
+          r16_prefetch_share(grp + gbytes, gbytes, t0 - T, t0, tokens);                                \
+        if (codes && T == R16_TOK) {                                                                   \
+          CALL##_PRE(R16_TOK);                                                                         \
+        } else {                                                                                       \
+          R16_CASES(CALL)                                                                              \
+        }                                                                                              \
+      }                                                                                                \
+    }                                                                                                  \
   }
-#define Q4_K_CALL(TT) k4_r16(TT, false, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
-#define Q4_K_CALL_PRE(TT) k4_r16(TT, false, true, codes, nb, grp, xt, xs, yt, ldy, keep)
-#define Q5_K_CALL(TT) k4_r16(TT, true, false, NULL, nb, grp, xt, xs, yt, ldy, keep)
-#define Q5_K_CALL_PRE(TT) k4_r16(TT, true, true, codes, nb, grp, xt, xs, yt, ldy, keep)
+#define Q4_K_CALL(TT) k4_r16(TT, false, false, NULL, axt, nb, grp, xt, xs, yt, ldy, keep)
+#define Q4_K_CALL_PRE(TT) k4_r16(TT, false, true, codes, axt, nb, grp, xt, xs, yt, ldy, keep)
+#define Q5_K_CALL(TT) k4_r16(TT, true, false, NULL, axt, nb, grp, xt, xs, yt, ldy, keep)
+#define Q5_K_CALL_PRE(TT) k4_r16(TT, true, true, codes, axt, nb, grp, xt, xs, yt, ldy, keep)
 #define Q6_K_CALL(TT) q6_K_r16(TT, false, NULL, axt, nb, grp, xt, xs, yt, ldy, keep)
 #define Q6_K_CALL_PRE(TT) q6_K_r16(TT, true, codes, axt, nb, grp, xt, xs, yt, ldy, keep)
-R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL, k4_r16_decode(false, nb, grp, codes), R16_PRE_MIN, false)
-R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL, k4_r16_decode(true, nb, grp, codes), R16_PRE_MIN, false)
-R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL, q6_K_r16_decode(nb, grp, codes), R16_Q6_PRE_MIN, true)
+R16_ENTRY(q4_K_r16_matmul, Q4_K_CALL, k4_r16_decode(false, nb, grp, codes), R16_PRE_MIN, k4_r16_aux, 4, R16_K4_AUX_MIN)
+R16_ENTRY(q5_K_r16_matmul, Q5_K_CALL, k4_r16_decode(true, nb, grp, codes), R16_PRE_MIN, k4_r16_aux, 4, R16_K4_AUX_MIN)
+R16_ENTRY(q6_K_r16_matmul, Q6_K_CALL, q6_K_r16_decode(nb, grp, codes), R16_Q6_PRE_MIN, q6_K_r16_aux, 16, 4)
 
 bool dq_r16_supported(uint32_t type) {
   if (!(type == DQ_TYPE_Q4_K || type == DQ_TYPE_Q5_K || type == DQ_TYPE_Q6_K)) return false;
