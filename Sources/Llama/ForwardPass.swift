@@ -79,6 +79,7 @@ struct ForwardPass {
         }
       }
     }
+    model.releaseEmbeddingPages()
     for layer in 0..<hyper.layerCount {
       attentionBlock(layer: layer)
       feedForwardBlock(layer: layer)

@@ -1,0 +1,46 @@
+// Embedding lookups do not keep the file's table pages mapped when no product reads the table:
+// the kernel maps the 64 KiB around every row a lookup faults in, and the model gives those
+// pages back each pass (a long-running daemon would otherwise come to hold the whole table).
+import Foundation
+import Llama
+import Testing
+import TinyModelSupport
+
+struct EmbeddingPagesTests {
+  /// Pages of [start, start + count) present in this process's page table (/proc/self/pagemap,
+  /// bit 63 of each page's entry).
+  static func presentPages(_ start: UnsafeRawPointer, count: Int) throws -> Int {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let first = Int(bitPattern: start) / page
+    let last = (Int(bitPattern: start) + count - 1) / page
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/pagemap"))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: UInt64(first * 8))
+    let data = try handle.read(upToCount: (last - first + 1) * 8) ?? Data()
+    return data.withUnsafeBytes { raw in
+      (0..<(raw.count / 8)).filter { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) >> 63 == 1 }.count
+    }
+  }
+
+  @Test("embedding lookups leave none of the table's pages mapped when no product reads the table")
+  func lookupPagesReleased() throws {
+    for tied in [false, true] {
+      var spec = TinyModelSpec(vocabulary: 8192)  // 8192 rows of 64 f32: a 2 MiB table, 512 pages
+      spec.tiedOutput = tied
+      let tiny = try TinyModel(spec)
+      defer { try? FileManager.default.removeItem(atPath: tiny.path) }
+      let model = try LlamaModel(path: tiny.path)
+      let context = LlamaContext(model: model, contextLength: 64, threads: 1)
+      var random = SplitMix(seed: 3)
+      try context.evaluate((0..<48).map { _ in Int32(random.next() % 8192) })
+      let table = model.weights.tokenEmbedding
+      let present = try Self.presentPages(table.base, count: table.byteCount)
+      if tied {
+        #expect(present >= table.byteCount / 4096, "the tied f32 output's product reads every page")
+      } else {
+        // at most the partial pages at the table's two ends, which neighbouring tensors share
+        #expect(present <= 2, "\(present) pages of the table still mapped after the lookups")
+      }
+    }
+  }
+}
