@@ -297,7 +297,7 @@ struct ForwardPass {
 }
 
 /// The activations of one forward pass over up to `tokens` rows, one slab carved into views.
-/// Views whose lives do not overlap share bytes, so a long prefill touches a third less scratch:
+/// Views whose lives do not overlap share bytes (a 256-token prefill at 1.7B touches 12 MiB, not 30):
 /// `projected` is `normed` (the norm's output is dead once its projections have run, and each
 /// block's output projection writes `projected` from another view), and the attention block's
 /// q, k, v and attention share one region with the feed-forward block's gate and up, which hold
