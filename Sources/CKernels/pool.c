@@ -155,12 +155,17 @@ void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
 }
 
 // Rows per claimed chunk: a multiple of 16 (each thread's writes to y on their own cache
-// lines), and long: a thread walks its chunk as one sequential stream with the rows ahead
-// prefetched, and every chunk boundary breaks that stream (the next chunk is the other
-// thread's) and wastes the prefetches past it. 2 threads, decode tok/s on an AMD EPYC (Zen 4),
-// chunks of 32 -> 128 -> 256 rows: Gemma 3 270M 71 -> 100 -> 107-111, SmolLM2-135M 152-156 ->
-// 220-233 -> 229-241, 1.7B Q4_K_M 22 -> 24-26 -> 24-26. The claims stay one atomic each.
-enum { MANY_CHUNK_ROWS = 256 };
+// lines). The chunks are split into one contiguous share per thread, and a thread claims its own
+// share's chunks in order before it takes any from another share: its weights then stream as one
+// sequence from memory (a jump to a chunk far away restarts the hardware prefetchers and wastes
+// the requests past the chunk's end), and the chunks claimed one at a time still balance the
+// threads when one of them falls behind.
+enum { MANY_CHUNK_ROWS = 256, MANY_MAX_SHARES = 64 };
+
+typedef struct {
+  _Alignas(64) int64_t next;  // first chunk of the share not yet claimed
+  int64_t end;                // one past the share's last chunk
+} matvec_share;
 
 typedef struct {
   int64_t n;
@@ -168,33 +173,46 @@ typedef struct {
   const dq_matvec_target *targets;
   int count;
   int64_t chunks;
-  int64_t next;  // first chunk not yet claimed
+  matvec_share *shares;
+  int n_shares;
 } matvec_many_job;
 
-static void matvec_many_part(void *p, int ith, int nth) {
-  (void)ith;
-  (void)nth;
-  matvec_many_job *job = p;
+// Chunk c (a global index over the targets in order) of the job.
+static void matvec_many_chunk(const matvec_many_job *job, int64_t c) {
   int k = 0;
   int64_t k_first = 0;  // chunk index where target k starts
-  for (;;) {
-    const int64_t c = dq_pool_claim(&job->next, 1);
-    if (c >= job->chunks) return;
-    while (c >= k_first + (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS) {
-      k_first += (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
-      k++;
+  while (c >= k_first + (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS) {
+    k_first += (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
+    k++;
+  }
+  const dq_matvec_target *t = &job->targets[k];
+  const int64_t begin = (c - k_first) * MANY_CHUNK_ROWS;
+  const int64_t end = begin + MANY_CHUNK_ROWS < t->rows ? begin + MANY_CHUNK_ROWS : t->rows;
+  dq_matvec_rows(t->type, job->n, t->w, t->row_stride, job->x, t->y + begin, begin, end);
+}
+
+static void matvec_many_part(void *p, int ith, int nth) {
+  (void)nth;
+  matvec_many_job *job = p;
+  // own share first, then the others' in turn
+  for (int i = 0; i < job->n_shares; i++) {
+    matvec_share *share = &job->shares[(ith + i) % job->n_shares];
+    for (;;) {
+      const int64_t c = dq_pool_claim(&share->next, 1);
+      if (c >= share->end) break;
+      matvec_many_chunk(job, c);
     }
-    const dq_matvec_target *t = &job->targets[k];
-    const int64_t begin = (c - k_first) * MANY_CHUNK_ROWS;
-    const int64_t end = begin + MANY_CHUNK_ROWS < t->rows ? begin + MANY_CHUNK_ROWS : t->rows;
-    dq_matvec_rows(t->type, job->n, t->w, t->row_stride, job->x, t->y + begin, begin, end);
   }
 }
 
 void dq_pool_matvec_many(dq_pool *pool, int64_t n, const void *x, const dq_matvec_target *targets,
                          int count) {
-  matvec_many_job job = {n, x, targets, count, 0, 0};
+  matvec_share shares[MANY_MAX_SHARES];
+  const int threads = dq_pool_threads(pool);
+  matvec_many_job job = {n, x, targets, count, 0, shares, threads < MANY_MAX_SHARES ? threads : MANY_MAX_SHARES};
   for (int k = 0; k < count; k++) job.chunks += (targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
+  for (int i = 0; i < job.n_shares; i++)
+    shares[i] = (matvec_share){job.chunks * i / job.n_shares, job.chunks * (i + 1) / job.n_shares};
   dq_pool_run(pool, matvec_many_part, &job);
 }
 

@@ -239,6 +239,40 @@ struct MatMulTests {
     #expect(x.map(\.bitPattern) == copy.map(\.bitPattern))
   }
 
+  // The pool splits the targets' chunks of rows into one share per thread and lets a thread that
+  // finished its share take chunks from the others'. Matrices long enough for many chunks, in
+  // counts that leave the shares uneven, must come out with every row written once, each equal
+  // to the one-thread product (a row's arithmetic does not depend on which thread runs it).
+  @Test("several matrices of many chunks: every row once, as with one thread", arguments: [2, 3, 5])
+  func manyTargetsAcrossShares(threads: Int) {
+    var rng = SplitMix(seed: 4242 &+ UInt64(threads))
+    let columns = 64
+    let matrices = [700, 257, 1100].map { TestMatrix(type: UInt32(DQ_TYPE_Q8_0), rows: $0, columns: columns, rng: &rng) }
+    let x = randomActivations(tokens: 1, columns: columns, rng: &rng)
+    let workspace = MatMulWorkspace(maxColumns: columns, maxTokens: 1, threads: threads)
+    func run(_ pool: ThreadPool) -> [[Float]] {
+      let sentinel = Float(bitPattern: 0x7FC0_1234)
+      let outs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: $0.rows) }
+      defer { outs.forEach { $0.deallocate() } }
+      for (out, m) in zip(outs, matrices) { out.initialize(repeating: sentinel, count: m.rows) }
+      let fused = x.withUnsafeBufferPointer { xp in
+        MatMul.multiplyVectors(Array(zip(outs, matrices.map(\.weights))), xp.baseAddress!, pool: pool, workspace: workspace)
+      }
+      #expect(fused)
+      return zip(outs, matrices).map { Array(UnsafeBufferPointer(start: $0.0, count: $0.1.rows)) }
+    }
+    let one = run(ThreadPool(threads: 1))
+    let many = ThreadPool(threads: threads)
+    for _ in 0..<20 {
+      let got = run(many)
+      for k in matrices.indices {
+        let differing = (0..<matrices[k].rows).filter { got[k][$0].bitPattern != one[k][$0].bitPattern }
+        #expect(differing.isEmpty, "matrix \(k), \(threads) threads: rows \(differing.prefix(8)) differ or were not written")
+      }
+    }
+    #expect(one.allSatisfy { $0.allSatisfy(\.isFinite) })
+  }
+
   @Test("a workspace larger than needed works for smaller matrices and batches")
   func smallerThanWorkspace() {
     var rng = SplitMix(seed: 11)
