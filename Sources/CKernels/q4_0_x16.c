@@ -69,17 +69,10 @@ void dq_q4_0_x16_unpack_rows(const void *src, void *dst, int64_t n, int64_t rows
 #define INLINE512 TARGET512 static inline __attribute__((always_inline))
 enum { X16_TOK = 8, X16_PREP = 640 };
 
-// Prefetching. From 2 tokens, rows X16_PREFETCH_BYTES ahead are requested into L2 while a row
-// computes (as the k-quant and Q8_0 batched kernels do: with its arithmetic cheap, this kernel is
-// bound by the misses). One token, the decode of a single sequence, runs faster with lines
-// requested into L1 X16_PF_L1 bytes ahead instead, as the r16 one-token kernels do: 1.7B Q4_0
-// file, decode tok/s alternated with the L2 requests (AMD EPYC, Zen 4, 3 rounds), 1 thread
-// 21.7-21.9 against 20.5-20.7. scripts/x16_prefetch_bench.c compares the policies on one matrix.
+// Rows this many bytes ahead are requested into L2 while a row computes (as the k-quant and
+// Q8_0 batched kernels do: with its arithmetic cheap, this kernel is bound by the misses).
 #ifndef X16_PREFETCH_BYTES
 #define X16_PREFETCH_BYTES 16384
-#endif
-#ifndef X16_PF_L1
-#define X16_PF_L1 384
 #endif
 
 static _Thread_local dq_scratch scratch;
@@ -123,12 +116,8 @@ INLINE512 void x16_tok(int T, int64_t nb, const uint8_t *w, size_t pf, const uin
   for (int64_t g = 0; g < nb; g += X16_BLOCKS) {
     const int k = nb - g < X16_BLOCKS ? (int)(nb - g) : X16_BLOCKS;
     const size_t bytes = (size_t)k * sizeof(block_q4_0);
-    if (T >= 2) {
-      for (size_t o = 63; o < bytes - 1; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T1);
-      _mm_prefetch((const char *)w + pf + bytes - 1, _MM_HINT_T1);
-    } else {
-      for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)w + X16_PF_L1 + o, _MM_HINT_T0);
-    }
+    for (size_t o = 63; o < bytes - 1; o += 64) _mm_prefetch((const char *)w + pf + o, _MM_HINT_T1);
+    _mm_prefetch((const char *)w + pf + bytes - 1, _MM_HINT_T1);
     __m512 dw;
     __m512i c[4];
     if (k == X16_BLOCKS) {
