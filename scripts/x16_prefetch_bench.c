@@ -11,10 +11,10 @@
 // laid out now, read at a third of the rate: sharing them would take a layout that interleaves
 // rows in memory.
 //
-// What this does not show: on one wide matrix the L1 policy beat the kernel's L2 requests at one
-// thread, but in the model it lost on the narrower files (360M and 135M Q4_0, rows of 960 and
-// 576 columns, one thread: 86 -> 72 and 220 -> 170 tok/s) and was level at 1.7B, so the kernel
-// keeps the L2 requests.
+// What this does not show: on one wide matrix the L1 policy beat the L2 requests at one thread;
+// in the model it won at 1.7B (rows of 2048 and 8192 columns) but lost on the narrower files
+// (360M and 135M Q4_0, rows of 960 and 576 columns, one thread: 86 -> 72 and 220 -> 170 tok/s),
+// so the kernel takes it from 2048 columns only.
 // Build: S=Sources/CKernels; clang -O3 -fno-math-errno -I$S -I$S/include $S/*.c scripts/x16_prefetch_bench.c -o /tmp/x16_prefetch_bench -lpthread -lm
 // Run:   flock /work/bench.lock /tmp/x16_prefetch_bench [threads (2)] [repetitions (9)]
 #define _GNU_SOURCE
