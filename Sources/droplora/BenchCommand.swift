@@ -19,6 +19,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Compute threads.") var threads = 2
   @Option(help: "Prompt length for the prefill measurement.") var promptTokens = 512
   @Option(help: "Tokens decoded one at a time for the decode measurement.") var genTokens = 128
+  @Option(help: "Context tokens already in the cache when the decode measurement starts (llama-bench's -d): decode speed deep in a conversation.")
+  var depth = 0
   @Option(help: "Repetitions; the best run is reported (the machines are shared and noisy).")
   var repetitions = 3
   @Option(help: "Seed of the synthetic prompt's token ids.") var seed: UInt64 = 42
@@ -41,7 +43,9 @@ struct BenchCommand: ParsableCommand {
     let model = try LlamaModel(file: file)
     let prompt = try promptIds.map(BenchCommand.readTokenIds)
       ?? BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
-    let capacity = prompt.count + genTokens + 1
+    guard depth >= 0 else { throw ValidationError("--depth must be 0 or more") }
+    let depthTokens = BenchCommand.syntheticPrompt(count: depth, vocabulary: model.vocabularySize, seed: seed &+ 1)
+    let capacity = max(prompt.count, depth) + genTokens + 1
     let context = LlamaContext(
       model: model, contextLength: capacity, threads: threads, maxBatch: prompt.count, cacheElement: kvCacheType)
 
@@ -58,7 +62,7 @@ struct BenchCommand: ParsableCommand {
       best.ttft = min(best.ttft, ttft)
 
       context.reset()
-      try context.evaluate([prompt[0]])
+      try context.evaluate(depth > 0 ? depthTokens : [prompt[0]])
       let decodeStart = now()
       for _ in 0..<genTokens {
         try context.evaluate([token])
@@ -70,7 +74,7 @@ struct BenchCommand: ParsableCommand {
     let batched = sequences > 1 ? try benchBatched(model: model, firstToken: prompt[0]) : nil
     let constrained = try jsonSchema.map { try benchConstrained(schemaPath: $0, file: file, model: model) }
     let report = BenchReport(
-      engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens,
+      engine: "droplorad", threads: threads, promptTokens: prompt.count, genTokens: genTokens, depth: depth,
       prefillTokensPerSecond: Double(prompt.count) / best.prefill,
       decodeTokensPerSecond: Double(genTokens) / best.decode,
       timeToFirstTokenMs: best.ttft * 1000,
@@ -202,6 +206,8 @@ struct BenchReport: Codable {
   var threads: Int
   var promptTokens: Int
   var genTokens: Int
+  /// Context tokens in the cache before the timed decode (--depth).
+  var depth: Int
   var prefillTokensPerSecond: Double
   var decodeTokensPerSecond: Double
   var timeToFirstTokenMs: Double
@@ -228,6 +234,7 @@ struct BenchReport: Codable {
     case engine, threads
     case promptTokens = "prompt_tokens"
     case genTokens = "gen_tokens"
+    case depth
     case prefillTokensPerSecond = "prefill_tps"
     case decodeTokensPerSecond = "decode_tps"
     case timeToFirstTokenMs = "ttft_ms"
