@@ -69,6 +69,13 @@ public final class GGUFFile: Sendable {
     region.releasePages(start, count: count)
   }
 
+  /// Releases the pages of the header (metadata and tensor infos, everything before the tensor
+  /// data): parsing copied what it holds, so nothing reads them after init.
+  public func releaseHeaderPages() {
+    guard let base = region.bytes.baseAddress else { return }
+    region.releasePages(base, count: dataOffset)
+  }
+
   public var architecture: String? { try? string("general.architecture") }
 
   public func string(_ key: String) throws(GGUFError) -> String? {

@@ -29,11 +29,29 @@ public enum LlamaProjection: String, CaseIterable, Sendable, Codable {
   }
 }
 
-/// A dense fp32 vector inside the file (norm weights, biases).
+/// A dense fp32 vector of the model (norm weights, biases), copied out of the file at load.
 public struct VectorView: @unchecked Sendable {
-  // unchecked: a read-only view into the mapping, which the model keeps alive.
+  // unchecked: read-only memory that the weights' VectorStorage keeps alive.
   public let base: UnsafePointer<Float>
   public let count: Int
+}
+
+/// Owns the copies of the model's vectors. They are copied because every step reads them: in
+/// the mapping, each read would keep its page and, by the kernel's fault-around, the 64 KiB
+/// around it (pages of the matrices beside it) resident, after those matrices were repacked
+/// and their file pages given back.
+final class VectorStorage: @unchecked Sendable {
+  // unchecked: appended to only while the loader runs, read-only afterwards.
+  private var buffers: [UnsafeMutablePointer<Float>] = []
+
+  func copy(_ source: UnsafePointer<Float>, count: Int) -> UnsafePointer<Float> {
+    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+    buffer.update(from: source, count: count)
+    buffers.append(buffer)
+    return UnsafePointer(buffer)
+  }
+
+  deinit { for buffer in buffers { buffer.deallocate() } }
 }
 
 public struct LlamaLayerWeights: Sendable {
@@ -61,6 +79,8 @@ public struct LlamaWeights: Sendable {
   /// Llama 3.1 RoPE scaling: the rotation frequency of pair i is divided by factor i.
   public let ropeFrequencyFactors: VectorView?
   public private(set) var layers: [LlamaLayerWeights]
+  /// The memory of every VectorView above.
+  private let vectorStorage: VectorStorage
 
   /// Every tensor of the file must be one this forward pass uses: an unknown one (an extra
   /// norm, a bias, scaling factors) would otherwise be ignored and the logits silently wrong.
@@ -105,6 +125,7 @@ public struct LlamaWeights: Sendable {
         postFeedForwardNorm: family.hasPostNorms
           ? try loader.vector("blk.\(layer).post_ffw_norm.weight", count: d) : nil)
     }
+    vectorStorage = loader.vectors
     if let unused = file.tensors.map(\.name).first(where: { !loader.used.contains($0) }) {
       throw LlamaError.unsupportedFeature(
         name: unused, reason: "is a tensor the \(hyper.architecture) forward pass does not use")
@@ -149,6 +170,8 @@ final class TensorLoader {
   let file: GGUFFile
   /// Names of the tensors handed out so far.
   private(set) var used: Set<String> = []
+  /// The copies `vector` hands out.
+  let vectors = VectorStorage()
 
   init(file: GGUFFile) { self.file = file }
 
@@ -188,7 +211,8 @@ final class TensorLoader {
     guard Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 else {
       throw LlamaError.invalidMetadata(key: "general.alignment", reason: "tensor '\(name)' is not 4-byte aligned")
     }
-    return VectorView(base: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: count)
+    return VectorView(
+      base: vectors.copy(bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: count), count: count)
   }
 
   func optionalVector(_ name: String, count: Int) throws -> VectorView? {

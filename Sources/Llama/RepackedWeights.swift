@@ -99,6 +99,8 @@ final class RepackedWeights: @unchecked Sendable {
       let lastRow = min(matrix.rows, end * rowsPerUnit)
       file.releasePages(matrix.base + firstRow * matrix.rowStride, count: (lastRow - firstRow) * matrix.rowStride)
     }
+    // Each release above keeps the pages its range only partly covers; the matrix is done now.
+    file.releasePages(matrix.base, count: matrix.byteCount)
   }
 
   /// Memory for a repacked matrix: 2 MiB-aligned and marked for transparent huge pages when it

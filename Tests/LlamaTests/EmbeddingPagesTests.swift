@@ -44,4 +44,25 @@ struct EmbeddingPagesTests {
       }
     }
   }
+
+  @Test(
+    "after load the header's pages are given back and the norms are read from copies, not the file",
+    .enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)"))
+  func headerAndVectorsOffTheMapping() throws {
+    let model = try LlamaModel(path: defaultModelPath)  // 49152 tokens and their merges: a header of 1.7 MiB
+    let context = LlamaContext(model: model, contextLength: 16, threads: 1)
+    try context.evaluate([1, 2, 3])
+    let embedding = try #require(model.file.tensor(named: "token_embd.weight"))
+    let fileStart = model.weights.tokenEmbedding.base - embedding.offset
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    #expect(model.file.dataOffset >= 3 * page, "the test needs a header of several pages")
+    // at most the page the header shares with the first tensor
+    let present = try Self.presentPages(fileStart, count: model.file.dataOffset)
+    #expect(present <= 1, "\(present) header pages still mapped")
+    let fileEnd = fileStart + model.file.fileSize
+    for vector in [model.weights.outputNorm] + model.weights.layers.flatMap({ [$0.attentionNorm, $0.feedForwardNorm] }) {
+      let address = UnsafeRawPointer(vector.base)
+      #expect(address < fileStart || address >= fileEnd, "a norm is read from the mapping")
+    }
+  }
 }
