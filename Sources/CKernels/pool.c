@@ -154,17 +154,18 @@ void dq_pool_matvec(dq_pool *pool, uint32_t type, int64_t n, const void *w, size
   dq_pool_matvec_many(pool, n, x, &t, 1);
 }
 
-// Rows per claimed chunk: a multiple of 16 (each thread's writes to y on their own cache
-// lines). The chunks are split into one contiguous share per thread, and a thread claims its own
-// share's chunks in order before it takes any from another share: its weights then stream as one
-// sequence from memory (a jump to a chunk far away restarts the hardware prefetchers and wastes
-// the requests past the chunk's end), and the chunks claimed one at a time still balance the
-// threads when one of them falls behind.
-enum { MANY_CHUNK_ROWS = 256, MANY_MAX_SHARES = 64 };
+// Decode products split their rows into pieces of MANY_PIECE_ROWS (a multiple of 16: each
+// thread's writes to y on their own cache lines), and the pieces into one contiguous share per
+// thread. A thread claims its own share from the front, up to MANY_OWNER_PIECES at a time, so
+// its weights stream as one sequence from memory (a jump far away restarts the hardware
+// prefetchers and wastes the requests past the claim's end). A thread done with its own share
+// takes pieces from the back of another's, leaving that owner's stream whole. Near a share's
+// end both take at most half of what is left, so the last claims are single pieces and the
+// threads finish close together instead of one idling through the other's last 256 rows.
+enum { MANY_PIECE_ROWS = 64, MANY_OWNER_PIECES = 4, MANY_MAX_SHARES = 64 };
 
 typedef struct {
-  _Alignas(64) int64_t next;  // first chunk of the share not yet claimed
-  int64_t end;                // one past the share's last chunk
+  _Alignas(64) uint64_t range;  // (end << 32) | next: the share's pieces not yet claimed
 } matvec_share;
 
 typedef struct {
@@ -172,23 +173,49 @@ typedef struct {
   const void *x;
   const dq_matvec_target *targets;
   int count;
-  int64_t chunks;
+  int64_t pieces;
   matvec_share *shares;
   int n_shares;
 } matvec_many_job;
 
-// Chunk c (a global index over the targets in order) of the job.
-static void matvec_many_chunk(const matvec_many_job *job, int64_t c) {
-  int k = 0;
-  int64_t k_first = 0;  // chunk index where target k starts
-  while (c >= k_first + (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS) {
-    k_first += (job->targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
-    k++;
+static int64_t pieces_of(const dq_matvec_target *t) { return (t->rows + MANY_PIECE_ROWS - 1) / MANY_PIECE_ROWS; }
+
+// Pieces [first, last) of the job (global indices over the targets in order).
+static void matvec_many_pieces(const matvec_many_job *job, int64_t first, int64_t last) {
+  int64_t k_first = 0;  // piece index where target k starts
+  for (int k = 0; k < job->count && first < last; k++) {
+    const dq_matvec_target *t = &job->targets[k];
+    const int64_t k_end = k_first + pieces_of(t);
+    if (first < k_end) {
+      const int64_t begin = (first - k_first) * MANY_PIECE_ROWS;
+      const int64_t stop = last < k_end ? last : k_end;
+      const int64_t end = (stop - k_first) * MANY_PIECE_ROWS < t->rows ? (stop - k_first) * MANY_PIECE_ROWS : t->rows;
+      dq_matvec_rows(t->type, job->n, t->w, t->row_stride, job->x, t->y + begin, begin, end);
+      first = stop;
+    }
+    k_first = k_end;
   }
-  const dq_matvec_target *t = &job->targets[k];
-  const int64_t begin = (c - k_first) * MANY_CHUNK_ROWS;
-  const int64_t end = begin + MANY_CHUNK_ROWS < t->rows ? begin + MANY_CHUNK_ROWS : t->rows;
-  dq_matvec_rows(t->type, job->n, t->w, t->row_stride, job->x, t->y + begin, begin, end);
+}
+
+// Claims pieces of `share`: from the front for its owner, from the back for anyone else.
+// Returns false when none are left; else [*first, *last).
+static bool claim_pieces(matvec_share *share, bool owner, int64_t *first, int64_t *last) {
+  uint64_t range = __atomic_load_n(&share->range, __ATOMIC_RELAXED);
+  for (;;) {
+    const int64_t next = (int64_t)(range & 0xffffffffu), end = (int64_t)(range >> 32);
+    const int64_t left = end - next;
+    if (left <= 0) return false;
+    // the owner rounds half up, a thief down (at least one): with one piece left, either takes it
+    int64_t take = owner ? (left + 1) / 2 : (left / 2 > 0 ? left / 2 : 1);
+    if (take > MANY_OWNER_PIECES) take = MANY_OWNER_PIECES;
+    const uint64_t claimed = owner ? ((uint64_t)end << 32) | (uint64_t)(next + take)
+                                   : ((uint64_t)(end - take) << 32) | (uint64_t)next;
+    if (__atomic_compare_exchange_n(&share->range, &range, claimed, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      *first = owner ? next : end - take;
+      *last = owner ? next + take : end;
+      return true;
+    }
+  }
 }
 
 static void matvec_many_part(void *p, int ith, int nth) {
@@ -197,11 +224,8 @@ static void matvec_many_part(void *p, int ith, int nth) {
   // own share first, then the others' in turn
   for (int i = 0; i < job->n_shares; i++) {
     matvec_share *share = &job->shares[(ith + i) % job->n_shares];
-    for (;;) {
-      const int64_t c = dq_pool_claim(&share->next, 1);
-      if (c >= share->end) break;
-      matvec_many_chunk(job, c);
-    }
+    int64_t first, last;
+    while (claim_pieces(share, i == 0 && ith < job->n_shares, &first, &last)) matvec_many_pieces(job, first, last);
   }
 }
 
@@ -210,9 +234,11 @@ void dq_pool_matvec_many(dq_pool *pool, int64_t n, const void *x, const dq_matve
   matvec_share shares[MANY_MAX_SHARES];
   const int threads = dq_pool_threads(pool);
   matvec_many_job job = {n, x, targets, count, 0, shares, threads < MANY_MAX_SHARES ? threads : MANY_MAX_SHARES};
-  for (int k = 0; k < count; k++) job.chunks += (targets[k].rows + MANY_CHUNK_ROWS - 1) / MANY_CHUNK_ROWS;
-  for (int i = 0; i < job.n_shares; i++)
-    shares[i] = (matvec_share){job.chunks * i / job.n_shares, job.chunks * (i + 1) / job.n_shares};
+  for (int k = 0; k < count; k++) job.pieces += pieces_of(&targets[k]);
+  for (int i = 0; i < job.n_shares; i++) {
+    const uint64_t first = (uint64_t)(job.pieces * i / job.n_shares), end = (uint64_t)(job.pieces * (i + 1) / job.n_shares);
+    shares[i].range = (end << 32) | first;
+  }
   dq_pool_run(pool, matvec_many_part, &job);
 }
 
