@@ -34,8 +34,6 @@ public final class LlamaModel: Sendable {
     rope = RoPEFrequencies(hyper: hyper, factors: weights.ropeFrequencyFactors)
     slidingRope = RoPEFrequencies.sliding(hyper)
     owner = nil
-    // Parsing and loading read the header; nothing does again.
-    file.releaseHeaderPages()
     // A decode step reads every weight once: past the last-level cache they come from memory,
     // where the matvec walks one row per pass (see dq_set_weights_stream_from_memory).
     let weightBytes = Int64(file.fileSize - file.dataOffset)

@@ -1,6 +1,7 @@
 // Embedding lookups do not keep the file's table pages mapped when no product reads the table:
 // the kernel maps the 64 KiB around every row a lookup faults in, and the model gives those
 // pages back each pass (a long-running daemon would otherwise come to hold the whole table).
+// Nor are the header's pages (given back once parsed) or the norm vectors' (copied out at load).
 import Foundation
 import Llama
 import Testing
