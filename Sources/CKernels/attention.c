@@ -211,6 +211,124 @@ ATT_512 static bool attention_avx512(float *out, int64_t ldo, const float *q, in
 }
 #endif
 
+// Decode rows, split by keys (see dq_attention.h). Chunks of at least 32 keys, at most 16 of
+// them: a function of `visible` alone, so a row's bits do not depend on threads or batch.
+enum { DECODE_CHUNK_KEYS = 32, DECODE_CHUNKS_MAX = 16 };
+
+int64_t dq_attention_decode_chunks(int64_t visible) {
+  const int64_t chunks = (visible + DECODE_CHUNK_KEYS - 1) / DECODE_CHUNK_KEYS;
+  return chunks < 1 ? 1 : chunks < DECODE_CHUNKS_MAX ? chunks : DECODE_CHUNKS_MAX;
+}
+
+bool dq_attention_decode_available(int64_t head_dim) {
+#if DQ_X86_SIMD
+  return dq_cpu_has_avx512f() && head_dim % 16 == 0;
+#else
+  (void)head_dim;
+  return false;
+#endif
+}
+
+#if DQ_X86_SIMD
+// Keys [j0, j1) for every head, keys outer: each cached key and value row is read once, whole,
+// in order, so a chunk's rows stream (a head at a time, each read was a short piece of its own
+// 4 KiB row; asking for rows ahead in software made that slower, not faster). The per-head
+// arithmetic is attention_block_avx512's with R = 1, in the same order: a row with one chunk
+// gets the bits the per-head kernel gives it. Accumulators live in `out` (in L1): a row's heads
+// are too many for registers. lse: each head's log-sum-exp of its scaled scores, or NULL.
+static inline __attribute__((always_inline)) ATT_512 void attention_decode_avx512(
+    float *out, float *lse, const float *q, const void *k, const void *v, int64_t ldkv,
+    int64_t heads, int64_t group, int64_t head_dim, int64_t j0, int64_t j1, float scale,
+    float *scores, int f16) {
+  const int64_t n = j1 - j0;
+  for (int64_t j = j0; j < j1; j++) {
+    for (int64_t h = 0; h < heads; h++) {
+      const int64_t kv = j * ldkv + h / group * head_dim;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t i = 0; i < head_dim; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * head_dim + i), load16(k, kv + i, f16), acc);
+      scores[h * n + j - j0] = _mm512_reduce_add_ps(acc) * scale;
+    }
+  }
+  for (int64_t h = 0; h < heads; h++) {
+    if (lse) lse[h] = dq_softmax_lse(scores + h * n, n);
+    else dq_softmax(scores + h * n, n);
+  }
+  memset(out, 0, (size_t)(heads * head_dim) * sizeof(float));
+  for (int64_t j = j0; j < j1; j++) {
+    for (int64_t h = 0; h < heads; h++) {
+      const int64_t kv = j * ldkv + h / group * head_dim;
+      const __m512 p = _mm512_set1_ps(scores[h * n + j - j0]);
+      float *o = out + h * head_dim;
+      for (int64_t i = 0; i < head_dim; i += 16)
+        _mm512_storeu_ps(o + i, _mm512_fmadd_ps(p, load16(v, kv + i, f16), _mm512_loadu_ps(o + i)));
+    }
+  }
+}
+
+ATT_512 static bool attention_decode_chunk(float *out, const float *q, const void *k, const void *v,
+                                           int64_t ldkv, int64_t heads, int64_t group,
+                                           int64_t head_dim, int64_t visible, int64_t chunk,
+                                           int64_t chunks, float scale, int f16) {
+  const int64_t j0 = chunk * visible / chunks, j1 = (chunk + 1) * visible / chunks;
+  float *scores = att_scores_for(heads * (j1 - j0));
+  if (!scores) return false;
+  float *lse = chunks > 1 ? out + heads * head_dim : NULL;
+  if (f16) attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 1);
+  else attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 0);
+  return true;
+}
+#endif
+
+bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
+                               int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
+                               int64_t visible, int64_t chunk, float scale) {
+#if DQ_X86_SIMD
+  if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
+  return attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
+                                dq_attention_decode_chunks(visible), scale, 0);
+#else
+  return false;
+#endif
+}
+
+bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                   int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
+                                   int64_t visible, int64_t chunk, float scale) {
+#if DQ_X86_SIMD
+  if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
+  return attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
+                                dq_attention_decode_chunks(visible), scale, 1);
+#else
+  return false;
+#endif
+}
+
+void dq_attention_decode_merge(float *out, const float *parts, int64_t chunks, int64_t heads,
+                               int64_t head_dim, int64_t first_head, int64_t end_head) {
+  const int64_t stride = heads * (head_dim + 1);
+  for (int64_t h = first_head; h < end_head; h++) {
+    float top = -INFINITY;
+    for (int64_t c = 0; c < chunks; c++) {
+      const float lse = parts[c * stride + heads * head_dim + h];
+      top = lse > top ? lse : top;
+    }
+    // Chunk c's share of the row's softmax mass: exp(lse_c - top) / sum over chunks.
+    float weights[DECODE_CHUNKS_MAX], total = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+      weights[c] = expf(parts[c * stride + heads * head_dim + h] - top);
+      total += weights[c];
+    }
+    float *o = out + h * head_dim;
+    for (int64_t i = 0; i < head_dim; i++) o[i] = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+      const float w = weights[c] / total;
+      const float *part = parts + c * stride + h * head_dim;
+      for (int64_t i = 0; i < head_dim; i++) o[i] += w * part[i];
+    }
+  }
+}
+
 #if DQ_X86_SIMD
 // Whole groups of 8; returns how many were converted (the caller finishes the tail).
 __attribute__((target("avx2,fma,f16c"))) static int64_t fp32_to_fp16_avx2(uint16_t *dst, const float *src,

@@ -7,6 +7,14 @@
 import CKernels
 import Kernels
 
+/// One task of a layer's attention: head `item` of a block of query rows, or key chunk `item` of
+/// a one-row block, writing the row's output or, when the row has several chunks, part `part`.
+struct AttentionTask {
+  let block: Int
+  let item: Int
+  let part: Int?
+}
+
 /// One sequence's rows in a pass: slab rows `rows`, at positions `start ..< start + rows.count`.
 struct ForwardSegment {
   let context: LlamaContext
@@ -209,8 +217,11 @@ struct ForwardPass {
     addResidual(s.x, s.projected)
   }
 
-  /// Causal grouped-query attention of each sequence's new rows over its own cache: one task per
-  /// (block of one sequence's query rows, head); query head h reads kv head h / group.
+  /// Causal grouped-query attention of each sequence's new rows over its own cache; query head
+  /// h reads kv head h / group. A block of several query rows is split by head (one task per
+  /// block and head: the rows share each key they load). A one-row block (a decode step) is
+  /// split by keys instead, one task per chunk of its keys over all heads, so that each task
+  /// reads whole cache rows in order; a row cut into several chunks has its parts merged after.
   private func attention(layer: Int) {
     let hyper = model.hyper
     let s = scratch
@@ -224,48 +235,112 @@ struct ForwardPass {
     let window = hyper.isSliding(layer) ? hyper.slidingWindow : Int.max
     let segments = segments
     let blocks = attentionBlocks
+    let splitsByKeys = dq_attention_decode_available(Int64(hd))
+    let partStride = headCount * (hd + 1)
 
-    pool.parallelFor(blocks.count * headCount) { tasks, thread in
+    var tasks: [AttentionTask] = []
+    var merges: [(block: Int, firstPart: Int, chunks: Int)] = []
+    var partCount = 0
+    for (index, block) in blocks.enumerated() {
+      let segment = segments[block.segment]
+      if splitsByKeys && segment.rows.count - block.t0 == 1 {
+        let visible = Self.visibleKeys(position: segment.start + block.t0, window: window).count
+        let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
+        for chunk in 0..<chunks {
+          tasks.append(AttentionTask(block: index, item: chunk, part: chunks > 1 ? partCount + chunk : nil))
+        }
+        if chunks > 1 {
+          merges.append((index, partCount, chunks))
+          partCount += chunks
+        }
+      } else {
+        for head in 0..<headCount { tasks.append(AttentionTask(block: index, item: head, part: nil)) }
+      }
+    }
+    let parts = s.decodeParts(count: partCount * partStride)
+
+    pool.parallelForEach(tasks.count) { index, thread in
+      let task = tasks[index]
+      let (segmentIndex, blockStart) = blocks[task.block]
+      let segment = segments[segmentIndex]
+      let context = segment.context
+      let t0 = segment.rows.lowerBound + blockStart
+      let firstPosition = segment.start + blockStart
+      let rows = min(blockRows, segment.rows.count - blockStart)
+      if splitsByKeys && rows == 1 {
+        let keys = Self.visibleKeys(position: firstPosition, window: window)
+        let keyOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
+        let out = task.part.map { parts + $0 * partStride } ?? s.attention + t0 * qDim
+        let query = s.q + t0 * qDim
+        let done: Bool
+        switch context.cacheElement {
+        case .f32:
+          done = dq_attention_decode_chunk(
+            out, query, context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
+            context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim),
+            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
+        case .f16:
+          done = dq_attention_decode_chunk_f16(
+            out, query, context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
+            context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim),
+            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
+        }
+        // Only a failed allocation of the kernel's score rows gets here.
+        precondition(done, "out of memory for attention scores")
+        return
+      }
+      let head = task.item
+      let kvHead = head / group
       let scores = s.scores + thread * s.scoresPerThread
-      for task in tasks {
-        let head = task % headCount
-        let kvHead = head / group
-        let (segmentIndex, blockStart) = blocks[task / headCount]
-        let segment = segments[segmentIndex]
-        let context = segment.context
-        let start = segment.start
-        let t0 = segment.rows.lowerBound + blockStart
-        let out = s.attention + t0 * qDim + head * hd
-        let query = s.q + t0 * qDim + head * hd
-        let rows = min(blockRows, segment.rows.count - blockStart)
-        // Query at position p sees keys [first, p], first = max(0, p - window + 1). While no
-        // row of the block has lost a key to the window, one causal call serves them all;
-        // past that, each row runs alone over its own window.
-        let firstPosition = start + blockStart
-        let lastPosition = firstPosition + rows - 1
-        let runs: [(row: Int, count: Int, firstKey: Int)] =
-          lastPosition - window + 1 <= 0
-          ? [(0, rows, 0)] : (0..<rows).map { ($0, 1, max(0, firstPosition + $0 - window + 1)) }
-        for run in runs {
-          let visible = Int64(firstPosition + run.row + 1 - run.firstKey)
-          let keyOffset = context.cacheOffset(layer: layer, position: run.firstKey) + kvHead * hd
-          switch context.cacheElement {
-          case .f32:
-            dq_attention_head(
-              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
-              context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
-              context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim), Int64(run.count),
-              Int64(hd), visible, scale, scores)
-          case .f16:
-            dq_attention_head_f16(
-              out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
-              context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
-              context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim), Int64(run.count),
-              Int64(hd), visible, scale, scores)
-          }
+      let out = s.attention + t0 * qDim + head * hd
+      let query = s.q + t0 * qDim + head * hd
+      // Query at position p sees keys [first, p], first = max(0, p - window + 1). While no
+      // row of the block has lost a key to the window, one causal call serves them all;
+      // past that, each row runs alone over its own window.
+      let lastPosition = firstPosition + rows - 1
+      let runs: [(row: Int, count: Int, firstKey: Int)] =
+        lastPosition - window + 1 <= 0
+        ? [(0, rows, 0)] : (0..<rows).map { ($0, 1, Self.visibleKeys(position: firstPosition + $0, window: window).lowerBound) }
+      for run in runs {
+        let visible = Int64(firstPosition + run.row + 1 - run.firstKey)
+        let keyOffset = context.cacheOffset(layer: layer, position: run.firstKey) + kvHead * hd
+        switch context.cacheElement {
+        case .f32:
+          dq_attention_head(
+            out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
+            context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
+            context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim), Int64(run.count),
+            Int64(hd), visible, scale, scores)
+        case .f16:
+          dq_attention_head_f16(
+            out + run.row * qDim, Int64(qDim), query + run.row * qDim, Int64(qDim),
+            context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
+            context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim), Int64(run.count),
+            Int64(hd), visible, scale, scores)
         }
       }
     }
+
+    if merges.isEmpty { return }
+    pool.parallelFor(merges.count * headCount) { range, _ in
+      var index = range.lowerBound
+      while index < range.upperBound {
+        let merge = merges[index / headCount]
+        let firstHead = index % headCount
+        let endHead = min(headCount, firstHead + range.upperBound - index)
+        let (segmentIndex, blockStart) = blocks[merge.block]
+        let row = segments[segmentIndex].rows.lowerBound + blockStart
+        dq_attention_decode_merge(
+          s.attention + row * qDim, parts + merge.firstPart * partStride, Int64(merge.chunks),
+          Int64(headCount), Int64(hd), Int64(firstHead), Int64(endHead))
+        index += endHead - firstHead
+      }
+    }
+  }
+
+  /// The cache positions a query at `position` attends to: all before it, or the last `window`.
+  private static func visibleKeys(position: Int, window: Int) -> Range<Int> {
+    max(0, position - window + 1)..<(position + 1)
   }
 
   private func feedForwardBlock(layer: Int) {
@@ -351,5 +426,22 @@ final class Scratch {
     slidingRopeAngles = views[5]
   }
 
-  deinit { slab.deallocate() }
+  /// The parts of decode rows split by keys (see ForwardPass.attention); grown, never shrunk:
+  /// their size follows the sequences' lengths, not the pass's rows.
+  private var parts: UnsafeMutablePointer<Float>?
+  private var partsCapacity = 0
+
+  func decodeParts(count: Int) -> UnsafeMutablePointer<Float> {
+    if count > partsCapacity || parts == nil {
+      parts?.deallocate()
+      partsCapacity = max(count, 1)
+      parts = .allocate(capacity: partsCapacity)
+    }
+    return parts!
+  }
+
+  deinit {
+    slab.deallocate()
+    parts?.deallocate()
+  }
 }

@@ -1,5 +1,6 @@
 // The blocked attention kernel against its scalar reference twin on random data.
 import CKernels
+import Foundation
 import Testing
 
 struct AttentionKernelTests {
@@ -99,6 +100,114 @@ struct HalfCacheAttentionTests {
         #expect(abs(fast[r * ldq + i] - viaF32[r * ldq + i]) < 1e-5, "row \(r) dim \(i)")
       }
       #expect(fast[r * ldq + headDim].isNaN)
+    }
+  }
+}
+
+/// Decode rows split by keys: a row in one chunk gets, head by head, the bits of the per-head
+/// kernel with one row; a row in several chunks, merged, agrees with it to float rounding; for
+/// fp32 and fp16 caches, grouped kv heads, and merges over parts of the head range.
+struct DecodeAttentionTests {
+  @Test("dq_attention_decode_chunk + merge equal dq_attention_head(_f16) with one row", arguments: [
+    (heads: 8, group: 1, headDim: 64, visible: 1),
+    (heads: 8, group: 1, headDim: 64, visible: 32),  // the longest row in one chunk
+    (heads: 8, group: 1, headDim: 64, visible: 33),  // two chunks of 16 and 17 keys
+    (heads: 12, group: 3, headDim: 64, visible: 300),  // GQA, 10 chunks
+    (heads: 4, group: 2, headDim: 256, visible: 9),  // Gemma's head size
+    (heads: 6, group: 2, headDim: 80, visible: 1000),  // 16 apart, not 32; 16 chunks of 62-63 keys
+  ])
+  func matchesPerHead(heads: Int, group: Int, headDim: Int, visible: Int) {
+    guard dq_attention_decode_available(Int64(headDim)) else { return }  // the model runs per head
+    var state: UInt64 = 0xD1CE &+ UInt64(heads * 7919 + headDim * 31 + visible)
+    func random() -> Float {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return Float(Int64(bitPattern: state >> 11) % 2000 - 1000) / 500
+    }
+    let kvHeads = heads / group
+    let ldkv = kvHeads * headDim + 16  // rows with a gap after the last kv head
+    let q = (0..<(heads * headDim)).map { _ in random() }
+    let k = (0..<(visible * ldkv)).map { _ in random() }
+    let v = (0..<(visible * ldkv)).map { _ in random() }
+    var k16 = [UInt16](repeating: 0, count: k.count)
+    var v16 = [UInt16](repeating: 0, count: v.count)
+    dq_fp32_to_fp16_row(&k16, k, Int64(k.count))
+    dq_fp32_to_fp16_row(&v16, v, Int64(v.count))
+    let scale = 1 / Float(headDim).squareRoot()
+    var scores = [Float](repeating: 0, count: 4 * visible)
+    let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
+    #expect(chunks == min(16, (visible + 31) / 32))
+    let partStride = heads * (headDim + 1)
+
+    for half in [false, true] {
+      // Each chunk into its own part (or, with one chunk, straight into the row's output).
+      var parts = [Float](repeating: .nan, count: chunks * partStride)
+      for chunk in 0..<chunks {
+        let done = parts.withUnsafeMutableBufferPointer { p in
+          half
+            ? dq_attention_decode_chunk_f16(p.baseAddress! + chunk * partStride, q, k16, v16, Int64(ldkv),
+                                            Int64(heads), Int64(group), Int64(headDim), Int64(visible),
+                                            Int64(chunk), scale)
+            : dq_attention_decode_chunk(p.baseAddress! + chunk * partStride, q, k, v, Int64(ldkv), Int64(heads),
+                                        Int64(group), Int64(headDim), Int64(visible), Int64(chunk), scale)
+        }
+        #expect(done)
+      }
+      var decoded = [Float](repeating: .nan, count: heads * headDim)
+      if chunks == 1 {
+        decoded = Array(parts[0..<(heads * headDim)])
+      } else {
+        // Two calls over two pieces of the head range, as two threads would.
+        let middle = heads / 2 + 1
+        dq_attention_decode_merge(&decoded, parts, Int64(chunks), Int64(heads), Int64(headDim), 0, Int64(middle))
+        #expect(decoded[middle * headDim].isNaN, "the merge writes only its heads")
+        dq_attention_decode_merge(&decoded, parts, Int64(chunks), Int64(heads), Int64(headDim), Int64(middle),
+                                  Int64(heads))
+      }
+      for head in 0..<heads {
+        var one = [Float](repeating: .nan, count: headDim)
+        let kvOffset = head / group * headDim
+        q.withUnsafeBufferPointer { qp in
+          if half {
+            k16.withUnsafeBufferPointer { kp in
+              v16.withUnsafeBufferPointer { vp in
+                dq_attention_head_f16(&one, Int64(headDim), qp.baseAddress! + head * headDim, Int64(headDim),
+                                      kp.baseAddress! + kvOffset, vp.baseAddress! + kvOffset, Int64(ldkv), 1,
+                                      Int64(headDim), Int64(visible), scale, &scores)
+              }
+            }
+          } else {
+            k.withUnsafeBufferPointer { kp in
+              v.withUnsafeBufferPointer { vp in
+                dq_attention_head(&one, Int64(headDim), qp.baseAddress! + head * headDim, Int64(headDim),
+                                  kp.baseAddress! + kvOffset, vp.baseAddress! + kvOffset, Int64(ldkv), 1,
+                                  Int64(headDim), Int64(visible), scale, &scores)
+              }
+            }
+          }
+        }
+        let slice = Array(decoded[(head * headDim)..<((head + 1) * headDim)])
+        if chunks == 1 {
+          #expect(slice == one, "head \(head), fp16 cache: \(half)")
+        } else {
+          // Outputs are convex combinations of values in [-2, 2]; the merge reorders the sums.
+          let worst = zip(slice, one).map { abs($0 - $1) }.max()!
+          #expect(worst < 2e-5, "head \(head), fp16 cache: \(half): off by \(worst)")
+        }
+      }
+    }
+  }
+
+  @Test("dq_softmax_lse gives dq_softmax's bits and the log of the sum of exponentials")
+  func softmaxLogSumExp() {
+    for n in [1, 7, 8, 100] {
+      let x = (0..<n).map { Float($0 % 13) * 0.7 - 3 + Float(n) }
+      var plain = x
+      var withLSE = x
+      dq_softmax(&plain, Int64(n))
+      let lse = dq_softmax_lse(&withLSE, Int64(n))
+      #expect(plain == withLSE)
+      let expected = Foundation.log(x.map { Foundation.exp(Double($0)) }.reduce(0, +))
+      #expect(abs(Double(lse) - expected) < 1e-5 * max(1, abs(expected)), "n \(n): \(lse) vs \(expected)")
     }
   }
 }

@@ -1,6 +1,7 @@
 // Causal attention of one head over a block of query rows, in fp32, with no BLAS: the query
 // rows of a block share every key and value they load (8 rows per pass with AVX-512, 4 with AVX2).
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -27,6 +28,30 @@ void dq_attention_head_f16(float *out, int64_t ldo, const float *q, int64_t ldq,
 void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t ldq,
                                const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t rows,
                                int64_t head_dim, int64_t visible0, float scale, float *scores);
+
+// Decode rows (one new query row of one sequence), split by keys so that threads share a long
+// context and each reads whole cache rows in order. The row's keys [0, visible) are cut into
+// dq_attention_decode_chunks(visible) chunks (a function of visible alone). Chunk c computes
+// every head (head h reads kv head h / group) over its keys: with one chunk it writes the
+// row's output to out (heads * head_dim floats), with the same bits dq_attention_head(_f16)
+// gives each head with rows = 1; with several it writes a part to out: heads * head_dim floats
+// of the chunk's own softmax-weighted values, then each head's log-sum-exp of its scores
+// (heads * (head_dim + 1) floats), and dq_attention_decode_merge combines the parts. q points
+// at head 0 of the row (head h at h * head_dim); k and v at kv head 0 of the first visible
+// key, rows ldkv elements apart. Returns false, doing nothing, where there is no kernel:
+// dq_attention_decode_available(head_dim) (AVX-512 and head_dim a multiple of 16) says so.
+int64_t dq_attention_decode_chunks(int64_t visible);
+bool dq_attention_decode_available(int64_t head_dim);
+bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
+                               int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
+                               int64_t visible, int64_t chunk, float scale);
+bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                   int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
+                                   int64_t visible, int64_t chunk, float scale);
+// The row's output for heads [first_head, end_head) from its `chunks` parts, laid out one after
+// another (parts + c * heads * (head_dim + 1)): each part weighted by its share of the softmax.
+void dq_attention_decode_merge(float *out, const float *parts, int64_t chunks, int64_t heads,
+                               int64_t head_dim, int64_t first_head, int64_t end_head);
 
 // dst[i] = fp16(src[i]), round to nearest even (F16C twin when present; same bits).
 void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n);
