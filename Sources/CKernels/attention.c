@@ -220,6 +220,13 @@ int64_t dq_attention_decode_chunks(int64_t visible) {
   return chunks < 1 ? 1 : chunks < DECODE_CHUNKS_MAX ? chunks : DECODE_CHUNKS_MAX;
 }
 
+int64_t dq_attention_decode_scratch(int64_t heads, int64_t capacity) {
+  // A chunk has at most DECODE_CHUNK_KEYS keys until the chunk count stops growing, then
+  // ceil(visible / DECODE_CHUNKS_MAX).
+  const int64_t spread = (capacity + DECODE_CHUNKS_MAX - 1) / DECODE_CHUNKS_MAX;
+  return heads * (spread > DECODE_CHUNK_KEYS ? spread : DECODE_CHUNK_KEYS);
+}
+
 bool dq_attention_decode_available(int64_t head_dim) {
 #if DQ_X86_SIMD
   return dq_cpu_has_avx512f() && head_dim % 16 == 0;
@@ -266,40 +273,41 @@ static inline __attribute__((always_inline)) ATT_512 void attention_decode_avx51
   }
 }
 
-ATT_512 static bool attention_decode_chunk(float *out, const float *q, const void *k, const void *v,
+ATT_512 static void attention_decode_chunk(float *out, const float *q, const void *k, const void *v,
                                            int64_t ldkv, int64_t heads, int64_t group,
                                            int64_t head_dim, int64_t visible, int64_t chunk,
-                                           int64_t chunks, float scale, int f16) {
+                                           int64_t chunks, float scale, float *scores, int f16) {
   const int64_t j0 = chunk * visible / chunks, j1 = (chunk + 1) * visible / chunks;
-  float *scores = att_scores_for(heads * (j1 - j0));
-  if (!scores) return false;
   float *lse = chunks > 1 ? out + heads * head_dim : NULL;
   if (f16) attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 1);
   else attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 0);
-  return true;
 }
 #endif
 
 bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
                                int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                               int64_t visible, int64_t chunk, float scale) {
+                               int64_t visible, int64_t chunk, float scale, float *scores) {
 #if DQ_X86_SIMD
   if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
-  return attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
-                                dq_attention_decode_chunks(visible), scale, 0);
+  attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
+                         dq_attention_decode_chunks(visible), scale, scores, 0);
+  return true;
 #else
+  (void)scores;
   return false;
 #endif
 }
 
 bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                                    int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                                   int64_t visible, int64_t chunk, float scale) {
+                                   int64_t visible, int64_t chunk, float scale, float *scores) {
 #if DQ_X86_SIMD
   if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
-  return attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
-                                dq_attention_decode_chunks(visible), scale, 1);
+  attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
+                         dq_attention_decode_chunks(visible), scale, scores, 1);
+  return true;
 #else
+  (void)scores;
   return false;
 #endif
 }

@@ -272,21 +272,21 @@ struct ForwardPass {
         let keyOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
         let out = task.part.map { parts + $0 * partStride } ?? s.attention + t0 * qDim
         let query = s.q + t0 * qDim
+        let scores = s.scores + thread * s.scoresPerThread
         let done: Bool
         switch context.cacheElement {
         case .f32:
           done = dq_attention_decode_chunk(
             out, query, context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
             context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim),
-            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
+            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale, scores)
         case .f16:
           done = dq_attention_decode_chunk_f16(
             out, query, context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
             context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim),
-            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
+            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale, scores)
         }
-        // Only a failed allocation of the kernel's score rows gets here.
-        precondition(done, "out of memory for attention scores")
+        assert(done, "dq_attention_decode_available said yes")
         return
       }
       let head = task.item
@@ -402,7 +402,8 @@ final class Scratch {
     let kvDim = hyper.kvDimension
     let f = hyper.feedForwardLength
     self.capacity = capacity
-    scoresPerThread = 4 * capacity  // dq_attention_head's scratch for any block
+    // dq_attention_head's scratch for any block, and a decode row's chunk over all heads
+    scoresPerThread = max(4 * capacity, Int(dq_attention_decode_scratch(Int64(hyper.headCount), Int64(capacity))))
     let attentionRegion = tokens * (2 * qDim + 2 * kvDim)
     let sharedCount = max(attentionRegion, min(tokens, Self.feedForwardMinimumRows) * 2 * f)
     feedForwardRows = min(tokens, sharedCount / (2 * f))

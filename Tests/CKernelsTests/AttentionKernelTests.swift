@@ -137,6 +137,7 @@ struct DecodeAttentionTests {
     let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
     #expect(chunks == min(16, (visible + 31) / 32))
     let partStride = heads * (headDim + 1)
+    var chunkScores = [Float](repeating: 0, count: Int(dq_attention_decode_scratch(Int64(heads), Int64(visible))))
 
     for half in [false, true] {
       // Each chunk into its own part (or, with one chunk, straight into the row's output).
@@ -146,9 +147,10 @@ struct DecodeAttentionTests {
           half
             ? dq_attention_decode_chunk_f16(p.baseAddress! + chunk * partStride, q, k16, v16, Int64(ldkv),
                                             Int64(heads), Int64(group), Int64(headDim), Int64(visible),
-                                            Int64(chunk), scale)
+                                            Int64(chunk), scale, &chunkScores)
             : dq_attention_decode_chunk(p.baseAddress! + chunk * partStride, q, k, v, Int64(ldkv), Int64(heads),
-                                        Int64(group), Int64(headDim), Int64(visible), Int64(chunk), scale)
+                                        Int64(group), Int64(headDim), Int64(visible), Int64(chunk), scale,
+                                        &chunkScores)
         }
         #expect(done)
       }
@@ -193,6 +195,19 @@ struct DecodeAttentionTests {
           let worst = zip(slice, one).map { abs($0 - $1) }.max()!
           #expect(worst < 2e-5, "head \(head), fp16 cache: \(half): off by \(worst)")
         }
+      }
+    }
+  }
+
+  @Test("dq_attention_decode_scratch covers every chunk of every row up to the capacity")
+  func scratchCoversEveryChunk() {
+    for capacity in [1, 31, 40, 100, 512, 513, 1000, 4099] {
+      let room = Int(dq_attention_decode_scratch(1, Int64(capacity)))
+      #expect(Int(dq_attention_decode_scratch(7, Int64(capacity))) == 7 * room)
+      for visible in 1...capacity {
+        let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
+        let longest = (0..<chunks).map { (($0 + 1) * visible / chunks) - ($0 * visible / chunks) }.max()!
+        #expect(longest <= room, "capacity \(capacity), visible \(visible): \(longest) keys > \(room)")
       }
     }
   }

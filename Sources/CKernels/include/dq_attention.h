@@ -38,16 +38,18 @@ void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t 
 // of the chunk's own softmax-weighted values, then each head's log-sum-exp of its scores
 // (heads * (head_dim + 1) floats), and dq_attention_decode_merge combines the parts. q points
 // at head 0 of the row (head h at h * head_dim); k and v at kv head 0 of the first visible
-// key, rows ldkv elements apart. Returns false, doing nothing, where there is no kernel:
+// key, rows ldkv elements apart. scores: scratch of dq_attention_decode_scratch(heads, n)
+// floats for any visible <= n. Returns false, doing nothing, where there is no kernel:
 // dq_attention_decode_available(head_dim) (AVX-512 and head_dim a multiple of 16) says so.
 int64_t dq_attention_decode_chunks(int64_t visible);
+int64_t dq_attention_decode_scratch(int64_t heads, int64_t capacity);
 bool dq_attention_decode_available(int64_t head_dim);
 bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
                                int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                               int64_t visible, int64_t chunk, float scale);
+                               int64_t visible, int64_t chunk, float scale, float *scores);
 bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                                    int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                                   int64_t visible, int64_t chunk, float scale);
+                                   int64_t visible, int64_t chunk, float scale, float *scores);
 // The row's output for heads [first_head, end_head) from its `chunks` parts, laid out one after
 // another (parts + c * heads * (head_dim + 1)): each part weighted by its share of the softmax.
 void dq_attention_decode_merge(float *out, const float *parts, int64_t chunks, int64_t heads,
