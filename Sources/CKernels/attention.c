@@ -124,29 +124,12 @@ ATT_512 static inline __m512 load16(const void *base, int64_t i, int f16) {
 
 enum { ATT_ROWS_512 = 8 };
 
-// R (8, 4, 2 or 1) query rows per pass with 512-bit vectors (head_dim a multiple of 16): each
-// key and value vector loaded serves R rows. A row's arithmetic does not depend on R, so a row
-// gets the same bits whichever pass it falls in (a batch gives a sequence's rows the bits they
-// get alone). scores: R rows of ld_scores; after the softmax each row's entries past its own
-// limit are zeroed, so the value pass needs no mask.
-static inline __attribute__((always_inline)) ATT_512 void attention_block_avx512(
-    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
-    int64_t ldkv, int64_t head_dim, int64_t visible_first, float scale, float *scores,
-    int64_t ld_scores, int f16, const int R) {
-  const int64_t visible_last = visible_first + R - 1;
-  for (int64_t j = 0; j < visible_last; j++) {
-    __m512 acc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < head_dim; i += 16) {
-      const __m512 kv = load16(k, j * ldkv + i, f16);
-      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + i), kv, acc[r]);
-    }
-    for (int r = 0; r < R; r++) scores[r * ld_scores + j] = _mm512_reduce_add_ps(acc[r]) * scale;
-  }
-  for (int r = 0; r < R; r++) {
-    dq_softmax(scores + r * ld_scores, visible_first + r);
-    for (int64_t j = visible_first + r; j < visible_last; j++) scores[r * ld_scores + j] = 0.0f;
-  }
+// The value pass: out[r] = sum over j < keys of scores[r][j] v_j, in key order, R rows sharing
+// each value vector they load (rows' entries past their own limit are zero).
+static inline __attribute__((always_inline)) ATT_512 void attention_values_avx512(
+    float *out, int64_t ldo, const void *v, int64_t ldkv, int64_t head_dim, int64_t keys,
+    const float *scores, int64_t ld_scores, int f16, const int R) {
+  const int64_t visible_last = keys;
   for (int64_t i0 = 0; i0 < head_dim; i0 += 32) {
     if (head_dim - i0 >= 32) {
       __m512 acc[R][2];
@@ -173,6 +156,32 @@ static inline __attribute__((always_inline)) ATT_512 void attention_block_avx512
       for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * ldo + i0, acc[r]);
     }
   }
+}
+
+// R (8, 4, 2 or 1) query rows per pass with 512-bit vectors (head_dim a multiple of 16): each
+// key and value vector loaded serves R rows. A row's arithmetic does not depend on R, so a row
+// gets the same bits whichever pass it falls in (a batch gives a sequence's rows the bits they
+// get alone). scores: R rows of ld_scores; after the softmax each row's entries past its own
+// limit are zeroed, so the value pass needs no mask.
+static inline __attribute__((always_inline)) ATT_512 void attention_block_avx512(
+    float *out, int64_t ldo, const float *q, int64_t ldq, const void *k, const void *v,
+    int64_t ldkv, int64_t head_dim, int64_t visible_first, float scale, float *scores,
+    int64_t ld_scores, int f16, const int R) {
+  const int64_t visible_last = visible_first + R - 1;
+  for (int64_t j = 0; j < visible_last; j++) {
+    __m512 acc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < head_dim; i += 16) {
+      const __m512 kv = load16(k, j * ldkv + i, f16);
+      for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + i), kv, acc[r]);
+    }
+    for (int r = 0; r < R; r++) scores[r * ld_scores + j] = _mm512_reduce_add_ps(acc[r]) * scale;
+  }
+  for (int r = 0; r < R; r++) {
+    dq_softmax(scores + r * ld_scores, visible_first + r);
+    for (int64_t j = visible_first + r; j < visible_last; j++) scores[r * ld_scores + j] = 0.0f;
+  }
+  attention_values_avx512(out, ldo, v, ldkv, head_dim, visible_last, scores, ld_scores, f16, R);
 }
 
 // The 8-row score rows, per thread (the caller's scratch holds 4); grown, never shrunk.
@@ -211,20 +220,13 @@ ATT_512 static bool attention_avx512(float *out, int64_t ldo, const float *q, in
 }
 #endif
 
-// Decode rows, split by keys (see dq_attention.h). Chunks of at least 32 keys, at most 16 of
-// them: a function of `visible` alone, so a row's bits do not depend on threads or batch.
+// Decode rows, their scores split by keys (see dq_attention.h): chunks of at least 32 keys, at
+// most 16 of them.
 enum { DECODE_CHUNK_KEYS = 32, DECODE_CHUNKS_MAX = 16 };
 
 int64_t dq_attention_decode_chunks(int64_t visible) {
   const int64_t chunks = (visible + DECODE_CHUNK_KEYS - 1) / DECODE_CHUNK_KEYS;
   return chunks < 1 ? 1 : chunks < DECODE_CHUNKS_MAX ? chunks : DECODE_CHUNKS_MAX;
-}
-
-int64_t dq_attention_decode_scratch(int64_t heads, int64_t capacity) {
-  // A chunk has at most DECODE_CHUNK_KEYS keys until the chunk count stops growing, then
-  // ceil(visible / DECODE_CHUNKS_MAX).
-  const int64_t spread = (capacity + DECODE_CHUNKS_MAX - 1) / DECODE_CHUNKS_MAX;
-  return heads * (spread > DECODE_CHUNK_KEYS ? spread : DECODE_CHUNK_KEYS);
 }
 
 bool dq_attention_decode_available(int64_t head_dim) {
@@ -237,105 +239,92 @@ bool dq_attention_decode_available(int64_t head_dim) {
 }
 
 #if DQ_X86_SIMD
-// Keys [j0, j1) for every head, keys outer: each cached key and value row is read once, whole,
-// in order, so a chunk's rows stream (a head at a time, each read was a short piece of its own
-// 4 KiB row; asking for rows ahead in software made that slower, not faster). The per-head
-// arithmetic is attention_block_avx512's with R = 1, in the same order: a row with one chunk
-// gets the bits the per-head kernel gives it. Accumulators live in `out` (in L1): a row's heads
-// are too many for registers. lse: each head's log-sum-exp of its scaled scores, or NULL.
-static inline __attribute__((always_inline)) ATT_512 void attention_decode_avx512(
-    float *out, float *lse, const float *q, const void *k, const void *v, int64_t ldkv,
-    int64_t heads, int64_t group, int64_t head_dim, int64_t j0, int64_t j1, float scale,
-    float *scores, int f16) {
-  const int64_t n = j1 - j0;
+// Keys [j0, j1) for every head, keys outer: each cached key row is read once, whole, in order,
+// so a chunk's rows stream (a head at a time, each read was a 128-byte piece of its own 4 KiB
+// row; asking for rows ahead in software made that slower, not faster). Each score is
+// attention_block_avx512's (R = 1): the same dot, in the same order, scaled the same way.
+static inline __attribute__((always_inline)) ATT_512 void attention_decode_scores_avx512(
+    float *scores, const float *q, const void *k, int64_t ldkv, int64_t heads, int64_t group,
+    int64_t head_dim, int64_t visible, int64_t j0, int64_t j1, float scale, int f16) {
   for (int64_t j = j0; j < j1; j++) {
     for (int64_t h = 0; h < heads; h++) {
       const int64_t kv = j * ldkv + h / group * head_dim;
       __m512 acc = _mm512_setzero_ps();
       for (int64_t i = 0; i < head_dim; i += 16)
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * head_dim + i), load16(k, kv + i, f16), acc);
-      scores[h * n + j - j0] = _mm512_reduce_add_ps(acc) * scale;
-    }
-  }
-  for (int64_t h = 0; h < heads; h++) {
-    if (lse) lse[h] = dq_softmax_lse(scores + h * n, n);
-    else dq_softmax(scores + h * n, n);
-  }
-  memset(out, 0, (size_t)(heads * head_dim) * sizeof(float));
-  for (int64_t j = j0; j < j1; j++) {
-    for (int64_t h = 0; h < heads; h++) {
-      const int64_t kv = j * ldkv + h / group * head_dim;
-      const __m512 p = _mm512_set1_ps(scores[h * n + j - j0]);
-      float *o = out + h * head_dim;
-      for (int64_t i = 0; i < head_dim; i += 16)
-        _mm512_storeu_ps(o + i, _mm512_fmadd_ps(p, load16(v, kv + i, f16), _mm512_loadu_ps(o + i)));
+      scores[h * visible + j] = _mm512_reduce_add_ps(acc) * scale;
     }
   }
 }
 
-ATT_512 static void attention_decode_chunk(float *out, const float *q, const void *k, const void *v,
-                                           int64_t ldkv, int64_t heads, int64_t group,
-                                           int64_t head_dim, int64_t visible, int64_t chunk,
-                                           int64_t chunks, float scale, float *scores, int f16) {
+ATT_512 static void attention_decode_scores(float *scores, const float *q, const void *k, int64_t ldkv,
+                                            int64_t heads, int64_t group, int64_t head_dim,
+                                            int64_t visible, int64_t chunk, float scale, int f16) {
+  const int64_t chunks = dq_attention_decode_chunks(visible);
   const int64_t j0 = chunk * visible / chunks, j1 = (chunk + 1) * visible / chunks;
-  float *lse = chunks > 1 ? out + heads * head_dim : NULL;
-  if (f16) attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 1);
-  else attention_decode_avx512(out, lse, q, k, v, ldkv, heads, group, head_dim, j0, j1, scale, scores, 0);
+  if (f16) attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 1);
+  else attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 0);
+}
+
+ATT_512 static void attention_decode_values(float *out, float *scores, const void *v, int64_t ldkv,
+                                            int64_t head_dim, int64_t visible, int f16) {
+  dq_softmax(scores, visible);
+  if (f16) attention_values_avx512(out, 0, v, ldkv, head_dim, visible, scores, 0, 1, 1);
+  else attention_values_avx512(out, 0, v, ldkv, head_dim, visible, scores, 0, 0, 1);
 }
 #endif
 
-bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
-                               int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                               int64_t visible, int64_t chunk, float scale, float *scores) {
 #if DQ_X86_SIMD
-  if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
-  attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
-                         dq_attention_decode_chunks(visible), scale, scores, 0);
+bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                int64_t chunk, float scale) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
+  attention_decode_scores(scores, q, k, ldkv, heads, group, head_dim, visible, chunk, scale, 0);
   return true;
-#else
-  (void)scores;
-  return false;
-#endif
 }
-
-bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                                   int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                                   int64_t visible, int64_t chunk, float scale, float *scores) {
-#if DQ_X86_SIMD
-  if (!dq_attention_decode_available(head_dim) || group < 1 || visible < 1) return false;
-  attention_decode_chunk(out, q, k, v, ldkv, heads, group, head_dim, visible, chunk,
-                         dq_attention_decode_chunks(visible), scale, scores, 1);
+bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                    int64_t chunk, float scale) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
+  attention_decode_scores(scores, q, k, ldkv, heads, group, head_dim, visible, chunk, scale, 1);
   return true;
+}
+bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
+                                int64_t head_dim, int64_t visible) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1) return false;
+  attention_decode_values(out, scores, v, ldkv, head_dim, visible, 0);
+  return true;
+}
+bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
+                                    int64_t head_dim, int64_t visible) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1) return false;
+  attention_decode_values(out, scores, v, ldkv, head_dim, visible, 1);
+  return true;
+}
 #else
-  (void)scores;
+bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                int64_t chunk, float scale) {
+  (void)scores, (void)q, (void)k, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible, (void)chunk, (void)scale;
   return false;
+}
+bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                    int64_t chunk, float scale) {
+  (void)scores, (void)q, (void)k, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible, (void)chunk, (void)scale;
+  return false;
+}
+bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
+                                int64_t head_dim, int64_t visible) {
+  (void)out, (void)scores, (void)v, (void)ldkv, (void)head_dim, (void)visible;
+  return false;
+}
+bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
+                                    int64_t head_dim, int64_t visible) {
+  (void)out, (void)scores, (void)v, (void)ldkv, (void)head_dim, (void)visible;
+  return false;
+}
 #endif
-}
-
-void dq_attention_decode_merge(float *out, const float *parts, int64_t chunks, int64_t heads,
-                               int64_t head_dim, int64_t first_head, int64_t end_head) {
-  const int64_t stride = heads * (head_dim + 1);
-  for (int64_t h = first_head; h < end_head; h++) {
-    float top = -INFINITY;
-    for (int64_t c = 0; c < chunks; c++) {
-      const float lse = parts[c * stride + heads * head_dim + h];
-      top = lse > top ? lse : top;
-    }
-    // Chunk c's share of the row's softmax mass: exp(lse_c - top) / sum over chunks.
-    float weights[DECODE_CHUNKS_MAX], total = 0;
-    for (int64_t c = 0; c < chunks; c++) {
-      weights[c] = expf(parts[c * stride + heads * head_dim + h] - top);
-      total += weights[c];
-    }
-    float *o = out + h * head_dim;
-    for (int64_t i = 0; i < head_dim; i++) o[i] = 0;
-    for (int64_t c = 0; c < chunks; c++) {
-      const float w = weights[c] / total;
-      const float *part = parts + c * stride + h * head_dim;
-      for (int64_t i = 0; i < head_dim; i++) o[i] += w * part[i];
-    }
-  }
-}
 
 #if DQ_X86_SIMD
 // Whole groups of 8; returns how many were converted (the caller finishes the tail).

@@ -42,8 +42,7 @@ void dq_rope_apply(float *x, int n_heads, int head_dim, int rot_dim, const float
   }
 }
 
-// Each softmax returns log(sum of exp(x)), computed only when a caller asks (dq_softmax_lse).
-static float softmax_scalar(float *x, int64_t n, bool want_lse) {
+static void softmax_scalar(float *x, int64_t n) {
   float max = -INFINITY;
   for (int64_t i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
   double sum = 0;
@@ -53,7 +52,6 @@ static float softmax_scalar(float *x, int64_t n, bool want_lse) {
   }
   const float inv = (float)(1.0 / sum);
   for (int64_t i = 0; i < n; i++) x[i] *= inv;
-  return want_lse ? max + (float)log(sum) : 0;
 }
 
 static double cross_entropy_scalar(float *z, int64_t n, int32_t label, float weight,
@@ -146,7 +144,7 @@ __attribute__((target("avx2,fma"))) static float row_max_avx2(const float *x, in
   return max;
 }
 
-__attribute__((target("avx2,fma"))) static float softmax_avx2(float *x, int64_t n, bool want_lse) {
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int64_t n) {
   int64_t i;
   const float max = row_max_avx2(x, n);
 
@@ -169,7 +167,6 @@ __attribute__((target("avx2,fma"))) static float softmax_avx2(float *x, int64_t 
   const __m256 vinv = _mm256_set1_ps(inv);
   for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
   for (; i < n; i++) x[i] *= inv;
-  return want_lse ? max + logf(sum) : 0;
 }
 
 __attribute__((target("avx2,fma"))) static double cross_entropy_avx2(float *z, int64_t n,
@@ -320,21 +317,14 @@ void dq_geglu_backward_ref(float *d_gate, float *d_up, const float *dh, const fl
 void dq_softmax(float *x, int64_t n) {
 #if DQ_X86_SIMD
   if (dq_cpu_has_avx2()) {
-    softmax_avx2(x, n, false);
+    softmax_avx2(x, n);
     return;
   }
 #endif
-  softmax_scalar(x, n, false);
+  softmax_scalar(x, n);
 }
 
-void dq_softmax_ref(float *x, int64_t n) { softmax_scalar(x, n, false); }
-
-float dq_softmax_lse(float *x, int64_t n) {
-#if DQ_X86_SIMD
-  if (dq_cpu_has_avx2()) return softmax_avx2(x, n, true);
-#endif
-  return softmax_scalar(x, n, true);
-}
+void dq_softmax_ref(float *x, int64_t n) { softmax_scalar(x, n); }
 
 double dq_cross_entropy(float *z, int64_t n, int32_t label, float weight, bool want_gradient) {
 #if DQ_X86_SIMD

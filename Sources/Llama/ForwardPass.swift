@@ -7,14 +7,6 @@
 import CKernels
 import Kernels
 
-/// One task of a layer's attention: head `item` of a block of query rows, or key chunk `item` of
-/// a one-row block, writing the row's output or, when the row has several chunks, part `part`.
-struct AttentionTask {
-  let block: Int
-  let item: Int
-  let part: Int?
-}
-
 /// One sequence's rows in a pass: slab rows `rows`, at positions `start ..< start + rows.count`.
 struct ForwardSegment {
   let context: LlamaContext
@@ -219,9 +211,10 @@ struct ForwardPass {
 
   /// Causal grouped-query attention of each sequence's new rows over its own cache; query head
   /// h reads kv head h / group. A block of several query rows is split by head (one task per
-  /// block and head: the rows share each key they load). A one-row block (a decode step) is
-  /// split by keys instead, one task per chunk of its keys over all heads, so that each task
-  /// reads whole cache rows in order; a row cut into several chunks has its parts merged after.
+  /// block and head: the rows share each key they load). A one-row block (a decode step) has
+  /// its scores split by keys instead, one task per chunk of its keys over all heads, so that
+  /// each task reads whole cache rows in order; a second job then takes each of its heads'
+  /// softmax and values. Both ways give a row the same bits.
   private func attention(layer: Int) {
     let hyper = model.hyper
     let s = scratch
@@ -236,28 +229,24 @@ struct ForwardPass {
     let segments = segments
     let blocks = attentionBlocks
     let splitsByKeys = dq_attention_decode_available(Int64(hd))
-    let partStride = headCount * (hd + 1)
 
-    var tasks: [AttentionTask] = []
-    var merges: [(block: Int, firstPart: Int, chunks: Int)] = []
-    var partCount = 0
+    // Tasks of the first job: (block, head) of a block of several rows, (block, key chunk) of a
+    // one-row block. Each one-row block's scores: headCount rows of its visible keys.
+    var tasks: [(block: Int, item: Int, scores: Int?)] = []
+    var decodeRows: [(block: Int, scores: Int)] = []
+    var scoreCount = 0
     for (index, block) in blocks.enumerated() {
       let segment = segments[block.segment]
       if splitsByKeys && segment.rows.count - block.t0 == 1 {
         let visible = Self.visibleKeys(position: segment.start + block.t0, window: window).count
-        let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
-        for chunk in 0..<chunks {
-          tasks.append(AttentionTask(block: index, item: chunk, part: chunks > 1 ? partCount + chunk : nil))
-        }
-        if chunks > 1 {
-          merges.append((index, partCount, chunks))
-          partCount += chunks
-        }
+        for chunk in 0..<Int(dq_attention_decode_chunks(Int64(visible))) { tasks.append((index, chunk, scoreCount)) }
+        decodeRows.append((index, scoreCount))
+        scoreCount += headCount * visible
       } else {
-        for head in 0..<headCount { tasks.append(AttentionTask(block: index, item: head, part: nil)) }
+        for head in 0..<headCount { tasks.append((index, head, nil)) }
       }
     }
-    let parts = s.decodeParts(count: partCount * partStride)
+    let decodeScores = s.decodeScores(count: scoreCount)
 
     pool.parallelForEach(tasks.count) { index, thread in
       let task = tasks[index]
@@ -267,24 +256,19 @@ struct ForwardPass {
       let t0 = segment.rows.lowerBound + blockStart
       let firstPosition = segment.start + blockStart
       let rows = min(blockRows, segment.rows.count - blockStart)
-      if splitsByKeys && rows == 1 {
+      if let scoresOffset = task.scores {
         let keys = Self.visibleKeys(position: firstPosition, window: window)
         let keyOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
-        let out = task.part.map { parts + $0 * partStride } ?? s.attention + t0 * qDim
-        let query = s.q + t0 * qDim
-        let scores = s.scores + thread * s.scoresPerThread
         let done: Bool
         switch context.cacheElement {
         case .f32:
-          done = dq_attention_decode_chunk(
-            out, query, context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
-            context.valueCache.assumingMemoryBound(to: Float.self) + keyOffset, Int64(kvDim),
-            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale, scores)
+          done = dq_attention_decode_scores(
+            decodeScores + scoresOffset, s.q + t0 * qDim, context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
+            Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
         case .f16:
-          done = dq_attention_decode_chunk_f16(
-            out, query, context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
-            context.valueCache.assumingMemoryBound(to: UInt16.self) + keyOffset, Int64(kvDim),
-            Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale, scores)
+          done = dq_attention_decode_scores_f16(
+            decodeScores + scoresOffset, s.q + t0 * qDim, context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
+            Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
         }
         assert(done, "dq_attention_decode_available said yes")
         return
@@ -321,19 +305,30 @@ struct ForwardPass {
       }
     }
 
-    if merges.isEmpty { return }
-    pool.parallelFor(merges.count * headCount) { range, _ in
-      var index = range.lowerBound
-      while index < range.upperBound {
-        let merge = merges[index / headCount]
-        let firstHead = index % headCount
-        let endHead = min(headCount, firstHead + range.upperBound - index)
-        let (segmentIndex, blockStart) = blocks[merge.block]
-        let row = segments[segmentIndex].rows.lowerBound + blockStart
-        dq_attention_decode_merge(
-          s.attention + row * qDim, parts + merge.firstPart * partStride, Int64(merge.chunks),
-          Int64(headCount), Int64(hd), Int64(firstHead), Int64(endHead))
-        index += endHead - firstHead
+    if decodeRows.isEmpty { return }
+    pool.parallelFor(decodeRows.count * headCount) { range, _ in
+      for index in range {
+        let row = decodeRows[index / headCount]
+        let head = index % headCount
+        let (segmentIndex, blockStart) = blocks[row.block]
+        let segment = segments[segmentIndex]
+        let context = segment.context
+        let keys = Self.visibleKeys(position: segment.start + blockStart, window: window)
+        let valueOffset = context.cacheOffset(layer: layer, position: keys.lowerBound) + head / group * hd
+        let out = s.attention + (segment.rows.lowerBound + blockStart) * qDim + head * hd
+        let scores = decodeScores + row.scores + head * keys.count
+        let done: Bool
+        switch context.cacheElement {
+        case .f32:
+          done = dq_attention_decode_values(
+            out, scores, context.valueCache.assumingMemoryBound(to: Float.self) + valueOffset, Int64(kvDim), Int64(hd),
+            Int64(keys.count))
+        case .f16:
+          done = dq_attention_decode_values_f16(
+            out, scores, context.valueCache.assumingMemoryBound(to: UInt16.self) + valueOffset, Int64(kvDim), Int64(hd),
+            Int64(keys.count))
+        }
+        assert(done, "dq_attention_decode_available said yes")
       }
     }
   }
@@ -402,8 +397,7 @@ final class Scratch {
     let kvDim = hyper.kvDimension
     let f = hyper.feedForwardLength
     self.capacity = capacity
-    // dq_attention_head's scratch for any block, and a decode row's chunk over all heads
-    scoresPerThread = max(4 * capacity, Int(dq_attention_decode_scratch(Int64(hyper.headCount), Int64(capacity))))
+    scoresPerThread = 4 * capacity  // dq_attention_head's scratch for any block
     let attentionRegion = tokens * (2 * qDim + 2 * kvDim)
     let sharedCount = max(attentionRegion, min(tokens, Self.feedForwardMinimumRows) * 2 * f)
     feedForwardRows = min(tokens, sharedCount / (2 * f))
@@ -427,22 +421,22 @@ final class Scratch {
     slidingRopeAngles = views[5]
   }
 
-  /// The parts of decode rows split by keys (see ForwardPass.attention); grown, never shrunk:
-  /// their size follows the sequences' lengths, not the pass's rows.
-  private var parts: UnsafeMutablePointer<Float>?
-  private var partsCapacity = 0
+  /// The scores of the pass's decode rows (see ForwardPass.attention), every head over every
+  /// visible key; grown, never shrunk: their size follows the sequences' lengths, not the rows.
+  private var decodeScoreRows: UnsafeMutablePointer<Float>?
+  private var decodeScoreCapacity = 0
 
-  func decodeParts(count: Int) -> UnsafeMutablePointer<Float> {
-    if count > partsCapacity || parts == nil {
-      parts?.deallocate()
-      partsCapacity = max(count, 1)
-      parts = .allocate(capacity: partsCapacity)
+  func decodeScores(count: Int) -> UnsafeMutablePointer<Float> {
+    if count > decodeScoreCapacity || decodeScoreRows == nil {
+      decodeScoreRows?.deallocate()
+      decodeScoreCapacity = max(count, 1)
+      decodeScoreRows = .allocate(capacity: decodeScoreCapacity)
     }
-    return parts!
+    return decodeScoreRows!
   }
 
   deinit {
     slab.deallocate()
-    parts?.deallocate()
+    decodeScoreRows?.deallocate()
   }
 }

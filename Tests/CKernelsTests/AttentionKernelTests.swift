@@ -1,6 +1,5 @@
 // The blocked attention kernel against its scalar reference twin on random data.
 import CKernels
-import Foundation
 import Testing
 
 struct AttentionKernelTests {
@@ -104,11 +103,12 @@ struct HalfCacheAttentionTests {
   }
 }
 
-/// Decode rows split by keys: a row in one chunk gets, head by head, the bits of the per-head
-/// kernel with one row; a row in several chunks, merged, agrees with it to float rounding; for
-/// fp32 and fp16 caches, grouped kv heads, and merges over parts of the head range.
+/// Decode rows, scores split by keys: the chunks (run in any order, as threads would) and then
+/// each head's values give every head the bits the per-head kernel gives it with one row, so a
+/// decode row equals the same row inside a prefill block; for fp32 and fp16 caches, grouped kv
+/// heads, and rows in one chunk or many.
 struct DecodeAttentionTests {
-  @Test("dq_attention_decode_chunk + merge equal dq_attention_head(_f16) with one row", arguments: [
+  @Test("dq_attention_decode_scores + _values equal dq_attention_head(_f16) with one row, bitwise", arguments: [
     (heads: 8, group: 1, headDim: 64, visible: 1),
     (heads: 8, group: 1, headDim: 64, visible: 32),  // the longest row in one chunk
     (heads: 8, group: 1, headDim: 64, visible: 33),  // two chunks of 16 and 17 keys
@@ -133,48 +133,47 @@ struct DecodeAttentionTests {
     dq_fp32_to_fp16_row(&k16, k, Int64(k.count))
     dq_fp32_to_fp16_row(&v16, v, Int64(v.count))
     let scale = 1 / Float(headDim).squareRoot()
-    var scores = [Float](repeating: 0, count: 4 * visible)
+    var scratch = [Float](repeating: 0, count: 4 * visible)
     let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
     #expect(chunks == min(16, (visible + 31) / 32))
-    let partStride = heads * (headDim + 1)
-    var chunkScores = [Float](repeating: 0, count: Int(dq_attention_decode_scratch(Int64(heads), Int64(visible))))
 
     for half in [false, true] {
-      // Each chunk into its own part (or, with one chunk, straight into the row's output).
-      var parts = [Float](repeating: .nan, count: chunks * partStride)
-      for chunk in 0..<chunks {
-        let done = parts.withUnsafeMutableBufferPointer { p in
+      var scores = [Float](repeating: .nan, count: heads * visible)
+      for chunk in (0..<chunks).reversed() {
+        let done =
           half
-            ? dq_attention_decode_chunk_f16(p.baseAddress! + chunk * partStride, q, k16, v16, Int64(ldkv),
-                                            Int64(heads), Int64(group), Int64(headDim), Int64(visible),
-                                            Int64(chunk), scale, &chunkScores)
-            : dq_attention_decode_chunk(p.baseAddress! + chunk * partStride, q, k, v, Int64(ldkv), Int64(heads),
-                                        Int64(group), Int64(headDim), Int64(visible), Int64(chunk), scale,
-                                        &chunkScores)
-        }
+          ? dq_attention_decode_scores_f16(&scores, q, k16, Int64(ldkv), Int64(heads), Int64(group), Int64(headDim),
+                                           Int64(visible), Int64(chunk), scale)
+          : dq_attention_decode_scores(&scores, q, k, Int64(ldkv), Int64(heads), Int64(group), Int64(headDim),
+                                       Int64(visible), Int64(chunk), scale)
         #expect(done)
       }
-      var decoded = [Float](repeating: .nan, count: heads * headDim)
-      if chunks == 1 {
-        decoded = Array(parts[0..<(heads * headDim)])
-      } else {
-        // Two calls over two pieces of the head range, as two threads would.
-        let middle = heads / 2 + 1
-        dq_attention_decode_merge(&decoded, parts, Int64(chunks), Int64(heads), Int64(headDim), 0, Int64(middle))
-        #expect(decoded[middle * headDim].isNaN, "the merge writes only its heads")
-        dq_attention_decode_merge(&decoded, parts, Int64(chunks), Int64(heads), Int64(headDim), Int64(middle),
-                                  Int64(heads))
-      }
+      #expect(!scores.contains { $0.isNaN }, "the chunks cover every key of every head")
       for head in 0..<heads {
-        var one = [Float](repeating: .nan, count: headDim)
         let kvOffset = head / group * headDim
+        var decoded = [Float](repeating: .nan, count: headDim)
+        var one = [Float](repeating: .nan, count: headDim)
+        scores.withUnsafeMutableBufferPointer { sp in
+          let headScores = sp.baseAddress! + head * visible
+          if half {
+            v16.withUnsafeBufferPointer { vp in
+              #expect(dq_attention_decode_values_f16(&decoded, headScores, vp.baseAddress! + kvOffset, Int64(ldkv),
+                                                     Int64(headDim), Int64(visible)))
+            }
+          } else {
+            v.withUnsafeBufferPointer { vp in
+              #expect(dq_attention_decode_values(&decoded, headScores, vp.baseAddress! + kvOffset, Int64(ldkv),
+                                                 Int64(headDim), Int64(visible)))
+            }
+          }
+        }
         q.withUnsafeBufferPointer { qp in
           if half {
             k16.withUnsafeBufferPointer { kp in
               v16.withUnsafeBufferPointer { vp in
                 dq_attention_head_f16(&one, Int64(headDim), qp.baseAddress! + head * headDim, Int64(headDim),
                                       kp.baseAddress! + kvOffset, vp.baseAddress! + kvOffset, Int64(ldkv), 1,
-                                      Int64(headDim), Int64(visible), scale, &scores)
+                                      Int64(headDim), Int64(visible), scale, &scratch)
               }
             }
           } else {
@@ -182,47 +181,13 @@ struct DecodeAttentionTests {
               v.withUnsafeBufferPointer { vp in
                 dq_attention_head(&one, Int64(headDim), qp.baseAddress! + head * headDim, Int64(headDim),
                                   kp.baseAddress! + kvOffset, vp.baseAddress! + kvOffset, Int64(ldkv), 1,
-                                  Int64(headDim), Int64(visible), scale, &scores)
+                                  Int64(headDim), Int64(visible), scale, &scratch)
               }
             }
           }
         }
-        let slice = Array(decoded[(head * headDim)..<((head + 1) * headDim)])
-        if chunks == 1 {
-          #expect(slice == one, "head \(head), fp16 cache: \(half)")
-        } else {
-          // Outputs are convex combinations of values in [-2, 2]; the merge reorders the sums.
-          let worst = zip(slice, one).map { abs($0 - $1) }.max()!
-          #expect(worst < 2e-5, "head \(head), fp16 cache: \(half): off by \(worst)")
-        }
+        #expect(decoded == one, "head \(head), fp16 cache: \(half)")
       }
-    }
-  }
-
-  @Test("dq_attention_decode_scratch covers every chunk of every row up to the capacity")
-  func scratchCoversEveryChunk() {
-    for capacity in [1, 31, 40, 100, 512, 513, 1000, 4099] {
-      let room = Int(dq_attention_decode_scratch(1, Int64(capacity)))
-      #expect(Int(dq_attention_decode_scratch(7, Int64(capacity))) == 7 * room)
-      for visible in 1...capacity {
-        let chunks = Int(dq_attention_decode_chunks(Int64(visible)))
-        let longest = (0..<chunks).map { (($0 + 1) * visible / chunks) - ($0 * visible / chunks) }.max()!
-        #expect(longest <= room, "capacity \(capacity), visible \(visible): \(longest) keys > \(room)")
-      }
-    }
-  }
-
-  @Test("dq_softmax_lse gives dq_softmax's bits and the log of the sum of exponentials")
-  func softmaxLogSumExp() {
-    for n in [1, 7, 8, 100] {
-      let x = (0..<n).map { Float($0 % 13) * 0.7 - 3 + Float(n) }
-      var plain = x
-      var withLSE = x
-      dq_softmax(&plain, Int64(n))
-      let lse = dq_softmax_lse(&withLSE, Int64(n))
-      #expect(plain == withLSE)
-      let expected = Foundation.log(x.map { Foundation.exp(Double($0)) }.reduce(0, +))
-      #expect(abs(Double(lse) - expected) < 1e-5 * max(1, abs(expected)), "n \(n): \(lse) vs \(expected)")
     }
   }
 }

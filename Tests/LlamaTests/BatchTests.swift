@@ -257,3 +257,25 @@ struct DefaultModelBatchTests {
     }
   }
 }
+
+@Suite(.enabled(if: defaultModelIsPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)"))
+struct DecodeRowBitsTests {
+  /// A one-row pass (decode, or the last prompt token after a shared prefix) splits attention by
+  /// keys; a prefill block splits it by head. The row's logits must not depend on which: a
+  /// prompt served from a shared prefix then answers exactly as it does fresh.
+  @Test("a row evaluated alone has the bits it has inside a prefill block", arguments: [KVCacheElement.f32, .f16])
+  func aloneEqualsInBlock(cache: KVCacheElement) throws {
+    let model = try LlamaModel(path: defaultModelPath)
+    var random = SplitMix(seed: 11)
+    let tokens = (0..<300).map { _ in Int32(random.next() % 49152) }
+    // 40 and 300 keys: two and ten key chunks; 37 + 3 puts the last row in a 3-row block.
+    for (length, head) in [(40, 39), (40, 37), (300, 299)] {
+      let whole = LlamaContext(model: model, contextLength: 320, threads: 2, maxBatch: 320, cacheElement: cache)
+      try whole.evaluate(Array(tokens[0..<length]))
+      let split = LlamaContext(model: model, contextLength: 320, threads: 2, maxBatch: 320, cacheElement: cache)
+      try split.evaluate(Array(tokens[0..<head]))
+      for token in tokens[head..<length] { try split.evaluate([token]) }
+      #expect(Array(split.lastLogits) == Array(whole.lastLogits), "\(length) tokens, \(head) then one at a time")
+    }
+  }
+}

@@ -29,31 +29,31 @@ void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t 
                                const uint16_t *k, const uint16_t *v, int64_t ldkv, int64_t rows,
                                int64_t head_dim, int64_t visible0, float scale, float *scores);
 
-// Decode rows (one new query row of one sequence), split by keys so that threads share a long
-// context and each reads whole cache rows in order. The row's keys [0, visible) are cut into
-// dq_attention_decode_chunks(visible) chunks (a function of visible alone). Chunk c computes
-// every head (head h reads kv head h / group) over its keys: with one chunk it writes the
-// row's output to out (heads * head_dim floats), with the same bits dq_attention_head(_f16)
-// gives each head with rows = 1; with several it writes a part to out: heads * head_dim floats
-// of the chunk's own softmax-weighted values, then each head's log-sum-exp of its scores
-// (heads * (head_dim + 1) floats), and dq_attention_decode_merge combines the parts. q points
-// at head 0 of the row (head h at h * head_dim); k and v at kv head 0 of the first visible
-// key, rows ldkv elements apart. scores: scratch of dq_attention_decode_scratch(heads, n)
-// floats for any visible <= n. Returns false, doing nothing, where there is no kernel:
-// dq_attention_decode_available(head_dim) (AVX-512 and head_dim a multiple of 16) says so.
+// Decode rows (one new query row of one sequence) in two steps, with the bits
+// dq_attention_head(_f16) gives the row (rows = 1), so a row's result does not depend on
+// whether it came alone or in a block of a prefill.
+// 1. The scores, split by keys so that threads share a long context and each reads whole cache
+//    rows in order: the row's keys [0, visible) are cut into dq_attention_decode_chunks(visible)
+//    chunks, and chunk `chunk` writes, for every head h (reading kv head h / group), its scaled
+//    dot products with the chunk's keys to scores[h * visible + j].
+// 2. Per head: dq_attention_decode_values takes that head's `visible` scores (softmax in place)
+//    and writes its output (head_dim floats) from the values.
+// q points at head 0 of the row (head h at h * head_dim); k at kv head 0 of the first visible
+// key, v at the head's own kv head; rows ldkv elements apart. Each returns false, doing
+// nothing, where there is no kernel: dq_attention_decode_available(head_dim) (AVX-512 and
+// head_dim a multiple of 16) says so.
 int64_t dq_attention_decode_chunks(int64_t visible);
-int64_t dq_attention_decode_scratch(int64_t heads, int64_t capacity);
 bool dq_attention_decode_available(int64_t head_dim);
-bool dq_attention_decode_chunk(float *out, const float *q, const float *k, const float *v,
-                               int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                               int64_t visible, int64_t chunk, float scale, float *scores);
-bool dq_attention_decode_chunk_f16(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                                   int64_t ldkv, int64_t heads, int64_t group, int64_t head_dim,
-                                   int64_t visible, int64_t chunk, float scale, float *scores);
-// The row's output for heads [first_head, end_head) from its `chunks` parts, laid out one after
-// another (parts + c * heads * (head_dim + 1)): each part weighted by its share of the softmax.
-void dq_attention_decode_merge(float *out, const float *parts, int64_t chunks, int64_t heads,
-                               int64_t head_dim, int64_t first_head, int64_t end_head);
+bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                int64_t chunk, float scale);
+bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                    int64_t chunk, float scale);
+bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
+                                int64_t head_dim, int64_t visible);
+bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
+                                    int64_t head_dim, int64_t visible);
 
 // dst[i] = fp16(src[i]), round to nearest even (F16C twin when present; same bits).
 void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n);

@@ -25,8 +25,6 @@ void dq_rope_apply(float *x, int n_heads, int head_dim, int rot_dim, const float
 // In place: x = softmax(x) over n elements (AVX2 exp when available; _ref is the libm twin).
 void dq_softmax(float *x, int64_t n);
 void dq_softmax_ref(float *x, int64_t n);
-// dq_softmax (the same bits in x) that also returns log(sum_i exp(x_i)) of the input.
-float dq_softmax_lse(float *x, int64_t n);
 
 // Cross-entropy of one row of logits z[0..n) against `label` (training): returns
 // logsumexp(z) - z[label], the exp sum kept in double. With `want_gradient`, overwrites z with
