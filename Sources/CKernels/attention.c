@@ -266,11 +266,31 @@ ATT_512 static void attention_decode_scores(float *scores, const float *q, const
   else attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 0);
 }
 
+// Every head's softmax, then its values keys outer: each cached value row read once, whole, in
+// order, by one thread (two threads each reading half of every row ran slower than one reading
+// all of it). Per element the same fma chain over the keys as attention_values_avx512 (R = 1),
+// with the accumulators in `out` (in L1; a row's heads are too many for registers): same bits.
+static inline __attribute__((always_inline)) ATT_512 void attention_decode_values_avx512(
+    float *out, float *scores, const void *v, int64_t ldkv, int64_t heads, int64_t group,
+    int64_t head_dim, int64_t visible, int f16) {
+  for (int64_t h = 0; h < heads; h++) dq_softmax(scores + h * visible, visible);
+  memset(out, 0, (size_t)(heads * head_dim) * sizeof(float));
+  for (int64_t j = 0; j < visible; j++) {
+    for (int64_t h = 0; h < heads; h++) {
+      const int64_t kv = j * ldkv + h / group * head_dim;
+      const __m512 p = _mm512_set1_ps(scores[h * visible + j]);
+      float *o = out + h * head_dim;
+      for (int64_t i = 0; i < head_dim; i += 16)
+        _mm512_storeu_ps(o + i, _mm512_fmadd_ps(p, load16(v, kv + i, f16), _mm512_loadu_ps(o + i)));
+    }
+  }
+}
+
 ATT_512 static void attention_decode_values(float *out, float *scores, const void *v, int64_t ldkv,
-                                            int64_t head_dim, int64_t visible, int f16) {
-  dq_softmax(scores, visible);
-  if (f16) attention_values_avx512(out, 0, v, ldkv, head_dim, visible, scores, 0, 1, 1);
-  else attention_values_avx512(out, 0, v, ldkv, head_dim, visible, scores, 0, 0, 1);
+                                            int64_t heads, int64_t group, int64_t head_dim,
+                                            int64_t visible, int f16) {
+  if (f16) attention_decode_values_avx512(out, scores, v, ldkv, heads, group, head_dim, visible, 1);
+  else attention_decode_values_avx512(out, scores, v, ldkv, heads, group, head_dim, visible, 0);
 }
 #endif
 
@@ -290,15 +310,15 @@ bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_
   return true;
 }
 bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
-                                int64_t head_dim, int64_t visible) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1) return false;
-  attention_decode_values(out, scores, v, ldkv, head_dim, visible, 0);
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
+  attention_decode_values(out, scores, v, ldkv, heads, group, head_dim, visible, 0);
   return true;
 }
 bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t head_dim, int64_t visible) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1) return false;
-  attention_decode_values(out, scores, v, ldkv, head_dim, visible, 1);
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
+  attention_decode_values(out, scores, v, ldkv, heads, group, head_dim, visible, 1);
   return true;
 }
 #else
@@ -315,13 +335,13 @@ bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_
   return false;
 }
 bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
-                                int64_t head_dim, int64_t visible) {
-  (void)out, (void)scores, (void)v, (void)ldkv, (void)head_dim, (void)visible;
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
+  (void)out, (void)scores, (void)v, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible;
   return false;
 }
 bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t head_dim, int64_t visible) {
-  (void)out, (void)scores, (void)v, (void)ldkv, (void)head_dim, (void)visible;
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
+  (void)out, (void)scores, (void)v, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible;
   return false;
 }
 #endif

@@ -213,8 +213,9 @@ struct ForwardPass {
   /// h reads kv head h / group. A block of several query rows is split by head (one task per
   /// block and head: the rows share each key they load). A one-row block (a decode step) has
   /// its scores split by keys instead, one task per chunk of its keys over all heads, so that
-  /// each task reads whole cache rows in order; a second job then takes each of its heads'
-  /// softmax and values. Both ways give a row the same bits.
+  /// each task reads whole key rows in order; a second job then takes the softmax and the
+  /// values of each row, all its heads in one task (whole value rows in order). Both ways give
+  /// a row the same bits.
   private func attention(layer: Int) {
     let hyper = model.hyper
     let s = scratch
@@ -306,30 +307,26 @@ struct ForwardPass {
     }
 
     if decodeRows.isEmpty { return }
-    pool.parallelFor(decodeRows.count * headCount) { range, _ in
-      for index in range {
-        let row = decodeRows[index / headCount]
-        let head = index % headCount
-        let (segmentIndex, blockStart) = blocks[row.block]
-        let segment = segments[segmentIndex]
-        let context = segment.context
-        let keys = Self.visibleKeys(position: segment.start + blockStart, window: window)
-        let valueOffset = context.cacheOffset(layer: layer, position: keys.lowerBound) + head / group * hd
-        let out = s.attention + (segment.rows.lowerBound + blockStart) * qDim + head * hd
-        let scores = decodeScores + row.scores + head * keys.count
-        let done: Bool
-        switch context.cacheElement {
-        case .f32:
-          done = dq_attention_decode_values(
-            out, scores, context.valueCache.assumingMemoryBound(to: Float.self) + valueOffset, Int64(kvDim), Int64(hd),
-            Int64(keys.count))
-        case .f16:
-          done = dq_attention_decode_values_f16(
-            out, scores, context.valueCache.assumingMemoryBound(to: UInt16.self) + valueOffset, Int64(kvDim), Int64(hd),
-            Int64(keys.count))
-        }
-        assert(done, "dq_attention_decode_available said yes")
+    pool.parallelForEach(decodeRows.count) { index, _ in
+      let row = decodeRows[index]
+      let (segmentIndex, blockStart) = blocks[row.block]
+      let segment = segments[segmentIndex]
+      let context = segment.context
+      let keys = Self.visibleKeys(position: segment.start + blockStart, window: window)
+      let valueOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
+      let out = s.attention + (segment.rows.lowerBound + blockStart) * qDim
+      let done: Bool
+      switch context.cacheElement {
+      case .f32:
+        done = dq_attention_decode_values(
+          out, decodeScores + row.scores, context.valueCache.assumingMemoryBound(to: Float.self) + valueOffset,
+          Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count))
+      case .f16:
+        done = dq_attention_decode_values_f16(
+          out, decodeScores + row.scores, context.valueCache.assumingMemoryBound(to: UInt16.self) + valueOffset,
+          Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count))
       }
+      assert(done, "dq_attention_decode_available said yes")
     }
   }
 

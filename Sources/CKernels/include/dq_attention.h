@@ -36,10 +36,10 @@ void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t 
 //    rows in order: the row's keys [0, visible) are cut into dq_attention_decode_chunks(visible)
 //    chunks, and chunk `chunk` writes, for every head h (reading kv head h / group), its scaled
 //    dot products with the chunk's keys to scores[h * visible + j].
-// 2. Per head: dq_attention_decode_values takes that head's `visible` scores (softmax in place)
-//    and writes its output (head_dim floats) from the values.
-// q points at head 0 of the row (head h at h * head_dim); k at kv head 0 of the first visible
-// key, v at the head's own kv head; rows ldkv elements apart. Each returns false, doing
+// 2. dq_attention_decode_values takes those scores (softmax in place, head by head) and writes
+//    the row's output, every head (heads * head_dim floats), reading whole value rows in order.
+// q and out point at head 0 of the row (head h at h * head_dim); k and v at kv head 0 of the
+// first visible key; rows ldkv elements apart. Each returns false, doing
 // nothing, where there is no kernel: dq_attention_decode_available(head_dim) (AVX-512 and
 // head_dim a multiple of 16) says so.
 int64_t dq_attention_decode_chunks(int64_t visible);
@@ -51,9 +51,9 @@ bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_
                                     int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
                                     int64_t chunk, float scale);
 bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
-                                int64_t head_dim, int64_t visible);
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible);
 bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t head_dim, int64_t visible);
+                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible);
 
 // dst[i] = fp16(src[i]), round to nearest even (F16C twin when present; same bits).
 void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n);
