@@ -129,12 +129,11 @@ enum { ATT_ROWS_512 = 8 };
 static inline __attribute__((always_inline)) ATT_512 void attention_values_avx512(
     float *out, int64_t ldo, const void *v, int64_t ldkv, int64_t head_dim, int64_t keys,
     const float *scores, int64_t ld_scores, int f16, const int R) {
-  const int64_t visible_last = keys;
   for (int64_t i0 = 0; i0 < head_dim; i0 += 32) {
     if (head_dim - i0 >= 32) {
       __m512 acc[R][2];
       for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < visible_last; j++) {
+      for (int64_t j = 0; j < keys; j++) {
         const __m512 v0 = load16(v, j * ldkv + i0, f16), v1 = load16(v, j * ldkv + i0 + 16, f16);
         for (int r = 0; r < R; r++) {
           const __m512 p = _mm512_set1_ps(scores[r * ld_scores + j]);
@@ -149,7 +148,7 @@ static inline __attribute__((always_inline)) ATT_512 void attention_values_avx51
     } else {
       __m512 acc[R];
       for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < visible_last; j++) {
+      for (int64_t j = 0; j < keys; j++) {
         const __m512 v0 = load16(v, j * ldkv + i0, f16);
         for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(scores[r * ld_scores + j]), v0, acc[r]);
       }
@@ -257,15 +256,6 @@ static inline __attribute__((always_inline)) ATT_512 void attention_decode_score
   }
 }
 
-ATT_512 static void attention_decode_scores(float *scores, const float *q, const void *k, int64_t ldkv,
-                                            int64_t heads, int64_t group, int64_t head_dim,
-                                            int64_t visible, int64_t chunk, float scale, int f16) {
-  const int64_t chunks = dq_attention_decode_chunks(visible);
-  const int64_t j0 = chunk * visible / chunks, j1 = (chunk + 1) * visible / chunks;
-  if (f16) attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 1);
-  else attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 0);
-}
-
 // Every head's softmax, then its values keys outer: each cached value row read once, whole, in
 // order, by one thread (two threads each reading half of every row ran slower than one reading
 // all of it). Per element the same fma chain over the keys as attention_values_avx512 (R = 1),
@@ -286,65 +276,42 @@ static inline __attribute__((always_inline)) ATT_512 void attention_decode_value
   }
 }
 
-ATT_512 static void attention_decode_values(float *out, float *scores, const void *v, int64_t ldkv,
-                                            int64_t heads, int64_t group, int64_t head_dim,
-                                            int64_t visible, int f16) {
+ATT_512 static void attention_decode_scores_512(float *scores, const float *q, const void *k,
+                                                int64_t ldkv, int64_t heads, int64_t group,
+                                                int64_t head_dim, int64_t visible, int64_t chunk,
+                                                float scale, bool f16) {
+  const int64_t chunks = dq_attention_decode_chunks(visible);
+  const int64_t j0 = chunk * visible / chunks, j1 = (chunk + 1) * visible / chunks;
+  if (f16) attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 1);
+  else attention_decode_scores_avx512(scores, q, k, ldkv, heads, group, head_dim, visible, j0, j1, scale, 0);
+}
+
+ATT_512 static void attention_decode_values_512(float *out, float *scores, const void *v, int64_t ldkv,
+                                                int64_t heads, int64_t group, int64_t head_dim,
+                                                int64_t visible, bool f16) {
   if (f16) attention_decode_values_avx512(out, scores, v, ldkv, heads, group, head_dim, visible, 1);
   else attention_decode_values_avx512(out, scores, v, ldkv, heads, group, head_dim, visible, 0);
 }
 #endif
 
+bool dq_attention_decode_scores(float *scores, const float *q, const void *k, bool f16, int64_t ldkv,
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
+                                int64_t chunk, float scale) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
 #if DQ_X86_SIMD
-bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
-                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
-                                int64_t chunk, float scale) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
-  attention_decode_scores(scores, q, k, ldkv, heads, group, head_dim, visible, chunk, scale, 0);
-  return true;
-}
-bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
-                                    int64_t chunk, float scale) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
-  attention_decode_scores(scores, q, k, ldkv, heads, group, head_dim, visible, chunk, scale, 1);
-  return true;
-}
-bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
-                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
-  attention_decode_values(out, scores, v, ldkv, heads, group, head_dim, visible, 0);
-  return true;
-}
-bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
-  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
-  attention_decode_values(out, scores, v, ldkv, heads, group, head_dim, visible, 1);
-  return true;
-}
-#else
-bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
-                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
-                                int64_t chunk, float scale) {
-  (void)scores, (void)q, (void)k, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible, (void)chunk, (void)scale;
-  return false;
-}
-bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
-                                    int64_t chunk, float scale) {
-  (void)scores, (void)q, (void)k, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible, (void)chunk, (void)scale;
-  return false;
-}
-bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
-                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
-  (void)out, (void)scores, (void)v, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible;
-  return false;
-}
-bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
-  (void)out, (void)scores, (void)v, (void)ldkv, (void)heads, (void)group, (void)head_dim, (void)visible;
-  return false;
-}
+  attention_decode_scores_512(scores, q, k, ldkv, heads, group, head_dim, visible, chunk, scale, f16);
 #endif
+  return true;
+}
+
+bool dq_attention_decode_values(float *out, float *scores, const void *v, bool f16, int64_t ldkv,
+                                int64_t heads, int64_t group, int64_t head_dim, int64_t visible) {
+  if (!dq_attention_decode_available(head_dim) || visible < 1 || group < 1) return false;
+#if DQ_X86_SIMD
+  attention_decode_values_512(out, scores, v, ldkv, heads, group, head_dim, visible, f16);
+#endif
+  return true;
+}
 
 #if DQ_X86_SIMD
 // Whole groups of 8; returns how many were converted (the caller finishes the tail).

@@ -231,23 +231,32 @@ struct ForwardPass {
     let blocks = attentionBlocks
     let splitsByKeys = dq_attention_decode_available(Int64(hd))
 
-    // Tasks of the first job: (block, head) of a block of several rows, (block, key chunk) of a
-    // one-row block. Each one-row block's scores: headCount rows of its visible keys.
-    var tasks: [(block: Int, item: Int, scores: Int?)] = []
-    var decodeRows: [(block: Int, scores: Int)] = []
+    // Tasks of the first job: (block, head) of a block of several rows, (decode row, key chunk)
+    // of a one-row block. Each decode row's scores: headCount rows of its visible keys.
+    var tasks: [(block: Int, item: Int, decodeRow: Int?)] = []
+    var decodeRows: [(block: Int, keys: Range<Int>, scores: Int)] = []
     var scoreCount = 0
     for (index, block) in blocks.enumerated() {
       let segment = segments[block.segment]
       if splitsByKeys && segment.rows.count - block.t0 == 1 {
-        let visible = Self.visibleKeys(position: segment.start + block.t0, window: window).count
-        for chunk in 0..<Int(dq_attention_decode_chunks(Int64(visible))) { tasks.append((index, chunk, scoreCount)) }
-        decodeRows.append((index, scoreCount))
-        scoreCount += headCount * visible
+        let keys = Self.visibleKeys(position: segment.start + block.t0, window: window)
+        for chunk in 0..<Int(dq_attention_decode_chunks(Int64(keys.count))) {
+          tasks.append((index, chunk, decodeRows.count))
+        }
+        decodeRows.append((index, keys, scoreCount))
+        scoreCount += headCount * keys.count
       } else {
         for head in 0..<headCount { tasks.append((index, head, nil)) }
       }
     }
     let decodeScores = s.decodeScores(count: scoreCount)
+    // The cache bytes of a decode row's first visible key, kv head 0.
+    func decodeCache(_ cache: KeyPath<LlamaContext, UnsafeMutableRawPointer>, _ row: Int) -> UnsafeRawPointer {
+      let (block, keys, _) = decodeRows[row]
+      let context = segments[blocks[block].segment].context
+      let offset = context.cacheOffset(layer: layer, position: keys.lowerBound)
+      return UnsafeRawPointer(context[keyPath: cache] + offset * context.cacheElement.byteCount)
+    }
 
     pool.parallelForEach(tasks.count) { index, thread in
       let task = tasks[index]
@@ -257,20 +266,11 @@ struct ForwardPass {
       let t0 = segment.rows.lowerBound + blockStart
       let firstPosition = segment.start + blockStart
       let rows = min(blockRows, segment.rows.count - blockStart)
-      if let scoresOffset = task.scores {
-        let keys = Self.visibleKeys(position: firstPosition, window: window)
-        let keyOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
-        let done: Bool
-        switch context.cacheElement {
-        case .f32:
-          done = dq_attention_decode_scores(
-            decodeScores + scoresOffset, s.q + t0 * qDim, context.keyCache.assumingMemoryBound(to: Float.self) + keyOffset,
-            Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
-        case .f16:
-          done = dq_attention_decode_scores_f16(
-            decodeScores + scoresOffset, s.q + t0 * qDim, context.keyCache.assumingMemoryBound(to: UInt16.self) + keyOffset,
-            Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count), Int64(task.item), scale)
-        }
+      if let row = task.decodeRow {
+        let done = dq_attention_decode_scores(
+          decodeScores + decodeRows[row].scores, s.q + t0 * qDim, decodeCache(\.keyCache, row),
+          context.cacheElement == .f16, Int64(kvDim), Int64(headCount), Int64(group), Int64(hd),
+          Int64(decodeRows[row].keys.count), Int64(task.item), scale)
         assert(done, "dq_attention_decode_available said yes")
         return
       }
@@ -309,23 +309,11 @@ struct ForwardPass {
     if decodeRows.isEmpty { return }
     pool.parallelForEach(decodeRows.count) { index, _ in
       let row = decodeRows[index]
-      let (segmentIndex, blockStart) = blocks[row.block]
-      let segment = segments[segmentIndex]
-      let context = segment.context
-      let keys = Self.visibleKeys(position: segment.start + blockStart, window: window)
-      let valueOffset = context.cacheOffset(layer: layer, position: keys.lowerBound)
-      let out = s.attention + (segment.rows.lowerBound + blockStart) * qDim
-      let done: Bool
-      switch context.cacheElement {
-      case .f32:
-        done = dq_attention_decode_values(
-          out, decodeScores + row.scores, context.valueCache.assumingMemoryBound(to: Float.self) + valueOffset,
-          Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count))
-      case .f16:
-        done = dq_attention_decode_values_f16(
-          out, decodeScores + row.scores, context.valueCache.assumingMemoryBound(to: UInt16.self) + valueOffset,
-          Int64(kvDim), Int64(headCount), Int64(group), Int64(hd), Int64(keys.count))
-      }
+      let segment = segments[blocks[row.block].segment]
+      let done = dq_attention_decode_values(
+        s.attention + (segment.rows.lowerBound + blocks[row.block].t0) * qDim, decodeScores + row.scores,
+        decodeCache(\.valueCache, index), segment.context.cacheElement == .f16, Int64(kvDim), Int64(headCount),
+        Int64(group), Int64(hd), Int64(row.keys.count))
       assert(done, "dq_attention_decode_available said yes")
     }
   }

@@ -142,20 +142,20 @@ struct DecodeAttentionTests {
       for chunk in (0..<chunks).reversed() {
         let done =
           half
-          ? dq_attention_decode_scores_f16(&scores, q, k16, Int64(ldkv), Int64(heads), Int64(group), Int64(headDim),
-                                           Int64(visible), Int64(chunk), scale)
-          : dq_attention_decode_scores(&scores, q, k, Int64(ldkv), Int64(heads), Int64(group), Int64(headDim),
-                                       Int64(visible), Int64(chunk), scale)
+          ? dq_attention_decode_scores(&scores, q, k16, true, Int64(ldkv), Int64(heads), Int64(group),
+                                       Int64(headDim), Int64(visible), Int64(chunk), scale)
+          : dq_attention_decode_scores(&scores, q, k, false, Int64(ldkv), Int64(heads), Int64(group),
+                                       Int64(headDim), Int64(visible), Int64(chunk), scale)
         #expect(done)
       }
       #expect(!scores.contains { $0.isNaN }, "the chunks cover every key of every head")
       var decoded = [Float](repeating: .nan, count: heads * headDim)
       let done =
         half
-        ? dq_attention_decode_values_f16(&decoded, &scores, v16, Int64(ldkv), Int64(heads), Int64(group),
-                                         Int64(headDim), Int64(visible))
-        : dq_attention_decode_values(&decoded, &scores, v, Int64(ldkv), Int64(heads), Int64(group), Int64(headDim),
-                                     Int64(visible))
+        ? dq_attention_decode_values(&decoded, &scores, v16, true, Int64(ldkv), Int64(heads), Int64(group),
+                                     Int64(headDim), Int64(visible))
+        : dq_attention_decode_values(&decoded, &scores, v, false, Int64(ldkv), Int64(heads), Int64(group),
+                                     Int64(headDim), Int64(visible))
       #expect(done)
       for head in 0..<heads {
         let kvOffset = head / group * headDim

@@ -268,7 +268,8 @@ struct DecodeRowBitsTests {
     let model = try LlamaModel(path: defaultModelPath)
     var random = SplitMix(seed: 11)
     let tokens = (0..<300).map { _ in Int32(random.next() % 49152) }
-    // 40 and 300 keys: two and ten key chunks; 37 + 3 puts the last row in a 3-row block.
+    // 40 and 300 keys: two and ten key chunks. 37 then three single rows: rows 37-39 alone
+    // against rows 32-39 in one 8-row block of the whole prompt.
     for (length, head) in [(40, 39), (40, 37), (300, 299)] {
       let whole = LlamaContext(model: model, contextLength: 320, threads: 2, maxBatch: 320, cacheElement: cache)
       try whole.evaluate(Array(tokens[0..<length]))

@@ -39,21 +39,16 @@ void dq_attention_head_f16_ref(float *out, int64_t ldo, const float *q, int64_t 
 // 2. dq_attention_decode_values takes those scores (softmax in place, head by head) and writes
 //    the row's output, every head (heads * head_dim floats), reading whole value rows in order.
 // q and out point at head 0 of the row (head h at h * head_dim); k and v at kv head 0 of the
-// first visible key; rows ldkv elements apart. Each returns false, doing
-// nothing, where there is no kernel: dq_attention_decode_available(head_dim) (AVX-512 and
-// head_dim a multiple of 16) says so.
+// first visible key, fp16 elements (IEEE half) when f16, else fp32; rows ldkv elements apart.
+// Each returns false, doing nothing, where there is no kernel: dq_attention_decode_available
+// (AVX-512 and head_dim a multiple of 16) says so.
 int64_t dq_attention_decode_chunks(int64_t visible);
 bool dq_attention_decode_available(int64_t head_dim);
-bool dq_attention_decode_scores(float *scores, const float *q, const float *k, int64_t ldkv,
+bool dq_attention_decode_scores(float *scores, const float *q, const void *k, bool f16, int64_t ldkv,
                                 int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
                                 int64_t chunk, float scale);
-bool dq_attention_decode_scores_f16(float *scores, const float *q, const uint16_t *k, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible,
-                                    int64_t chunk, float scale);
-bool dq_attention_decode_values(float *out, float *scores, const float *v, int64_t ldkv,
+bool dq_attention_decode_values(float *out, float *scores, const void *v, bool f16, int64_t ldkv,
                                 int64_t heads, int64_t group, int64_t head_dim, int64_t visible);
-bool dq_attention_decode_values_f16(float *out, float *scores, const uint16_t *v, int64_t ldkv,
-                                    int64_t heads, int64_t group, int64_t head_dim, int64_t visible);
 
 // dst[i] = fp16(src[i]), round to nearest even (F16C twin when present; same bits).
 void dq_fp32_to_fp16_row(uint16_t *dst, const float *src, int64_t n);
