@@ -628,7 +628,7 @@ TARGET static void quant_q8_1(const float *x, void *dst, int64_t n) {
 }
 
 // q8_K: iscale = -127/max with max the first element of largest magnitude (signed), q = min(127,
-// round-half-even(iscale*x)), d = 1/iscale, bsums per 16. The scalar scan for max keeps the
+// round-half-even(iscale*x)), d = 1/iscale, bsums per 16. The scan for max keeps the
 // reference's choice between +a and -a.
 TARGET static void quant_q8_K(const float *x, void *dst, int64_t n) {
   block_q8_K *b = dst;
@@ -644,10 +644,15 @@ TARGET static void quant_q8_K(const float *x, void *dst, int64_t n) {
       memset(&b[i], 0, sizeof b[i]);
       continue;
     }
+    // the first element of that magnitude, 8 at a time (a scalar scan took about a third of
+    // the function on activations whose largest element sits anywhere in the block)
     float max = amax;
-    for (int j = 0; j < QK_K; j++) {
-      if (x[j] == amax || x[j] == -amax) {
-        max = x[j];
+    const __m256 target = _mm256_set1_ps(amax);
+    for (int k = 0; k < QK_K; k += 8) {
+      const __m256 v = _mm256_loadu_ps(x + k);
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), target, _CMP_EQ_OQ));
+      if (hit) {
+        max = x[k + __builtin_ctz((unsigned)hit)];
         break;
       }
     }
