@@ -51,7 +51,7 @@ extension BenchCommand {
 
     var result = BatchedBench()
     let one: LoRAHook? = hooks.first
-    for _ in 0..<max(1, repetitions) {
+    for _ in 0..<repetitions {
       result.single = min(result.single, try run(1, hooks: [one]))
       result.sameAdapter = min(result.sameAdapter, try run(sequences, hooks: Array(repeating: one, count: sequences)))
       if !hooks.isEmpty {

@@ -35,6 +35,16 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Also time decoding constrained to this JSON Schema (fresh matcher per finished document) against the same decode unconstrained, interleaved.")
   var jsonSchema: String?
 
+  func validate() throws {
+    guard threads >= 1 else { throw ValidationError("--threads must be 1 or more") }
+    guard promptIds != nil || promptTokens >= 1 else { throw ValidationError("--prompt-tokens must be 1 or more") }
+    guard genTokens >= 1 else { throw ValidationError("--gen-tokens must be 1 or more") }
+    guard depth >= 0 else { throw ValidationError("--depth must be 0 or more") }
+    guard repetitions >= 1 else { throw ValidationError("--repetitions must be 1 or more") }
+    guard sequences >= 1 else { throw ValidationError("--sequences must be 1 or more") }
+    guard loraRank >= 0 else { throw ValidationError("--lora-rank must be 0 or more") }
+  }
+
   func run() throws {
     // Measure what the daemon runs: OpenBLAS's sgemm (float weights' prefill, merges) with the
     // kernels its core type selects.
@@ -43,14 +53,13 @@ struct BenchCommand: ParsableCommand {
     let model = try LlamaModel(file: file)
     let prompt = try promptIds.map(BenchCommand.readTokenIds)
       ?? BenchCommand.syntheticPrompt(count: promptTokens, vocabulary: model.vocabularySize, seed: seed)
-    guard depth >= 0 else { throw ValidationError("--depth must be 0 or more") }
     let depthTokens = BenchCommand.syntheticPrompt(count: depth, vocabulary: model.vocabularySize, seed: seed &+ 1)
     let capacity = max(prompt.count, depth) + genTokens + 1
     let context = LlamaContext(
       model: model, contextLength: capacity, threads: threads, maxBatch: prompt.count, cacheElement: kvCacheType)
 
     var best = (prefill: Double.infinity, ttft: Double.infinity, decode: Double.infinity)
-    for _ in 0..<max(1, repetitions) {
+    for _ in 0..<repetitions {
       context.reset()
       let start = now()
       try context.evaluate(prompt)
@@ -141,7 +150,7 @@ struct BenchCommand: ParsableCommand {
       model: model, contextLength: prompt.count + genTokens + 1, threads: threads, maxBatch: prompt.count,
       cacheElement: kvCacheType)
     var result = ConstrainedBench()
-    for _ in 0..<max(1, repetitions) {
+    for _ in 0..<repetitions {
       context.reset()
       try context.evaluate(prompt)
       var greedy = Sampler(.greedy)
@@ -187,9 +196,17 @@ struct BenchCommand: ParsableCommand {
     return result
   }
 
+  /// The ids of a --prompt-ids file; a word that is not a non-negative integer is an error
+  /// (skipping it would time another prompt than the one the file holds).
   static func readTokenIds(_ path: String) throws -> [Int32] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
-    let ids = text.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
+    let words = text.split(whereSeparator: \.isWhitespace)
+    let ids = try words.enumerated().map { index, word in
+      guard let id = Int32(word), id >= 0 else {
+        throw CommandFailure("\(path): word \(index + 1) (\"\(word.prefix(40))\") is not a token id")
+      }
+      return id
+    }
     guard !ids.isEmpty else { throw CommandFailure("\(path) holds no token ids") }
     return ids
   }
