@@ -234,7 +234,8 @@ struct ForwardPass {
     // Tasks of the first job: (block, head) of a block of several rows, (decode row, key chunk)
     // of a one-row block. Each decode row's scores: headCount rows of its visible keys.
     var tasks: [(block: Int, item: Int, decodeRow: Int?)] = []
-    var decodeRows: [(block: Int, keys: Range<Int>, scores: Int)] = []
+    // slabRow: the row's place in q and attention; scores: its offset in decodeScores.
+    var decodeRows: [(context: LlamaContext, slabRow: Int, keys: Range<Int>, scores: Int)] = []
     var scoreCount = 0
     for (index, block) in blocks.enumerated() {
       let segment = segments[block.segment]
@@ -243,7 +244,7 @@ struct ForwardPass {
         for chunk in 0..<Int(dq_attention_decode_chunks(Int64(keys.count))) {
           tasks.append((index, chunk, decodeRows.count))
         }
-        decodeRows.append((index, keys, scoreCount))
+        decodeRows.append((segment.context, segment.rows.lowerBound + block.t0, keys, scoreCount))
         scoreCount += headCount * keys.count
       } else {
         for head in 0..<headCount { tasks.append((index, head, nil)) }
@@ -252,28 +253,28 @@ struct ForwardPass {
     let decodeScores = s.decodeScores(count: scoreCount)
     // The cache bytes of a decode row's first visible key, kv head 0.
     func decodeCache(_ cache: KeyPath<LlamaContext, UnsafeMutableRawPointer>, _ row: Int) -> UnsafeRawPointer {
-      let (block, keys, _) = decodeRows[row]
-      let context = segments[blocks[block].segment].context
-      let offset = context.cacheOffset(layer: layer, position: keys.lowerBound)
+      let context = decodeRows[row].context
+      let offset = context.cacheOffset(layer: layer, position: decodeRows[row].keys.lowerBound)
       return UnsafeRawPointer(context[keyPath: cache] + offset * context.cacheElement.byteCount)
     }
 
     pool.parallelForEach(tasks.count) { index, thread in
       let task = tasks[index]
+      if let row = task.decodeRow {
+        let decode = decodeRows[row]
+        let done = dq_attention_decode_scores(
+          decodeScores + decode.scores, s.q + decode.slabRow * qDim, decodeCache(\.keyCache, row),
+          decode.context.cacheElement == .f16, Int64(kvDim), Int64(headCount), Int64(group), Int64(hd),
+          Int64(decode.keys.count), Int64(task.item), scale)
+        assert(done, "dq_attention_decode_available said yes")
+        return
+      }
       let (segmentIndex, blockStart) = blocks[task.block]
       let segment = segments[segmentIndex]
       let context = segment.context
       let t0 = segment.rows.lowerBound + blockStart
       let firstPosition = segment.start + blockStart
       let rows = min(blockRows, segment.rows.count - blockStart)
-      if let row = task.decodeRow {
-        let done = dq_attention_decode_scores(
-          decodeScores + decodeRows[row].scores, s.q + t0 * qDim, decodeCache(\.keyCache, row),
-          context.cacheElement == .f16, Int64(kvDim), Int64(headCount), Int64(group), Int64(hd),
-          Int64(decodeRows[row].keys.count), Int64(task.item), scale)
-        assert(done, "dq_attention_decode_available said yes")
-        return
-      }
       let head = task.item
       let kvHead = head / group
       let scores = s.scores + thread * s.scoresPerThread
@@ -308,12 +309,11 @@ struct ForwardPass {
 
     if decodeRows.isEmpty { return }
     pool.parallelForEach(decodeRows.count) { index, _ in
-      let row = decodeRows[index]
-      let segment = segments[blocks[row.block].segment]
+      let decode = decodeRows[index]
       let done = dq_attention_decode_values(
-        s.attention + (segment.rows.lowerBound + blocks[row.block].t0) * qDim, decodeScores + row.scores,
-        decodeCache(\.valueCache, index), segment.context.cacheElement == .f16, Int64(kvDim), Int64(headCount),
-        Int64(group), Int64(hd), Int64(row.keys.count))
+        s.attention + decode.slabRow * qDim, decodeScores + decode.scores, decodeCache(\.valueCache, index),
+        decode.context.cacheElement == .f16, Int64(kvDim), Int64(headCount), Int64(group), Int64(hd),
+        Int64(decode.keys.count))
       assert(done, "dq_attention_decode_available said yes")
     }
   }

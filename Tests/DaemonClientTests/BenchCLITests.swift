@@ -9,16 +9,18 @@ struct BenchCLITests {
     try await droplora(["bench", "--model", defaultModel, "--threads", "2", "--repetitions", "1"] + options)
   }
 
-  private func writeIds(_ text: String) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("bench-ids-\(UUID().uuidString).txt").path
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
+  /// `text` as a --prompt-ids file in a new directory (removed by the caller).
+  private func writeIds(_ text: String) throws -> (directory: String, file: String) {
+    let directory = try temporaryDirectory("bench-ids")
+    let file = directory + "/ids.txt"
+    try text.write(toFile: file, atomically: true, encoding: .utf8)
+    return (directory, file)
   }
 
   @Test func jsonReportsWhatWasMeasured() async throws {
     let ids = try writeIds("1 17 2034\n 49151\t5 ")
-    defer { try? FileManager.default.removeItem(atPath: ids) }
-    let r = try await bench(["--prompt-ids", ids, "--gen-tokens", "3", "--depth", "20", "--kv-cache-type", "f16", "--json"])
+    defer { try? FileManager.default.removeItem(atPath: ids.directory) }
+    let r = try await bench(["--prompt-ids", ids.file, "--gen-tokens", "3", "--depth", "20", "--kv-cache-type", "f16", "--json"])
     #expect(r.status == 0, "\(r.stderr)")
     let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
     #expect(object["engine"] as? String == "droplorad")
@@ -41,8 +43,8 @@ struct BenchCLITests {
   @Test(arguments: [("1 2 three 4", ["word 3", "three"]), ("1 2 49152", ["49152", "vocabulary"])])
   func aPromptIdsFileWithABadWordIsRefused(text: String, mentions: [String]) async throws {
     let ids = try writeIds(text)
-    defer { try? FileManager.default.removeItem(atPath: ids) }
-    let r = try await bench(["--prompt-ids", ids, "--gen-tokens", "2"])
+    defer { try? FileManager.default.removeItem(atPath: ids.directory) }
+    let r = try await bench(["--prompt-ids", ids.file, "--gen-tokens", "2"])
     #expect(r.status != 0)
     #expect(mentions.allSatisfy { r.stderr.contains($0) }, "\(r.stderr)")
   }
